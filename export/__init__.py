@@ -1,0 +1,1 @@
+"""mof.export: TensorFlow checkpoint -> ONNX bundle. Needs the [export] extra; TF is imported lazily."""

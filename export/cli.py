@@ -1,0 +1,116 @@
+"""mof-export: turn a Xiaothink T6 checkpoint into a validated ONNX bundle."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional, Sequence
+
+from mof.runtime.errors import MofError
+
+from .families import REFERENCE_WINDOW, T6_TYPES
+
+PROG = "mof-export"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Export a Xiaothink T6 (MoF) TensorFlow checkpoint to an ONNX bundle: "
+                    "manifest.json, vocab.json, full.onnx and window.onnx. The network is rebuilt "
+                    "with xiaothink's own code, converted with tf2onnx, and checked against "
+                    "TensorFlow before anything is written.",
+        epilog="Sizes the checkpoint's shapes fix (vocabulary, widths, layer counts, position "
+               "table) are read from it; --model-type supplies heads and the transformer window "
+               "and cross-checks the rest. Example: mof-export ckpt_dir/ --model-type t6_beta_dense")
+    p.add_argument("checkpoint", metavar="CKPT",
+                   help="checkpoint prefix (DIR/ckpt-10), its .index file, or a folder with a "
+                        "'checkpoint' file (its latest checkpoint is used)")
+    p.add_argument("-o", "--output", metavar="DIR", type=Path,
+                   help="bundle directory to create (default: ./NAME.mof)")
+    p.add_argument("--vocab", metavar="FILE", type=Path,
+                   help="vocabulary (Python list literal or JSON list; default: the single "
+                        "vocab*.txt next to the checkpoint)")
+    p.add_argument("--model-type", metavar="NAME", choices=sorted(T6_TYPES),
+                   help=f"T6 family member: {', '.join(T6_TYPES)}")
+    p.add_argument("--heads", metavar="H", type=_positive_int,
+                   help="attention heads (overrides the model type; required without it)")
+    p.add_argument("--trans-window", metavar="Wt", type=_positive_int,
+                   help="positions the transformer expert sees (overrides the model type; "
+                        "required without it)")
+    p.add_argument("--window", metavar="W", type=_positive_int,
+                   help=f"characters re-read per generated character in exact decoding "
+                        f"(default {REFERENCE_WINDOW}, the reference's)")
+    p.add_argument("--atol", metavar="X", type=_positive_float, default=1e-4,
+                   help="max |Δlogit| allowed between TensorFlow and onnxruntime (default 1e-4)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing bundle at the output path")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    p.add_argument("--debug", action="store_true",
+                   help="show tracebacks and TensorFlow/tf2onnx logs")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ._tf import import_tf
+    from .pipeline import STAGES, ExportOptions, export_checkpoint
+    from .progress import Progress
+
+    progress = Progress(STAGES, quiet=args.quiet)
+    opts = ExportOptions(checkpoint=Path(args.checkpoint), output=args.output, vocab=args.vocab,
+                         model_type=args.model_type, num_heads=args.heads,
+                         trans_window=args.trans_window, window=args.window, force=args.force,
+                         atol=args.atol)
+    try:
+        import_tf(verbose=args.debug)
+        out = export_checkpoint(opts, progress)
+    except MofError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except OSError as e:
+        if args.debug:
+            traceback.print_exc()
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"{PROG}: error: {e.strerror or e}{where}; nothing was written", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug, not a user mistake: still one line unless --debug
+        if args.debug:
+            raise
+        print(f"{PROG}: internal error: {type(e).__name__}: {e}; rerun with --debug for the "
+              "traceback", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(str(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

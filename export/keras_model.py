@@ -1,0 +1,103 @@
+"""Rebuild a T6 network with xiaothink's own code (tf_keras) and restore a checkpoint into it."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Optional
+
+from mof.runtime.config import ModelConfig
+from mof.runtime.contract import INPUT_IDS
+from mof.runtime.errors import MofError
+
+from ._tf import import_tf, import_xiaothink_build_model
+from .families import T6_TYPES
+
+# Any T6-family name selects the same MoEModel_t6 branch of xiaothink's build_model;
+# the sizes come from the dict we pass, not from xiaothink's table.
+_DEFAULT_BRANCH = "t6_beta_dense"
+
+
+def xiaothink_cfg(config: ModelConfig) -> dict:
+    """The ``rnn_units`` dict xiaothink's build_model expects for a T6 model."""
+    return {
+        "rnn_units": config.rnn_units, "n_layer": config.rnn_layers, "embed_q": 0.4,
+        "router_units": config.router_units, "trans_layers": config.trans_layers,
+        "dff_factor": config.dff_factor, "num_heads": config.num_heads,
+        "trans_window": config.trans_window, "all_maxlen": config.max_positions,
+    }
+
+
+def build_keras_model(config: ModelConfig, model_type: Optional[str] = None):
+    """The T6 network as xiaothink builds it: Input -> TokenAndPositionEmbedding_41_01 -> MoEModel_t6."""
+    bm = import_xiaothink_build_model()
+    mt = model_type if model_type in T6_TYPES else _DEFAULT_BRANCH
+    with contextlib.redirect_stdout(io.StringIO()):
+        return bm.build_model(config.vocab_size, config.embed_dim, xiaothink_cfg(config),
+                              batch_size=1, mt=mt, window=config.window)
+
+
+def count_checkpoint_weights(variables: dict) -> int:
+    """Model variables in a checkpoint (optimizer slots and bookkeeping excluded)."""
+    return sum(1 for n in variables if n.startswith("layer_with_weights-") and "OPTIMIZER_SLOT" not in n)
+
+
+def restore(model, prefix: Path, variables: dict) -> None:
+    """Restore every model variable from ``prefix``; unmatched or extra variables are errors."""
+    tf = import_tf()
+    try:
+        status = model.load_weights(str(prefix))
+        status.expect_partial()
+        status.assert_existing_objects_matched()
+    except AssertionError as e:
+        first = str(e).splitlines()[0][:300]
+        raise MofError(f"checkpoint {prefix.name} does not fit the rebuilt T6 network: {first}") from None
+    except (tf.errors.OpError, ValueError) as e:
+        msg = (getattr(e, "message", None) or str(e)).splitlines()[0][:300]
+        raise MofError(f"cannot restore checkpoint {prefix}: {msg}") from None
+    n_ckpt, n_model = count_checkpoint_weights(variables), len(model.weights)
+    if n_ckpt != n_model:
+        raise MofError(f"checkpoint {prefix.name} holds {n_ckpt} model variables, the rebuilt T6 "
+                       f"network has {n_model}: not the same architecture")
+
+
+def find_layers(model):
+    """(embedding block, MoEModel_t6) of a functional T6 model."""
+    emb = moe = None
+    for layer in model.layers:
+        name = type(layer).__name__
+        if name == "TokenAndPositionEmbedding_41_01":
+            emb = layer
+        elif name == "MoEModel_t6":
+            moe = layer
+    if emb is None or moe is None:
+        raise MofError("the rebuilt model is not a T6 network (embedding block or MoEModel_t6 missing)")
+    return emb, moe
+
+
+def window_function(model):
+    """ids [B, T] -> logits [B, V] at the last position, computing the head for that position only.
+
+    The same layers (same weights) as the trained model; the mix reproduces
+    MoEModel_t6.call, including the end-padding of the cropped transformer output.
+    """
+    tf = import_tf()
+    emb, moe = find_layers(model)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name=INPUT_IDS)])
+    def window_logits(ids):
+        x = emb(tf.cast(ids, tf.float32))                            # [B, T, E] (Input layer is float32)
+        T = tf.shape(x)[1]
+        w = moe.router(x)                                            # [B, 2]
+        mixed = None
+        for i in range(moe.num_experts):
+            o = moe.expert_norms[i](moe.experts[i](x))               # [B, T_i, U]
+            pad = tf.maximum(T - tf.shape(o)[1], 0)
+            o = tf.pad(o, [[0, 0], [0, pad], [0, 0]])[:, -1:, :]     # [B, 1, U]
+            term = o * w[:, None, i:i + 1]
+            mixed = term if mixed is None else mixed + term
+        # The layers were built for rank-3 input: keep the length-1 sequence axis.
+        return moe.next_token_predictor(moe.combined_norm(mixed))[:, 0, :]   # [B, V]
+
+    return window_logits

@@ -1,0 +1,137 @@
+"""mof-export's work: checkpoint + vocabulary -> validated bundle directory."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from mof.runtime.bundle import BundleWriter, check_writable_target
+from mof.runtime.config import ModelConfig
+from mof.runtime.contract import GRAPH_FILES, GRAPH_FULL, GRAPH_WINDOW, VOCAB_FILE
+from mof.runtime.errors import MofError
+from mof.runtime.manifest import make_manifest
+from mof.runtime.vocab import Vocabulary
+
+from .checkpoint import EMBEDDING, list_variables, locate_checkpoint, read_shape_facts, resolve_config
+from .progress import Progress
+from .vocabulary import find_vocab_file, load_vocabulary
+
+STAGES = 6
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    checkpoint: Path                  # prefix, folder with a 'checkpoint' file, or .index/.data file
+    output: Optional[Path] = None     # bundle directory; default ./<name>.mof
+    vocab: Optional[Path] = None      # default: the single vocab*.txt next to the checkpoint
+    model_type: Optional[str] = None  # a T6-family name; None = sizes from shapes + flags
+    num_heads: Optional[int] = None
+    trans_window: Optional[int] = None
+    window: Optional[int] = None
+    force: bool = False
+    atol: float = 1e-4
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Located:
+    prefix: Path
+    variables: dict
+    config: ModelConfig
+    vocab: Vocabulary
+    vocab_path: Path
+    output: Path
+
+
+def default_output(checkpoint: Path, prefix: Path) -> Path:
+    name = checkpoint.resolve().name if checkpoint.is_dir() else prefix.name
+    return Path.cwd() / f"{name}.mof"
+
+
+def locate(opts: ExportOptions, progress: Progress) -> Located:
+    prefix = locate_checkpoint(opts.checkpoint)
+    output = Path(opts.output) if opts.output else default_output(Path(opts.checkpoint), prefix)
+    check_writable_target(output.absolute(), opts.force)
+    variables = list_variables(prefix)
+    facts = read_shape_facts(variables)
+    config = resolve_config(facts, opts.model_type, num_heads=opts.num_heads,
+                            trans_window=opts.trans_window, window=opts.window)
+    vocab_path = Path(opts.vocab) if opts.vocab else find_vocab_file(prefix.parent)
+    vocab, warnings = load_vocabulary(vocab_path)
+    for w in warnings:
+        progress.log(f"      warning: {w}")
+    if vocab.size != config.vocab_size:
+        raise MofError(f"vocabulary {vocab_path.name} has {vocab.size} entries but the checkpoint's "
+                       f"{EMBEDDING} has {config.vocab_size} rows")
+    progress.log(f"      checkpoint {prefix} ({len(variables)} variables)")
+    progress.log(f"      vocabulary {vocab_path} ({vocab.size} entries)")
+    progress.log("      model " + (opts.model_type or "custom T6") + ": " + ", ".join(
+        f"{k}={v}" for k, v in config.to_dict().items()))
+    return Located(prefix, variables, config, vocab, vocab_path, output)
+
+
+def producer_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("mof", "tensorflow", "tf_keras", "tf2onnx", "onnx", "onnxruntime", "xiaothink", "numpy"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "unknown"
+    return out
+
+
+def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) -> Path:
+    """Run every stage; returns the bundle directory. Raises MofError on bad input."""
+    from .convert import to_onnx
+    from .keras_model import build_keras_model, restore, window_function
+    from .validate import run_parity
+
+    progress = progress or Progress(STAGES)
+    with progress.stage("locate", "checkpoint, vocabulary and model sizes"):
+        loc = locate(opts, progress)
+    cfg = loc.config
+    with progress.stage("build", "T6 network with xiaothink's code (tf_keras)"):
+        model = build_keras_model(cfg, opts.model_type)
+    with progress.stage("restore", f"weights from {loc.prefix.name}"):
+        restore(model, loc.prefix, loc.variables)
+    with progress.stage("convert", f"full and window graphs with tf2onnx (opset 17)"):
+        graphs = {
+            GRAPH_FULL: to_onnx(model, ["batch", "seq", cfg.vocab_size], is_keras=True),
+            GRAPH_WINDOW: to_onnx(window_function(model), ["batch", cfg.vocab_size], is_keras=False),
+        }
+        blobs = {name: g.SerializeToString() for name, g in graphs.items()}
+        del graphs
+        for name, blob in blobs.items():
+            progress.log(f"      {GRAPH_FILES[name]}: {len(blob) / 1e6:.1f} MB")
+    with progress.stage("validate", f"TensorFlow vs onnxruntime, atol {opts.atol:g}"):
+        import onnxruntime as ort
+        sessions = {name: ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+                    for name, blob in blobs.items()}
+        report = run_parity(lambda ids: model(ids, training=False).numpy(), sessions, cfg,
+                            opts.atol, progress.log, seed=opts.seed)
+        del sessions
+        if not report["passed"]:
+            failed = sum(1 for c in report["cases"] if not c["ok"])
+            raise MofError(f"parity check failed: {failed} of {len(report['cases'])} cases exceed "
+                           f"atol {opts.atol:g} (max |Δlogit| {report['max_abs_diff']:.3g}); "
+                           "no bundle written")
+        progress.log(f"      all {len(report['cases'])} cases within atol {opts.atol:g} "
+                     f"(max |Δlogit| {report['max_abs_diff']:.2e})")
+    with progress.stage("write", f"bundle {loc.output}"):
+        manifest = make_manifest(
+            cfg, model_type=opts.model_type,
+            vocab={"size": loc.vocab.size, "unknown_token": loc.vocab.tokens[loc.vocab.unknown_id],
+                   "unknown_id": loc.vocab.unknown_id,
+                   "unknown_token_in_vocab": loc.vocab.has_unknown_token,
+                   "duplicates": len(loc.vocab.duplicates())},
+            validation=report, producer=producer_versions(),
+            source={"checkpoint": loc.prefix.name, "vocab": loc.vocab_path.name})
+        with BundleWriter(loc.output, force=opts.force) as w:
+            for name, blob in blobs.items():
+                w.path(GRAPH_FILES[name]).write_bytes(blob)
+            w.path(VOCAB_FILE).write_text(loc.vocab.to_json(), encoding="utf-8")
+            out = w.commit(manifest)
+    return out

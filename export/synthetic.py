@@ -1,0 +1,57 @@
+"""Make T6 checkpoints with random (but not default-initialised) weights.
+
+Used by the tests and the benchmarks: every variable, including BatchNorm
+statistics, LayerNorm gains and biases, is perturbed so that any mistake in
+how a weight is read or mapped shows up as a numeric mismatch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from mof.runtime.config import ModelConfig
+from mof.runtime.contract import UNKNOWN_TOKEN
+
+from .keras_model import build_keras_model
+
+
+def randomize_weights(model, seed: int = 0, scale: float = 0.1) -> None:
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        value = v.numpy()
+        name = v.name
+        if "moving_variance" in name:
+            new = rng.uniform(0.5, 1.5, value.shape)
+        elif "alpha" in name.split("/")[-1]:
+            new = rng.uniform(0.1, 0.9, value.shape)
+        elif "gamma" in name:
+            new = 1.0 + rng.normal(0, scale, value.shape)
+        else:
+            new = value + rng.normal(0, scale, value.shape)
+        v.assign(new.astype(value.dtype))
+
+
+def make_checkpoint(folder: str | Path, config: ModelConfig, *, seed: int = 0,
+                    vocab: Optional[Sequence[str]] = None, prefix: str = "ckpt",
+                    model_type: Optional[str] = None) -> Path:
+    """Build, randomise and save a T6 model; write ``vocab.txt`` (xiaothink's format). Returns the prefix."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = build_keras_model(config, model_type)
+    randomize_weights(model, seed)
+    path = folder / prefix
+    model.save_weights(str(path))
+    if vocab is None:
+        vocab = demo_vocab(config.vocab_size)
+    (folder / "vocab.txt").write_text(repr(list(vocab)), encoding="utf-8")
+    return path
+
+
+def demo_vocab(size: int) -> list[str]:
+    """``size`` distinct characters: '▩', ASCII, then CJK ideographs."""
+    chars = [UNKNOWN_TOKEN, "\n"] + [chr(c) for c in range(32, 127)]
+    chars += [chr(c) for c in range(0x4E00, 0x4E00 + max(0, size - len(chars)))]
+    return chars[:size]

@@ -1,0 +1,184 @@
+"""Reading and writing bundle directories (the format is owned here).
+
+A bundle is a directory holding ``manifest.json``, ``vocab.json`` and ONNX
+graphs. Writing is atomic: everything is built in a hidden temporary directory
+beside the target and renamed into place at the end, so a failure or Ctrl-C
+leaves either the old bundle or nothing, never a half-written one. Reading
+verifies the format version and the sha256 of every file before anything is
+loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .contract import FORMAT, FORMAT_VERSION, MANIFEST_FILE
+from .errors import BundleError, MofError
+
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def _is_plain_name(name: str) -> bool:
+    """A bundle may only reference files directly inside itself."""
+    return (bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
+            and "\0" not in name and not os.path.isabs(name) and ":" not in name)
+
+
+def is_bundle_dir(path: Path) -> bool:
+    try:
+        m = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
+        return isinstance(m, dict) and m.get("format") == FORMAT
+    except (OSError, ValueError):
+        return False
+
+
+def check_writable_target(target: Path, force: bool) -> None:
+    """Fail early (before minutes of work) if ``target`` cannot become a bundle."""
+    if target.exists() or target.is_symlink():
+        if not force:
+            raise MofError(f"{target} already exists (use --force to replace it)")
+        if target.is_symlink() or not target.is_dir():
+            raise MofError(f"{target} exists and is not a directory; refusing to replace it")
+        if any(target.iterdir()) and not is_bundle_dir(target):
+            raise MofError(
+                f"{target} exists and is not a mof bundle; refusing to replace it even with --force")
+    parent = target.parent
+    if not parent.is_dir():
+        raise MofError(f"output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise MofError(f"output folder {parent} is not writable")
+
+
+class BundleWriter:
+    """Build a bundle in a temporary directory; ``commit`` moves it into place.
+
+        with BundleWriter(target, force) as w:
+            save_graph(w.path("full.onnx"))
+            w.commit(manifest)          # adds manifest["files"], writes manifest.json, renames
+    """
+
+    def __init__(self, target: str | Path, force: bool = False):
+        self.target = Path(target).absolute()
+        self.force = force
+        self.tmp: Path | None = None
+        self.committed = False
+
+    def __enter__(self) -> "BundleWriter":
+        check_writable_target(self.target, self.force)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
+        return self
+
+    def path(self, name: str) -> Path:
+        assert self.tmp is not None and _is_plain_name(name), name
+        return self.tmp / name
+
+    def commit(self, manifest: dict[str, Any]) -> Path:
+        assert self.tmp is not None
+        files = {}
+        for p in sorted(self.tmp.iterdir()):
+            if p.name != MANIFEST_FILE:
+                files[p.name] = file_record(p)
+        manifest = dict(manifest)
+        manifest["files"] = files
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o777 & ~umask)   # mkdtemp makes it 0700
+        with open(self.tmp / MANIFEST_FILE, "w", encoding="utf-8") as f:
+            json.dump(manifest, f, ensure_ascii=False, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        # Re-check at the last moment: something may have appeared meanwhile.
+        check_writable_target(self.target, self.force)
+        old = None
+        if self.target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.old-", dir=self.target.parent))
+            os.rmdir(old)
+            os.rename(self.target, old)
+        try:
+            os.rename(self.tmp, self.target)
+        except OSError:
+            if old is not None:
+                os.rename(old, self.target)
+            raise
+        self.tmp = None
+        self.committed = True
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.target
+
+    def __exit__(self, *exc) -> None:
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+
+
+def read_manifest(bundle_dir: str | Path) -> dict[str, Any]:
+    """Parse and check manifest.json (format and version) without verifying hashes."""
+    bundle_dir = Path(bundle_dir)
+    path = bundle_dir / MANIFEST_FILE
+    if not bundle_dir.is_dir():
+        raise BundleError(f"{bundle_dir} is not a directory")
+    try:
+        size = path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{path} is {size} bytes (limit {MAX_MANIFEST_BYTES})")
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{bundle_dir} is not a mof bundle (no {MANIFEST_FILE})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BundleError(f"cannot read {path}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise BundleError(f"{path} is not valid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{path} is not a {FORMAT} manifest")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"{path} has format_version {version!r}; this mof reads version {FORMAT_VERSION}")
+    return manifest
+
+
+def verify_bundle(bundle_dir: str | Path) -> dict[str, Any]:
+    """Read the manifest and check every listed file's size and sha256. Returns the manifest."""
+    bundle_dir = Path(bundle_dir)
+    manifest = read_manifest(bundle_dir)
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise BundleError(f"{bundle_dir}: manifest lists no files")
+    for name, rec in files.items():
+        if not _is_plain_name(name):
+            raise BundleError(f"{bundle_dir}: manifest names an unsafe file path {name!r}")
+        if not isinstance(rec, dict) or not isinstance(rec.get("sha256"), str):
+            raise BundleError(f"{bundle_dir}: manifest entry for {name} has no sha256")
+        p = bundle_dir / name
+        if p.is_symlink() or not p.is_file():
+            raise BundleError(f"{bundle_dir}: {name} is missing")
+        size = p.stat().st_size
+        if size != rec.get("bytes"):
+            raise BundleError(f"{bundle_dir}: {name} is {size} bytes, manifest says {rec.get('bytes')}")
+        if sha256_file(p) != rec["sha256"]:
+            raise BundleError(f"{bundle_dir}: {name} does not match its sha256 in the manifest")
+    for gname, graph in (manifest.get("graphs") or {}).items():
+        for key, fname in graph.items():
+            if isinstance(fname, str) and fname.endswith(".onnx") and fname not in files:
+                raise BundleError(f"{bundle_dir}: graph {gname}.{key} file {fname} is not in the manifest's files")
+    return manifest
