@@ -53,9 +53,10 @@ def restore(model, prefix: Path, variables: dict) -> None:
     except AssertionError as e:
         first = str(e).splitlines()[0][:300]
         raise MofError(f"checkpoint {prefix.name} does not fit the rebuilt T6 network: {first}") from None
-    except (tf.errors.OpError, ValueError) as e:
-        msg = (getattr(e, "message", None) or str(e)).splitlines()[0][:300]
-        raise MofError(f"cannot restore checkpoint {prefix}: {msg}") from None
+    except (tf.errors.OpError, ValueError, IndexError, OSError) as e:
+        # A truncated .data file surfaces as IndexError ("Read less bytes than requested").
+        msg = (getattr(e, "message", None) or str(e) or type(e).__name__).splitlines()[0][:300]
+        raise MofError(f"cannot restore checkpoint {prefix} (truncated or corrupt?): {msg}") from None
     n_ckpt, n_model = count_checkpoint_weights(variables), len(model.weights)
     if n_ckpt != n_model:
         raise MofError(f"checkpoint {prefix.name} holds {n_ckpt} model variables, the rebuilt T6 "

@@ -50,6 +50,15 @@ def make_checkpoint(folder: str | Path, config: ModelConfig, *, seed: int = 0,
     return path
 
 
+def tiny_config(**overrides) -> ModelConfig:
+    """A T6 small enough to build, export and check in seconds (n=2, L=2, Wt=6, W=12)."""
+    base = dict(vocab_size=60, embed_dim=16, rnn_units=24, router_units=8, rnn_layers=2,
+                trans_layers=2, num_heads=4, ffn_dim=32, max_positions=64, trans_window=6,
+                window=12)
+    base.update(overrides)
+    return ModelConfig(**base)
+
+
 def demo_vocab(size: int) -> list[str]:
     """``size`` distinct characters: '▩', ASCII, then CJK ideographs."""
     chars = [UNKNOWN_TOKEN, "\n"] + [chr(c) for c in range(32, 127)]

@@ -25,7 +25,7 @@ def parse_vocab_text(text: str, source: str = "vocabulary") -> list[str]:
     if stripped[0] == "[":
         try:
             return check_token_list(json.loads(stripped), source)
-        except ValueError:
+        except (ValueError, RecursionError):
             pass  # not JSON: try the Python literal form (single quotes, trailing commas)
     try:
         tree = ast.parse(stripped, mode="eval")

@@ -1,0 +1,111 @@
+"""Bundles are written atomically and verified before use."""
+
+import json
+import os
+
+import pytest
+
+from mof.runtime.bundle import BundleWriter, read_manifest, verify_bundle
+from mof.runtime.contract import FORMAT, FORMAT_VERSION, MANIFEST_FILE
+from mof.runtime.errors import BundleError, MofError
+
+
+def _manifest(**extra):
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "graphs": {}, **extra}
+
+
+def _write(target, content=b"abc", force=False, **extra):
+    with BundleWriter(target, force=force) as w:
+        w.path("a.onnx").write_bytes(content)
+        return w.commit(_manifest(**extra))
+
+
+def _litter(folder):
+    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_commit_writes_hashes_and_verifies(tmp_path):
+    out = _write(tmp_path / "b")
+    m = verify_bundle(out)
+    assert m["files"]["a.onnx"]["bytes"] == 3
+    assert len(m["files"]["a.onnx"]["sha256"]) == 64
+    assert MANIFEST_FILE not in m["files"]
+    assert _litter(tmp_path) == []
+
+
+def test_failure_mid_write_leaves_nothing(tmp_path):
+    target = tmp_path / "b"
+    with pytest.raises(RuntimeError):
+        with BundleWriter(target) as w:
+            w.path("a.onnx").write_bytes(b"x" * 1000)
+            raise RuntimeError("disk died")
+    assert not target.exists()
+    assert _litter(tmp_path) == []
+
+
+def test_existing_target_needs_force_and_failed_replace_keeps_old(tmp_path):
+    target = _write(tmp_path / "b", b"old")
+    with pytest.raises(MofError, match="--force"):
+        _write(target, b"new")
+    with pytest.raises(RuntimeError):
+        with BundleWriter(target, force=True) as w:
+            w.path("a.onnx").write_bytes(b"new")
+            raise RuntimeError("interrupted")
+    assert (target / "a.onnx").read_bytes() == b"old"
+    _write(target, b"new", force=True)
+    assert (target / "a.onnx").read_bytes() == b"new"
+    verify_bundle(target)
+    assert _litter(tmp_path) == []
+
+
+def test_force_never_replaces_a_folder_that_is_not_a_bundle(tmp_path):
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    with pytest.raises(MofError, match="not a mof bundle"):
+        _write(precious, force=True)
+    assert (precious / "thesis.txt").read_text() == "years of work"
+
+
+def test_bundle_dir_is_not_private(tmp_path):
+    out = _write(tmp_path / "b")
+    assert os.stat(out).st_mode & 0o055   # readable by others per umask, unlike mkdtemp's 0700
+
+
+@pytest.mark.parametrize("tamper, message", [
+    (lambda d: (d / "a.onnx").write_bytes(b"abd"), "sha256"),
+    (lambda d: (d / "a.onnx").write_bytes(b"abcd"), "bytes"),
+    (lambda d: (d / "a.onnx").unlink(), "missing"),
+])
+def test_verify_detects_tampering(tmp_path, tamper, message):
+    out = _write(tmp_path / "b")
+    tamper(out)
+    with pytest.raises(BundleError, match=message):
+        verify_bundle(out)
+
+
+@pytest.mark.parametrize("name", ["../a.onnx", "/etc/passwd", "sub/a.onnx", "..", "C:a"])
+def test_verify_refuses_paths_outside_the_bundle(tmp_path, name):
+    out = _write(tmp_path / "b")
+    m = json.loads((out / MANIFEST_FILE).read_text())
+    m["files"][name] = m["files"]["a.onnx"]
+    (out / MANIFEST_FILE).write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="unsafe"):
+        verify_bundle(out)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not valid JSON"),
+    (json.dumps({"format": "other"}), "not a mof-bundle"),
+    (json.dumps({"format": FORMAT, "format_version": 99}), "format_version 99"),
+    (json.dumps([1, 2]), "not a mof-bundle"),
+])
+def test_manifest_format_checks(tmp_path, content, message):
+    (tmp_path / MANIFEST_FILE).write_text(content)
+    with pytest.raises(BundleError, match=message):
+        read_manifest(tmp_path)
+
+
+def test_not_a_bundle(tmp_path):
+    with pytest.raises(BundleError, match="no manifest.json"):
+        read_manifest(tmp_path)
