@@ -13,9 +13,11 @@ VOCAB_FILE = "vocab.json"      # a JSON list of strings: id -> token
 # Graph names (manifest["graphs"][NAME]) and their files.
 GRAPH_FULL = "full"            # input_ids [batch, seq] -> logits [batch, seq, V]
 GRAPH_WINDOW = "window"        # input_ids [batch, seq] -> logits [batch, V] (last position)
+GRAPH_STEP = "step"            # input_ids [batch, chunk] + position + state -> logits [batch, V] + state
 GRAPH_FILES = {
     GRAPH_FULL: "full.onnx",
     GRAPH_WINDOW: "window.onnx",
+    GRAPH_STEP: "step.onnx",
 }
 
 # Precision keys inside manifest["graphs"][NAME].
@@ -24,6 +26,11 @@ FP32 = "fp32"
 # Graph input/output names.
 INPUT_IDS = "input_ids"        # int32 [batch, seq]
 LOGITS = "logits"              # float32
+POSITION = "position"          # int64 [batch]: position of the chunk's first token (step graph)
+
+# Recurrent state of the step graph: input STATE_IN + field, output STATE_OUT + field.
+STATE_IN = "state."
+STATE_OUT = "state_out."
 
 # The reference maps characters missing from the vocabulary to this token's id.
 UNKNOWN_TOKEN = "\u25a9"       # '▩'

@@ -1,0 +1,180 @@
+"""The stream decoder's step graph, written directly in ONNX from the checkpoint's weights.
+
+    logits, state_out = step(input_ids [B, C], position [B], state)
+
+It is the causal form of what xiaothink's code computes (DESIGN §3): the three GRU
+stacks carry their hidden states; each transformer layer carries the running sums
+z = Σ phi(k), u = Σ v (the code's attention is (q·z)/(q·z+1e-6) · u, see
+README) and c = Σ o of its LN1 outputs (the thought vector uses their running
+mean). A chunk of C >= 1 tokens is processed in parallel where the math allows
+(GRU ops over the chunk, running sums via CumSum); logits are for its last token.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from mof.runtime.config import ModelConfig
+from mof.runtime.contract import INPUT_IDS, LOGITS, ONNX_OPSET, POSITION
+from mof.runtime.state import state_io
+
+from .onnx_builder import GraphBuilder
+
+EPS_KERAS = 1e-3      # Keras LayerNormalization / BatchNormalization default
+EPS_T6 = 1e-6         # the RNN expert's and the transformer blocks' LayerNorms
+ATTN_EPS = 1e-6       # denominator q·z + 1e-6
+
+L1 = "layer_with_weights-1"
+
+
+def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
+    """``get(name)`` returns a checkpoint variable (name without the ATTRIBUTES suffix)."""
+    from onnx import TensorProto, helper
+
+    c = config
+    g = GraphBuilder("step")
+    f32 = lambda name: np.asarray(get(name), np.float32)
+
+    ids = INPUT_IDS
+    B_C = g.op("Shape", [ids])                                              # [2] = (B, C)
+
+    # 1. embedding block: e = Emb[ids]; GRU over the chunk; x = BN(relu(g Wd + bd)) + e
+    e = g.op("Gather", [g.const(f32("layer_with_weights-0/token_emb/embeddings"), "emb"), ids],
+             "embed", axis=0)                                               # [B, C, E]
+    e_t = g.op("Transpose", [e], perm=[1, 0, 2])                            # [C, B, E]
+    y, emb_h = g.keras_gru(e_t, g.op("Unsqueeze", [state_in("emb_h"), g.const([0], dtype=np.int64)]),
+                           *gru_weights(get, "layer_with_weights-0/lstm1"), "emb_gru")
+    gseq = g.op("Transpose", [g.op("Squeeze", [y, g.const([1], dtype=np.int64)])], perm=[1, 0, 2])
+    d = g.op("Relu", [g.dense(gseq, f32("layer_with_weights-0/dense/kernel"),
+                              f32("layer_with_weights-0/dense/bias"), "emb_dense")])
+    scale, shift = batchnorm_affine(get, "layer_with_weights-0/bn")
+    x = g.op("Add", [g.op("Add", [g.op("Mul", [d, g.const(scale)]), g.const(shift)]), e], "x")  # [B, C, E]
+    x_t = g.op("Transpose", [x], perm=[1, 0, 2])                            # [C, B, E]
+
+    # 2. router: final GRU state -> softmax(LN(r) Wr + br)   (one weight pair per sequence)
+    _, router_h = g.keras_gru(x_t, g.op("Unsqueeze", [state_in("router_h"), g.const([0], dtype=np.int64)]),
+                              *gru_weights(get, f"{L1}/router_gru"), "router_gru")
+    r = g.op("Squeeze", [router_h, g.const([0], dtype=np.int64)])           # [B, R]
+    r = g.layer_norm(r, f32(f"{L1}/router_gru_norm/gamma"), f32(f"{L1}/router_gru_norm/beta"),
+                     EPS_KERAS, "router_ln")
+    w = g.op("Softmax", [g.dense(r, f32(f"{L1}/router_dense/kernel"), f32(f"{L1}/router_dense/bias"),
+                                 "router_dense")], axis=-1)                 # [B, 2]
+
+    # 3. RNN expert: h = LNl(GRU_i(h)) for each of n GRUs (one LayerNorm shared)
+    lnl = (f32(f"{L1}/experts/0/lnl/gamma"), f32(f"{L1}/experts/0/lnl/beta"))
+    h, rnn_hs = x_t, []
+    for i in range(c.rnn_layers):
+        h0 = g.op("Gather", [state_in("rnn_h"), g.const([i], dtype=np.int64)], axis=0)   # [1, B, U]
+        yi, hi = g.keras_gru(h, h0, *gru_weights(get, f"{L1}/experts/0/context_encoders/{i}"), f"rnn_gru{i}")
+        h = g.layer_norm(g.op("Squeeze", [yi, g.const([1], dtype=np.int64)]), *lnl, EPS_T6, f"lnl{i}")
+        rnn_hs.append(hi)
+    h_last = g.op("Gather", [h, g.const(-1, dtype=np.int64)], axis=0)       # [B, U]
+
+    # 4. transformer expert, causal: y = x + Pos[p + t]; running sums per layer
+    C = g.op("Gather", [B_C, g.const(1, dtype=np.int64)], axis=0)
+    t = g.op("Range", [g.const(0, dtype=np.int64), C, g.const(1, dtype=np.int64)])   # [C]
+    pos = g.op("Add", [g.op("Unsqueeze", [POSITION, g.const([1], dtype=np.int64)]), t])  # [B, C]
+    T = f"{L1}/experts/1"
+    yv = g.op("Add", [x, g.op("Gather", [g.const(f32(f"{T}/position_embedding/position_embedding/embeddings"),
+                                                 "pos_table"), pos], axis=0)])      # [B, C, E]
+    zs, us, cs = [], [], []
+    if c.trans_layers:
+        count = g.op("Unsqueeze", [g.op("Cast", [g.op("Add", [pos, g.const(1, dtype=np.int64)])],
+                                         to=TensorProto.FLOAT), g.const([2], dtype=np.int64)])  # [B, C, 1] = p+t+1
+        heads = g.const([0, 0, c.num_heads, c.head_dim], dtype=np.int64)
+        merge = g.const([0, 0, c.embed_dim], dtype=np.int64)
+        axis1 = g.const(1, dtype=np.int64)
+    for l in range(c.trans_layers):
+        P = f"{T}/transformer_blocks/{l}"
+        dense = lambda v, n: g.dense(v, f32(f"{P}/{n}/kernel"), f32(f"{P}/{n}/bias"), f"l{l}/{n.split('/')[-1]}")
+        phi = lambda v: g.op("Add", [g.op("Elu", [v], alpha=1.0), g.const(1.0)])
+        q = phi(g.op("Reshape", [dense(yv, "lmha/query_dense"), heads]))   # [B, C, H, dh]
+        k = phi(g.op("Reshape", [dense(yv, "lmha/key_dense"), heads]))
+        v = g.op("Reshape", [dense(yv, "lmha/value_dense"), heads])
+        idx = g.const([l], dtype=np.int64)
+        z = g.op("Add", [g.op("CumSum", [k, axis1]), g.op("Transpose", [g.op("Gather", [state_in("attn_z"), idx], axis=0)], perm=[1, 0, 2, 3])])
+        u = g.op("Add", [g.op("CumSum", [v, axis1]), g.op("Transpose", [g.op("Gather", [state_in("attn_u"), idx], axis=0)], perm=[1, 0, 2, 3])])
+        qz = g.op("ReduceSum", [g.op("Mul", [q, z]), g.const([-1], dtype=np.int64)], keepdims=1)  # [B, C, H, 1]
+        a = g.op("Mul", [g.op("Div", [qz, g.op("Add", [qz, g.const(ATTN_EPS)])]), u])           # [B, C, H, dh]
+        a = dense(dense(g.op("Reshape", [a, merge]), "lmha/combine_heads"), "attn_dense")
+        o = g.layer_norm(g.op("Add", [yv, a]), f32(f"{P}/layernorm1/gamma"), f32(f"{P}/layernorm1/beta"),
+                         EPS_T6, f"l{l}/ln1")                               # [B, C, E]
+        csum = g.op("Add", [g.op("CumSum", [o, axis1]), g.op("Transpose", [g.op("Gather", [state_in("thought_c"), idx], axis=0)], perm=[1, 0, 2])])
+        thought = dense(g.gelu(dense(g.op("Div", [csum, count]), "thought_processor/layer_with_weights-0")),
+                        "thought_processor/layer_with_weights-1")
+        o = g.op("Add", [o, g.op("Mul", [thought, g.const(f32(f"{P}/alpha"))])])
+        ffn = dense(g.gelu(dense(o, "ffn/layer_with_weights-0")), "ffn/layer_with_weights-1")
+        yv = g.layer_norm(g.op("Add", [o, ffn]), f32(f"{P}/layernorm2/gamma"), f32(f"{P}/layernorm2/beta"),
+                          EPS_T6, f"l{l}/ln2")
+        last = g.const(-1, dtype=np.int64)
+        zs.append(g.op("Gather", [z, last], axis=1))                        # [B, H, dh]
+        us.append(g.op("Gather", [u, last], axis=1))
+        cs.append(g.op("Gather", [csum, last], axis=1))                     # [B, E]
+    y_last = g.op("Gather", [yv, g.const(-1, dtype=np.int64)], axis=1)      # [B, E]
+    out1 = g.dense(y_last, f32(f"{T}/dense/kernel"), f32(f"{T}/dense/bias"), "trans_out")   # [B, U]
+
+    # 5. mix and head (last position only)
+    n0 = g.layer_norm(h_last, f32(f"{L1}/expert_norms/0/gamma"), f32(f"{L1}/expert_norms/0/beta"), EPS_KERAS, "norm0")
+    n1 = g.layer_norm(out1, f32(f"{L1}/expert_norms/1/gamma"), f32(f"{L1}/expert_norms/1/beta"), EPS_KERAS, "norm1")
+    w0 = g.op("Slice", [w, g.const([0], dtype=np.int64), g.const([1], dtype=np.int64), g.const([1], dtype=np.int64)])
+    w1 = g.op("Slice", [w, g.const([1], dtype=np.int64), g.const([2], dtype=np.int64), g.const([1], dtype=np.int64)])
+    m = g.op("Add", [g.op("Mul", [n0, w0]), g.op("Mul", [n1, w1])])
+    m = g.layer_norm(m, f32(f"{L1}/combined_norm/gamma"), f32(f"{L1}/combined_norm/beta"), EPS_KERAS, "combined_norm")
+    logits = g.dense(m, f32(f"{L1}/next_token_predictor/kernel"), f32(f"{L1}/next_token_predictor/bias"), "head")
+
+    g.output_as(logits, LOGITS)
+    new_state = {
+        "emb_h": g.op("Squeeze", [emb_h, g.const([0], dtype=np.int64)]),
+        "router_h": r_state(g, router_h),
+        "rnn_h": g.op("Concat", rnn_hs, axis=0),
+    }
+    if c.trans_layers:
+        stack = lambda xs: g.op("Concat", [g.op("Unsqueeze", [x_, g.const([0], dtype=np.int64)]) for x_ in xs], axis=0)
+        new_state.update(attn_z=stack(zs), attn_u=stack(us), thought_c=stack(cs))
+
+    inputs = [helper.make_tensor_value_info(INPUT_IDS, TensorProto.INT32, ["batch", "chunk"]),
+              helper.make_tensor_value_info(POSITION, TensorProto.INT64, ["batch"])]
+    outputs = [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, ["batch", c.vocab_size])]
+    for name_in, name_out, shape in state_io(c):
+        field = name_in.split(".", 1)[1]
+        inputs.append(helper.make_tensor_value_info(name_in, TensorProto.FLOAT, shape))
+        outputs.append(helper.make_tensor_value_info(name_out, TensorProto.FLOAT, shape))
+        g.output_as(new_state[field], name_out)
+    model = helper.make_model(g.graph("mof_t6_step", inputs, outputs),
+                              opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
+                              producer_name="mof-export (step graph)")
+    model.ir_version = 8
+    return model
+
+
+def state_in(field: str) -> str:
+    from mof.runtime.contract import STATE_IN
+    return STATE_IN + field
+
+
+def r_state(g: GraphBuilder, router_h: str) -> str:
+    return g.op("Squeeze", [router_h, g.const([0], dtype=np.int64)])
+
+
+def gru_weights(get, prefix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    f = lambda n: np.asarray(get(f"{prefix}/cell/{n}"), np.float32)
+    return f("kernel"), f("recurrent_kernel"), f("bias")
+
+
+def batchnorm_affine(get, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """Inference BatchNorm as y = x * scale + shift (moving statistics, eps 1e-3)."""
+    mean = np.asarray(get(f"{prefix}/moving_mean"), np.float64)
+    var = np.asarray(get(f"{prefix}/moving_variance"), np.float64)
+    gamma = np.asarray(get(f"{prefix}/gamma"), np.float64)
+    beta = np.asarray(get(f"{prefix}/beta"), np.float64)
+    scale = gamma / np.sqrt(var + EPS_KERAS)
+    return scale.astype(np.float32), (beta - mean * scale).astype(np.float32)
+
+
+def checkpoint_getter(prefix) -> Callable[[str], np.ndarray]:
+    from ._tf import import_tf
+    tf = import_tf()
+    reader = tf.train.load_checkpoint(str(prefix))
+    return lambda name: reader.get_tensor(name + "/.ATTRIBUTES/VARIABLE_VALUE")

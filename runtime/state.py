@@ -1,0 +1,103 @@
+"""The stream decoder's recurrent state: what the step graph carries from one call to the next.
+
+Per sequence, after tokens 0..p-1 (DESIGN §3): the hidden states of the three
+GRU stacks, and per transformer layer the running sums of phi(k), of v and of
+the block's pre-thought outputs. A few thousand floats — no KV cache.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, fields, replace
+from typing import Iterator
+
+import numpy as np
+
+from .config import ModelConfig
+from .contract import STATE_IN, STATE_OUT
+from .errors import MofError
+
+# field -> (shape with "batch", as a function of the config)  — the order is the graph's input order
+def state_shapes(config: ModelConfig) -> dict[str, list]:
+    """Symbolic shapes of every state tensor the step graph takes (L = 0 drops the attention sums)."""
+    c = config
+    shapes = {
+        "emb_h": ["batch", c.embed_dim],                                  # embedding-block GRU
+        "router_h": ["batch", c.router_units],                            # router GRU
+        "rnn_h": [c.rnn_layers, "batch", c.rnn_units],                    # RNN-expert GRUs
+    }
+    if c.trans_layers:
+        shapes["attn_z"] = [c.trans_layers, "batch", c.num_heads, c.head_dim]   # sum phi(k)
+        shapes["attn_u"] = [c.trans_layers, "batch", c.num_heads, c.head_dim]   # sum v
+        shapes["thought_c"] = [c.trans_layers, "batch", c.embed_dim]           # sum of LN1 outputs
+    return shapes
+
+
+def state_io(config: ModelConfig) -> list[tuple[str, str, list]]:
+    """(input name, output name, shape) for each state tensor."""
+    return [(STATE_IN + f, STATE_OUT + f, s) for f, s in state_shapes(config).items()]
+
+
+@dataclass(frozen=True)
+class State:
+    emb_h: np.ndarray        # [B, E]
+    router_h: np.ndarray     # [B, R]
+    rnn_h: np.ndarray        # [n, B, U]
+    attn_z: np.ndarray       # [L, B, H, dh]
+    attn_u: np.ndarray       # [L, B, H, dh]
+    thought_c: np.ndarray    # [L, B, E]
+    position: np.ndarray     # [B] int64: tokens consumed so far
+
+    @classmethod
+    def zeros(cls, config: ModelConfig, batch: int = 1) -> "State":
+        c = config
+        f32 = np.float32
+        return cls(
+            emb_h=np.zeros((batch, c.embed_dim), f32),
+            router_h=np.zeros((batch, c.router_units), f32),
+            rnn_h=np.zeros((c.rnn_layers, batch, c.rnn_units), f32),
+            attn_z=np.zeros((c.trans_layers, batch, c.num_heads, c.head_dim), f32),
+            attn_u=np.zeros((c.trans_layers, batch, c.num_heads, c.head_dim), f32),
+            thought_c=np.zeros((c.trans_layers, batch, c.embed_dim), f32),
+            position=np.zeros((batch,), np.int64),
+        )
+
+    @property
+    def batch(self) -> int:
+        return int(self.position.shape[0])
+
+    def check(self, config: ModelConfig) -> None:
+        """Shapes and dtypes must match the model; the message says actual vs expected."""
+        want = State.zeros(config, self.batch)
+        for f in fields(self):
+            a, e = getattr(self, f.name), getattr(want, f.name)
+            if not isinstance(a, np.ndarray) or a.shape != e.shape or a.dtype != e.dtype:
+                got = (a.shape, a.dtype) if isinstance(a, np.ndarray) else type(a).__name__
+                raise MofError(f"state.{f.name} is {got}, expected ({e.shape}, {e.dtype})")
+
+    def feeds(self, config: ModelConfig) -> dict[str, np.ndarray]:
+        """The step graph's state inputs."""
+        return {STATE_IN + f: getattr(self, f) for f in state_shapes(config)}
+
+    def tensors(self) -> Iterator[tuple[str, np.ndarray]]:
+        for f in fields(self):
+            yield f.name, getattr(self, f.name)
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez(buf, **dict(self.tensors()))
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, config: ModelConfig) -> "State":
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                arrays = {f.name: z[f.name] for f in fields(cls)}
+        except (KeyError, ValueError, OSError) as e:
+            raise MofError(f"not a saved mof state: {e}") from None
+        state = cls(**arrays)
+        state.check(config)
+        return state
+
+    def with_updates(self, **changes) -> "State":
+        return replace(self, **changes)
