@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {REFERENCE_WINDOW}, the reference's)")
     p.add_argument("--atol", metavar="X", type=_positive_float, default=1e-4,
                    help="max |Δlogit| allowed between TensorFlow and onnxruntime (default 1e-4)")
+    p.add_argument("--calibration-text", metavar="FILE", type=Path,
+                   help="UTF-8 text to measure stream against exact decoding on (default: a "
+                        "built-in sample of classical Chinese poems and prose)")
+    p.add_argument("--eval-tokens", metavar="N", type=_positive_int, default=256,
+                   help="characters of that text to measure on (default 256)")
     p.add_argument("--force", action="store_true",
                    help="replace an existing bundle at the output path")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
@@ -83,7 +88,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     opts = ExportOptions(checkpoint=Path(args.checkpoint), output=args.output, vocab=args.vocab,
                          model_type=args.model_type, num_heads=args.heads,
                          trans_window=args.trans_window, window=args.window, force=args.force,
-                         atol=args.atol)
+                         atol=args.atol, calibration_text=args.calibration_text,
+                         eval_tokens=args.eval_tokens)
     try:
         import_tf(verbose=args.debug)
         out = export_checkpoint(opts, progress)

@@ -10,7 +10,7 @@ from typing import Optional
 
 from mof.runtime.bundle import BundleWriter, check_writable_target
 from mof.runtime.config import ModelConfig
-from mof.runtime.contract import GRAPH_FILES, GRAPH_FULL, GRAPH_WINDOW, VOCAB_FILE
+from mof.runtime.contract import GRAPH_FILES, GRAPH_FULL, GRAPH_STEP, GRAPH_WINDOW, VOCAB_FILE
 from mof.runtime.errors import MofError
 from mof.runtime.manifest import make_manifest
 from mof.runtime.vocab import Vocabulary
@@ -34,6 +34,8 @@ class ExportOptions:
     force: bool = False
     atol: float = 1e-4
     seed: int = 0
+    calibration_text: Optional[Path] = None   # stream-vs-exact measurement text; None = built-in
+    eval_tokens: int = 256                     # characters of it to measure on
 
 
 @dataclass(frozen=True)
@@ -85,50 +87,71 @@ def producer_versions() -> dict[str, str]:
 
 def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) -> Path:
     """Run every stage; returns the bundle directory. Raises MofError on bad input."""
+    import onnxruntime as ort
+
+    from mof.quant.accuracy import stream_vs_exact
+    from mof.quant.calibration import load_calibration_text
+    from mof.runtime.model import Model, session_options
+
+    from . import oracle
     from .convert import to_onnx
     from .keras_model import build_keras_model, restore, window_function
+    from .step_graph import build_step_graph, checkpoint_getter
     from .validate import run_parity
+    from .validate_step import check_step
 
     progress = progress or Progress(STAGES)
     with progress.stage("locate", "checkpoint, vocabulary and model sizes"):
         loc = locate(opts, progress)
+        calibration = load_calibration_text(opts.calibration_text)
     cfg = loc.config
     with progress.stage("build", "T6 network with xiaothink's code (tf_keras)"):
         model = build_keras_model(cfg, opts.model_type)
     with progress.stage("restore", f"weights from {loc.prefix.name}"):
         restore(model, loc.prefix, loc.variables)
-    with progress.stage("convert", f"full and window graphs with tf2onnx (opset 17)"):
+    with progress.stage("convert", "full and window graphs with tf2onnx (opset 17), step graph"):
         graphs = {
             GRAPH_FULL: to_onnx(model, ["batch", "seq", cfg.vocab_size], is_keras=True),
             GRAPH_WINDOW: to_onnx(window_function(model), ["batch", cfg.vocab_size], is_keras=False),
+            GRAPH_STEP: build_step_graph(cfg, checkpoint_getter(loc.prefix)),
         }
         blobs = {name: g.SerializeToString() for name, g in graphs.items()}
         del graphs
         for name, blob in blobs.items():
             progress.log(f"      {GRAPH_FILES[name]}: {len(blob) / 1e6:.1f} MB")
+    manifest = make_manifest(
+        cfg, model_type=opts.model_type,
+        vocab={"size": loc.vocab.size, "unknown_token": loc.vocab.tokens[loc.vocab.unknown_id],
+               "unknown_id": loc.vocab.unknown_id,
+               "unknown_token_in_vocab": loc.vocab.has_unknown_token,
+               "duplicates": len(loc.vocab.duplicates())},
+        validation={}, producer=producer_versions(),
+        source={"checkpoint": loc.prefix.name, "vocab": loc.vocab_path.name})
     with progress.stage("validate", f"TensorFlow vs onnxruntime, atol {opts.atol:g}"):
-        import onnxruntime as ort
-        sessions = {name: ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+        so = session_options(None)
+        sessions = {name: ort.InferenceSession(blob, sess_options=so, providers=["CPUExecutionProvider"])
                     for name, blob in blobs.items()}
-        report = run_parity(lambda ids: model(ids, training=False).numpy(), sessions, cfg,
-                            opts.atol, progress.log, seed=opts.seed)
-        del sessions
-        if not report["passed"]:
-            failed = sum(1 for c in report["cases"] if not c["ok"])
-            raise MofError(f"parity check failed: {failed} of {len(report['cases'])} cases exceed "
-                           f"atol {opts.atol:g} (max |Δlogit| {report['max_abs_diff']:.3g}); "
-                           "no bundle written")
-        progress.log(f"      all {len(report['cases'])} cases within atol {opts.atol:g} "
-                     f"(max |Δlogit| {report['max_abs_diff']:.2e})")
+        tf_full = lambda ids: model(ids, training=False).numpy()
+        report = run_parity(tf_full, sessions, cfg, opts.atol, progress.log, seed=opts.seed)
+        runtime_model = Model(loc.output, manifest, sessions, loc.vocab, "fp32")
+        weights = oracle.load_weights(loc.prefix, cfg)
+        report["step"] = check_step(runtime_model, lambda ids: oracle.stream_forward(weights, cfg, ids),
+                                    tf_full, opts.atol, progress.log, seed=opts.seed + 1)
+        failed = [c for c in report["cases"] + report["step"]["cases"] if not c["ok"]]
+        if failed:
+            worst = max(c["max_abs_diff"] for c in failed)
+            raise MofError(f"parity check failed: {len(failed)} cases exceed atol {opts.atol:g} "
+                           f"(max |Δlogit| {worst:.3g}); no bundle written")
+        report["passed"] = True
+        progress.log(f"      all {len(report['cases']) + len(report['step']['cases'])} cases within "
+                     f"atol {opts.atol:g}")
+        source = opts.calibration_text.name if opts.calibration_text else "built-in"
+        stream = stream_vs_exact(runtime_model, calibration, opts.eval_tokens, source, progress.log)
+        del sessions, runtime_model
     with progress.stage("write", f"bundle {loc.output}"):
-        manifest = make_manifest(
-            cfg, model_type=opts.model_type,
-            vocab={"size": loc.vocab.size, "unknown_token": loc.vocab.tokens[loc.vocab.unknown_id],
-                   "unknown_id": loc.vocab.unknown_id,
-                   "unknown_token_in_vocab": loc.vocab.has_unknown_token,
-                   "duplicates": len(loc.vocab.duplicates())},
-            validation=report, producer=producer_versions(),
-            source={"checkpoint": loc.prefix.name, "vocab": loc.vocab_path.name})
+        manifest["validation"] = report
+        manifest["stream"] = stream
+        manifest["recommended_mode"] = stream["recommended_mode"]
         with BundleWriter(loc.output, force=opts.force) as w:
             for name, blob in blobs.items():
                 w.path(GRAPH_FILES[name]).write_bytes(blob)

@@ -19,6 +19,8 @@ from .keras_model import build_keras_model
 
 
 def randomize_weights(model, seed: int = 0, scale: float = 0.1) -> None:
+    """Perturb every variable away from its initial value, keeping realistic magnitudes:
+    matrices by half their own spread, vectors (biases, norm offsets) by ``scale``."""
     rng = np.random.default_rng(seed)
     for v in model.weights:
         value = v.numpy()
@@ -29,6 +31,8 @@ def randomize_weights(model, seed: int = 0, scale: float = 0.1) -> None:
             new = rng.uniform(0.1, 0.9, value.shape)
         elif "gamma" in name:
             new = 1.0 + rng.normal(0, scale, value.shape)
+        elif value.ndim >= 2:
+            new = value + rng.normal(0, 0.5 * float(value.std()) + 1e-3, value.shape)
         else:
             new = value + rng.normal(0, scale, value.shape)
         v.assign(new.astype(value.dtype))

@@ -23,6 +23,7 @@ class Case:
     batch: int
     seq: int
     max_abs_diff: float   # max |logit_tf - logit_onnx| over every element compared
+    max_abs_logit: float  # the logits' scale, to read the difference against
     atol: float
     ok: bool
 
@@ -51,10 +52,10 @@ def run_parity(tf_full: Callable, ort_sessions: dict, config: ModelConfig, atol:
                 else:
                     diff = float(np.max(np.abs(got - want)))
                     ok = bool(np.isfinite(diff) and diff <= atol)
-                case = Case(graph, batch, seq, diff, atol, ok)
+                case = Case(graph, batch, seq, diff, float(np.max(np.abs(want))), atol, ok)
                 cases.append(case)
                 log(f"  {'✓' if ok else '✗'} {graph:<6} batch {batch}  seq {seq:>4}  "
-                    f"max|Δlogit| {diff:.2e}  (atol {atol:.0e})"
+                    f"max|Δlogit| {diff:.2e}  (atol {atol:.0e}, max|logit| {case.max_abs_logit:.1f})"
                     + ("" if got.shape == want.shape else f"  shape {got.shape} != {want.shape}"))
     return {
         "reference": "tensorflow (xiaothink's T6 model, tf_keras, inference mode)",

@@ -1,0 +1,69 @@
+"""Checks of the step graph at export time (DESIGN §3 oracles 2–4).
+
+- against the numpy oracle's stream definition (export/oracle.py), prompt
+  lengths across the transformer window, batch 2;
+- with no transformer layers, against TensorFlow itself (everything left is causal);
+- invariances: one prefill == token-by-token steps == uneven chunks (logits and state).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+
+from mof.runtime.model import Model
+
+from .validate import parity_lengths
+
+CHUNKS = (1, 2, 7)
+
+
+def _line(log, ok, what, diff, atol):
+    log(f"  {'✓' if ok else '✗'} {what:<48} max|Δlogit| {diff:.2e}  (atol {atol:.0e})")
+
+
+def check_step(model: Model, oracle_stream: Callable[[np.ndarray], np.ndarray],
+               tf_full: Optional[Callable[[np.ndarray], np.ndarray]], atol: float,
+               log: Callable[[str], None], seed: int = 1) -> dict:
+    cfg = model.config
+    rng = np.random.default_rng(seed)
+    lengths = parity_lengths(cfg)
+    ids = rng.integers(0, cfg.vocab_size, size=(2, max(lengths)), dtype=np.int32)
+    cases = []
+
+    def record(kind, seq, diff):
+        ok = bool(np.isfinite(diff) and diff <= atol)
+        cases.append({"check": kind, "batch": 2, "seq": seq, "max_abs_diff": float(diff), "ok": ok})
+        return ok
+
+    ref = oracle_stream(ids)                                      # [2, T, V] float64, causal
+    for T in lengths:
+        logits, _ = model.prefill(ids[:, :T])
+        diff = float(np.abs(logits - ref[:, T - 1]).max())
+        _line(log, record("oracle", T, diff), f"step   batch 2  seq {T:>4}  vs numpy stream", diff, atol)
+    if cfg.trans_layers == 0 and tf_full is not None:
+        for T in [t for t in lengths if t <= cfg.trans_window]:
+            logits, _ = model.prefill(ids[:, :T])
+            diff = float(np.abs(logits - tf_full(ids[:, :T])[:, -1]).max())
+            _line(log, record("tensorflow", T, diff), f"step   batch 2  seq {T:>4}  vs TensorFlow (L=0)",
+                  diff, atol)
+
+    n = min(ids.shape[1], 24)
+    whole, s_whole = model.prefill(ids[:, :n])
+    pieces = {"token by token": [1] * n, "chunks 1,2,7": []}
+    while sum(pieces["chunks 1,2,7"]) < n:
+        pieces["chunks 1,2,7"].append(min(CHUNKS[len(pieces["chunks 1,2,7"]) % 3],
+                                          n - sum(pieces["chunks 1,2,7"])))
+    for name, sizes in pieces.items():
+        state, at = model.initial_state(2), 0
+        for size in sizes:
+            logits, state = model.step(ids[:, at:at + size], state)
+            at += size
+        diff = max([float(np.abs(logits - whole).max())] +
+                   [float(np.abs(a - b).max()) for (_, a), (_, b) in zip(state.tensors(), s_whole.tensors())
+                    if a.size])
+        _line(log, record(name, n, diff), f"step   batch 2  seq {n:>4}  {name} == prefill", diff, atol)
+    return {"reference": "numpy stream oracle (export/oracle.py); TensorFlow when L = 0",
+            "atol": atol, "passed": all(c["ok"] for c in cases),
+            "max_abs_diff": max(c["max_abs_diff"] for c in cases), "cases": cases}

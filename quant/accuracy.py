@@ -1,0 +1,105 @@
+"""Accuracy of one decoding against another on real text: agreement, KL, perplexity.
+
+Used at every export (stream vs exact, fp32) and at quantization (int8 vs fp32).
+Position p's logits predict token p+1; exact mode re-reads the last W tokens
+for every position, stream mode carries its recurrent state.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+
+from mof.runtime.model import Model
+
+STREAM_PPL_MARGIN = 0.05      # recommend stream when its perplexity is within +5 % of exact's
+
+
+def exact_logits(model: Model, ids: np.ndarray, batch: int = 16) -> np.ndarray:
+    """[N, V]: the reference's next-token logits after each prefix ids[:p+1]."""
+    W = model.config.window
+    n = len(ids)
+    out = np.empty((n, model.config.vocab_size), np.float32)
+    for p in range(min(n, W - 1)):                             # short prefixes, one by one
+        out[p] = model.exact_logits(ids[None, : p + 1])[0]
+    full = [p for p in range(W - 1, n)]                        # full windows batch together
+    for i in range(0, len(full), batch):
+        ps = full[i:i + batch]
+        windows = np.stack([ids[p + 1 - W: p + 1] for p in ps])
+        out[ps] = model.exact_logits(windows)
+    return out
+
+
+def stream_logits(model: Model, ids: np.ndarray) -> np.ndarray:
+    """[N, V]: the stream decoder's logits after each token, one step at a time (re-reading
+    the last W tokens from a zero state when the position table is full, as generation does)."""
+    cfg = model.config
+    out = np.empty((len(ids), cfg.vocab_size), np.float32)
+    state = model.initial_state(1)
+    for p, tok in enumerate(ids):
+        if int(state.position[0]) + 1 > cfg.max_positions:   # table full: re-read the last W tokens
+            logits, state = model.prefill(ids[None, max(0, p + 1 - cfg.window): p + 1])
+        else:
+            logits, state = model.step(np.array([tok]), state)
+        out[p] = logits[0]
+    return out
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def perplexity(logits: np.ndarray, targets: np.ndarray) -> float:
+    """exp of the mean negative log-likelihood of targets[p] under logits[p]."""
+    lp = _log_softmax(logits)
+    return float(np.exp(-lp[np.arange(len(targets)), targets].mean()))
+
+
+def compare(ref: np.ndarray, other: np.ndarray) -> dict:
+    """How closely ``other`` [N, V] follows ``ref`` [N, V]."""
+    lp_ref, lp_other = _log_softmax(ref), _log_softmax(other)
+    kl = (np.exp(lp_ref) * (lp_ref - lp_other)).sum(-1)              # KL(ref || other) per position
+    top1_ref = ref.argmax(-1)
+    top5_other = np.argsort(other, axis=-1)[:, -5:]
+    diff = np.abs(ref - other)
+    return {
+        "top1_agreement": float((top1_ref == other.argmax(-1)).mean()),
+        "top5_contains_top1": float((top5_other == top1_ref[:, None]).any(-1).mean()),
+        "mean_kl": float(kl.mean()),
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+    }
+
+
+def stream_vs_exact(model: Model, text: str, max_tokens: int = 256, source: str = "built-in",
+                    log: Optional[Callable[[str], None]] = None) -> dict:
+    """Measure the stream decoder against exact decoding on ``text``; recommend a mode."""
+    ids = np.asarray(model.vocab.encode(text[: max_tokens + 1]), np.int32)
+    unknown = float(np.mean([c not in model.vocab.ids for c in text[: max_tokens + 1]]))
+    exact = exact_logits(model, ids[:-1])
+    stream = stream_logits(model, ids[:-1])
+    targets = ids[1:]
+    ppl_exact, ppl_stream = perplexity(exact, targets), perplexity(stream, targets)
+    change = ppl_stream / ppl_exact - 1
+    report = {
+        "text": source,
+        "tokens": int(len(targets)),
+        "unknown_char_fraction": unknown,
+        "exact_perplexity": ppl_exact,
+        "stream_perplexity": ppl_stream,
+        "perplexity_change": change,
+        "stream_vs_exact": compare(exact, stream),
+        "recommended_mode": "stream" if change <= STREAM_PPL_MARGIN else "exact",
+        "rule": f"stream when its perplexity is within +{STREAM_PPL_MARGIN:.0%} of exact's",
+    }
+    if log:
+        s = report["stream_vs_exact"]
+        log(f"      stream vs exact on {len(targets)} tokens of {source} text: top-1 agreement "
+            f"{s['top1_agreement']:.1%}, exact top-1 in stream top-5 {s['top5_contains_top1']:.1%}, "
+            f"mean KL {s['mean_kl']:.3g}")
+        log(f"      perplexity exact {ppl_exact:.2f}, stream {ppl_stream:.2f} ({change:+.1%}) "
+            f"-> recommended mode: {report['recommended_mode']}")
+    return report

@@ -1,0 +1,163 @@
+"""Model: a loaded bundle and its onnxruntime sessions.
+
+    model = Model.load("t6.mof")
+    logits, state = model.prefill(ids)          # ids [B, T] (or [T]); state starts at zero
+    logits, state = model.step(next_ids, state) # ids [B] or [B, C]; the caller's state is never mutated
+    logits = model.exact_logits(ids)            # the reference: window graph over the last W tokens
+
+Logits are float32 [B, V] for the last position of each row.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from .bundle import verify_bundle
+from .config import ModelConfig
+from .contract import FP32, GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, LOGITS, POSITION, STATE_OUT
+from .errors import BundleError, MofError
+from .manifest import model_config
+from .state import State, state_shapes
+from .vocab import Vocabulary
+
+INT8 = "int8"
+
+
+def session_options(threads: Optional[int]) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return so
+
+
+class Model:
+    def __init__(self, bundle_dir: Path, manifest: dict, sessions: dict[str, ort.InferenceSession],
+                 vocab: Vocabulary, precision: str):
+        self.bundle_dir = bundle_dir
+        self.manifest = manifest
+        self.config: ModelConfig = model_config(manifest)
+        self.vocab = vocab
+        self.precision = precision                    # "fp32" or "int8"
+        self.sessions = sessions
+        self._state_fields = list(state_shapes(self.config))
+
+    # Loading ----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, bundle_dir: str | os.PathLike, int8: bool = False, threads: Optional[int] = None,
+             graphs: Sequence[str] = (GRAPH_WINDOW, GRAPH_STEP)) -> "Model":
+        """Verify the bundle (format version, every file's sha256), then open its graphs."""
+        bundle_dir = Path(bundle_dir)
+        manifest = verify_bundle(bundle_dir)
+        config = model_config(manifest)
+        vocab_file = (manifest.get("vocab") or {}).get("file")
+        if vocab_file not in manifest["files"]:
+            raise BundleError(f"{bundle_dir}: manifest names no verified vocabulary file")
+        vocab = Vocabulary.from_json_file(bundle_dir / vocab_file)
+        if vocab.size != config.vocab_size:
+            raise BundleError(f"{bundle_dir}: vocabulary has {vocab.size} entries, model.vocab_size "
+                              f"is {config.vocab_size}")
+        precision = INT8 if int8 else FP32
+        so = session_options(threads)
+        sessions = {}
+        for name in graphs:
+            entry = manifest.get("graphs", {}).get(name)
+            if not entry:
+                raise BundleError(f"{bundle_dir}: bundle has no {name!r} graph; re-export it with "
+                                  "this version of mof-export")
+            file = entry.get(precision)
+            if file is None:
+                if int8:
+                    raise MofError(f"{bundle_dir} has no int8 graphs; add them with: "
+                                   f"mof-quantize {bundle_dir}")
+                raise BundleError(f"{bundle_dir}: graph {name!r} has no {precision} file")
+            try:
+                sess = ort.InferenceSession(str(bundle_dir / file), sess_options=so,
+                                            providers=["CPUExecutionProvider"])
+            except Exception as e:  # onnxruntime raises its own exception types
+                raise BundleError(f"{bundle_dir}: cannot load {file}: {str(e).splitlines()[0][:200]}") from None
+            _check_io(sess, entry, f"{bundle_dir.name}/{file}")
+            sessions[name] = sess
+        return cls(bundle_dir, manifest, sessions, vocab, precision)
+
+    # State ------------------------------------------------------------------------------
+    def initial_state(self, batch: int = 1) -> State:
+        return State.zeros(self.config, batch)
+
+    # Stream mode ------------------------------------------------------------------------
+    def prefill(self, ids, state: Optional[State] = None) -> tuple[np.ndarray, State]:
+        """Consume a chunk of tokens per row; returns logits [B, V] after its last token."""
+        ids = self._ids(ids)
+        if state is None:
+            state = self.initial_state(ids.shape[0])
+        return self._run_step(ids, state)
+
+    def step(self, ids, state: State) -> tuple[np.ndarray, State]:
+        """One decoding step: ids [B] (one token per row) or [B, C]."""
+        ids = np.asarray(ids)
+        if ids.ndim == 1:
+            ids = ids[:, None]
+        return self._run_step(self._ids(ids), state)
+
+    def _run_step(self, ids: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        sess = self._session(GRAPH_STEP)
+        if not isinstance(state, State):
+            raise MofError(f"state must be a mof State, got {type(state).__name__}")
+        state.check(self.config)
+        if state.batch != ids.shape[0]:
+            raise MofError(f"ids have batch {ids.shape[0]}, state has batch {state.batch}")
+        end = state.position + ids.shape[1]
+        P = self.config.max_positions
+        if int(end.max()) > P:
+            raise MofError(f"position {int(end.max())} exceeds the position table ({P}); "
+                           f"re-prefill the last {self.config.window} tokens from a fresh state")
+        feeds = {INPUT_IDS: ids, POSITION: state.position, **state.feeds(self.config)}
+        outs = sess.run(None, feeds)
+        names = [o.name for o in sess.get_outputs()]
+        got = dict(zip(names, outs))
+        updates = {f: got[STATE_OUT + f] for f in self._state_fields}
+        return got[LOGITS], state.with_updates(position=end.astype(np.int64), **updates)
+
+    # Exact mode -------------------------------------------------------------------------
+    def exact_logits(self, ids) -> np.ndarray:
+        """The reference's next-token logits: the network over the last W tokens of each row."""
+        ids = self._ids(ids)[:, -self.config.window:]
+        return self._session(GRAPH_WINDOW).run(None, {INPUT_IDS: ids})[0]
+
+    # Helpers ----------------------------------------------------------------------------
+    def _session(self, name: str) -> ort.InferenceSession:
+        try:
+            return self.sessions[name]
+        except KeyError:
+            raise MofError(f"the {name!r} graph was not loaded (Model.load(..., graphs=...))") from None
+
+    def _ids(self, ids) -> np.ndarray:
+        arr = np.asarray(ids)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[1] == 0 or arr.shape[0] == 0:
+            raise MofError(f"token ids must have shape [batch, n] with n >= 1, got {list(arr.shape)}")
+        if arr.dtype.kind not in "iu":
+            raise MofError(f"token ids must be integers, got {arr.dtype}")
+        if arr.min() < 0 or arr.max() >= self.config.vocab_size:
+            raise MofError(f"token ids must lie in [0, {self.config.vocab_size}), got "
+                           f"[{arr.min()}, {arr.max()}]")
+        return arr.astype(np.int32, copy=False)
+
+
+def _check_io(sess: ort.InferenceSession, entry: dict, where: str) -> None:
+    """The graph's real inputs/outputs must be the ones the manifest promises."""
+    want_in = [t["name"] for t in entry.get("inputs", [])]
+    want_out = [t["name"] for t in entry.get("outputs", [])]
+    got_in = [i.name for i in sess.get_inputs()]
+    got_out = [o.name for o in sess.get_outputs()]
+    if sorted(got_in) != sorted(want_in) or sorted(got_out) != sorted(want_out):
+        raise BundleError(f"{where}: inputs {got_in} / outputs {got_out} do not match the manifest "
+                          f"({want_in} / {want_out})")
