@@ -1,9 +1,20 @@
-"""mof.runtime: load a bundle and run it with onnxruntime. Imports numpy and onnxruntime only."""
+"""mof.runtime: load a bundle and run it with onnxruntime. Imports numpy and onnxruntime only.
+
+    from mof.runtime import Model, Generator, SamplingConfig
+    model = Model.load("t6.mof")
+    for piece in Generator(model, "床前明月光，", SamplingConfig(seed=0), mode="stream"):
+        print(piece, end="", flush=True)
+"""
 
 from .bundle import BundleWriter, read_manifest, verify_bundle
 from .config import ModelConfig
 from .errors import BundleError, MofError
+from .generate import GenerationStats, Generator, generate
+from .model import Model
+from .sampling import Sampler, SamplingConfig
+from .state import State
 from .vocab import Vocabulary
 
-__all__ = ["BundleWriter", "BundleError", "ModelConfig", "MofError", "Vocabulary",
+__all__ = ["BundleWriter", "BundleError", "GenerationStats", "Generator", "Model", "ModelConfig",
+           "MofError", "Sampler", "SamplingConfig", "State", "Vocabulary", "generate",
            "read_manifest", "verify_bundle"]

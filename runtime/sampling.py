@@ -95,6 +95,7 @@ class Sampler:
         if c.top_k and c.top_k < probs.size:
             kth = np.partition(probs, -c.top_k)[-c.top_k]
             probs = np.where(probs >= kth, probs, 0).astype(np.float32)
+            probs /= probs.sum()
         if c.top_p < 1.0:
             order = np.argsort(probs)[::-1]                           # as the reference sorts
             remove = np.cumsum(probs[order]) > c.top_p

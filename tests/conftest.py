@@ -58,3 +58,25 @@ def run_cli():
                               capture_output=True, text=True, cwd=cwd, timeout=timeout)
         return proc.returncode, proc.stdout, proc.stderr
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_ckpt, tmp_path_factory) -> Path:
+    """The tiny checkpoint exported once (full, window and step graphs)."""
+    from mof.export.pipeline import ExportOptions, export_checkpoint
+    from mof.export.progress import Progress
+    out = tmp_path_factory.mktemp("bundle") / "tiny.mof"
+    opts = ExportOptions(checkpoint=tiny_ckpt, output=out, num_heads=4, trans_window=6, window=12,
+                         eval_tokens=40)
+    return export_checkpoint(opts, Progress(6, quiet=True))
+
+
+@pytest.fixture(scope="session")
+def tiny_tf_model(tiny_ckpt):
+    """xiaothink's own Keras model restored from the tiny checkpoint (the reference)."""
+    from mof.export.checkpoint import list_variables
+    from mof.export.keras_model import build_keras_model, restore
+    from mof.export.synthetic import tiny_config
+    model = build_keras_model(tiny_config())
+    restore(model, tiny_ckpt, list_variables(tiny_ckpt))
+    return model

@@ -47,6 +47,13 @@ def test_bundle_matches_tensorflow(shape, ckpt_factory, tmp_path):
     assert {c["batch"] for c in report["cases"]} == {1, 3}
     assert {c["graph"] for c in report["cases"]} == {"full", "window"}
 
+    step = report["step"]
+    assert step["passed"] and step["max_abs_diff"] <= 1e-4
+    checks = {c["check"] for c in step["cases"]}
+    assert {"oracle", "token by token", "chunks 1,2,7"} <= checks
+    assert ("tensorflow" in checks) == (cfg.trans_layers == 0)
+    assert manifest["recommended_mode"] == manifest["stream"]["recommended_mode"]
+
     # Independent of the export's own report: fresh TF model, fresh sessions, new ids.
     model = build_keras_model(cfg)
     restore(model, prefix, list_variables(prefix))
@@ -84,5 +91,25 @@ def test_a_wrong_graph_fails_validation_and_writes_nothing(ckpt_factory, tmp_pat
 
     monkeypatch.setattr(convert, "to_onnx", sabotaged)
     with pytest.raises(MofError, match="parity check failed.*no bundle written"):
+        _export(prefix, tmp_path / "b.mof", cfg)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_wrong_step_graph_fails_validation(ckpt_factory, tmp_path, monkeypatch):
+    import mof.export.step_graph as sg
+    from onnx import numpy_helper
+    cfg = tiny_config()
+    prefix = ckpt_factory(cfg)
+    real = sg.build_step_graph
+
+    def sabotaged(config, get):
+        model = real(config, get)
+        init = next(t for t in model.graph.initializer if "router_dense/bias" in t.name)
+        arr = numpy_helper.to_array(init).copy() + 0.5      # tilt the router
+        init.CopyFrom(numpy_helper.from_array(arr, init.name))
+        return model
+
+    monkeypatch.setattr(sg, "build_step_graph", sabotaged)
+    with pytest.raises(MofError, match="parity check failed"):
         _export(prefix, tmp_path / "b.mof", cfg)
     assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,95 @@
+"""Generation: exact mode reproduces xiaothink's own loop token for token; stream mode is deterministic."""
+
+import numpy as np
+import pytest
+
+from mof.runtime import Generator, Model, SamplingConfig
+from mof.runtime.errors import MofError
+from mof.runtime.generate import _holdback
+
+pytestmark = pytest.mark.tf
+
+
+@pytest.fixture(scope="module")
+def model(tiny_bundle):
+    return Model.load(tiny_bundle, threads=1)
+
+
+@pytest.mark.parametrize("seed, temperature, top_p, penalty", [
+    (0, 0.68, 0.8, 1.2), (1, 1.0, 1.0, 1.0), (2, 0.32, 0.95, 1.5)])
+def test_exact_mode_reproduces_xiaothinks_generate_loop(model, tiny_tf_model, seed, temperature,
+                                                        top_p, penalty):
+    from xiaothink.llm.inference import test as xt
+    tokens = list(model.vocab.tokens)
+    vocabdata = [{c: i for i, c in enumerate(tokens)}, np.array(tokens)]
+    prompt = "AB一丁七万丈三上下不与丐丑"          # longer than the window (12): exercises the crop
+    stop = tokens[5] + tokens[6]
+    np.random.seed(seed)
+    theirs = xt.generate_texts_untilstr_loop(
+        tiny_tf_model, vocabdata, prompt, num_generate=40, temperature=temperature, top_p=top_p,
+        stop_c=stop, window=model.config.window, repetition_penalty=penalty)
+    gen = Generator(model, prompt, SamplingConfig(temperature=temperature, top_p=top_p,
+                                                  repetition_penalty=penalty, stop=(stop,),
+                                                  max_tokens=40, seed=seed), mode="exact")
+    ours = "".join(gen)
+    assert ours == theirs
+    assert gen.output == ours and len(ours) > 0
+
+
+@pytest.mark.parametrize("mode", ["stream", "exact"])
+def test_same_seed_same_text_different_seed_different_text(model, mode):
+    cfg = dict(temperature=1.0, top_p=1.0, max_tokens=30)
+    a = "".join(Generator(model, "一丁", SamplingConfig(seed=3, **cfg), mode=mode))
+    b = "".join(Generator(model, "一丁", SamplingConfig(seed=3, **cfg), mode=mode))
+    c = "".join(Generator(model, "一丁", SamplingConfig(seed=4, **cfg), mode=mode))
+    assert a == b and len(a) == 30 and a != c
+
+
+def test_stream_generation_matches_manual_prefill_and_steps(model):
+    sp = SamplingConfig(temperature=0, repetition_penalty=1.0, max_tokens=12)
+    gen = Generator(model, "七万丈", sp, mode="stream")
+    text = "".join(gen)
+    ids = model.vocab.encode("七万丈")
+    logits, state = model.prefill(ids)
+    manual = []
+    for _ in range(12):
+        tok = int(np.argmax(logits[0]))
+        manual.append(model.vocab.tokens[tok])
+        logits, state = model.step([tok], state)
+    assert text == "".join(manual)
+    # the generator's final state has read every generated token
+    assert int(gen.state.position[0]) == 3 + 12
+    np.testing.assert_allclose(gen.state.rnn_h, state.rnn_h, atol=1e-5)
+
+
+def test_stop_strings_are_cut_and_never_leak_while_streaming(model):
+    sp = SamplingConfig(temperature=0, repetition_penalty=1.0, max_tokens=30)
+    free = "".join(Generator(model, "一丁", sp))
+    stop = free[8:10]
+    first = free.find(stop)
+    pieces = list(Generator(model, "一丁", SamplingConfig(temperature=0, repetition_penalty=1.0,
+                                                         max_tokens=30, stop=(stop, "never")), ))
+    out = "".join(pieces)
+    assert out == free[:first]
+    assert all(stop not in p for p in pieces)
+
+
+def test_holdback():
+    assert _holdback("abc", ("cd",)) == 1
+    assert _holdback("abc", ("bcd", "x")) == 2
+    assert _holdback("abc", ("zz",)) == 0
+
+
+def test_position_table_exhaustion_refills_from_the_last_window(model):
+    P = model.config.max_positions
+    gen = Generator(model, "一" * (P - 2), SamplingConfig(temperature=1.0, max_tokens=10, seed=0))
+    out = "".join(gen)
+    assert len(out) == 10 and gen.stats.refills >= 1
+    assert int(gen.state.position[0]) <= P
+
+
+def test_errors(model):
+    with pytest.raises(MofError, match="empty"):
+        Generator(model, "")
+    with pytest.raises(MofError, match="mode"):
+        Generator(model, "a", mode="fast")

@@ -1,0 +1,135 @@
+"""Model.load / prefill / step / exact_logits: contracts and invariances (DESIGN §3 oracle 4)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mof.runtime import Model
+from mof.runtime.errors import BundleError, MofError
+from mof.runtime.state import State
+
+pytestmark = pytest.mark.tf
+
+
+@pytest.fixture(scope="module")
+def model(tiny_bundle):
+    return Model.load(tiny_bundle, threads=1)
+
+
+@pytest.fixture(scope="module")
+def ids():
+    return np.random.default_rng(5).integers(0, 60, size=(2, 30), dtype=np.int32)
+
+
+def _close(a, b, atol=1e-4):
+    np.testing.assert_allclose(a, b, atol=atol, rtol=0)
+
+
+def test_prefill_equals_steps_equals_chunks(model, ids):
+    whole, s_whole = model.prefill(ids)
+    for chunks in ([1] * 30, [3, 1, 7, 2, 17], [29, 1]):
+        state, at = model.initial_state(2), 0
+        for c in chunks:
+            logits, state = model.step(ids[:, at:at + c], state)
+            at += c
+        _close(logits, whole)
+        for (name, a), (_, b) in zip(state.tensors(), s_whole.tensors()):
+            _close(a, b)
+    assert list(s_whole.position) == [30, 30]
+
+
+def test_batch_rows_equal_single_rows(model, ids):
+    both, s = model.prefill(ids)
+    for row in range(2):
+        one, s1 = model.prefill(ids[row])
+        _close(one[0], both[row])
+        _close(s1.rnn_h[:, 0], s.rnn_h[:, row])
+
+
+def test_step_never_mutates_the_callers_state(model, ids):
+    _, state = model.prefill(ids[:, :5])
+    before = {k: v.copy() for k, v in state.tensors()}
+    model.step(ids[:, 5], state)
+    model.step(ids[:, 5:9], state)
+    for k, v in state.tensors():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_snapshot_restore_continues_identically(model, ids):
+    _, state = model.prefill(ids[:, :10])
+    restored = State.from_bytes(state.to_bytes(), model.config)
+    a, _ = model.step(ids[:, 10:20], state)
+    b, _ = model.step(ids[:, 10:20], restored)
+    np.testing.assert_array_equal(a, b)
+    assert len(state.to_bytes()) < 4096     # a few hundred floats for this model
+
+
+def test_exact_logits_reads_only_the_last_window(model, ids):
+    W = model.config.window
+    a = model.exact_logits(ids)
+    b = model.exact_logits(ids[:, -W:])
+    np.testing.assert_array_equal(a, b)
+    c = model.exact_logits(ids[:, :5])
+    assert not np.allclose(a, c)
+
+
+def test_stream_equals_exact_for_the_first_token(model, ids):
+    a, _ = model.prefill(ids[:, :1])
+    _close(a, model.exact_logits(ids[:, :1]))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda s: s.with_updates(rnn_h=np.zeros((2, 2, 5), np.float32)), r"state.rnn_h is \(\(2, 2, 5\)"),
+    (lambda s: s.with_updates(emb_h=s.emb_h.astype(np.float64)), "float64"),
+])
+def test_state_shape_errors_say_actual_and_expected(model, ids, bad, message):
+    _, state = model.prefill(ids[:, :3])
+    with pytest.raises(MofError, match=message):
+        model.step(ids[:, 3], bad(state))
+
+
+def test_bad_ids(model):
+    with pytest.raises(MofError, match=r"lie in \[0, 60\)"):
+        model.prefill([[1, 60]])
+    with pytest.raises(MofError, match="integers"):
+        model.prefill(np.array([[1.5]]))
+    with pytest.raises(MofError, match="shape"):
+        model.prefill(np.zeros((1, 0), np.int32))
+
+
+def test_position_table_limit_is_an_error_not_garbage(model):
+    P = model.config.max_positions
+    _, state = model.prefill(np.ones((1, P), np.int32))
+    with pytest.raises(MofError, match="position table"):
+        model.step([1], state)
+
+
+def test_int8_without_int8_graphs(tiny_bundle):
+    with pytest.raises(MofError, match="mof-quantize"):
+        Model.load(tiny_bundle, int8=True)
+
+
+def test_load_verifies_hashes(tiny_bundle, tmp_path):
+    import shutil
+    copy = tmp_path / "b"
+    shutil.copytree(tiny_bundle, copy)
+    data = bytearray((copy / "step.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (copy / "step.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256"):
+        Model.load(copy)
+
+
+def test_manifest_describes_the_step_graph(tiny_bundle, model):
+    m = json.loads((tiny_bundle / "manifest.json").read_text())
+    step = m["graphs"]["step"]
+    names_in = [t["name"] for t in step["inputs"]]
+    assert names_in[:2] == ["input_ids", "position"]
+    assert [f["input"] for f in m["state"]["fields"]] == names_in[2:]
+    assert [f["output"] for f in m["state"]["fields"]] == [t["name"] for t in step["outputs"]][1:]
+    sess = model.sessions["step"]
+    assert sorted(i.name for i in sess.get_inputs()) == sorted(names_in)
+    assert m["state"]["bytes_per_sequence"] == 4 * m["state"]["floats_per_sequence"]
+    assert m["validation"]["step"]["passed"]
+    assert m["recommended_mode"] in ("stream", "exact")
