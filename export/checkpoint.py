@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -190,7 +190,3 @@ def _expect(model_type: str, var: str, actual: tuple, expected: tuple) -> None:
         want = ", ".join("*" if e is None else str(e) for e in expected)
         raise MofError(f"checkpoint does not match --model-type {model_type}: {var} has shape "
                        f"{list(actual)}, {model_type} expects [{want}]")
-
-
-def with_window(config: ModelConfig, window: int) -> ModelConfig:
-    return replace(config, window=window)

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from mof.runtime.config import ModelConfig
-from mof.runtime.contract import INPUT_IDS, LOGITS, ONNX_OPSET, POSITION
+from mof.runtime.contract import INPUT_IDS, LOGITS, ONNX_OPSET, POSITION, STATE_IN
 from mof.runtime.state import state_io
 
 from .onnx_builder import GraphBuilder
@@ -127,7 +127,7 @@ def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
     g.output_as(logits, LOGITS)
     new_state = {
         "emb_h": g.op("Squeeze", [emb_h, g.const([0], dtype=np.int64)]),
-        "router_h": r_state(g, router_h),
+        "router_h": g.op("Squeeze", [router_h, g.const([0], dtype=np.int64)]),
         "rnn_h": g.op("Concat", rnn_hs, axis=0),
     }
     if c.trans_layers:
@@ -150,12 +150,7 @@ def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
 
 
 def state_in(field: str) -> str:
-    from mof.runtime.contract import STATE_IN
     return STATE_IN + field
-
-
-def r_state(g: GraphBuilder, router_h: str) -> str:
-    return g.op("Squeeze", [router_h, g.const([0], dtype=np.int64)])
 
 
 def gru_weights(get, prefix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

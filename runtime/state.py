@@ -17,9 +17,9 @@ from .config import ModelConfig
 from .contract import STATE_IN, STATE_OUT
 from .errors import MofError
 
-# field -> (shape with "batch", as a function of the config)  — the order is the graph's input order
 def state_shapes(config: ModelConfig) -> dict[str, list]:
-    """Symbolic shapes of every state tensor the step graph takes (L = 0 drops the attention sums)."""
+    """field -> symbolic shape ("batch" dynamic) of every state tensor the step graph takes,
+    in the graph's input order (L = 0 drops the attention sums)."""
     c = config
     shapes = {
         "emb_h": ["batch", c.embed_dim],                                  # embedding-block GRU
