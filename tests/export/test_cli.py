@@ -33,9 +33,13 @@ def test_export_force_and_progress_in_a_real_process(tiny_ckpt, tmp_path, run_cl
     assert stdout.strip() == str(out.absolute())
     for stage in ("locate", "build", "restore", "convert", "validate", "write"):
         assert f"{stage} done in" in stderr
-    assert stderr.count("✓") == 2 * 2 * 6 and "✗" not in stderr   # graphs x batches x lengths
+    manifest = verify_bundle(out)
+    cases = len(manifest["validation"]["cases"]) + len(manifest["validation"]["step"]["cases"])
+    assert len(manifest["validation"]["cases"]) == 2 * 2 * 6        # graphs x batches x lengths
+    assert stderr.count("✓") == cases and "✗" not in stderr
+    assert "recommended mode" in stderr
     assert "oneDNN" not in stderr and "cuda" not in stderr.lower()
-    before = verify_bundle(out)["files"]
+    before = manifest["files"]
 
     code, _, stderr = run_cli([tiny_ckpt, "-o", out, *FLAGS])
     assert code == 1 and "--force" in _one_error_line(stderr)

@@ -105,7 +105,8 @@ def test_a_wrong_step_graph_fails_validation(ckpt_factory, tmp_path, monkeypatch
     def sabotaged(config, get):
         model = real(config, get)
         init = next(t for t in model.graph.initializer if "router_dense/bias" in t.name)
-        arr = numpy_helper.to_array(init).copy() + 0.5      # tilt the router
+        arr = numpy_helper.to_array(init).copy()
+        arr[0] += 0.5                                        # tilt the router towards the RNN expert
         init.CopyFrom(numpy_helper.from_array(arr, init.name))
         return model
 
