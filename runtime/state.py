@@ -62,6 +62,11 @@ class State:
             position=np.zeros((batch,), np.int64),
         )
 
+    @classmethod
+    def initial(cls, model, batch: int = 1) -> "State":
+        """The zero state for ``model`` (a Model or a ModelConfig): nothing read yet."""
+        return cls.zeros(getattr(model, "config", model), batch)
+
     @property
     def batch(self) -> int:
         return int(self.position.shape[0])

@@ -93,3 +93,18 @@ def test_errors(model):
         Generator(model, "")
     with pytest.raises(MofError, match="mode"):
         Generator(model, "a", mode="fast")
+
+
+@pytest.mark.parametrize("prompt", ["一丁", "AB一丁七万丈三上下不与丐丑专且丕世"], ids=["shorter-than-W", "longer-than-W"])
+def test_greedy_exact_mode_equals_the_tensorflow_argmax_loop(model, tiny_tf_model, prompt):
+    """The reference's loop with greedy choice: model(ids[-W:])[:, -1].argmax(), repeated, in TF."""
+    W = model.config.window
+    assert (len(prompt) < W) == (prompt == "一丁")
+    ids = model.vocab.encode(prompt)
+    for _ in range(60):
+        window = np.asarray([ids[-W:]], np.int32)
+        ids.append(int(tiny_tf_model(window, training=False).numpy()[0, -1].argmax()))
+    want = model.vocab.decode(ids[len(prompt):])
+    got = "".join(Generator(model, prompt, SamplingConfig(temperature=0, repetition_penalty=1.0,
+                                                          max_tokens=60), mode="exact"))
+    assert got == want and len(got) == 60
