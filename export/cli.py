@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "built-in sample of classical Chinese poems and prose)")
     p.add_argument("--eval-tokens", metavar="N", type=_positive_int, default=256,
                    help="characters of that text to measure on (default 256)")
+    p.add_argument("--int8", action="store_true",
+                   help="also write int8 window and step graphs, with an accuracy report against "
+                        "fp32 (same as running mof-quantize on the bundle afterwards)")
+    p.add_argument("--allow-degraded", action="store_true",
+                   help="with --int8: keep int8 graphs that miss the accuracy gates")
     p.add_argument("--force", action="store_true",
                    help="replace an existing bundle at the output path")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
@@ -84,12 +89,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .pipeline import STAGES, ExportOptions, export_checkpoint
     from .progress import Progress
 
-    progress = Progress(STAGES, quiet=args.quiet)
+    progress = Progress(STAGES + args.int8, quiet=args.quiet)
     opts = ExportOptions(checkpoint=Path(args.checkpoint), output=args.output, vocab=args.vocab,
                          model_type=args.model_type, num_heads=args.heads,
                          trans_window=args.trans_window, window=args.window, force=args.force,
                          atol=args.atol, calibration_text=args.calibration_text,
-                         eval_tokens=args.eval_tokens)
+                         eval_tokens=args.eval_tokens, int8=args.int8,
+                         allow_degraded=args.allow_degraded)
     try:
         import_tf(verbose=args.debug)
         out = export_checkpoint(opts, progress)

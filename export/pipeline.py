@@ -10,7 +10,8 @@ from typing import Optional
 
 from mof.runtime.bundle import BundleWriter, check_writable_target
 from mof.runtime.config import ModelConfig
-from mof.runtime.contract import GRAPH_FILES, GRAPH_FULL, GRAPH_STEP, GRAPH_WINDOW, VOCAB_FILE
+from mof.runtime.contract import (GRAPH_FILES, GRAPH_FULL, GRAPH_STEP, GRAPH_WINDOW, INT8_FILES,
+                                  VOCAB_FILE)
 from mof.runtime.errors import MofError
 from mof.runtime.manifest import make_manifest
 from mof.runtime.vocab import Vocabulary
@@ -19,7 +20,7 @@ from .checkpoint import EMBEDDING, list_variables, locate_checkpoint, read_shape
 from .progress import Progress
 from .vocabulary import find_vocab_file, load_vocabulary
 
-STAGES = 6
+STAGES = 6   # locate, build, restore, convert, validate, write (+ quantize with --int8)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class ExportOptions:
     seed: int = 0
     calibration_text: Optional[Path] = None   # stream-vs-exact measurement text; None = built-in
     eval_tokens: int = 256                     # characters of it to measure on
+    int8: bool = False                         # also write int8 window/step graphs
+    allow_degraded: bool = False               # keep int8 graphs that miss the accuracy gates
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
     from .validate import run_parity
     from .validate_step import check_step
 
-    progress = progress or Progress(STAGES)
+    progress = progress or Progress(STAGES + opts.int8)
     with progress.stage("locate", "checkpoint, vocabulary and model sizes"):
         loc = locate(opts, progress)
         calibration = load_calibration_text(opts.calibration_text)
@@ -148,13 +151,23 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
         source = opts.calibration_text.name if opts.calibration_text else "built-in"
         stream = stream_vs_exact(runtime_model, calibration, opts.eval_tokens, source, progress.log)
         del sessions, runtime_model
+    manifest["validation"] = report
+    manifest["stream"] = stream
+    manifest["recommended_mode"] = stream["recommended_mode"]
+    int8_blobs = {}
+    if opts.int8:
+        from mof.quant.bundle_int8 import apply_int8, make_int8
+        with progress.stage("quantize", "int8 window and step graphs, accuracy vs fp32"):
+            int8_blobs, additions = make_int8(
+                blobs, manifest, loc.vocab, calibration_text=opts.calibration_text,
+                eval_tokens=opts.eval_tokens, allow_degraded=opts.allow_degraded, log=progress.log)
+            manifest = apply_int8(manifest, additions)
     with progress.stage("write", f"bundle {loc.output}"):
-        manifest["validation"] = report
-        manifest["stream"] = stream
-        manifest["recommended_mode"] = stream["recommended_mode"]
         with BundleWriter(loc.output, force=opts.force) as w:
             for name, blob in blobs.items():
                 w.path(GRAPH_FILES[name]).write_bytes(blob)
+            for name, blob in int8_blobs.items():
+                w.path(INT8_FILES[name]).write_bytes(blob)
             w.path(VOCAB_FILE).write_text(loc.vocab.to_json(), encoding="utf-8")
             out = w.commit(manifest)
     return out

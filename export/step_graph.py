@@ -20,7 +20,7 @@ from mof.runtime.config import ModelConfig
 from mof.runtime.contract import INPUT_IDS, LOGITS, ONNX_OPSET, POSITION, STATE_IN
 from mof.runtime.state import state_io
 
-from .onnx_builder import GraphBuilder
+from mof.quant.onnx_builder import GraphBuilder
 
 EPS_KERAS = 1e-3      # Keras LayerNormalization / BatchNormalization default
 EPS_T6 = 1e-6         # the RNN expert's and the transformer blocks' LayerNorms
@@ -36,6 +36,12 @@ def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
     c = config
     g = GraphBuilder("step")
     f32 = lambda name: np.asarray(get(name), np.float32)
+    zero = g.const([0], dtype=np.int64)
+
+    def run_gru(x_tbi, h0_bu, prefix, hint):
+        """-> (Y [T, B, U], h_T [B, U])"""
+        y, y_h = g.keras_gru(x_tbi, g.op("Unsqueeze", [h0_bu, zero]), *gru_weights(get, prefix), hint)
+        return g.op("Squeeze", [y, g.const([1], dtype=np.int64)]), g.op("Squeeze", [y_h, zero])
 
     ids = INPUT_IDS
     B_C = g.op("Shape", [ids])                                              # [2] = (B, C)
@@ -44,9 +50,8 @@ def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
     e = g.op("Gather", [g.const(f32("layer_with_weights-0/token_emb/embeddings"), "emb"), ids],
              "embed", axis=0)                                               # [B, C, E]
     e_t = g.op("Transpose", [e], perm=[1, 0, 2])                            # [C, B, E]
-    y, emb_h = g.keras_gru(e_t, g.op("Unsqueeze", [state_in("emb_h"), g.const([0], dtype=np.int64)]),
-                           *gru_weights(get, "layer_with_weights-0/lstm1"), "emb_gru")
-    gseq = g.op("Transpose", [g.op("Squeeze", [y, g.const([1], dtype=np.int64)])], perm=[1, 0, 2])
+    y, emb_h = run_gru(e_t, state_in("emb_h"), "layer_with_weights-0/lstm1", "emb_gru")   # [C, B, E]
+    gseq = g.op("Transpose", [y], perm=[1, 0, 2])
     d = g.op("Relu", [g.dense(gseq, f32("layer_with_weights-0/dense/kernel"),
                               f32("layer_with_weights-0/dense/bias"), "emb_dense")])
     scale, shift = batchnorm_affine(get, "layer_with_weights-0/bn")
@@ -54,10 +59,8 @@ def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
     x_t = g.op("Transpose", [x], perm=[1, 0, 2])                            # [C, B, E]
 
     # 2. router: final GRU state -> softmax(LN(r) Wr + br)   (one weight pair per sequence)
-    _, router_h = g.keras_gru(x_t, g.op("Unsqueeze", [state_in("router_h"), g.const([0], dtype=np.int64)]),
-                              *gru_weights(get, f"{L1}/router_gru"), "router_gru")
-    r = g.op("Squeeze", [router_h, g.const([0], dtype=np.int64)])           # [B, R]
-    r = g.layer_norm(r, f32(f"{L1}/router_gru_norm/gamma"), f32(f"{L1}/router_gru_norm/beta"),
+    _, router_h = run_gru(x_t, state_in("router_h"), f"{L1}/router_gru", "router_gru")   # [B, R]
+    r = g.layer_norm(router_h, f32(f"{L1}/router_gru_norm/gamma"), f32(f"{L1}/router_gru_norm/beta"),
                      EPS_KERAS, "router_ln")
     w = g.op("Softmax", [g.dense(r, f32(f"{L1}/router_dense/kernel"), f32(f"{L1}/router_dense/bias"),
                                  "router_dense")], axis=-1)                 # [B, 2]
@@ -66,10 +69,10 @@ def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
     lnl = (f32(f"{L1}/experts/0/lnl/gamma"), f32(f"{L1}/experts/0/lnl/beta"))
     h, rnn_hs = x_t, []
     for i in range(c.rnn_layers):
-        h0 = g.op("Gather", [state_in("rnn_h"), g.const([i], dtype=np.int64)], axis=0)   # [1, B, U]
-        yi, hi = g.keras_gru(h, h0, *gru_weights(get, f"{L1}/experts/0/context_encoders/{i}"), f"rnn_gru{i}")
-        h = g.layer_norm(g.op("Squeeze", [yi, g.const([1], dtype=np.int64)]), *lnl, EPS_T6, f"lnl{i}")
-        rnn_hs.append(hi)
+        h0 = g.op("Gather", [state_in("rnn_h"), g.const(i, dtype=np.int64)], axis=0)     # [B, U]
+        yi, hi = run_gru(h, h0, f"{L1}/experts/0/context_encoders/{i}", f"rnn_gru{i}")
+        h = g.layer_norm(yi, *lnl, EPS_T6, f"lnl{i}")                              # [C, B, U]
+        rnn_hs.append(g.op("Unsqueeze", [hi, zero]))                               # [1, B, U]
     h_last = g.op("Gather", [h, g.const(-1, dtype=np.int64)], axis=0)       # [B, U]
 
     # 4. transformer expert, causal: y = x + Pos[p + t]; running sums per layer
@@ -126,8 +129,8 @@ def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
 
     g.output_as(logits, LOGITS)
     new_state = {
-        "emb_h": g.op("Squeeze", [emb_h, g.const([0], dtype=np.int64)]),
-        "router_h": g.op("Squeeze", [router_h, g.const([0], dtype=np.int64)]),
+        "emb_h": emb_h,
+        "router_h": router_h,
         "rnn_h": g.op("Concat", rnn_hs, axis=0),
     }
     if c.trans_layers:

@@ -22,6 +22,11 @@ GRAPH_FILES = {
 
 # Precision keys inside manifest["graphs"][NAME].
 FP32 = "fp32"
+INT8 = "int8"
+INT8_FILES = {                 # int8 variants (mof-quantize / mof-export --int8)
+    GRAPH_WINDOW: "window.int8.onnx",
+    GRAPH_STEP: "step.int8.onnx",
+}
 
 # Graph input/output names.
 INPUT_IDS = "input_ids"        # int32 [batch, seq]

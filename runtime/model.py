@@ -19,13 +19,12 @@ import onnxruntime as ort
 
 from .bundle import verify_bundle
 from .config import ModelConfig
-from .contract import FP32, GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, LOGITS, POSITION, STATE_OUT
+from .contract import FP32, GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, INT8, LOGITS, POSITION, STATE_OUT
 from .errors import BundleError, MofError
 from .manifest import model_config
 from .state import State, state_shapes
 from .vocab import Vocabulary
 
-INT8 = "int8"
 
 
 def session_options(threads: Optional[int]) -> ort.SessionOptions:

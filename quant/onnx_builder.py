@@ -32,6 +32,10 @@ class GraphBuilder:
         self.nodes.append(self._helper.make_node(op_type, list(inputs), outs, **attrs))
         return outs[0] if outputs == 1 else outs
 
+    def op_named(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str], **attrs) -> None:
+        """An op whose outputs get the given names (to splice into an existing graph)."""
+        self.nodes.append(self._helper.make_node(op_type, list(inputs), list(outputs), **attrs))
+
     def output_as(self, value: str, name: str) -> None:
         """Expose ``value`` under the graph output name ``name``."""
         self.nodes.append(self._helper.make_node("Identity", [value], [name]))
@@ -65,6 +69,40 @@ class GraphBuilder:
         y, y_h = self.op("GRU", [x_tbi, W, R, B, "", h0_1bu], hint, outputs=2,
                          hidden_size=int(U), linear_before_reset=1)
         return y, y_h
+
+    def scan_gru(self, x_tbi: str, h0_bu: str, kernel: np.ndarray, recurrent: np.ndarray,
+                 bias: np.ndarray, hint: str) -> tuple[str, str]:
+        """The same Keras GRU written with MatMuls: x W for the whole chunk, then a Scan over time
+        whose body does h R — so that MatMul-based int8 quantization reaches every GRU weight.
+
+        x [T, B, in], h0 [B, U] -> (Y [T, B, U], h_T [B, U]).
+        """
+        from onnx import TensorProto
+        helper = self._helper
+        U = recurrent.shape[0]
+        xw = self.op("Add", [self.op("MatMul", [x_tbi, self.const(kernel, f"{hint}/kernel")]),
+                             self.const(bias[0], f"{hint}/input_bias")], f"{hint}/xw")      # [T, B, 3U]
+        R = self.const(recurrent, f"{hint}/recurrent_kernel")                             # [U, 3U]
+        b_rec = self.const(bias[1], f"{hint}/recurrent_bias")                             # [3U]
+        body = GraphBuilder(f"{self.prefix}/{hint}/cell")
+        h, x_t = f"{hint}/h_in", f"{hint}/x_t"
+        rec = body.op("Add", [body.op("MatMul", [h, R]), b_rec])                         # [B, 3U]
+        sizes = body.const([U, U, U], dtype=np.int64)
+        xz, xr, xh = body.op("Split", [x_t, sizes], axis=-1, outputs=3)
+        rz, rr, rh = body.op("Split", [rec, sizes], axis=-1, outputs=3)
+        z = body.op("Sigmoid", [body.op("Add", [xz, rz])])
+        r = body.op("Sigmoid", [body.op("Add", [xr, rr])])
+        hh = body.op("Tanh", [body.op("Add", [xh, body.op("Mul", [r, rh])])])
+        h_new = body.op("Add", [hh, body.op("Mul", [z, body.op("Sub", [h, hh])])])      # z h + (1-z) hh
+        body.output_as(h_new, f"{hint}/h_out")
+        body.output_as(h_new, f"{hint}/y_t")
+        vi = helper.make_tensor_value_info
+        graph = body.graph(f"{hint}_cell",
+                           [vi(h, TensorProto.FLOAT, ["batch", U]), vi(x_t, TensorProto.FLOAT, ["batch", 3 * U])],
+                           [vi(f"{hint}/h_out", TensorProto.FLOAT, ["batch", U]),
+                            vi(f"{hint}/y_t", TensorProto.FLOAT, ["batch", U])])
+        h_last, y = self.op("Scan", [h0_bu, xw], hint, outputs=2, body=graph, num_scan_inputs=1)
+        return y, h_last
 
     def graph(self, name: str, inputs: list, outputs: list):
         return self._helper.make_graph(self.nodes, name, inputs, outputs, self.initializers)
