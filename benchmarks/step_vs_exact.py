@@ -24,10 +24,11 @@ def main() -> int:
     ap.add_argument("bundle")
     ap.add_argument("--tokens", type=int, default=64, help="decode steps per mode (default 64)")
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's)")
+    ap.add_argument("--int8", action="store_true", help="use the bundle's int8 graphs")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args()
 
-    model = Model.load(args.bundle, threads=args.threads)
+    model = Model.load(args.bundle, int8=args.int8, threads=args.threads)
     cfg = model.config
     rng = np.random.default_rng(0)
     W = cfg.window
@@ -57,13 +58,14 @@ def main() -> int:
     def summary(ms):
         return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95))}
 
-    result = {"bundle": str(args.bundle), "window": W, "tokens": args.tokens,
+    result = {"bundle": str(args.bundle), "precision": model.precision, "window": W, "tokens": args.tokens,
               "threads": args.threads, "stream": summary(stream_ms), "exact": summary(exact_ms)}
     result["exact_over_stream_p50"] = result["exact"]["p50_ms"] / result["stream"]["p50_ms"]
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{args.bundle}: W={W}, {args.tokens} tokens, threads={args.threads or 'default'}")
+        print(f"{args.bundle} ({model.precision}): W={W}, {args.tokens} tokens, "
+              f"threads={args.threads or 'default'}")
         for mode in ("stream", "exact"):
             r = result[mode]
             print(f"  {mode:<6} p50 {r['p50_ms']:8.2f} ms/token   p95 {r['p95_ms']:8.2f} ms/token")

@@ -68,3 +68,39 @@ def demo_vocab(size: int) -> list[str]:
     chars = [UNKNOWN_TOKEN, "\n"] + [chr(c) for c in range(32, 127)]
     chars += [chr(c) for c in range(0x4E00, 0x4E00 + max(0, size - len(chars)))]
     return chars[:size]
+
+
+def train_checkpoint(folder: str | Path, config: ModelConfig, text: str, *, steps: int = 300,
+                     seq_len: int = 32, batch: int = 16, lr: float = 3e-3, seed: int = 0,
+                     vocab_text: Optional[str] = None, log=None) -> Path:
+    """Train a small T6 on ``text`` with xiaothink's architecture and the usual every-position
+    next-character loss; save a TF checkpoint and ``vocab.txt``. Returns the prefix.
+
+    The vocabulary is '▩' plus the characters of ``vocab_text`` (default: ``text``);
+    config.vocab_size must equal its size.
+    """
+    from ._tf import import_tf
+    tf = import_tf()
+    tf.keras.utils.set_random_seed(seed)
+    vocab = [UNKNOWN_TOKEN] + sorted(set(vocab_text or text) - {UNKNOWN_TOKEN})
+    if len(vocab) != config.vocab_size:
+        raise ValueError(f"text has {len(vocab)} distinct characters (with '▩'), "
+                         f"config.vocab_size is {config.vocab_size}")
+    index = {c: i for i, c in enumerate(vocab)}
+    ids = np.array([index[c] for c in text], np.int32)
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, len(ids) - seq_len - 1, size=steps * batch)
+    x = np.stack([ids[s:s + seq_len] for s in starts])
+    y = np.stack([ids[s + 1:s + seq_len + 1] for s in starts])
+    model = build_keras_model(config)
+    model.compile(optimizer=tf.keras.optimizers.Adam(lr),
+                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    hist = model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    if log:
+        log(f"trained {steps} steps, final loss {hist.history['loss'][-1]:.3f}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "ckpt"
+    model.save_weights(str(path))
+    (folder / "vocab.txt").write_text(repr(vocab), encoding="utf-8")
+    return path
