@@ -11,7 +11,7 @@ from mof.runtime.vocab import Vocabulary
 
 pytestmark = pytest.mark.tf
 
-FLAGS = ["--heads", "4", "--trans-window", "6", "--window", "12"]
+FLAGS = ["--heads", "4", "--trans-window", "6", "--window", "12", "--eval-tokens", "32"]
 
 
 def _copy_ckpt(tiny_ckpt, dest):

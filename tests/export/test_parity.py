@@ -27,7 +27,7 @@ SHAPES = {
 
 def _export(prefix, out, cfg, **kw):
     opts = ExportOptions(checkpoint=prefix, output=out, num_heads=cfg.num_heads,
-                         trans_window=cfg.trans_window, window=cfg.window, **kw)
+                         trans_window=cfg.trans_window, window=cfg.window, eval_tokens=48, **kw)
     return export_checkpoint(opts, Progress(6, quiet=True))
 
 

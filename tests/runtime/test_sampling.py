@@ -82,6 +82,7 @@ def test_everything_banned_is_an_error():
 
 
 @pytest.mark.tf
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("temperature, top_p, penalty, ban", [
     (0.68, 0.8, 1.2, ()), (1.0, 1.0, 1.0, ()), (0.32, 0.9, 1.5, (1, 2, 3)), (2.0, 0.5, 1.2, (5,)),
 ])
