@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "built-in sample of classical Chinese poems and prose)")
     p.add_argument("--eval-tokens", metavar="N", type=_positive_int, default=256,
                    help="characters of that text to measure on (default 256)")
+    p.add_argument("--no-full", dest="full", action="store_false",
+                   help="leave out full.onnx (logits at every position: for analysis; decoding "
+                        "uses only window.onnx and step.onnx)")
     p.add_argument("--int8", action="store_true",
                    help="also write int8 window and step graphs, with an accuracy report against "
                         "fp32 (same as running mof-quantize on the bundle afterwards)")
@@ -94,7 +97,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          model_type=args.model_type, num_heads=args.heads,
                          trans_window=args.trans_window, window=args.window, force=args.force,
                          atol=args.atol, calibration_text=args.calibration_text,
-                         eval_tokens=args.eval_tokens, int8=args.int8,
+                         eval_tokens=args.eval_tokens, int8=args.int8, full=args.full,
                          allow_degraded=args.allow_degraded)
     try:
         import_tf(verbose=args.debug)

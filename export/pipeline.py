@@ -37,6 +37,7 @@ class ExportOptions:
     seed: int = 0
     calibration_text: Optional[Path] = None   # stream-vs-exact measurement text; None = built-in
     eval_tokens: int = 256                     # characters of it to measure on
+    full: bool = True                          # also write full.onnx (all positions; not used at run time)
     int8: bool = False                         # also write int8 window/step graphs
     allow_degraded: bool = False               # keep int8 graphs that miss the accuracy gates
 
@@ -112,12 +113,13 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
         model = build_keras_model(cfg, opts.model_type)
     with progress.stage("restore", f"weights from {loc.prefix.name}"):
         restore(model, loc.prefix, loc.variables)
-    with progress.stage("convert", "full and window graphs with tf2onnx (opset 17), step graph"):
-        graphs = {
-            GRAPH_FULL: to_onnx(model, ["batch", "seq", cfg.vocab_size], is_keras=True),
-            GRAPH_WINDOW: to_onnx(window_function(model), ["batch", cfg.vocab_size], is_keras=False),
-            GRAPH_STEP: build_step_graph(cfg, checkpoint_getter(loc.prefix)),
-        }
+    what = ("full and window graphs" if opts.full else "window graph") + " with tf2onnx (opset 17), step graph"
+    with progress.stage("convert", what):
+        graphs = {}
+        if opts.full:
+            graphs[GRAPH_FULL] = to_onnx(model, ["batch", "seq", cfg.vocab_size], is_keras=True)
+        graphs[GRAPH_WINDOW] = to_onnx(window_function(model), ["batch", cfg.vocab_size], is_keras=False)
+        graphs[GRAPH_STEP] = build_step_graph(cfg, checkpoint_getter(loc.prefix))
         blobs = {name: g.SerializeToString() for name, g in graphs.items()}
         del graphs
         for name, blob in blobs.items():
@@ -129,7 +131,8 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
                "unknown_token_in_vocab": loc.vocab.has_unknown_token,
                "duplicates": len(loc.vocab.duplicates())},
         validation={}, producer=producer_versions(),
-        source={"checkpoint": loc.prefix.name, "vocab": loc.vocab_path.name})
+        source={"checkpoint": loc.prefix.name, "vocab": loc.vocab_path.name},
+        graphs=tuple(blobs))
     with progress.stage("validate", f"TensorFlow vs onnxruntime, atol {opts.atol:g}"):
         so = session_options(None)
         sessions = {name: ort.InferenceSession(blob, sess_options=so, providers=["CPUExecutionProvider"])

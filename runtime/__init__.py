@@ -7,6 +7,7 @@
 """
 
 from .bundle import BundleWriter, read_manifest, verify_bundle
+from .bundle_default import DEFAULT_BUNDLE
 from .config import ModelConfig
 from .errors import BundleError, MofError
 from .generate import GenerationStats, Generator, generate
@@ -15,6 +16,6 @@ from .sampling import Sampler, SamplingConfig
 from .state import State
 from .vocab import Vocabulary
 
-__all__ = ["BundleWriter", "BundleError", "GenerationStats", "Generator", "Model", "ModelConfig",
+__all__ = ["DEFAULT_BUNDLE", "BundleWriter", "BundleError", "GenerationStats", "Generator", "Model", "ModelConfig",
            "MofError", "Sampler", "SamplingConfig", "State", "Vocabulary", "generate",
            "read_manifest", "verify_bundle"]

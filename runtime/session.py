@@ -1,0 +1,124 @@
+"""A conversation with a model: templates, history, and (stream mode) the recurrent state.
+
+In stream mode each turn's prompt normally extends what the model has already read
+(previous prompt + reply + the stop string it generated), so only the new part is fed
+to the step graph; anything else (raw form, an interrupted reply) re-reads the prompt
+from a zero state. ``save``/``load`` keep a conversation across runs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .chat import Conversation
+from .errors import MofError
+from .generate import Generator
+from .model import Model
+from .sampling import SamplingConfig
+from .state import State
+
+SAVE_FORMAT = "mof-session"
+SAVE_VERSION = 1
+MAX_SAVE_BYTES = 64 * 1024 * 1024
+
+
+class ChatSession:
+    def __init__(self, model: Model, sampling: SamplingConfig, mode: str = "stream",
+                 form: str = "chat"):
+        self.model = model
+        self.sampling = sampling
+        self.mode = mode
+        self.conversation = Conversation(form)
+        self.state: Optional[State] = None     # stream mode: what the model has read so far ...
+        self.consumed = ""                     # ... as text
+
+    def clear(self) -> None:
+        self.conversation.clear()
+        self.state, self.consumed = None, ""
+
+    def turn(self, text: str) -> Generator:
+        """Start the reply to ``text``; iterate the result for its pieces, then call finish()."""
+        return self.continue_text(self.conversation.prompt(text))
+
+    def continue_text(self, prompt: str) -> Generator:
+        sampling = replace(self.sampling, stop=tuple(self.conversation.stops) + tuple(self.sampling.stop))
+        if (self.mode == "stream" and self.state is not None and len(prompt) > len(self.consumed)
+                and prompt.startswith(self.consumed)):
+            return Generator(self.model, prompt[len(self.consumed):], sampling, self.mode,
+                             state=self.state, history=self.consumed)
+        return Generator(self.model, prompt, sampling, self.mode)
+
+    def finish(self, gen: Generator, interrupted: bool = False) -> None:
+        self.conversation.add_reply(gen.output)
+        if self.mode == "stream" and not interrupted:
+            self.state, self.consumed = gen.state, gen.text
+        else:
+            self.state, self.consumed = None, ""
+
+    # Saving ---------------------------------------------------------------------------
+    def _identity(self) -> str:
+        return self.model.manifest["files"].get("step.onnx", {}).get("sha256", "")
+
+    def save(self, path: str | os.PathLike) -> int:
+        """Write the conversation (history, state) atomically; returns the file's size."""
+        path = Path(path)
+        meta = {"format": SAVE_FORMAT, "version": SAVE_VERSION, "model": self._identity(),
+                "form": self.conversation.form, "history": self.conversation.history,
+                "consumed": self.consumed, "has_state": self.state is not None}
+        arrays = {"meta": np.array(json.dumps(meta, ensure_ascii=False))}
+        if self.state is not None:
+            arrays.update({f"state.{k}": v for k, v in self.state.tensors()})
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        data = buf.getvalue()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent) else ".")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return len(data)
+
+    def load(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        try:
+            if path.stat().st_size > MAX_SAVE_BYTES:
+                raise MofError(f"{path} is too large to be a saved conversation")
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                arrays = {k[len("state."):]: z[k] for k in z.files if k.startswith("state.")}
+        except MofError:
+            raise
+        except (OSError, ValueError, KeyError) as e:
+            raise MofError(f"{path} is not a saved mof conversation ({e})") from None
+        if not isinstance(meta, dict) or meta.get("format") != SAVE_FORMAT:
+            raise MofError(f"{path} is not a saved mof conversation")
+        if meta.get("version") != SAVE_VERSION:
+            raise MofError(f"{path} has version {meta.get('version')}; this mof reads {SAVE_VERSION}")
+        if meta.get("model") != self._identity():
+            raise MofError(f"{path} was saved with another model; start a new conversation")
+        if meta.get("form") != self.conversation.form:
+            raise MofError(f"{path} holds a '{meta.get('form')}' conversation; pass --form {meta.get('form')}")
+        state = None
+        if meta.get("has_state"):
+            names = [f.name for f in fields(State)]
+            if sorted(arrays) != sorted(names):
+                raise MofError(f"{path}: saved state has fields {sorted(arrays)}")
+            state = State(**arrays)
+            state.check(self.model.config)
+        self.conversation.history = str(meta.get("history", ""))
+        if self.mode == "stream" and state is not None:
+            self.state, self.consumed = state, str(meta.get("consumed", ""))
+        else:
+            self.state, self.consumed = None, ""
