@@ -1,0 +1,291 @@
+"""mof-bench: what users care about, measured side by side on this machine.
+
+Each (precision) runs in a fresh worker process, so load time and peak RSS are its own.
+Per precision and mode: time to first token and prefill tokens/s for several prompt
+lengths; per-token decode latency p50/p95 (model call + sampling) over N tokens.
+Also: the machine's memory read bandwidth and the weight bytes each mode reads per
+token, so every decode figure can be read as a multiple of the memory floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .errors import MofError
+
+PROG = "mof-bench"
+SCHEMA_VERSION = 1
+
+
+# --- machine -------------------------------------------------------------------------------
+def read_bandwidth_gbs(mb: int = 512, repeats: int = 5, threads: int = 0) -> float:
+    """Best-of-N read bandwidth: threads each sum a disjoint part of a large array."""
+    threads = threads or os.cpu_count() or 1
+    a = np.ones(mb * 1024 * 1024 // 8, np.float64)
+    parts = np.array_split(a, threads)
+    best = 0.0
+    for _ in range(repeats):
+        ts = [threading.Thread(target=np.sum, args=(p,)) for p in parts]
+        t = time.perf_counter()
+        for th in ts:
+            th.start()
+        for th in ts:
+            th.join()
+        best = max(best, a.nbytes / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import onnxruntime as ort
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "onnxruntime": ort.__version__, "numpy": np.__version__, "platform": platform.platform()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM; unlike ru_maxrss it is not inherited across exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- what a graph reads per token ---------------------------------------------------------
+def weight_bytes_per_token(path: Path) -> int:
+    """Bytes of weights one decoding call reads: every initializer, except that a Gather
+    table contributes one row (the token or position looked up)."""
+    import onnxruntime  # noqa: F401  (keep the dependency set explicit: this parses with onnx if present)
+    try:
+        import onnx
+    except ImportError:
+        return int(path.stat().st_size)
+    from onnx import numpy_helper
+    model = onnx.load(str(path))
+    total = 0
+
+    def walk(graph):
+        nonlocal total
+        tables = {n.input[0] for n in graph.node if n.op_type == "Gather"}
+        for t in graph.initializer:
+            arr = numpy_helper.to_array(t)
+            if t.name in tables and arr.ndim == 2:
+                total += arr.itemsize * arr.shape[1]
+            else:
+                total += arr.nbytes
+        for node in graph.node:
+            for a in node.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    walk(a.g)
+    walk(model.graph)
+    return total
+
+
+# --- worker ----------------------------------------------------------------------------------
+def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequence[int],
+            decode_tokens: int, threads: Optional[int], warmup: int) -> dict:
+    from .model import Model
+    from .sampling import Sampler, SamplingConfig
+    t = time.perf_counter()
+    model = Model.load(bundle, int8=precision == "int8", threads=threads)
+    load_s = time.perf_counter() - t
+    cfg = model.config
+    rng = np.random.default_rng(0)
+    sampler = Sampler(SamplingConfig(seed=0), model.vocab)
+    out = []
+    for mode in modes:
+        ids = rng.integers(0, cfg.vocab_size, size=max(lengths) + decode_tokens + warmup + 8,
+                           dtype=np.int32)
+        # warm-up
+        for _ in range(warmup):
+            if mode == "stream":
+                model.prefill(ids[None, :16])
+            else:
+                model.exact_logits(ids[None, :cfg.window])
+        prefill = {}
+        for L in lengths:
+            if mode == "stream" and L > cfg.max_positions:
+                continue
+            t = time.perf_counter()
+            if mode == "stream":
+                logits, _ = model.prefill(ids[None, :L])
+            else:
+                logits = model.exact_logits(ids[None, :L])       # reads only the last W
+            sampler.sample(logits[0], ids[:L][-cfg.window:])
+            dt = time.perf_counter() - t
+            prefill[str(L)] = {"ttft_s": dt, "tokens_per_s": L / dt}
+        P = min(128, max(lengths))
+        text = list(ids[:P])
+        state = None
+        if mode == "stream":
+            logits, state = model.prefill(ids[None, :P])
+        else:
+            logits = model.exact_logits(ids[None, :P])
+        times = []
+        for _ in range(decode_tokens):
+            t = time.perf_counter()
+            tok = sampler.sample(logits[0], text[-cfg.window:])
+            text.append(tok)
+            if mode == "stream":
+                if int(state.position[0]) + 1 > cfg.max_positions:
+                    logits, state = model.prefill(np.asarray([text[-cfg.window:]], np.int32))
+                else:
+                    logits, state = model.step(np.array([tok]), state)
+            else:
+                logits = model.exact_logits(np.asarray([text[-cfg.window:]], np.int32))
+            times.append(time.perf_counter() - t)
+        ms = np.array(times) * 1e3
+        ttft_128 = prefill.get("128", next(iter(prefill.values())))["ttft_s"] if prefill else float("nan")
+        out.append({
+            "mode": mode, "precision": precision,
+            "decode_ms_p50": float(np.percentile(ms, 50)), "decode_ms_p95": float(np.percentile(ms, 95)),
+            "decode_tokens_per_s": float(1e3 / ms.mean()),
+            "prefill": prefill,
+            "prefill_tokens_per_s": prefill.get("128", {}).get("tokens_per_s", float("nan")),
+            "ttft_s": ttft_128,
+            "load_s": load_s,
+            "peak_rss_mb": peak_rss_mb(),
+        })
+    return {"results": out}
+
+
+# --- driver ----------------------------------------------------------------------------------
+def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], lengths: Sequence[int],
+              decode_tokens: int, threads: Optional[int], warmup: int = 4,
+              log=lambda m: print(m, file=sys.stderr, flush=True)) -> dict:
+    from .bundle import verify_bundle
+    manifest = verify_bundle(bundle)
+    graphs = manifest["graphs"]
+    have = [p for p in precisions if all(p in graphs.get(g, {}) for g in ("window", "step"))]
+    missing = sorted(set(precisions) - set(have))
+    if missing:
+        log(f"{PROG}: {bundle.name} has no {', '.join(missing)} graphs (add int8 with mof-quantize); skipped")
+    if not have:
+        raise MofError(f"{bundle} has none of the requested precisions")
+    log(f"{PROG}: measuring memory read bandwidth …")
+    bw = read_bandwidth_gbs()
+    results, floor = [], {}
+    for precision in have:
+        for mode in modes:
+            graph = "step" if mode == "stream" else "window"
+            wb = weight_bytes_per_token(bundle / graphs[graph][precision])
+            floor[f"{mode}/{precision}"] = {"weight_bytes_per_token": wb, "floor_ms": wb / (bw * 1e9) * 1e3}
+        log(f"{PROG}: {precision}: {', '.join(modes)} …")
+        cmd = [sys.executable, "-m", "mof.runtime.bench", "--_worker", str(bundle), precision,
+               ",".join(modes), ",".join(map(str, lengths)), str(decode_tokens), str(threads or 0),
+               str(warmup)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise MofError(f"benchmark worker failed: {proc.stderr.strip().splitlines()[-1:]}")
+        for r in json.loads(proc.stdout)["results"]:
+            f = floor[f"{r['mode']}/{precision}"]
+            r["floor_multiple"] = r["decode_ms_p50"] / f["floor_ms"] if f["floor_ms"] else float("nan")
+            r["graph_bytes"] = (bundle / graphs["step" if r["mode"] == "stream" else "window"][precision]).stat().st_size
+            results.append(r)
+    return {"schema_version": SCHEMA_VERSION, "bundle": str(bundle),
+            "model": manifest["model"], "threads": threads, "decode_tokens": decode_tokens,
+            "prompt_lengths": list(lengths),
+            "machine": {**machine_info(), "read_bandwidth_gbs": bw},
+            "floor": floor, "results": results,
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def format_table(report: dict) -> str:
+    lines = [f"{'mode':<7}{'prec':<6}{'load s':>7}{'TTFT128 s':>10}{'prefill tok/s':>14}"
+             f"{'p50 ms':>8}{'p95 ms':>8}{'tok/s':>8}{'x floor':>8}{'RSS MB':>8}{'graph MB':>9}"]
+    for r in report["results"]:
+        lines.append(f"{r['mode']:<7}{r['precision']:<6}{r['load_s']:>7.2f}{r['ttft_s']:>10.3f}"
+                     f"{r['prefill_tokens_per_s']:>14.0f}{r['decode_ms_p50']:>8.2f}{r['decode_ms_p95']:>8.2f}"
+                     f"{r['decode_tokens_per_s']:>8.1f}{r['floor_multiple']:>8.1f}{r['peak_rss_mb']:>8.0f}"
+                     f"{r['graph_bytes'] / 1e6:>9.1f}")
+    m = report["machine"]
+    lines.append(f"memory read bandwidth {m['read_bandwidth_gbs']:.1f} GB/s; floor = weight bytes "
+                 f"read per token / bandwidth")
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rs = report["results"]
+    labels = [f"{r['mode']}\n{r['precision']}" for r in rs]
+    tps = [r["decode_tokens_per_s"] for r in rs]
+    floors = [1e3 / report["floor"][f"{r['mode']}/{r['precision']}"]["floor_ms"] for r in rs]
+    fig, ax = plt.subplots(figsize=(1.6 * len(rs) + 2, 4))
+    x = np.arange(len(rs))
+    ax.bar(x, tps, color="#4a7ab7", label="measured decode tokens/s")
+    ax.scatter(x, floors, marker="_", s=900, color="#c0392b", label="memory floor (tokens/s)")
+    ax.set_xticks(x, labels)
+    ax.set_yscale("log")
+    ax.set_ylabel("tokens / s (batch 1)")
+    ax.set_title(f"{Path(report['bundle']).name} on {report['machine']['cores']} cores")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--_worker"]:
+        b, prec, modes, lengths, n, threads, warmup = argv[1:8]
+        res = _worker(Path(b), prec, modes.split(","), [int(x) for x in lengths.split(",")],
+                      int(n), int(threads) or None, int(warmup))
+        print(json.dumps(res))
+        return 0
+    from .bundle_default import DEFAULT_BUNDLE
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    p.add_argument("bundle", nargs="?", type=Path, default=DEFAULT_BUNDLE,
+                   help="bundle directory (default: the shipped demo model)")
+    p.add_argument("--precisions", default="fp32,int8", help="comma list (default fp32,int8)")
+    p.add_argument("--modes", default="stream,exact", help="comma list (default stream,exact)")
+    p.add_argument("--prompt-lengths", default="16,128,512", help="comma list (default 16,128,512)")
+    p.add_argument("--decode-tokens", type=int, default=128, help="tokens decoded per run (default 128)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the full report as JSON")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="bar chart of tokens/s with the floor")
+    args = p.parse_args(argv)
+    try:
+        lengths = [int(x) for x in args.prompt_lengths.split(",")]
+        modes = args.modes.split(",")
+        if any(m not in ("stream", "exact") for m in modes) or min(lengths) < 1 or args.decode_tokens < 1:
+            raise ValueError
+    except ValueError:
+        p.error("--modes takes stream/exact, --prompt-lengths positive integers, --decode-tokens >= 1")
+    try:
+        report = benchmark(args.bundle, args.precisions.split(","), modes, lengths,
+                           args.decode_tokens, args.threads)
+    except MofError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    print(format_table(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    if args.plot:
+        plot(report, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
