@@ -156,14 +156,15 @@ def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequenc
                 logits = model.exact_logits(np.asarray([text[-cfg.window:]], np.int32))
             times.append(time.perf_counter() - t)
         ms = np.array(times) * 1e3
-        ttft_128 = prefill.get("128", next(iter(prefill.values())))["ttft_s"] if prefill else float("nan")
+        head = "128" if "128" in prefill else max(prefill, key=int, default=None)   # headline prompt
         out.append({
             "mode": mode, "precision": precision,
             "decode_ms_p50": float(np.percentile(ms, 50)), "decode_ms_p95": float(np.percentile(ms, 95)),
             "decode_tokens_per_s": float(1e3 / ms.mean()),
             "prefill": prefill,
-            "prefill_tokens_per_s": prefill.get("128", {}).get("tokens_per_s", float("nan")),
-            "ttft_s": ttft_128,
+            "prompt_length": int(head) if head else None,
+            "prefill_tokens_per_s": prefill[head]["tokens_per_s"] if head else float("nan"),
+            "ttft_s": prefill[head]["ttft_s"] if head else float("nan"),
             "load_s": load_s,
             "peak_rss_mb": peak_rss_mb(),
         })
@@ -212,7 +213,7 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
 
 
 def format_table(report: dict) -> str:
-    lines = [f"{'mode':<7}{'prec':<6}{'load s':>7}{'TTFT128 s':>10}{'prefill tok/s':>14}"
+    lines = [f"{'mode':<7}{'prec':<6}{'load s':>7}{'TTFT s':>10}{'prefill tok/s':>14}"
              f"{'p50 ms':>8}{'p95 ms':>8}{'tok/s':>8}{'x floor':>8}{'RSS MB':>8}{'graph MB':>9}"]
     for r in report["results"]:
         lines.append(f"{r['mode']:<7}{r['precision']:<6}{r['load_s']:>7.2f}{r['ttft_s']:>10.3f}"
@@ -241,7 +242,7 @@ def plot(report: dict, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_ylabel("tokens / s (batch 1)")
     ax.set_title(f"{Path(report['bundle']).name} on {report['machine']['cores']} cores")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
