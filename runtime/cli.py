@@ -113,9 +113,7 @@ def run(args) -> int:
                               penalty_mode=args.penalty_mode, ban=ban, stop=tuple(args.stop),
                               max_tokens=max_tokens, seed=args.seed)
     interactive = sys.stdin.isatty() and args.prompt is None
-    if args.prompt is not None or interactive:
-        print(f"{PROG}: {model.bundle_dir.name}, {mode} mode ({why}), {model.precision}",
-              file=sys.stderr)
+    print(f"{PROG}: {model.bundle_dir.name}, {mode} mode ({why}), {model.precision}", file=sys.stderr)
 
     if args.prompt is not None:
         session = ChatSession(model, sampling, mode, form="raw")
