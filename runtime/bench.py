@@ -234,15 +234,23 @@ def plot(report: dict, path: Path) -> None:
     labels = [f"{r['mode']}\n{r['precision']}" for r in rs]
     tps = [r["decode_tokens_per_s"] for r in rs]
     floors = [1e3 / report["floor"][f"{r['mode']}/{r['precision']}"]["floor_ms"] for r in rs]
-    fig, ax = plt.subplots(figsize=(1.6 * len(rs) + 2, 4))
-    x = np.arange(len(rs))
-    ax.bar(x, tps, color="#4a7ab7", label="measured decode tokens/s")
+    colors = ["#4a7ab7"] * len(rs)
+    if "tf_reference" in report:                      # benchmarks/headline.py adds the baseline
+        labels.insert(0, "TF reference\n(xiaothink)")
+        tps.insert(0, 1e3 / report["tf_reference"]["ms_per_token"])
+        floors.insert(0, float("nan"))
+        colors.insert(0, "#999999")
+    fig, ax = plt.subplots(figsize=(1.6 * len(labels) + 2, 4.4))
+    x = np.arange(len(labels))
+    ax.bar(x, tps, color=colors, label="measured decode tokens/s")
+    for xi, t in zip(x, tps):
+        ax.text(xi, t, f"{t:.1f}", ha="center", va="bottom", fontsize=8)
     ax.scatter(x, floors, marker="_", s=900, color="#c0392b", label="memory floor (tokens/s)")
     ax.set_xticks(x, labels)
     ax.set_yscale("log")
     ax.set_ylabel("tokens / s (batch 1)")
     ax.set_title(f"{Path(report['bundle']).name} on {report['machine']['cores']} cores")
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
