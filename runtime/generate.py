@@ -118,6 +118,7 @@ class Generator:
             last = piece = self.vocab.tokens[token]
             self.text += piece
             self.stats.generated_tokens += 1
+            self.stats.decode_s = time.perf_counter() - t1     # kept current: a reply may be interrupted
             pending += piece
             hit = min((i for i in (pending.find(s) for s in sp.stop) if i >= 0), default=-1)
             if hit >= 0:
