@@ -13,7 +13,7 @@ Strings are built by plain concatenation, as the reference does — no JSON esca
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import MofError
 

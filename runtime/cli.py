@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import Optional, Sequence

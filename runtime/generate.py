@@ -15,7 +15,7 @@ distinct ids of the last W characters, exactly as xiaothink's loop does.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Optional
 
 import numpy as np

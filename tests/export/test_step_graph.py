@@ -9,7 +9,7 @@ from mof.export.checkpoint import list_variables
 from mof.export.keras_model import build_keras_model, restore
 from mof.export.step_graph import build_step_graph, checkpoint_getter
 from mof.export.synthetic import tiny_config
-from mof.runtime.contract import INPUT_IDS, LOGITS, POSITION, STATE_IN, STATE_OUT
+from mof.runtime.contract import INPUT_IDS, LOGITS, POSITION, STATE_OUT
 from mof.runtime.state import State
 
 pytestmark = pytest.mark.tf

@@ -1,6 +1,5 @@
 """int8 graphs: every large weight int8 (GRUs included), accuracy gates on a trained model, atomic mof-quantize."""
 
-import json
 import shutil
 
 import numpy as np

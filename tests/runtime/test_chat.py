@@ -1,9 +1,8 @@
 """Chat templates equal xiaothink's QianyanModel.chat prompts byte for byte, turn after turn."""
 
-import numpy as np
 import pytest
 
-from mof.runtime.chat import STOPS, Conversation
+from mof.runtime.chat import Conversation
 from mof.runtime.errors import MofError
 
 TURNS = ["你好", '写一首诗，\n关于"月亮"', "[不是命令]", "再来一首"]

@@ -43,7 +43,7 @@ def _segments(text):
 @pytest.mark.parametrize("mode", ["stream", "exact"])
 def test_continues_a_tang_poem_with_poem_shaped_text(mode):
     model = Model.load(DEFAULT_BUNDLE, int8=True)
-    lengths, cjk = [], 0
+    lengths = []
     total = ""
     for seed in range(6):
         out = "".join(Generator(model, "《静夜思》\n床前明月光，", SamplingConfig(

@@ -56,7 +56,6 @@ def test_probabilities_are_a_distribution_over_kept_tokens(seed, top_p, top_k, m
 
 def test_same_seed_same_tokens_and_banned_never_drawn():
     cfg = SamplingConfig(temperature=1.5, top_p=1.0, seed=42, ban=tuple(VOCAB.tokens[:20]))
-    a = [Sampler(cfg, VOCAB).sample(_logits(i), []) for i in range(50)]
     s1, s2 = Sampler(cfg, VOCAB), Sampler(cfg, VOCAB)
     draws1 = [s1.sample(_logits(i), []) for i in range(50)]
     draws2 = [s2.sample(_logits(i), []) for i in range(50)]
