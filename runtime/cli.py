@@ -89,9 +89,12 @@ def _stats_line(gen, mode: str, precision: str) -> str:
             f"mode {mode}, {precision}]")
 
 
-def _stream_out(gen) -> None:
+def _stream_out(gen, one_line: bool = False) -> None:
+    """Write pieces as they come; ``one_line`` writes newlines inside a reply as the two
+    characters \\n (as the chat template encodes the user's), so piped output keeps one
+    line per turn."""
     for piece in gen:
-        sys.stdout.write(piece)
+        sys.stdout.write(piece.replace("\n", "\\n") if one_line else piece)
         sys.stdout.flush()
 
 
@@ -148,7 +151,7 @@ def run(args) -> int:
             continue
         gen = session.turn(line)
         try:
-            _stream_out(gen)
+            _stream_out(gen, one_line=not interactive)
             session.finish(gen)
         except KeyboardInterrupt:
             session.finish(gen, interrupted=True)

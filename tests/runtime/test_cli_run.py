@@ -37,7 +37,7 @@ def test_piped_chat_one_line_per_turn_and_clean(tiny_bundle):
     code, out, err = _run(["--model", tiny_bundle, "--max-tokens", "8", "--seed", "1"],
                           stdin="你好\n[CLEAN]\n再见\n")
     assert code == 0, err
-    assert len(out.splitlines()) == 2
+    assert len(out.splitlines()) == 2          # newlines inside a reply are written as \\n
     assert "history cleared" in err
 
 
@@ -75,7 +75,7 @@ def test_saved_conversation_continues_exactly(tiny_bundle, tmp_path, mode):
         gen = session.turn(text)
         reply = "".join(gen)
         session.finish(gen)
-    assert out2 == reply + "\n"
+    assert out2 == reply.replace("\n", "\\n") + "\n"
     assert saved.stat().st_size < 8192
 
 
@@ -84,12 +84,12 @@ def test_ctrl_c_stops_the_reply_and_keeps_the_history(tiny_bundle, monkeypatch, 
     real = cli._stream_out
     calls = []
 
-    def interrupted_once(gen):
+    def interrupted_once(gen, one_line=False):
         calls.append(1)
         if len(calls) == 1:
             next(iter(gen))
             raise KeyboardInterrupt
-        real(gen)
+        real(gen, one_line)
 
     monkeypatch.setattr(cli, "_stream_out", interrupted_once)
     monkeypatch.setattr(sys, "stdin", io.StringIO("你好\n再来\n"))
