@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Callable, Optional
@@ -91,10 +90,7 @@ def quantize_bundle(bundle_dir: Path, *, calibration_text: Optional[Path] = None
         for name in manifest["files"]:
             if name in INT8_FILES.values() or name == MANIFEST_FILE:
                 continue
-            try:
-                os.link(bundle_dir / name, w.path(name))        # same filesystem: no copy
-            except OSError:
-                shutil.copy2(bundle_dir / name, w.path(name))
+            shutil.copy2(bundle_dir / name, w.path(name))    # own copies: bundles hold no hard links
         for name, blob in blobs.items():
             w.path(INT8_FILES[name]).write_bytes(blob)
         return w.commit(new_manifest)

@@ -18,10 +18,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .contract import FORMAT, FORMAT_VERSION, MANIFEST_FILE
+from .contract import FORMAT, FORMAT_VERSION, FP32, INT8, MANIFEST_FILE
 from .errors import BundleError, MofError
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+PRECISIONS = (FP32, INT8)
 
 
 def sha256_file(path: Path) -> str:
@@ -157,6 +158,21 @@ def read_manifest(bundle_dir: str | Path) -> dict[str, Any]:
     return manifest
 
 
+def read_verified(bundle_dir: Path, manifest: dict[str, Any], name: str) -> bytes:
+    """The bytes of a listed file, checked against the manifest at the moment they are read
+    (so what onnxruntime gets is exactly what was verified — no swap after the check)."""
+    rec = manifest.get("files", {}).get(name)
+    if rec is None or not _is_plain_name(name):
+        raise BundleError(f"{bundle_dir}: {name!r} is not a file of this bundle")
+    p = bundle_dir / name
+    if p.is_symlink():
+        raise BundleError(f"{bundle_dir}: {name} is a symbolic link; bundles hold regular files only")
+    data = p.read_bytes()
+    if len(data) != rec.get("bytes") or hashlib.sha256(data).hexdigest() != rec.get("sha256"):
+        raise BundleError(f"{bundle_dir}: {name} changed since it was verified (size or sha256)")
+    return data
+
+
 def verify_bundle(bundle_dir: str | Path) -> dict[str, Any]:
     """Read the manifest and check every listed file's size and sha256. Returns the manifest."""
     bundle_dir = Path(bundle_dir)
@@ -170,15 +186,26 @@ def verify_bundle(bundle_dir: str | Path) -> dict[str, Any]:
         if not isinstance(rec, dict) or not isinstance(rec.get("sha256"), str):
             raise BundleError(f"{bundle_dir}: manifest entry for {name} has no sha256")
         p = bundle_dir / name
-        if p.is_symlink() or not p.is_file():
+        if p.is_symlink():
+            raise BundleError(f"{bundle_dir}: {name} is a symbolic link; bundles hold regular files only")
+        if not p.is_file():
             raise BundleError(f"{bundle_dir}: {name} is missing")
+        if p.stat().st_nlink > 1:
+            raise BundleError(f"{bundle_dir}: {name} is hard-linked elsewhere; bundles hold their own files")
         size = p.stat().st_size
         if size != rec.get("bytes"):
             raise BundleError(f"{bundle_dir}: {name} is {size} bytes, manifest says {rec.get('bytes')}")
         if sha256_file(p) != rec["sha256"]:
             raise BundleError(f"{bundle_dir}: {name} does not match its sha256 in the manifest")
-    for gname, graph in (manifest.get("graphs") or {}).items():
-        for key, fname in graph.items():
-            if isinstance(fname, str) and fname.endswith(".onnx") and fname not in files:
-                raise BundleError(f"{bundle_dir}: graph {gname}.{key} file {fname} is not in the manifest's files")
+    graphs = manifest.get("graphs")
+    if not isinstance(graphs, dict):
+        raise BundleError(f"{bundle_dir}: manifest has no 'graphs' section")
+    for gname, graph in graphs.items():
+        if not isinstance(graph, dict):
+            raise BundleError(f"{bundle_dir}: graph {gname!r} is not described by an object")
+        for key in PRECISIONS:
+            fname = graph.get(key)
+            if fname is not None and (not isinstance(fname, str) or fname not in files):
+                raise BundleError(f"{bundle_dir}: graph {gname}.{key} file {fname!r} is not in the "
+                                  "manifest's files")
     return manifest

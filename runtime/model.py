@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from .bundle import verify_bundle
+from .bundle import read_verified, verify_bundle
 from .config import ModelConfig
 from .contract import FP32, GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, INT8, LOGITS, POSITION, STATE_OUT
 from .errors import BundleError, MofError
@@ -77,11 +77,17 @@ class Model:
                     raise MofError(f"{bundle_dir} has no int8 graphs; add them with: "
                                    f"mof-quantize {bundle_dir}")
                 raise BundleError(f"{bundle_dir}: graph {name!r} has no {precision} file")
+            # From the verified bytes, not the path: nothing can be swapped in after the hash
+            # check, and a graph cannot pull external data from outside the bundle.
+            data = read_verified(bundle_dir, manifest, file)
             try:
-                sess = ort.InferenceSession(str(bundle_dir / file), sess_options=so,
-                                            providers=["CPUExecutionProvider"])
+                sess = ort.InferenceSession(data, sess_options=so, providers=["CPUExecutionProvider"])
             except Exception as e:  # onnxruntime raises its own exception types
-                raise BundleError(f"{bundle_dir}: cannot load {file}: {str(e).splitlines()[0][:200]}") from None
+                msg = str(e).splitlines()[0][:200]
+                if "external" in msg.lower():
+                    msg = "it refers to external data, which bundles may not use"
+                raise BundleError(f"{bundle_dir}: cannot load {file}: {msg}") from None
+            del data
             _check_io(sess, entry, f"{bundle_dir.name}/{file}")
             sessions[name] = sess
         return cls(bundle_dir, manifest, sessions, vocab, precision)

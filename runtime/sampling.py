@@ -88,7 +88,14 @@ class Sampler:
     def probabilities(self, logits: np.ndarray, recent: Sequence[int]) -> np.ndarray:
         """The distribution the next token is drawn from (after every filter), float32 [V]."""
         c = self.config
-        x = self.penalize(logits, recent) / np.float32(c.temperature)
+        penalized = self.penalize(logits, recent)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            x = penalized / np.float32(c.temperature)                 # the reference's order
+        if not np.isfinite(x).all():
+            # a temperature so small that logits / T overflows float32: same distribution,
+            # computed as (logits - max) / T in float64 (-> the argmax, ties shared)
+            x64 = penalized.astype(np.float64)
+            x = ((x64 - x64.max()) / c.temperature).astype(np.float32)
         x = x - x.max()
         probs = np.exp(x)
         probs /= probs.sum()                                          # softmax

@@ -100,8 +100,10 @@ class ChatSession:
                 arrays = {k[len("state."):]: z[k] for k in z.files if k.startswith("state.")}
         except MofError:
             raise
-        except (OSError, ValueError, KeyError) as e:
-            raise MofError(f"{path} is not a saved mof conversation ({e})") from None
+        except FileNotFoundError:
+            raise MofError(f"{path} does not exist") from None
+        except Exception as e:   # np.load / json raise many types on junk (EOFError, BadZipFile, ...)
+            raise MofError(f"{path} is not a saved mof conversation ({type(e).__name__})") from None
         if not isinstance(meta, dict) or meta.get("format") != SAVE_FORMAT:
             raise MofError(f"{path} is not a saved mof conversation")
         if meta.get("version") != SAVE_VERSION:

@@ -98,8 +98,8 @@ class State:
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 arrays = {f.name: z[f.name] for f in fields(cls)}
-        except (KeyError, ValueError, OSError) as e:
-            raise MofError(f"not a saved mof state: {e}") from None
+        except Exception as e:   # np.load raises many types on junk (EOFError, BadZipFile, ...)
+            raise MofError(f"not a saved mof state: {type(e).__name__}: {e}") from None
         state = cls(**arrays)
         state.check(config)
         return state

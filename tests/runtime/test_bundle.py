@@ -109,3 +109,11 @@ def test_manifest_format_checks(tmp_path, content, message):
 def test_not_a_bundle(tmp_path):
     with pytest.raises(BundleError, match="no manifest.json"):
         read_manifest(tmp_path)
+
+
+def test_read_only_output_folder(tmp_path, monkeypatch):
+    # root ignores permission bits, so ask the same question the writer asks
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(MofError, match="is not writable"):
+        _write(tmp_path / "b")
+    assert not (tmp_path / "b").exists()

@@ -1,0 +1,183 @@
+"""Untrusted bundles, bad input, long sessions and threads (the bad-input matrix in docs/hardening.md).
+
+Runs on the demo bundle shipped in the package: no TensorFlow needed."""
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from mof.runtime import DEFAULT_BUNDLE, Generator, Model, SamplingConfig, State
+from mof.runtime.bundle import BundleError, read_manifest
+from mof.runtime.errors import MofError
+from mof.runtime.session import ChatSession
+
+GRAPH = "step.onnx"
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    copy = tmp_path / "b.mof"
+    shutil.copytree(DEFAULT_BUNDLE, copy)
+    return copy
+
+
+def _rewrite_manifest(bundle, change):
+    m = json.loads((bundle / "manifest.json").read_text())
+    change(m)
+    (bundle / "manifest.json").write_text(json.dumps(m))
+
+
+def _rehash(bundle, name):
+    data = (bundle / name).read_bytes()
+    _rewrite_manifest(bundle, lambda m: m["files"].__setitem__(
+        name, {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: (b / GRAPH).write_bytes((b / GRAPH).read_bytes()[:-1] + b"\x00"), "sha256"),
+    (lambda b: (b / GRAPH).write_bytes((b / GRAPH).read_bytes()[:1000]), "bytes, manifest says"),
+    (lambda b: (b / "manifest.json").unlink(), "no manifest.json"),
+    (lambda b: _rewrite_manifest(b, lambda m: m.__setitem__("format_version", 2)), "format_version 2"),
+    (lambda b: _rewrite_manifest(b, lambda m: m["files"].__setitem__("../../etc/passwd", m["files"][GRAPH])), "unsafe"),
+    (lambda b: _rewrite_manifest(b, lambda m: m["graphs"]["step"].__setitem__("fp32", "/etc/passwd")), "not in the manifest"),
+    (lambda b: ((b / GRAPH).rename(b / "real.onnx"), (b / GRAPH).symlink_to(b / "real.onnx")), "symbolic link"),
+    (lambda b: os.link(b / GRAPH, b.parent / "elsewhere.onnx"), "hard-linked"),
+    (lambda b: (b / "manifest.json").write_text("{" * 10**6), "not valid JSON"),
+], ids=["tampered", "truncated", "no-manifest", "version", "outside", "graph-outside", "symlink",
+        "hardlink", "manifest-bomb"])
+def test_bad_bundles_are_refused_with_one_line(bundle, damage, message):
+    damage(bundle)
+    with pytest.raises(BundleError) as e:
+        Model.load(bundle)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_graph_with_external_data_is_refused(bundle, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    w = numpy_helper.from_array(np.zeros(4, np.float32), "w")
+    w.ClearField("float_data")
+    w.ClearField("raw_data")
+    w.data_location = TensorProto.EXTERNAL
+    w.external_data.add(key="location", value="../secret.bin")
+    graph = helper.make_graph([helper.make_node("Add", ["input_ids", "w"], ["logits"])], "g",
+                              [helper.make_tensor_value_info("input_ids", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [4])], [w])
+    (bundle / "window.onnx").write_bytes(helper.make_model(graph).SerializeToString())
+    _rehash(bundle, "window.onnx")
+    with pytest.raises(BundleError, match="window.onnx"):
+        Model.load(bundle, graphs=("window",))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=2000))
+def test_manifest_parsing_never_crashes(tmp_path, data):
+    (tmp_path / "manifest.json").write_bytes(data)
+    try:
+        m = read_manifest(tmp_path)
+        assert isinstance(m, dict)
+    except BundleError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def model():
+    return Model.load(DEFAULT_BUNDLE, int8=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.binary(max_size=4000))
+def test_state_from_arbitrary_bytes_is_a_clean_error(data):
+    from mof.runtime.manifest import model_config
+    config = model_config(read_manifest(DEFAULT_BUNDLE))
+    with pytest.raises(MofError):
+        State.from_bytes(data, config)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_tokenizer_round_trip(model, data):
+    unique = [t for t, i in model.vocab.ids.items() if len(t) == 1]
+    text = "".join(data.draw(st.lists(st.sampled_from(unique), max_size=50)))
+    assert model.vocab.decode(model.vocab.encode(text)) == text
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(temperature=st.floats(0, 5), top_p=st.floats(0.01, 1), top_k=st.integers(0, 100),
+       min_p=st.floats(0, 0.99), penalty=st.floats(0.1, 5), scale=st.floats(0, 1e4), seed=st.integers(0, 99))
+def test_any_valid_config_yields_an_allowed_token(model, temperature, top_p, top_k, min_p, penalty, scale, seed):
+    from mof.runtime.sampling import Sampler
+    ban = tuple(model.vocab.tokens[1:50])
+    s = Sampler(SamplingConfig(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
+                               repetition_penalty=penalty, ban=ban, seed=seed), model.vocab)
+    logits = (np.random.default_rng(seed).normal(size=model.config.vocab_size) * scale).astype(np.float32)
+    tok = s.sample(logits, recent=[1, 2, 3])
+    assert 0 <= tok < model.config.vocab_size and model.vocab.tokens[tok] not in ban
+    if temperature > 0:
+        assert np.isfinite(s.probabilities(logits, [1, 2, 3])).all()
+
+
+def test_prompt_of_unknown_characters_and_longer_than_the_position_table(model):
+    sp = SamplingConfig(max_tokens=5, seed=0)
+    out = "".join(Generator(model, "\U0001F600☃" * 3, sp, mode="stream"))    # every char maps to ▩
+    assert len(out) == 5
+    P = model.config.max_positions
+    gen = Generator(model, "春" * (P + 50), sp, mode="stream")
+    assert len("".join(gen)) == 5 and gen.stats.refills >= 1
+
+
+def test_stream_soak_crosses_the_position_table(model):
+    """A shorter version of benchmarks/soak.py: finite logits, bounded state, several refills."""
+    gen = Generator(model, "床前明月光，", SamplingConfig(max_tokens=1500, seed=1, temperature=0.8))
+    worst = 0.0
+    for _ in gen:
+        s = gen.state
+        worst = max(worst, float(np.abs(s.rnn_h).max()), float(np.abs(s.emb_h).max()))
+        assert np.isfinite(gen._logits).all()
+    assert gen.stats.refills >= 2 and worst <= 1.0 + 1e-6      # GRU states live in [-1, 1]
+
+
+def test_one_model_shared_by_eight_threads_equals_sequential_runs(model):
+    prompts = ["床前明月光，", "春眠不觉晓，", "白日依山尽，", "红豆生南国，"] * 2
+
+    def run(i):
+        return "".join(Generator(model, prompts[i], SamplingConfig(max_tokens=40, seed=i),
+                                 mode="stream" if i % 2 else "exact"))
+
+    sequential = [run(i) for i in range(8)]
+    parallel = [None] * 8
+
+    def worker(i):
+        parallel[i] = run(i)
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert parallel == sequential
+
+
+def test_interrupted_state_save_keeps_the_old_file(model, tmp_path, monkeypatch):
+    session = ChatSession(model, SamplingConfig(max_tokens=5, seed=0), "stream", form="raw")
+    gen = session.turn("床前")
+    "".join(gen)
+    session.finish(gen)
+    path = tmp_path / "chat.npz"
+    session.save(path)
+    before = path.read_bytes()
+
+    def broken(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(np, "savez", broken)
+    with pytest.raises(OSError):
+        session.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["chat.npz"]
