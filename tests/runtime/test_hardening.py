@@ -77,6 +77,20 @@ def test_graph_with_external_data_is_refused(bundle, tmp_path):
         Model.load(bundle, graphs=("window",))
 
 
+def test_graph_with_an_unknown_op_domain_is_refused(bundle):
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+    graph = helper.make_graph([helper.make_node("Exfiltrate", ["input_ids"], ["logits"], domain="evil.ops")],
+                              "g", [helper.make_tensor_value_info("input_ids", TensorProto.INT32, [1])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                     helper.make_opsetid("evil.ops", 1)])
+    (bundle / "window.onnx").write_bytes(model.SerializeToString())
+    _rehash(bundle, "window.onnx")
+    with pytest.raises(BundleError, match="cannot load window.onnx"):
+        Model.load(bundle, graphs=("window",))
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=2000))
 def test_manifest_parsing_never_crashes(tmp_path, data):
