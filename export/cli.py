@@ -4,35 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 from pathlib import Path
 from typing import Optional, Sequence
 
-from mof.runtime.errors import MofError
+from mof.runtime.cli_common import number, run_command
 
 from .families import REFERENCE_WINDOW, T6_TYPES
 
 PROG = "mof-export"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return v
+POSITIVE_INT = number(int, lambda v: v >= 1, "a positive integer")
+POSITIVE_FLOAT = number(float, lambda v: v > 0, "a positive number")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,20 +36,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "vocab*.txt next to the checkpoint)")
     p.add_argument("--model-type", metavar="NAME", choices=sorted(T6_TYPES),
                    help=f"T6 family member: {', '.join(T6_TYPES)}")
-    p.add_argument("--heads", metavar="H", type=_positive_int,
+    p.add_argument("--heads", metavar="H", type=POSITIVE_INT,
                    help="attention heads (overrides the model type; required without it)")
-    p.add_argument("--trans-window", metavar="Wt", type=_positive_int,
+    p.add_argument("--trans-window", metavar="Wt", type=POSITIVE_INT,
                    help="positions the transformer expert sees (overrides the model type; "
                         "required without it)")
-    p.add_argument("--window", metavar="W", type=_positive_int,
+    p.add_argument("--window", metavar="W", type=POSITIVE_INT,
                    help=f"characters re-read per generated character in exact decoding "
                         f"(default {REFERENCE_WINDOW}, the reference's)")
-    p.add_argument("--atol", metavar="X", type=_positive_float, default=1e-4,
+    p.add_argument("--atol", metavar="X", type=POSITIVE_FLOAT, default=1e-4,
                    help="max |Δlogit| allowed between TensorFlow and onnxruntime (default 1e-4)")
     p.add_argument("--calibration-text", metavar="FILE", type=Path,
                    help="UTF-8 text to measure stream against exact decoding on (default: a "
                         "built-in sample of classical Chinese poems and prose)")
-    p.add_argument("--eval-tokens", metavar="N", type=_positive_int, default=256,
+    p.add_argument("--eval-tokens", metavar="N", type=POSITIVE_INT, default=256,
                    help="characters of that text to measure on (default 256)")
     p.add_argument("--no-full", dest="full", action="store_false",
                    help="leave out full.onnx (logits at every position: for analysis; decoding "
@@ -99,33 +80,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          atol=args.atol, calibration_text=args.calibration_text,
                          eval_tokens=args.eval_tokens, int8=args.int8, full=args.full,
                          allow_degraded=args.allow_degraded)
-    try:
+    def work() -> int:
         import_tf(verbose=args.debug)
         out = export_checkpoint(opts, progress)
-    except MofError as e:
-        if args.debug:
-            traceback.print_exc()
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
-        return 130
-    except OSError as e:
-        if args.debug:
-            traceback.print_exc()
-        where = f" ({e.filename})" if e.filename else ""
-        print(f"{PROG}: error: {e.strerror or e}{where}; nothing was written", file=sys.stderr)
-        return 1
-    except Exception as e:  # a bug, not a user mistake: still one line unless --debug
-        if args.debug:
-            raise
-        print(f"{PROG}: internal error: {type(e).__name__}: {e}; rerun with --debug for the "
-              "traceback", file=sys.stderr)
-        return 1
-    if not args.quiet:
-        print(str(out))
-    return 0
+        if not args.quiet:
+            print(str(out))
+        return 0
 
+    return run_command(PROG, work, debug=args.debug, interrupted="interrupted; nothing was written",
+                       unchanged="nothing was written", internal_errors=True)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Optional, Sequence
 
-from mof.runtime.errors import MofError
+from mof.runtime.cli_common import run_command
 
 PROG = "mof-quantize"
 
@@ -39,29 +38,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .bundle_int8 import quantize_bundle
 
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    t0 = time.perf_counter()
-    try:
+    def work() -> int:
+        t0 = time.perf_counter()
         out = quantize_bundle(args.bundle, calibration_text=args.calibration_text,
                               eval_tokens=args.eval_tokens, allow_degraded=args.allow_degraded,
                               force=args.force, log=log)
-    except MofError as e:
-        if args.debug:
-            traceback.print_exc()
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; the bundle is unchanged", file=sys.stderr)
-        return 130
-    except OSError as e:
-        if args.debug:
-            traceback.print_exc()
-        print(f"{PROG}: error: {e.strerror or e} ({e.filename}); the bundle is unchanged", file=sys.stderr)
-        return 1
-    log(f"      done in {time.perf_counter() - t0:.1f} s")
-    if not args.quiet:
-        print(str(out))
-    return 0
+        log(f"      done in {time.perf_counter() - t0:.1f} s")
+        if not args.quiet:
+            print(str(out))
+        return 0
 
+    return run_command(PROG, work, debug=args.debug, interrupted="interrupted; the bundle is unchanged",
+                       unchanged="the bundle is unchanged")
 
 if __name__ == "__main__":
     sys.exit(main())

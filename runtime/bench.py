@@ -76,7 +76,6 @@ def peak_rss_mb() -> float:
 def weight_bytes_per_token(path: Path) -> int:
     """Bytes of weights one decoding call reads: every initializer, except that a Gather
     table contributes one row (the token or position looked up)."""
-    import onnxruntime  # noqa: F401  (keep the dependency set explicit: this parses with onnx if present)
     try:
         import onnx
     except ImportError:

@@ -5,25 +5,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import traceback
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import MofError
+from .cli_common import number, run_command
 
 PROG = "mof-run"
-
-
-def _number(kind, check, what):
-    def parse(text: str):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not check(v):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
-        return v
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,15 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--form", choices=("chat", "instruct", "pretrain", "raw"), default="chat",
                    help="chat template (xiaothink's QianyanModel.chat forms; default chat)")
     s = p.add_argument_group("sampling")
-    s.add_argument("--temperature", type=_number(float, lambda v: v >= 0, "a number >= 0"),
+    s.add_argument("--temperature", type=number(float, lambda v: v >= 0, "a number >= 0"),
                    default=0.68, help="0 = greedy (default 0.68)")
-    s.add_argument("--top-k", type=_number(int, lambda v: v >= 0, "an integer >= 0"), default=0,
+    s.add_argument("--top-k", type=number(int, lambda v: v >= 0, "an integer >= 0"), default=0,
                    help="keep the k likeliest tokens; 0 = off (default)")
-    s.add_argument("--top-p", type=_number(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    s.add_argument("--top-p", type=number(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
                    default=0.8, help="nucleus sampling; 1 = off (default 0.8)")
-    s.add_argument("--min-p", type=_number(float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    s.add_argument("--min-p", type=number(float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
                    default=0.0, help="drop tokens below min-p x the top probability (default 0)")
-    s.add_argument("--repetition-penalty", type=_number(float, lambda v: v > 0, "a number > 0"),
+    s.add_argument("--repetition-penalty", type=number(float, lambda v: v > 0, "a number > 0"),
                    default=1.2, help="1 = off (default 1.2, xiaothink's)")
     s.add_argument("--penalty-mode", choices=("reference", "sign-aware"), default="reference",
                    help="reference: logit /= penalty (raises negative logits, as xiaothink); "
@@ -65,14 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="characters never to produce (repeatable; each character of CHARS is banned)")
     s.add_argument("--stop", metavar="TEXT", action="append", default=[],
                    help="stop before TEXT (repeatable; added to the template's stops)")
-    s.add_argument("--max-tokens", type=_number(int, lambda v: v >= 1, "an integer >= 1"),
+    s.add_argument("--max-tokens", type=number(int, lambda v: v >= 1, "an integer >= 1"),
                    help="characters to generate at most (default 200 with --prompt, 2048 in chat)")
-    s.add_argument("--seed", type=_number(int, lambda v: v >= 0, "an integer >= 0"),
+    s.add_argument("--seed", type=number(int, lambda v: v >= 0, "an integer >= 0"),
                    help="same seed -> same text (default: random)")
     r = p.add_argument_group("runtime")
-    r.add_argument("--threads", type=_number(int, lambda v: v >= 1, "an integer >= 1"),
+    r.add_argument("--threads", type=number(int, lambda v: v >= 1, "an integer >= 1"),
                    help="onnxruntime intra-op threads (default: onnxruntime's choice)")
-    r.add_argument("--window", type=_number(int, lambda v: v >= 1, "an integer >= 1"),
+    r.add_argument("--window", type=number(int, lambda v: v >= 1, "an integer >= 1"),
                    help="characters re-read per token in exact mode (default: the bundle's)")
     r.add_argument("--save-state", metavar="FILE", type=Path,
                    help="after each turn, save the conversation (history + recurrent state) to FILE")
@@ -166,25 +153,7 @@ def run(args) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except MofError as e:
-        if args.debug:
-            traceback.print_exc()
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
-    except OSError as e:
-        if args.debug:
-            traceback.print_exc()
-        print(f"{PROG}: error: {e.strerror or e}" + (f" ({e.filename})" if e.filename else ""),
-              file=sys.stderr)
-        return 1
-
+    return run_command(PROG, lambda: run(args), debug=args.debug, broken_pipe_ok=True)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from .bundle import read_verified, verify_bundle
+from .bundle import read_manifest, read_verified, verify_bundle
 from .config import ModelConfig
 from .contract import FP32, GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, INT8, LOGITS, POSITION, STATE_OUT
 from .errors import BundleError, MofError
@@ -54,7 +54,12 @@ class Model:
              graphs: Sequence[str] = (GRAPH_WINDOW, GRAPH_STEP)) -> "Model":
         """Verify the bundle (format version, every file's sha256), then open its graphs."""
         bundle_dir = Path(bundle_dir)
-        manifest = verify_bundle(bundle_dir)
+        precision = INT8 if int8 else FP32
+        manifest = read_manifest(bundle_dir)
+        entries = manifest.get("graphs") if isinstance(manifest.get("graphs"), dict) else {}
+        graph_files = [e.get(precision) for n in graphs if isinstance(e := entries.get(n), dict)]
+        # every file checked now; the graphs' sha256 on the very bytes handed to onnxruntime below
+        manifest = verify_bundle(bundle_dir, hashed_when_read=[f for f in graph_files if isinstance(f, str)])
         config = model_config(manifest)
         vocab_file = (manifest.get("vocab") or {}).get("file")
         if vocab_file not in manifest["files"]:
@@ -63,7 +68,6 @@ class Model:
         if vocab.size != config.vocab_size:
             raise BundleError(f"{bundle_dir}: vocabulary has {vocab.size} entries, model.vocab_size "
                               f"is {config.vocab_size}")
-        precision = INT8 if int8 else FP32
         so = session_options(threads)
         sessions = {}
         for name in graphs:

@@ -73,9 +73,16 @@ def test_bundle_matches_tensorflow(shape, ckpt_factory, tmp_path):
     assert np.abs(want[:, -1]).max() > 0
 
 
+def _nudge_first(init, delta: float) -> None:
+    """Add ``delta`` to the first element of an ONNX initializer, in place."""
+    from onnx import numpy_helper
+    arr = numpy_helper.to_array(init).copy()
+    arr.flat[0] += delta
+    init.CopyFrom(numpy_helper.from_array(arr, init.name))
+
+
 def test_a_wrong_graph_fails_validation_and_writes_nothing(ckpt_factory, tmp_path, monkeypatch):
     import mof.export.convert as convert
-    from onnx import numpy_helper
     cfg = tiny_config()
     prefix = ckpt_factory(cfg)
     real = convert.to_onnx
@@ -83,10 +90,7 @@ def test_a_wrong_graph_fails_validation_and_writes_nothing(ckpt_factory, tmp_pat
     def sabotaged(fn, out_shape, *, is_keras):
         model = real(fn, out_shape, is_keras=is_keras)
         if not is_keras:   # perturb the window graph's largest weight slightly
-            init = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
-            arr = numpy_helper.to_array(init).copy()
-            arr.flat[0] += 0.05
-            init.CopyFrom(numpy_helper.from_array(arr, init.name))
+            _nudge_first(max(model.graph.initializer, key=lambda t: np.prod(t.dims)), 0.05)
         return model
 
     monkeypatch.setattr(convert, "to_onnx", sabotaged)
@@ -97,17 +101,14 @@ def test_a_wrong_graph_fails_validation_and_writes_nothing(ckpt_factory, tmp_pat
 
 def test_a_wrong_step_graph_fails_validation(ckpt_factory, tmp_path, monkeypatch):
     import mof.export.step_graph as sg
-    from onnx import numpy_helper
     cfg = tiny_config()
     prefix = ckpt_factory(cfg)
     real = sg.build_step_graph
 
     def sabotaged(config, get):
         model = real(config, get)
-        init = next(t for t in model.graph.initializer if "router_dense/bias" in t.name)
-        arr = numpy_helper.to_array(init).copy()
-        arr[0] += 0.5                                        # tilt the router towards the RNN expert
-        init.CopyFrom(numpy_helper.from_array(arr, init.name))
+        # tilt the router towards the RNN expert
+        _nudge_first(next(t for t in model.graph.initializer if "router_dense/bias" in t.name), 0.5)
         return model
 
     monkeypatch.setattr(sg, "build_step_graph", sabotaged)
