@@ -1,0 +1,148 @@
+"""examples/node/generate.js (onnxruntime-node, manifest.json alone) against mof.runtime, live:
+the same greedy token ids in stream mode, fp32 and int8, across the position limit too."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mof.runtime import DEFAULT_BUNDLE, Generator, Model, SamplingConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE_DIR = ROOT / "examples" / "node"
+SCRIPT = NODE_DIR / "generate.js"
+HELDOUT = ROOT / "tests" / "fixtures" / "demo_ckpt" / "heldout.txt"
+
+NODE = shutil.which("node")
+pytestmark = pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
+
+
+@pytest.fixture(scope="module")
+def node_ready():
+    """onnxruntime-node installed as package-lock.json pins it (npm ci, as .ci/run does)."""
+    if not (NODE_DIR / "node_modules" / "onnxruntime-node").is_dir():
+        npm = shutil.which("npm")
+        assert npm, "npm is missing: install Node.js with npm, then: npm ci --prefix examples/node"
+        proc = subprocess.run([npm, "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund"],
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, f"npm ci --prefix examples/node failed:\n{proc.stderr[-2000:]}"
+
+
+@pytest.fixture(scope="module")
+def models():
+    cache = {}
+
+    def get(int8: bool) -> Model:
+        if int8 not in cache:
+            cache[int8] = Model.load(DEFAULT_BUNDLE, int8=int8)
+        return cache[int8]
+    return get
+
+
+def run_node(*args, timeout=120):
+    return subprocess.run([NODE, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def node_greedy(prompt: str, n: int, int8: bool, bundle: Path = DEFAULT_BUNDLE) -> dict:
+    args = ["--model", bundle, "--prompt", prompt, "--max-new-tokens", n, "--ids"] + (["--int8"] if int8 else [])
+    proc = run_node(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert "tok/s" in proc.stderr
+    return json.loads(proc.stdout)
+
+
+def python_greedy(model: Model, prompt: str, n: int) -> dict:
+    """mof.runtime's own greedy stream decoding (temperature 0, no repetition penalty); the ids are
+    the sampler's picks, recorded as the Generator makes them."""
+    gen = Generator(model, prompt, SamplingConfig(temperature=0, repetition_penalty=1.0, max_tokens=n),
+                    mode="stream")
+    picked = []
+    sample = gen.sampler.sample
+
+    def recording(logits, recent):
+        picked.append(sample(logits, recent))
+        return picked[-1]
+    gen.sampler.sample = recording
+    text = "".join(gen)
+    return {"ids": picked, "text": text, "refills": gen.stats.refills}
+
+
+def heldout(n: int) -> str:
+    text = HELDOUT.read_text(encoding="utf-8")
+    assert len(text) >= n
+    return text[:n]
+
+
+@pytest.mark.parametrize("int8", [False, True], ids=["fp32", "int8"])
+def test_node_greedy_ids_equal_the_python_runtimes(node_ready, models, int8):
+    model = models(int8)
+    prompt = "床前明月光，"
+    node = node_greedy(prompt, 48, int8)
+    py = python_greedy(model, prompt, 48)
+    assert node["prompt_ids"] == model.vocab.encode(prompt)
+    assert node["graph"] == ("step.int8.onnx" if int8 else "step.onnx")
+    assert len(node["ids"]) == 48
+    assert node["ids"] == py["ids"]
+    assert node["text"] == py["text"]
+    assert node["position"] == len(prompt) + 48       # the state ends in step with the text
+
+
+@pytest.mark.parametrize("int8", [False, True], ids=["fp32", "int8"])
+def test_node_refills_at_the_position_limit_as_the_runtime_does(node_ready, models, int8):
+    """A prompt ending 10 characters before the position table's end, 40 new tokens: the decoder
+    restarts from the last W characters mid-run; a prompt longer than the table refills at once."""
+    model = models(int8)
+    P, W = model.config.max_positions, model.config.window
+    for prompt, n in ((heldout(P - 10), 40), (heldout(P + 25), 12)):
+        node = node_greedy(prompt, n, int8)
+        py = python_greedy(model, prompt, n)
+        assert py["refills"] == 1 and node["refills"] == 1
+        assert node["ids"] == py["ids"]
+        assert node["prompt_ids"] == model.vocab.encode(prompt)
+    assert node["position"] == W + n                  # restarted on the last W characters of the prompt
+
+
+def test_node_encodes_characters_as_the_runtime_does(node_ready, models):
+    """Code points, not UTF-16 units (the emoji is one unknown character); unknown -> unknown_id."""
+    model = models(False)
+    prompt = "床前😀明月Ωq光，"
+    node = node_greedy(prompt, 16, False)
+    assert node["prompt_ids"] == model.vocab.encode(prompt)
+    assert len(node["prompt_ids"]) == len(prompt)
+    assert model.vocab.unknown_id in node["prompt_ids"]
+    assert node["ids"] == python_greedy(model, prompt, 16)["ids"]
+
+
+def test_node_streams_text_and_reports_errors_in_one_line(node_ready, tmp_path):
+    proc = run_node("--prompt", "春眠不觉晓，", "--max-new-tokens", "12")
+    assert proc.returncode == 0, proc.stderr
+    ids = node_greedy("春眠不觉晓，", 12, False)
+    assert proc.stdout == ids["text"] + "\n"
+    assert "12 tokens" in proc.stderr and "tok/s" in proc.stderr
+
+    assert run_node("--help").returncode == 0
+    bad = run_node("--model", tmp_path / "nope.mof")
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        f"generate.js: error: {tmp_path / 'nope.mof'} is not a bundle directory"]
+
+    # a tampered graph is refused before it is loaded (the manifest's sha256)
+    copy = tmp_path / "copy.mof"
+    shutil.copytree(DEFAULT_BUNDLE, copy)
+    data = bytearray((copy / "step.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "step.onnx").write_bytes(bytes(data))
+    tampered = run_node("--model", copy, "--max-new-tokens", "2")
+    assert tampered.returncode == 1 and "sha256" in tampered.stderr
+    assert len(tampered.stderr.strip().splitlines()) == 1
+
+    # no int8 graphs named in the manifest: a clear message
+    manifest = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["graphs"]["step"]["int8"]
+    (copy / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    no_int8 = run_node("--model", copy, "--int8", "--no-verify", "--max-new-tokens", "2")
+    assert no_int8.returncode == 1 and "has no int8 graphs" in no_int8.stderr
