@@ -3,6 +3,7 @@ the same greedy token ids in stream mode, fp32 and int8, across the position lim
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -146,3 +147,34 @@ def test_node_streams_text_and_reports_errors_in_one_line(node_ready, tmp_path):
     (copy / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     no_int8 = run_node("--model", copy, "--int8", "--no-verify", "--max-new-tokens", "2")
     assert no_int8.returncode == 1 and "has no int8 graphs" in no_int8.stderr
+
+
+def test_node_feeds_back_what_the_runtime_feeds_back(node_ready, models, tmp_path):
+    """The text is the source of truth: a generated token's string is re-encoded before it is read.
+    The first greedy token A becomes the two-character entry "AA", and A alone is put at the last two
+    ids (a duplicate: the last occurrence encodes). Reading A's id back, or one id per token, or the
+    first occurrence, would each read something else."""
+    prompt = "床前明月光，"
+    first = python_greedy(models(False), prompt, 1)["ids"][0]
+    vocab = json.loads((DEFAULT_BUNDLE / "vocab.json").read_text(encoding="utf-8"))
+    a = vocab[first]
+    V = len(vocab)
+    assert a != "\u25a9" and first < V - 2 and not {vocab[-1], vocab[-2], a} & set(prompt)
+    vocab[first], vocab[-2], vocab[-1] = a + a, a, a
+
+    bundle = tmp_path / "dup.mof"
+    shutil.copytree(DEFAULT_BUNDLE, bundle)
+    data = json.dumps(vocab, ensure_ascii=False).encode("utf-8")
+    (bundle / "vocab.json").write_bytes(data)
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    manifest["files"]["vocab.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    manifest["vocab"]["duplicates"] = 1
+    (bundle / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+
+    model = Model.load(bundle)
+    assert model.vocab.encode(a + a) == [V - 1, V - 1]
+    py = python_greedy(model, prompt, 40)
+    node = node_greedy(prompt, 40, False, bundle=bundle)
+    assert py["ids"][0] == first and py["text"].startswith(a + a)
+    assert node["ids"] == py["ids"] and node["text"] == py["text"]
+    assert node["position"] == len(prompt) + len(py["text"])                 # characters read, not tokens
