@@ -135,7 +135,7 @@ def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequenc
             dt = time.perf_counter() - t
             prefill[str(L)] = {"ttft_s": dt, "tokens_per_s": L / dt}
         P = min(128, max(lengths))
-        text = list(ids[:P])
+        text = ids[:P].tolist()
         state = None
         if mode == "stream":
             logits, state = model.prefill(ids[None, :P])

@@ -70,6 +70,7 @@ class Sampler:
             else np.zeros(len(tokens), bool)                          # [V]
         if self.banned.all():
             raise MofError("every token of the vocabulary is banned")
+        self.valid = np.flatnonzero(~self.banned)                     # [V'] allowed token ids
         self.rng = np.random.RandomState(config.seed)
 
     def penalize(self, logits: np.ndarray, recent: Sequence[int]) -> np.ndarray:
@@ -104,10 +105,7 @@ class Sampler:
             probs = np.where(probs >= kth, probs, 0).astype(np.float32)
             probs /= probs.sum()
         if c.top_p < 1.0:
-            order = np.argsort(probs)[::-1]                           # as the reference sorts
-            remove = np.cumsum(probs[order]) > c.top_p
-            remove[0] = False
-            probs[order[remove]] = 0
+            nucleus(probs, c.top_p)
             probs /= probs.sum()
         if c.min_p > 0:
             probs = np.where(probs >= c.min_p * probs.max(), probs, 0).astype(np.float32)
@@ -120,9 +118,52 @@ class Sampler:
             x[self.banned] = -np.inf
             return int(np.argmax(x))
         probs = self.probabilities(logits, recent)
-        valid = np.flatnonzero(~self.banned)
+        valid = self.valid
         p = probs[valid]
         total = p.sum()
         if not total > 0:   # every kept token is banned: take the likeliest allowed one
             return int(valid[np.argmax(self.penalize(logits, recent)[valid])])
-        return int(self.rng.choice(valid, p=p / total))
+        return int(valid[draw(self.rng, p / total)])
+
+
+def nucleus(probs: np.ndarray, top_p: float) -> None:
+    """The reference's top-p cut, in place: sort descending, drop every token whose cumulative
+    probability exceeds top_p (always keeping the first).
+
+    The reference sorts all V probabilities per token (argsort, ~0.15 ms at V = 16000). The
+    kept tokens are a prefix of that order, so we sort only the k largest (k = 64, 256, …)
+    until the prefix ends inside them. The running sums are the reference's exactly (equal
+    values added in any order give equal sums); the one thing a partial sort cannot
+    reproduce is which of several *equal* probabilities straddling the cut the reference's
+    argsort happened to keep — then we run the reference's full sort.
+    """
+    V = probs.size
+    k = 64
+    while k < V:
+        top = np.argpartition(probs, V - k)[V - k:]
+        top = top[np.argsort(probs[top])[::-1]]                       # [k] descending
+        over = np.flatnonzero(np.cumsum(probs[top]) > top_p)
+        over = over[over > 0]
+        if over.size:
+            i = int(over[0])                                          # first dropped position
+            if probs[top[i - 1]] == probs[top[i]]:
+                break                                                 # a tie at the cut
+            keep = np.zeros(V, bool)
+            keep[top[:i]] = True
+            probs[~keep] = 0
+            return
+        k *= 4
+    order = np.argsort(probs)[::-1]                                   # as the reference sorts
+    remove = np.cumsum(probs[order]) > top_p
+    remove[0] = False
+    probs[order[remove]] = 0
+
+
+def draw(rng: np.random.RandomState, p: np.ndarray) -> int:
+    """``rng.choice(len(p), p=p)`` — the same uniform draw and the same index — without its
+    input checks, over the nonzero entries only (a zero entry's cdf step is empty, so
+    ``searchsorted(..., side="right")`` can never land on it)."""
+    nz = np.flatnonzero(p)
+    cdf = p[nz].astype(np.float64).cumsum()
+    cdf /= cdf[-1]
+    return int(nz[cdf.searchsorted(rng.random_sample(), side="right")])

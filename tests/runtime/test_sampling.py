@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from mof.runtime.errors import MofError
-from mof.runtime.sampling import Sampler, SamplingConfig
+from mof.runtime.sampling import Sampler, SamplingConfig, draw, nucleus
 from mof.runtime.vocab import Vocabulary
 
 VOCAB = Vocabulary.from_tokens(["▩"] + [chr(0x4E00 + i) for i in range(39)])
@@ -119,3 +119,39 @@ def test_matches_xiaothinks_generate_texts_draw_for_draw(temperature, top_p, pen
         assert mine == theirs, f"trial {trial}"
         compared += 1
     assert compared >= 30
+
+
+def _full_sort_nucleus(probs, top_p):
+    """xiaothink's top-p, verbatim in numpy: one argsort of all V probabilities."""
+    out = probs.copy()
+    order = np.argsort(out)[::-1]
+    remove = np.cumsum(out[order]) > top_p
+    remove[0] = False
+    out[order[remove]] = 0
+    return out
+
+
+@given(seed=st.integers(0, 10**6), top_p=st.floats(0.01, 0.999), V=st.sampled_from([50, 700, 16000]),
+       scale=st.sampled_from([0.3, 2.0, 8.0]), ties=st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_partial_sort_nucleus_equals_the_full_sort(seed, top_p, V, scale, ties):
+    logits = np.random.default_rng(seed).normal(size=V) * scale
+    if ties:                                         # many equal probabilities, some at the cut
+        logits = np.round(logits)
+    probs = np.exp(logits - logits.max()).astype(np.float32)
+    probs /= probs.sum()
+    got = probs.copy()
+    nucleus(got, top_p)
+    assert np.array_equal(got, _full_sort_nucleus(probs, top_p))
+
+
+@given(seed=st.integers(0, 10**6), V=st.sampled_from([1, 7, 300, 16000]), zeros=st.floats(0.0, 0.99))
+@settings(max_examples=100, deadline=None)
+def test_draw_is_numpys_choice_draw_for_draw(seed, V, zeros):
+    rng = np.random.default_rng(seed)
+    p = rng.random(V).astype(np.float32)
+    p[rng.random(V) < zeros] = 0
+    p[rng.integers(V)] = 1.0                         # at least one nonzero
+    p = p / p.sum()
+    ours, numpys = np.random.RandomState(seed), np.random.RandomState(seed)
+    assert [draw(ours, p) for _ in range(5)] == [int(numpys.choice(V, p=p)) for _ in range(5)]
