@@ -54,16 +54,20 @@ def main() -> int:
         print("compare_speed.py: error: node is not installed", file=sys.stderr)
         return 1
     print(f"{args.model.name}: greedy stream decoding of {args.tokens} tokens after {args.prompt!r}, "
-          f"median of {args.repeats} runs")
-    print(f"{'precision':<10}{'Python tok/s':>14}{'Node tok/s':>12}   ids equal")
+          f"median of {args.repeats} interleaved runs")
+    print(f"{'precision':<10}{'Python tok/s':>14}{'Node tok/s':>12}{'Python ms/tok':>15}{'Node ms/tok':>13}"
+          "   ids equal")
     for int8 in (False, True):
-        model = Model.load(args.model, int8=int8)
-        py_ids, _ = python_run(model, args.prompt, args.tokens)            # warm-up
-        py = statistics.median(python_run(model, args.prompt, args.tokens)[1] for _ in range(args.repeats))
+        model = Model.load(args.model, int8=int8, graphs=("step",))   # the only graph either side runs
+        py_ids, _ = python_run(model, args.prompt, args.tokens)            # warm-up, and the ids
         node_ids, _ = node_run(node, args.model, args.prompt, args.tokens, int8)
-        nd = statistics.median(node_run(node, args.model, args.prompt, args.tokens, int8)[1]
-                               for _ in range(args.repeats))
-        print(f"{'int8' if int8 else 'fp32':<10}{py:>14.0f}{nd:>12.0f}   {py_ids == node_ids}")
+        py_runs, node_runs = [], []
+        for _ in range(args.repeats):                                       # interleaved: same conditions
+            py_runs.append(python_run(model, args.prompt, args.tokens)[1])
+            node_runs.append(node_run(node, args.model, args.prompt, args.tokens, int8)[1])
+        py, nd = statistics.median(py_runs), statistics.median(node_runs)
+        print(f"{'int8' if int8 else 'fp32':<10}{py:>14.0f}{nd:>12.0f}{1000 / py:>15.2f}{1000 / nd:>13.2f}"
+              f"   {py_ids == node_ids}")
     return 0
 
 
