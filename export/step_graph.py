@@ -43,20 +43,18 @@ def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
         y, y_h = g.keras_gru(x_tbi, g.op("Unsqueeze", [h0_bu, zero]), *gru_weights(get, prefix), hint)
         return g.op("Squeeze", [y, g.const([1], dtype=np.int64)]), g.op("Squeeze", [y_h, zero])
 
-    ids = INPUT_IDS
-    B_C = g.op("Shape", [ids])                                              # [2] = (B, C)
+    # Everything runs time-major ([C, B, ...]): the GRU ops want it, and a layer's state slice
+    # [1, B, ...] then broadcasts over the chunk with no reshaping.
+    ids_t = g.op("Transpose", [INPUT_IDS], perm=[1, 0])                    # [C, B]
 
     # 1. embedding block: e = Emb[ids]; GRU over the chunk; x = BN(relu(g Wd + bd)) + e
-    e = g.op("Gather", [g.const(f32("layer_with_weights-0/token_emb/embeddings"), "emb"), ids],
-             "embed", axis=0)                                               # [B, C, E]
-    e_t = g.op("Transpose", [e], perm=[1, 0, 2])                            # [C, B, E]
+    e_t = g.op("Gather", [g.const(f32("layer_with_weights-0/token_emb/embeddings"), "emb"), ids_t],
+               "embed", axis=0)                                             # [C, B, E]
     y, emb_h = run_gru(e_t, state_in("emb_h"), "layer_with_weights-0/lstm1", "emb_gru")   # [C, B, E]
-    gseq = g.op("Transpose", [y], perm=[1, 0, 2])
-    d = g.op("Relu", [g.dense(gseq, f32("layer_with_weights-0/dense/kernel"),
+    d = g.op("Relu", [g.dense(y, f32("layer_with_weights-0/dense/kernel"),
                               f32("layer_with_weights-0/dense/bias"), "emb_dense")])
     scale, shift = batchnorm_affine(get, "layer_with_weights-0/bn")
-    x = g.op("Add", [g.op("Add", [g.op("Mul", [d, g.const(scale)]), g.const(shift)]), e], "x")  # [B, C, E]
-    x_t = g.op("Transpose", [x], perm=[1, 0, 2])                            # [C, B, E]
+    x_t = g.op("Add", [g.op("Add", [g.op("Mul", [d, g.const(scale)]), g.const(shift)]), e_t], "x")  # [C, B, E]
 
     # 2. router: final GRU state -> softmax(LN(r) Wr + br)   (one weight pair per sequence)
     _, router_h = run_gru(x_t, state_in("router_h"), f"{L1}/router_gru", "router_gru")   # [B, R]
@@ -75,47 +73,68 @@ def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
         rnn_hs.append(g.op("Unsqueeze", [hi, zero]))                               # [1, B, U]
     h_last = g.op("Gather", [h, g.const(-1, dtype=np.int64)], axis=0)       # [B, U]
 
-    # 4. transformer expert, causal: y = x + Pos[p + t]; running sums per layer
-    C = g.op("Gather", [B_C, g.const(1, dtype=np.int64)], axis=0)
+    # 4. transformer expert, causal: y = x + Pos[p + t]; running sums per layer (over axis 0)
+    C = g.op("Gather", [g.op("Shape", [INPUT_IDS]), g.const(1, dtype=np.int64)], axis=0)
     t = g.op("Range", [g.const(0, dtype=np.int64), C, g.const(1, dtype=np.int64)])   # [C]
-    pos = g.op("Add", [g.op("Unsqueeze", [POSITION, g.const([1], dtype=np.int64)]), t])  # [B, C]
+    pos = g.op("Add", [g.op("Unsqueeze", [t, g.const([1], dtype=np.int64)]),
+                       g.op("Unsqueeze", [POSITION, zero])])               # [C, B]
     T = f"{L1}/experts/1"
-    yv = g.op("Add", [x, g.op("Gather", [g.const(f32(f"{T}/position_embedding/position_embedding/embeddings"),
-                                                 "pos_table"), pos], axis=0)])      # [B, C, E]
+    yv = g.op("Add", [x_t, g.op("Gather", [g.const(f32(f"{T}/position_embedding/position_embedding/embeddings"),
+                                                   "pos_table"), pos], axis=0)])    # [C, B, E]
     zs, us, cs = [], [], []
-    if c.trans_layers:
+    L, H, dh, E = c.trans_layers, c.num_heads, c.head_dim, c.embed_dim
+    if L:
         count = g.op("Unsqueeze", [g.op("Cast", [g.op("Add", [pos, g.const(1, dtype=np.int64)])],
-                                         to=TensorProto.FLOAT), g.const([2], dtype=np.int64)])  # [B, C, 1] = p+t+1
-        heads = g.const([0, 0, c.num_heads, c.head_dim], dtype=np.int64)
-        merge = g.const([0, 0, c.embed_dim], dtype=np.int64)
-        axis1 = g.const(1, dtype=np.int64)
-    for l in range(c.trans_layers):
+                                         to=TensorProto.FLOAT), g.const([2], dtype=np.int64)])  # [C, B, 1] = p+t+1
+        heads = g.const([0, 0, H, dh], dtype=np.int64)
+        merge = g.const([0, 0, E], dtype=np.int64)
+        axis0 = g.const(0, dtype=np.int64)
+
+        def per_layer(field):
+            """state [L, B, ...] -> L slices [1, B, ...] (one Split for all layers)"""
+            parts = g.op("Split", [state_in(field), g.const([1] * L, dtype=np.int64)], axis=0, outputs=L)
+            return [parts] if L == 1 else parts
+        z_in, u_in, c_in = per_layer("attn_z"), per_layer("attn_u"), per_layer("thought_c")
+    for l in range(L):
         P = f"{T}/transformer_blocks/{l}"
-        dense = lambda v, n: g.dense(v, f32(f"{P}/{n}/kernel"), f32(f"{P}/{n}/bias"), f"l{l}/{n.split('/')[-1]}")
+        w_ = lambda n: f32(f"{P}/{n}/kernel")
+        b_ = lambda n: f32(f"{P}/{n}/bias")
+        dense = lambda v, n: g.dense(v, w_(n), b_(n), f"l{l}/{n.split('/')[-1]}")
         phi = lambda v: g.op("Add", [g.op("Elu", [v], alpha=1.0), g.const(1.0)])
-        q = phi(g.op("Reshape", [dense(yv, "lmha/query_dense"), heads]))   # [B, C, H, dh]
-        k = phi(g.op("Reshape", [dense(yv, "lmha/key_dense"), heads]))
-        v = g.op("Reshape", [dense(yv, "lmha/value_dense"), heads])
-        idx = g.const([l], dtype=np.int64)
-        z = g.op("Add", [g.op("CumSum", [k, axis1]), g.op("Transpose", [g.op("Gather", [state_in("attn_z"), idx], axis=0)], perm=[1, 0, 2, 3])])
-        u = g.op("Add", [g.op("CumSum", [v, axis1]), g.op("Transpose", [g.op("Gather", [state_in("attn_u"), idx], axis=0)], perm=[1, 0, 2, 3])])
-        qz = g.op("ReduceSum", [g.op("Mul", [q, z]), g.const([-1], dtype=np.int64)], keepdims=1)  # [B, C, H, 1]
-        a = g.op("Mul", [g.op("Div", [qz, g.op("Add", [qz, g.const(ATTN_EPS)])]), u])           # [B, C, H, dh]
-        a = dense(dense(g.op("Reshape", [a, merge]), "lmha/combine_heads"), "attn_dense")
+        # q, k, v: one MatMul over the concatenated kernels (one activation quantization in int8),
+        # phi applied to q and k together
+        qkv = g.dense(yv, np.concatenate([w_("lmha/query_dense"), w_("lmha/key_dense"), w_("lmha/value_dense")], 1),
+                      np.concatenate([b_("lmha/query_dense"), b_("lmha/key_dense"), b_("lmha/value_dense")]),
+                      f"l{l}/qkv")                                          # [C, B, 3E]
+        qk, v = g.op("Split", [qkv, g.const([2 * E, E], dtype=np.int64)], axis=-1, outputs=2)
+        qk = g.op("Reshape", [phi(qk), g.const([0, 0, 2 * H, dh], dtype=np.int64)])   # [C, B, 2H, dh]
+        q, k = g.op("Split", [qk, g.const([H, H], dtype=np.int64)], axis=2, outputs=2)  # [C, B, H, dh]
+        v = g.op("Reshape", [v, heads])
+        z = g.op("Add", [g.op("CumSum", [k, axis0]), z_in[l]])             # [C, B, H, dh]
+        u = g.op("Add", [g.op("CumSum", [v, axis0]), u_in[l]])
+        qz = g.op("ReduceSum", [g.op("Mul", [q, z]), g.const([-1], dtype=np.int64)], keepdims=1)  # [C, B, H, 1]
+        a = g.op("Mul", [g.op("Div", [qz, g.op("Add", [qz, g.const(ATTN_EPS)])]), u])           # [C, B, H, dh]
+        # combine_heads then attn_dense: two linear maps in a row, folded into one (in float64)
+        wc, bc = w_("lmha/combine_heads").astype(np.float64), b_("lmha/combine_heads").astype(np.float64)
+        wa, ba = w_("attn_dense").astype(np.float64), b_("attn_dense").astype(np.float64)
+        a = g.dense(g.op("Reshape", [a, merge]), (wc @ wa).astype(np.float32), (bc @ wa + ba).astype(np.float32),
+                    f"l{l}/attn_out")
         o = g.layer_norm(g.op("Add", [yv, a]), f32(f"{P}/layernorm1/gamma"), f32(f"{P}/layernorm1/beta"),
-                         EPS_T6, f"l{l}/ln1")                               # [B, C, E]
-        csum = g.op("Add", [g.op("CumSum", [o, axis1]), g.op("Transpose", [g.op("Gather", [state_in("thought_c"), idx], axis=0)], perm=[1, 0, 2])])
-        thought = dense(g.gelu(dense(g.op("Div", [csum, count]), "thought_processor/layer_with_weights-0")),
-                        "thought_processor/layer_with_weights-1")
-        o = g.op("Add", [o, g.op("Mul", [thought, g.const(f32(f"{P}/alpha"))])])
+                         EPS_T6, f"l{l}/ln1")                               # [C, B, E]
+        csum = g.op("Add", [g.op("CumSum", [o, axis0]), c_in[l]])          # [C, B, E]
+        # thought = alpha * dense2(gelu(dense1(mean))): alpha folded into dense2
+        alpha = f32(f"{P}/alpha").astype(np.float64)
+        t2 = "thought_processor/layer_with_weights-1"
+        thought = g.dense(g.gelu(dense(g.op("Div", [csum, count]), "thought_processor/layer_with_weights-0")),
+                          (w_(t2) * alpha).astype(np.float32), (b_(t2) * alpha).astype(np.float32), f"l{l}/thought2")
+        o = g.op("Add", [o, thought])
         ffn = dense(g.gelu(dense(o, "ffn/layer_with_weights-0")), "ffn/layer_with_weights-1")
         yv = g.layer_norm(g.op("Add", [o, ffn]), f32(f"{P}/layernorm2/gamma"), f32(f"{P}/layernorm2/beta"),
                           EPS_T6, f"l{l}/ln2")
-        last = g.const(-1, dtype=np.int64)
-        zs.append(g.op("Gather", [z, last], axis=1))                        # [B, H, dh]
-        us.append(g.op("Gather", [u, last], axis=1))
-        cs.append(g.op("Gather", [csum, last], axis=1))                     # [B, E]
-    y_last = g.op("Gather", [yv, g.const(-1, dtype=np.int64)], axis=1)      # [B, E]
+        zs.append(z)
+        us.append(u)
+        cs.append(csum)
+    y_last = g.op("Gather", [yv, g.const(-1, dtype=np.int64)], axis=0)      # [B, E]
     out1 = g.dense(y_last, f32(f"{T}/dense/kernel"), f32(f"{T}/dense/bias"), "trans_out")   # [B, U]
 
     # 5. mix and head (last position only)
@@ -133,9 +152,13 @@ def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
         "router_h": router_h,
         "rnn_h": g.op("Concat", rnn_hs, axis=0),
     }
-    if c.trans_layers:
-        stack = lambda xs: g.op("Concat", [g.op("Unsqueeze", [x_, g.const([0], dtype=np.int64)]) for x_ in xs], axis=0)
-        new_state.update(attn_z=stack(zs), attn_u=stack(us), thought_c=stack(cs))
+    if L:
+        # all layers' running sums at once: [C, L*B, ...] -> last position -> [L, B, ...]
+        last = g.const(-1, dtype=np.int64)
+        stack = lambda xs, shape: g.op("Reshape", [g.op("Gather", [g.op("Concat", xs, axis=1), last], axis=0),
+                                                   g.const(shape, dtype=np.int64)])
+        new_state.update(attn_z=stack(zs, [L, -1, H, dh]), attn_u=stack(us, [L, -1, H, dh]),
+                         thought_c=stack(cs, [L, -1, E]))
 
     inputs = [helper.make_tensor_value_info(INPUT_IDS, TensorProto.INT32, ["batch", "chunk"]),
               helper.make_tensor_value_info(POSITION, TensorProto.INT64, ["batch"])]

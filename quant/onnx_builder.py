@@ -51,8 +51,9 @@ class GraphBuilder:
                        hint, axis=-1, epsilon=float(eps))
 
     def gelu(self, x: str) -> str:
-        """Exact gelu: 0.5 x (1 + erf(x / sqrt 2))."""
-        e = self.op("Erf", [self.op("Mul", [x, self.const(1 / np.sqrt(2.0))])])
+        """Exact gelu: 0.5 x (1 + erf(x / sqrt 2)), written as TF computes it and in the pattern
+        onnxruntime fuses into one Gelu (BiasGelu with the Add before it)."""
+        e = self.op("Erf", [self.op("Div", [x, self.const(np.sqrt(2.0))])])
         return self.op("Mul", [self.op("Mul", [x, self.const(0.5)]),
                                self.op("Add", [e, self.const(1.0)])], "gelu")
 
