@@ -307,6 +307,11 @@ async function main(argv) {
   return 0;
 }
 
+process.stdout.on('error', (e) => {   // e.g. piped into head: stop quietly
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (e) => {
