@@ -47,6 +47,7 @@ class Model:
         self.precision = precision                    # "fp32" or "int8"
         self.sessions = sessions
         self._state_fields = list(state_shapes(self.config))
+        self._outputs = {n: [o.name for o in s.get_outputs()] for n, s in sessions.items()}
 
     # Loading ----------------------------------------------------------------------------
     @classmethod
@@ -128,9 +129,7 @@ class Model:
             raise MofError(f"position {int(end.max())} exceeds the position table ({P}); "
                            f"re-prefill the last {self.config.window} tokens from a fresh state")
         feeds = {INPUT_IDS: ids, POSITION: state.position, **state.feeds(self.config)}
-        outs = sess.run(None, feeds)
-        names = [o.name for o in sess.get_outputs()]
-        got = dict(zip(names, outs))
+        got = dict(zip(self._outputs[GRAPH_STEP], sess.run(None, feeds)))
         updates = {f: got[STATE_OUT + f] for f in self._state_fields}
         return got[LOGITS], state.with_updates(position=end.astype(np.int64), **updates)
 

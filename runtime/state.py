@@ -38,6 +38,20 @@ def state_io(config: ModelConfig) -> list[tuple[str, str, list]]:
     return [(STATE_IN + f, STATE_OUT + f, s) for f, s in state_shapes(config).items()]
 
 
+def expected_layout(config: ModelConfig, batch: int) -> dict[str, tuple[tuple[int, ...], type]]:
+    """field -> (shape, dtype) of every State field for ``batch`` rows (L = 0: empty sums)."""
+    c = config
+    return {
+        "emb_h": ((batch, c.embed_dim), np.float32),
+        "router_h": ((batch, c.router_units), np.float32),
+        "rnn_h": ((c.rnn_layers, batch, c.rnn_units), np.float32),
+        "attn_z": ((c.trans_layers, batch, c.num_heads, c.head_dim), np.float32),
+        "attn_u": ((c.trans_layers, batch, c.num_heads, c.head_dim), np.float32),
+        "thought_c": ((c.trans_layers, batch, c.embed_dim), np.float32),
+        "position": ((batch,), np.int64),
+    }
+
+
 @dataclass(frozen=True)
 class State:
     emb_h: np.ndarray        # [B, E]
@@ -50,17 +64,8 @@ class State:
 
     @classmethod
     def zeros(cls, config: ModelConfig, batch: int = 1) -> "State":
-        c = config
-        f32 = np.float32
-        return cls(
-            emb_h=np.zeros((batch, c.embed_dim), f32),
-            router_h=np.zeros((batch, c.router_units), f32),
-            rnn_h=np.zeros((c.rnn_layers, batch, c.rnn_units), f32),
-            attn_z=np.zeros((c.trans_layers, batch, c.num_heads, c.head_dim), f32),
-            attn_u=np.zeros((c.trans_layers, batch, c.num_heads, c.head_dim), f32),
-            thought_c=np.zeros((c.trans_layers, batch, c.embed_dim), f32),
-            position=np.zeros((batch,), np.int64),
-        )
+        return cls(**{name: np.zeros(shape, dtype) for name, (shape, dtype) in
+                      expected_layout(config, batch).items()})
 
     @classmethod
     def initial(cls, model, batch: int = 1) -> "State":
@@ -73,12 +78,11 @@ class State:
 
     def check(self, config: ModelConfig) -> None:
         """Shapes and dtypes must match the model; the message says actual vs expected."""
-        want = State.zeros(config, self.batch)
-        for f in fields(self):
-            a, e = getattr(self, f.name), getattr(want, f.name)
-            if not isinstance(a, np.ndarray) or a.shape != e.shape or a.dtype != e.dtype:
+        for name, (shape, dtype) in expected_layout(config, self.batch).items():
+            a = getattr(self, name)
+            if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != dtype:
                 got = (a.shape, a.dtype) if isinstance(a, np.ndarray) else type(a).__name__
-                raise MofError(f"state.{f.name} is {got}, expected ({e.shape}, {e.dtype})")
+                raise MofError(f"state.{name} is {got}, expected ({shape}, {np.dtype(dtype)})")
 
     def feeds(self, config: ModelConfig) -> dict[str, np.ndarray]:
         """The step graph's state inputs."""
