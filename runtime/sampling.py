@@ -120,7 +120,7 @@ class Sampler:
             return int(np.argmax(x))
         probs = self.probabilities(logits, recent)
         valid = self.valid
-        p = probs[valid]
+        p = probs[valid] if valid.size < probs.size else probs
         total = p.sum()
         if not total > 0:   # every kept token is banned: take the likeliest allowed one
             return int(valid[np.argmax(self.penalize(logits, recent)[valid])])
