@@ -73,36 +73,63 @@ class GraphBuilder:
 
     def scan_gru(self, x_tbi: str, h0_bu: str, kernel: np.ndarray, recurrent: np.ndarray,
                  bias: np.ndarray, hint: str) -> tuple[str, str]:
-        """The same Keras GRU written with MatMuls: x W for the whole chunk, then a Scan over time
-        whose body does h R — so that MatMul-based int8 quantization reaches every GRU weight.
+        """The same Keras GRU written with MatMuls: x W for the whole chunk, then h R step by
+        step — so that MatMul-based int8 quantization reaches every GRU weight.
+
+        The steps run in a Scan over time, except for a chunk of one token (every decoding
+        step), which an If sends to a single cell: a Scan call costs more than the cell itself.
+        Both branches read the same outer-scope R.
 
         x [T, B, in], h0 [B, U] -> (Y [T, B, U], h_T [B, U]).
         """
         from onnx import TensorProto
         helper = self._helper
+        vi = helper.make_tensor_value_info
         U = recurrent.shape[0]
         xw = self.op("Add", [self.op("MatMul", [x_tbi, self.const(kernel, f"{hint}/kernel")]),
                              self.const(bias[0], f"{hint}/input_bias")], f"{hint}/xw")      # [T, B, 3U]
         R = self.const(recurrent, f"{hint}/recurrent_kernel")                             # [U, 3U]
         b_rec = self.const(bias[1], f"{hint}/recurrent_bias")                             # [3U]
+
+        def cell(g: "GraphBuilder", h: str, x_t: str) -> str:
+            """h [B, U], x_t = x W + b_in [B, 3U] -> the new h [B, U] (gate order z, r, h)."""
+            rec = g.op("Add", [g.op("MatMul", [h, R]), b_rec])                            # [B, 3U]
+            sizes = g.const([U, U, U], dtype=np.int64)
+            xz, xr, xh = g.op("Split", [x_t, sizes], axis=-1, outputs=3)
+            rz, rr, rh = g.op("Split", [rec, sizes], axis=-1, outputs=3)
+            z = g.op("Sigmoid", [g.op("Add", [xz, rz])])
+            r = g.op("Sigmoid", [g.op("Add", [xr, rr])])
+            hh = g.op("Tanh", [g.op("Add", [xh, g.op("Mul", [r, rh])])])
+            return g.op("Add", [hh, g.op("Mul", [z, g.op("Sub", [h, hh])])])             # z h + (1-z) hh
+
+        # Scan over the chunk
         body = GraphBuilder(f"{self.prefix}/{hint}/cell")
         h, x_t = f"{hint}/h_in", f"{hint}/x_t"
-        rec = body.op("Add", [body.op("MatMul", [h, R]), b_rec])                         # [B, 3U]
-        sizes = body.const([U, U, U], dtype=np.int64)
-        xz, xr, xh = body.op("Split", [x_t, sizes], axis=-1, outputs=3)
-        rz, rr, rh = body.op("Split", [rec, sizes], axis=-1, outputs=3)
-        z = body.op("Sigmoid", [body.op("Add", [xz, rz])])
-        r = body.op("Sigmoid", [body.op("Add", [xr, rr])])
-        hh = body.op("Tanh", [body.op("Add", [xh, body.op("Mul", [r, rh])])])
-        h_new = body.op("Add", [hh, body.op("Mul", [z, body.op("Sub", [h, hh])])])      # z h + (1-z) hh
+        h_new = cell(body, h, x_t)
         body.output_as(h_new, f"{hint}/h_out")
         body.output_as(h_new, f"{hint}/y_t")
-        vi = helper.make_tensor_value_info
-        graph = body.graph(f"{hint}_cell",
-                           [vi(h, TensorProto.FLOAT, ["batch", U]), vi(x_t, TensorProto.FLOAT, ["batch", 3 * U])],
-                           [vi(f"{hint}/h_out", TensorProto.FLOAT, ["batch", U]),
-                            vi(f"{hint}/y_t", TensorProto.FLOAT, ["batch", U])])
-        h_last, y = self.op("Scan", [h0_bu, xw], hint, outputs=2, body=graph, num_scan_inputs=1)
+        scan_body = body.graph(f"{hint}_cell",
+                               [vi(h, TensorProto.FLOAT, ["batch", U]), vi(x_t, TensorProto.FLOAT, ["batch", 3 * U])],
+                               [vi(f"{hint}/h_out", TensorProto.FLOAT, ["batch", U]),
+                                vi(f"{hint}/y_t", TensorProto.FLOAT, ["batch", U])])
+        many = GraphBuilder(f"{self.prefix}/{hint}/scan")
+        many_h, many_y = many.op("Scan", [h0_bu, xw], hint, outputs=2, body=scan_body, num_scan_inputs=1)
+        many.output_as(many_y, f"{hint}/many_y")
+        many.output_as(many_h, f"{hint}/many_h")
+
+        # one token: the cell itself
+        one = GraphBuilder(f"{self.prefix}/{hint}/one")
+        zero = one.const([0], dtype=np.int64)
+        one_h = cell(one, h0_bu, one.op("Squeeze", [xw, zero]))
+        one.output_as(one.op("Unsqueeze", [one_h, zero]), f"{hint}/one_y")
+        one.output_as(one_h, f"{hint}/one_h")
+
+        outs = lambda tag: [vi(f"{hint}/{tag}_y", TensorProto.FLOAT, None),
+                            vi(f"{hint}/{tag}_h", TensorProto.FLOAT, None)]
+        steps = self.op("Gather", [self.op("Shape", [x_tbi]), self.const(0, dtype=np.int64)], axis=0)
+        y, h_last = self.op("If", [self.op("Equal", [steps, self.const(1, dtype=np.int64)])], hint, outputs=2,
+                            then_branch=one.graph(f"{hint}_one_step", [], outs("one")),
+                            else_branch=many.graph(f"{hint}_scan", [], outs("many")))
         return y, h_last
 
     def graph(self, name: str, inputs: list, outputs: list):
