@@ -28,6 +28,11 @@ from .vocab import Vocabulary
 
 
 def session_options(threads: Optional[int]) -> ort.SessionOptions:
+    """Batch-1 latency settings, chosen by measurement (full-size int8 step calls on 2 cores,
+    docs/bundle-format.md "Embedding checklist"): all graph optimisations; intra-op threads =
+    onnxruntime's default, one per core (2 threads 7.3 ms, 1 thread 10.8 ms); pool threads
+    spin between calls, onnxruntime's default (without spinning: 11.6 ms); no inter-op
+    parallelism (each graph is one chain of ops)."""
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
