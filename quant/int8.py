@@ -1,8 +1,8 @@
 """int8 variants of a bundle's graphs: every large weight int8, activations quantized at run time.
 
-Pipeline per graph: rewrite GRU ops as MatMul + Scan (gru_rewrite), then onnxruntime's
+Pipeline per graph: rewrite GRU ops as MatMuls + Loop (gru_rewrite), then onnxruntime's
 ``quantize_dynamic`` — weights int8, symmetric, per output channel; MatMuls inside the
-Scan bodies included (EnableSubgraph); Gather tables (token and position embeddings)
+Loop bodies included (EnableSubgraph); Gather tables (token and position embeddings)
 int8 per tensor. Activations are quantized per tensor at run time (uint8).
 """
 
@@ -44,7 +44,7 @@ def activation_scheme(flags: set[str] | None = None) -> dict:
         "cpu_vnni": vnni,
         "reason": ("VNNI present: full 8-bit weights do not saturate u8s8 dot products" if vnni else
                    "no VNNI: 7-bit weights (reduce_range) so u8s8 products cannot saturate"),
-        "tool": "onnxruntime.quantization.quantize_dynamic, GRU ops rewritten as MatMul + Scan",
+        "tool": "onnxruntime.quantization.quantize_dynamic, GRU ops rewritten as MatMuls + Loop",
     }
 
 

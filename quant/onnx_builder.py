@@ -71,14 +71,14 @@ class GraphBuilder:
                          hidden_size=int(U), linear_before_reset=1)
         return y, y_h
 
-    def scan_gru(self, x_tbi: str, h0_bu: str, kernel: np.ndarray, recurrent: np.ndarray,
-                 bias: np.ndarray, hint: str) -> tuple[str, str]:
+    def matmul_gru(self, x_tbi: str, h0_bu: str, kernel: np.ndarray, recurrent: np.ndarray,
+                   bias: np.ndarray, hint: str) -> tuple[str, str]:
         """The same Keras GRU written with MatMuls: x W for the whole chunk, then h R step by
         step — so that MatMul-based int8 quantization reaches every GRU weight.
 
-        The steps run in a Scan over time, except for a chunk of one token (every decoding
-        step), which an If sends to a single cell: a Scan call costs more than the cell itself.
-        Both branches read the same outer-scope R.
+        The first step runs at top level and the others in a Loop over x[1:], which makes no
+        iterations for a one-token chunk (every decoding call): a Scan over the whole chunk
+        costs more than the cell at one token, and onnxruntime's Scan refuses zero steps.
 
         x [T, B, in], h0 [B, U] -> (Y [T, B, U], h_T [B, U]).
         """
@@ -102,34 +102,27 @@ class GraphBuilder:
             hh = g.op("Tanh", [g.op("Add", [xh, g.op("Mul", [r, rh])])])
             return g.op("Add", [hh, g.op("Mul", [z, g.op("Sub", [h, hh])])])             # z h + (1-z) hh
 
-        # Scan over the chunk
+        # the first step at top level (a one-token chunk — every decoding call — needs nothing
+        # else), the rest in a Loop over x[1:], which runs no iterations for one token
+        zero = self.const([0], dtype=np.int64)
+        one_i = self.const([1], dtype=np.int64)
+        h1 = cell(self, h0_bu, self.op("Squeeze", [self.op("Slice", [xw, zero, one_i, zero]), zero]))  # [B, U]
+        rest = self.op("Slice", [xw, one_i, self.const([2**62], dtype=np.int64), zero])        # [T-1, B, 3U]
+        trips = self.op("Squeeze", [self.op("Slice", [self.op("Shape", [rest]), zero, one_i]), zero])
         body = GraphBuilder(f"{self.prefix}/{hint}/cell")
-        h, x_t = f"{hint}/h_in", f"{hint}/x_t"
-        h_new = cell(body, h, x_t)
+        it, cond, h = f"{hint}/iter", f"{hint}/cond_in", f"{hint}/h_in"
+        h_new = cell(body, h, body.op("Gather", [rest, it], axis=0))
+        body.output_as(cond, f"{hint}/cond_out")
         body.output_as(h_new, f"{hint}/h_out")
         body.output_as(h_new, f"{hint}/y_t")
-        scan_body = body.graph(f"{hint}_cell",
-                               [vi(h, TensorProto.FLOAT, ["batch", U]), vi(x_t, TensorProto.FLOAT, ["batch", 3 * U])],
-                               [vi(f"{hint}/h_out", TensorProto.FLOAT, ["batch", U]),
+        loop_body = body.graph(f"{hint}_cell",
+                               [vi(it, TensorProto.INT64, []), vi(cond, TensorProto.BOOL, []),
+                                vi(h, TensorProto.FLOAT, ["batch", U])],
+                               [vi(f"{hint}/cond_out", TensorProto.BOOL, []),
+                                vi(f"{hint}/h_out", TensorProto.FLOAT, ["batch", U]),
                                 vi(f"{hint}/y_t", TensorProto.FLOAT, ["batch", U])])
-        many = GraphBuilder(f"{self.prefix}/{hint}/scan")
-        many_h, many_y = many.op("Scan", [h0_bu, xw], hint, outputs=2, body=scan_body, num_scan_inputs=1)
-        many.output_as(many_y, f"{hint}/many_y")
-        many.output_as(many_h, f"{hint}/many_h")
-
-        # one token: the cell itself
-        one = GraphBuilder(f"{self.prefix}/{hint}/one")
-        zero = one.const([0], dtype=np.int64)
-        one_h = cell(one, h0_bu, one.op("Squeeze", [xw, zero]))
-        one.output_as(one.op("Unsqueeze", [one_h, zero]), f"{hint}/one_y")
-        one.output_as(one_h, f"{hint}/one_h")
-
-        outs = lambda tag: [vi(f"{hint}/{tag}_y", TensorProto.FLOAT, None),
-                            vi(f"{hint}/{tag}_h", TensorProto.FLOAT, None)]
-        steps = self.op("Gather", [self.op("Shape", [x_tbi]), self.const(0, dtype=np.int64)], axis=0)
-        y, h_last = self.op("If", [self.op("Equal", [steps, self.const(1, dtype=np.int64)])], hint, outputs=2,
-                            then_branch=one.graph(f"{hint}_one_step", [], outs("one")),
-                            else_branch=many.graph(f"{hint}_scan", [], outs("many")))
+        h_last, y_rest = self.op("Loop", [trips, "", h1], hint, outputs=2, body=loop_body)
+        y = self.op("Concat", [self.op("Unsqueeze", [h1, zero]), y_rest], axis=0)             # [T, B, U]
         return y, h_last
 
     def graph(self, name: str, inputs: list, outputs: list):

@@ -52,7 +52,7 @@ def test_gru_rewrite_is_the_same_function(tiny_bundle):
         assert count == (4 if name == "window" else 4) and not any(n.op_type == "GRU" for n in rewritten.graph.node)
         a = ort.InferenceSession(str(tiny_bundle / f"{name}.onnx"))
         b = ort.InferenceSession(rewritten.SerializeToString())
-        # 9 tokens run the Scan, 1 token the single-cell branch; the step graph from a carried state too
+        # 9 tokens: first step + 8 Loop iterations; 1 token: no iteration; the step graph from a carried state too
         for chunk, seed in [(9, None), (1, None)] + ([(1, 3), (2, 4)] if name == "step" else []):
             x_, y_ = (s.run(None, _feeds(m.config, s, ids[:, :chunk], seed)) for s in (a, b))
             for x, y in zip(x_, y_):
