@@ -44,7 +44,7 @@ def _rewritable(node, inits: dict) -> str | None:
     return None
 
 
-def gru_to_scan(model) -> tuple[object, int]:
+def gru_to_matmuls(model) -> tuple[object, int]:
     """Rewrite every GRU in the main graph. Returns (model, number rewritten); refuses the rest loudly."""
     from onnx import numpy_helper
     graph = model.graph

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mof.runtime.errors import MofError
 
-from .gru_rewrite import gru_to_scan
+from .gru_rewrite import gru_to_matmuls
 
 LARGE_FLOAT_LIMIT = 65_536          # no float initializer above this many elements may remain
 OP_TYPES = ["MatMul", "Gather"]
@@ -74,7 +74,7 @@ def quantize_model(model, reduce_range: bool):
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    model, _ = gru_to_scan(model)
+    model, _ = gru_to_matmuls(model)
     with tempfile.TemporaryDirectory(prefix="mof-quant-") as tmp:
         src, dst = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
         onnx.save(model, src)

@@ -12,7 +12,7 @@ from mof.export.progress import Progress
 from mof.export.synthetic import tiny_config, train_checkpoint
 from mof.quant.calibration import builtin_text
 from mof.quant.cli import main as quantize_main
-from mof.quant.gru_rewrite import gru_to_scan
+from mof.quant.gru_rewrite import gru_to_matmuls
 from mof.quant.int8 import LARGE_FLOAT_LIMIT, large_float_initializers
 from mof.runtime import Generator, Model, SamplingConfig
 from mof.runtime.bundle import verify_bundle
@@ -48,7 +48,7 @@ def test_gru_rewrite_is_the_same_function(tiny_bundle):
     for name in ("window", "step"):
         model = onnx.load(str(tiny_bundle / f"{name}.onnx"))
         assert any(n.op_type == "GRU" for n in model.graph.node)
-        rewritten, count = gru_to_scan(model)
+        rewritten, count = gru_to_matmuls(model)
         assert count == (4 if name == "window" else 4) and not any(n.op_type == "GRU" for n in rewritten.graph.node)
         a = ort.InferenceSession(str(tiny_bundle / f"{name}.onnx"))
         b = ort.InferenceSession(rewritten.SerializeToString())
