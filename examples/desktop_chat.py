@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 def load(args) -> dict:
     """The model and settings ``args`` name (errors here come before any window opens)."""
     model = Model.load(args.model, int8=args.int8, threads=args.threads)
-    mode = args.mode or model.manifest.get("recommended_mode") or "exact"
+    mode = args.mode or model.recommended_mode
     form = args.form or ("raw" if Path(args.model).resolve() == DEFAULT_BUNDLE.resolve() else "chat")
     sampling = SamplingConfig(temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)
     return {"model": model, "sampling": sampling, "mode": mode, "form": form}

@@ -93,7 +93,7 @@ def run(args) -> int:
     model = Model.load(args.model, int8=args.int8, threads=args.threads)
     if args.window:
         model.config = dataclasses.replace(model.config, window=args.window)
-    mode = args.mode or model.manifest.get("recommended_mode") or "exact"
+    mode = args.mode or model.recommended_mode
     why = "chosen" if args.mode else "the bundle's recommendation"
     ban = tuple(ch for chars in args.ban for ch in chars)
     max_tokens = args.max_tokens or (200 if args.prompt is not None else 2048)

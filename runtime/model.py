@@ -54,6 +54,11 @@ class Model:
         self._state_fields = list(state_shapes(self.config))
         self._outputs = {n: [o.name for o in s.get_outputs()] for n, s in sessions.items()}
 
+    @property
+    def recommended_mode(self) -> str:
+        """The decoding mode the export measured as better for this model ("exact" if unsaid)."""
+        return self.manifest.get("recommended_mode") or "exact"
+
     # Loading ----------------------------------------------------------------------------
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike, int8: bool = False, threads: Optional[int] = None,

@@ -17,19 +17,28 @@ from .config import ModelConfig
 from .contract import STATE_IN, STATE_OUT
 from .errors import MofError
 
-def state_shapes(config: ModelConfig) -> dict[str, list]:
-    """field -> symbolic shape ("batch" dynamic) of every state tensor the step graph takes,
-    in the graph's input order (L = 0 drops the attention sums)."""
+
+def _tensor_shapes(config: ModelConfig) -> dict[str, list]:
+    """field -> symbolic shape ("batch" dynamic) of every float tensor of a State, in the step
+    graph's input order; with L = 0 the attention sums have a zero leading dimension."""
     c = config
-    shapes = {
+    return {
         "emb_h": ["batch", c.embed_dim],                                  # embedding-block GRU
         "router_h": ["batch", c.router_units],                            # router GRU
         "rnn_h": [c.rnn_layers, "batch", c.rnn_units],                    # RNN-expert GRUs
+        "attn_z": [c.trans_layers, "batch", c.num_heads, c.head_dim],     # sum phi(k)
+        "attn_u": [c.trans_layers, "batch", c.num_heads, c.head_dim],     # sum v
+        "thought_c": [c.trans_layers, "batch", c.embed_dim],              # sum of LN1 outputs
     }
-    if c.trans_layers:
-        shapes["attn_z"] = [c.trans_layers, "batch", c.num_heads, c.head_dim]   # sum phi(k)
-        shapes["attn_u"] = [c.trans_layers, "batch", c.num_heads, c.head_dim]   # sum v
-        shapes["thought_c"] = [c.trans_layers, "batch", c.embed_dim]           # sum of LN1 outputs
+
+
+def state_shapes(config: ModelConfig) -> dict[str, list]:
+    """field -> symbolic shape of every state tensor the step graph takes, in its input order
+    (L = 0 drops the attention sums)."""
+    shapes = _tensor_shapes(config)
+    if not config.trans_layers:
+        for field in ("attn_z", "attn_u", "thought_c"):
+            del shapes[field]
     return shapes
 
 
@@ -39,17 +48,11 @@ def state_io(config: ModelConfig) -> list[tuple[str, str, list]]:
 
 
 def expected_layout(config: ModelConfig, batch: int) -> dict[str, tuple[tuple[int, ...], type]]:
-    """field -> (shape, dtype) of every State field for ``batch`` rows (L = 0: empty sums)."""
-    c = config
-    return {
-        "emb_h": ((batch, c.embed_dim), np.float32),
-        "router_h": ((batch, c.router_units), np.float32),
-        "rnn_h": ((c.rnn_layers, batch, c.rnn_units), np.float32),
-        "attn_z": ((c.trans_layers, batch, c.num_heads, c.head_dim), np.float32),
-        "attn_u": ((c.trans_layers, batch, c.num_heads, c.head_dim), np.float32),
-        "thought_c": ((c.trans_layers, batch, c.embed_dim), np.float32),
-        "position": ((batch,), np.int64),
-    }
+    """field -> (shape, dtype) of every State field for ``batch`` rows."""
+    layout = {f: (tuple(batch if d == "batch" else d for d in shape), np.float32)
+              for f, shape in _tensor_shapes(config).items()}
+    layout["position"] = ((batch,), np.int64)
+    return layout
 
 
 @dataclass(frozen=True)
