@@ -53,9 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="characters of that text to measure on (default 256)")
     p.add_argument("--no-full", dest="full", action="store_false",
                    help="leave out full.onnx (logits at every position: for analysis; decoding "
-                        "uses only window.onnx and step.onnx)")
+                        "uses only step.onnx and chunk.onnx)")
+    p.add_argument("--no-window", dest="window_graph", action="store_false",
+                   help="leave out window.onnx (tf2onnx's last-position graph: decoding does not "
+                        "need it; exact mode runs chunk.onnx, checked against TensorFlow the same way)")
     p.add_argument("--int8", action="store_true",
-                   help="also write int8 window and step graphs, with an accuracy report against "
+                   help="also write int8 step and chunk graphs, with an accuracy report against "
                         "fp32 (same as running mof-quantize on the bundle afterwards)")
     p.add_argument("--allow-degraded", action="store_true",
                    help="with --int8: keep int8 graphs that miss the accuracy gates")
@@ -79,6 +82,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          trans_window=args.trans_window, window=args.window, force=args.force,
                          atol=args.atol, calibration_text=args.calibration_text,
                          eval_tokens=args.eval_tokens, int8=args.int8, full=args.full,
+                         window_graph=args.window_graph,
                          allow_degraded=args.allow_degraded)
     def work() -> int:
         import_tf(verbose=args.debug)

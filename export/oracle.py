@@ -185,7 +185,8 @@ def _rnn_expert(w: T6Weights, x):                    # [B, T, E] -> [B, T, U]
     return h
 
 
-def _block(blk: Block, heads: int, y, causal):       # [B, T, E] -> [B, T, E]
+def _block(blk: Block, heads: int, y, causal, sums=None):   # [B, T, E] -> [B, T, E]
+    """``sums``: a list to append this layer's (sum phi(k), sum v, sum o) over all T positions to."""
     B, T, E = y.shape
     split = (B, T, heads, E // heads)
     q = _phi(blk.q(y)).reshape(split)                # [B, T, H, D]
@@ -198,11 +199,13 @@ def _block(blk: Block, heads: int, y, causal):       # [B, T, E] -> [B, T, E]
     o = blk.ln1(y + blk.attn(blk.combine(a)))        # [B, T, E]
     count = np.arange(1, T + 1)[:, None] if causal else T
     c = _running(o, causal) / count                  # [B, T, E]  mean of o (running or global)
+    if sums is not None:
+        sums.append((k.sum(1), v.sum(1), o.sum(1)))  # [B, H, D], [B, H, D], [B, E]
     o = o + blk.alpha * blk.thought2(_gelu(blk.thought1(c)))
     return blk.ln2(o + blk.ffn2(_gelu(blk.ffn1(o))))
 
 
-def _transformer(w: T6Weights, config: ModelConfig, x, causal):   # [B, T, E] -> normed [B, T, U]
+def _transformer(w: T6Weights, config: ModelConfig, x, causal, sums=None):   # [B, T, E] -> normed [B, T, U]
     T = x.shape[1]
     if T > w.pos.shape[0]:
         raise ValueError(f"sequence length {T} exceeds the position table ({w.pos.shape[0]})")
@@ -210,7 +213,7 @@ def _transformer(w: T6Weights, config: ModelConfig, x, causal):   # [B, T, E] ->
     if not causal:
         y = y[:, max(0, T - config.trans_window):]   # [B, T', E] crop to the last Wt positions
     for blk in w.blocks:
-        y = _block(blk, config.num_heads, y, causal)
+        y = _block(blk, config.num_heads, y, causal, sums)
     out = w.expert_norms[1](w.trans_out(y))          # [B, T', U]
     pad = T - out.shape[1]                            # zero-pad AT THE END (after the norm)
     return np.pad(out, ((0, 0), (0, pad), (0, 0)))   # [B, T, U]
@@ -237,3 +240,29 @@ def forward(weights: T6Weights, config: ModelConfig, ids) -> np.ndarray:
 def stream_forward(weights: T6Weights, config: ModelConfig, ids) -> np.ndarray:
     """The stream definition (DESIGN §3), causal at every position: ids [B, T] -> logits [B, T, V]."""
     return _logits(weights, config, ids, causal=True)
+
+
+def window_state(w: T6Weights, config: ModelConfig, ids) -> dict[str, np.ndarray]:
+    """The stream state after reading ``ids`` [B, T] with the reference's (window) semantics,
+    what the chunk graph must output: every GRU's final state, and per transformer layer the
+    sums of phi(k), v and the LN1 outputs over the (cropped) window, as the non-causal forward
+    computes them. Fields and shapes as mof.runtime.State."""
+    ids = np.asarray(ids)
+    x = _embed(w, ids)                                       # [B, T, E]
+    rnn_h, h = [], x
+    for gru in w.rnn_grus:
+        states = gru(h)                                      # [B, T, U]
+        rnn_h.append(states[:, -1])
+        h = w.lnl(states)
+    sums: list = []
+    _transformer(w, config, x, causal=False, sums=sums)
+    L, B = len(sums), ids.shape[0]
+    stack = lambda i, shape: (np.stack([s[i] for s in sums]) if L else np.zeros((0, B) + shape))
+    return {
+        "emb_h": w.emb_gru(w.emb[ids])[:, -1],              # [B, E]
+        "router_h": w.router_gru(x)[:, -1],                 # [B, R]
+        "rnn_h": np.stack(rnn_h),                           # [n, B, U]
+        "attn_z": stack(0, (config.num_heads, config.head_dim)),    # [L, B, H, D]
+        "attn_u": stack(1, (config.num_heads, config.head_dim)),    # [L, B, H, D]
+        "thought_c": stack(2, (config.embed_dim,)),                  # [L, B, E]
+    }

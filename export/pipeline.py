@@ -10,8 +10,8 @@ from typing import Optional
 
 from mof.runtime.bundle import BundleWriter, check_writable_target
 from mof.runtime.config import ModelConfig
-from mof.runtime.contract import (GRAPH_FILES, GRAPH_FULL, GRAPH_STEP, GRAPH_WINDOW, INT8_FILES,
-                                  VOCAB_FILE)
+from mof.runtime.contract import (GRAPH_CHUNK, GRAPH_FILES, GRAPH_FULL, GRAPH_STEP, GRAPH_WINDOW,
+                                  INT8_FILES, VOCAB_FILE)
 from mof.runtime.errors import MofError
 from mof.runtime.manifest import make_manifest
 from mof.runtime.vocab import Vocabulary
@@ -38,7 +38,9 @@ class ExportOptions:
     calibration_text: Optional[Path] = None   # stream-vs-exact measurement text; None = built-in
     eval_tokens: int = 256                     # characters of it to measure on
     full: bool = True                          # also write full.onnx (all positions; not used at run time)
-    int8: bool = False                         # also write int8 window/step graphs
+    window_graph: bool = True                  # also write window.onnx (tf2onnx, last position; not
+                                               # used at run time: exact mode runs chunk.onnx)
+    int8: bool = False                         # also write int8 step/chunk graphs
     allow_degraded: bool = False               # keep int8 graphs that miss the accuracy gates
 
 
@@ -93,16 +95,16 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
     """Run every stage; returns the bundle directory. Raises MofError on bad input."""
     import onnxruntime as ort
 
-    from mof.quant.accuracy import stream_vs_exact
+    from mof.quant.policies import add_timings, policy_table, set_stream_report
     from mof.quant.calibration import load_calibration_text
     from mof.runtime.model import Model, session_options
 
     from . import oracle
     from .convert import to_onnx
     from .keras_model import build_keras_model, restore, window_function
-    from .step_graph import build_step_graph, checkpoint_getter
+    from .step_graph import build_chunk_graph, build_step_graph, checkpoint_getter
     from .validate import run_parity
-    from .validate_step import check_step
+    from .validate_step import check_chunk, check_step
 
     progress = progress or Progress(STAGES + opts.int8)
     with progress.stage("locate", "checkpoint, vocabulary and model sizes"):
@@ -113,13 +115,17 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
         model = build_keras_model(cfg, opts.model_type)
     with progress.stage("restore", f"weights from {loc.prefix.name}"):
         restore(model, loc.prefix, loc.variables)
-    what = ("full and window graphs" if opts.full else "window graph") + " with tf2onnx (opset 17), step graph"
+    converted = [n for n, on in ((GRAPH_FULL, opts.full), (GRAPH_WINDOW, opts.window_graph)) if on]
+    what = (f"{' and '.join(converted)} with tf2onnx (opset 17), " if converted else "") + "step and chunk graphs"
     with progress.stage("convert", what):
         graphs = {}
         if opts.full:
             graphs[GRAPH_FULL] = to_onnx(model, ["batch", "seq", cfg.vocab_size], is_keras=True)
-        graphs[GRAPH_WINDOW] = to_onnx(window_function(model), ["batch", cfg.vocab_size], is_keras=False)
-        graphs[GRAPH_STEP] = build_step_graph(cfg, checkpoint_getter(loc.prefix))
+        if opts.window_graph:
+            graphs[GRAPH_WINDOW] = to_onnx(window_function(model), ["batch", cfg.vocab_size], is_keras=False)
+        get = checkpoint_getter(loc.prefix)
+        graphs[GRAPH_STEP] = build_step_graph(cfg, get)
+        graphs[GRAPH_CHUNK] = build_chunk_graph(cfg, get)
         blobs = {name: g.SerializeToString() for name, g in graphs.items()}
         del graphs
         for name, blob in blobs.items():
@@ -143,28 +149,35 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
         weights = oracle.load_weights(loc.prefix, cfg)
         report["step"] = check_step(runtime_model, lambda ids: oracle.stream_forward(weights, cfg, ids),
                                     tf_full, opts.atol, progress.log, seed=opts.seed + 1)
-        failed = [c for c in report["cases"] + report["step"]["cases"] if not c["ok"]]
+        report["chunk"] = check_chunk(runtime_model, lambda ids: oracle.window_state(weights, cfg, ids),
+                                      opts.atol, progress.log, seed=opts.seed + 2)
+        checked = report["cases"] + report["step"]["cases"] + report["chunk"]["cases"]
+        failed = [c for c in checked if not c["ok"]]
         if failed:
-            worst = max(c["max_abs_diff"] for c in failed)
+            worst = max(c.get("max_rel_diff", c["max_abs_diff"]) for c in failed)
             raise MofError(f"parity check failed: {len(failed)} cases exceed atol {opts.atol:g} "
-                           f"(max |Δlogit| {worst:.3g}); no bundle written")
+                           f"(worst difference {worst:.3g}); no bundle written")
         report["passed"] = True
-        progress.log(f"      all {len(report['cases']) + len(report['step']['cases'])} cases within "
-                     f"atol {opts.atol:g}")
+        progress.log(f"      all {len(checked)} cases within atol {opts.atol:g}")
         source = opts.calibration_text.name if opts.calibration_text else "built-in"
-        stream = stream_vs_exact(runtime_model, calibration, opts.eval_tokens, source, progress.log)
+        stream = policy_table({"fp32": runtime_model}, calibration, opts.eval_tokens, source,
+                              None if opts.int8 else progress.log)
         del sessions, runtime_model
     manifest["validation"] = report
-    manifest["stream"] = stream
-    manifest["recommended_mode"] = stream["recommended_mode"]
+    set_stream_report(manifest, stream)
     int8_blobs = {}
     if opts.int8:
         from mof.quant.bundle_int8 import apply_int8, make_int8
-        with progress.stage("quantize", "int8 window and step graphs, accuracy vs fp32"):
+        with progress.stage("quantize", "int8 step and chunk graphs, accuracy vs fp32"):
             int8_blobs, additions = make_int8(
                 blobs, manifest, loc.vocab, calibration_text=opts.calibration_text,
                 eval_tokens=opts.eval_tokens, allow_degraded=opts.allow_degraded, log=progress.log)
             manifest = apply_int8(manifest, additions)
+            int8_model = Model(loc.output, manifest, {n: ort.InferenceSession(b, sess_options=so,
+                               providers=["CPUExecutionProvider"]) for n, b in int8_blobs.items()},
+                               loc.vocab, "int8")
+            set_stream_report(manifest, add_timings(stream, "int8", int8_model, calibration, opts.eval_tokens),
+                              progress.log)
     with progress.stage("write", f"bundle {loc.output}"):
         with BundleWriter(loc.output, force=opts.force) as w:
             for name, blob in blobs.items():

@@ -8,6 +8,17 @@ z = Σ phi(k), u = Σ v (the code's attention is (q·z)/(q·z+1e-6) · u, see
 README) and c = Σ o of its LN1 outputs (the thought vector uses their running
 mean). A chunk of C >= 1 tokens is processed in parallel where the math allows
 (GRU ops over the chunk, running sums via CumSum); logits are for its last token.
+
+The chunk graph (``build_chunk_graph``) is the same network with the reference's own
+(window) semantics, from a zero state:
+
+    logits, state_out = chunk(input_ids [B, K])
+
+each layer's sums are taken over the whole chunk and applied at every position of it, the
+transformer sees only the last Wt positions and contributes nothing to the last position
+when K > Wt (xiaothink's end padding) — so its logits are exact mode's for that window, and
+its state (GRU states, z, u and c summed over the window) is what the step graph continues
+from. The stream decoder refills with it (docs/bundle-format.md, "The refill rule").
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ import numpy as np
 
 from mof.runtime.config import ModelConfig
 from mof.runtime.contract import INPUT_IDS, LOGITS, ONNX_OPSET, POSITION, STATE_IN
-from mof.runtime.state import state_io
+from mof.runtime.state import state_io, state_shapes
 
 from mof.quant.onnx_builder import GraphBuilder
 
@@ -31,17 +42,40 @@ L1 = "layer_with_weights-1"
 
 def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
     """``get(name)`` returns a checkpoint variable (name without the ATTRIBUTES suffix)."""
+    return _build(config, get, window=False)
+
+
+def build_chunk_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
+    """The exact-semantics chunk graph: ids [B, K] from a zero state -> last logits + state."""
+    return _build(config, get, window=True)
+
+
+def _build(config: ModelConfig, get: Callable[[str], np.ndarray], window: bool):
+    """One network, two semantics: ``window=False`` the causal step graph (state in, running
+    sums), ``window=True`` the chunk graph (zero state, whole-window sums, Wt crop)."""
     from onnx import TensorProto, helper
 
     c = config
-    g = GraphBuilder("step")
+    g = GraphBuilder("chunk" if window else "step")
     f32 = lambda name: np.asarray(get(name), np.float32)
-    zero = g.const([0], dtype=np.int64)
+    i64 = lambda v: g.const(v, dtype=np.int64)
+    zero = i64([0])
+
+    def initial(field: str, index: int | None = None) -> str:
+        """[B, N]: a GRU's initial state — the carried one, or zeros in the chunk graph."""
+        if window:
+            batch = g.op("Gather", [g.op("Shape", [INPUT_IDS]), i64([0])], axis=0)    # [1] = B
+            n = state_shapes(c)[field][-1]
+            return g.op("ConstantOfShape", [g.op("Concat", [batch, i64([n])], axis=0)],
+                        value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
+        if index is None:
+            return state_in(field)
+        return g.op("Gather", [state_in(field), i64(index)], axis=0)
 
     def run_gru(x_tbi, h0_bu, prefix, hint):
         """-> (Y [T, B, U], h_T [B, U])"""
         y, y_h = g.keras_gru(x_tbi, g.op("Unsqueeze", [h0_bu, zero]), *gru_weights(get, prefix), hint)
-        return g.op("Squeeze", [y, g.const([1], dtype=np.int64)]), g.op("Squeeze", [y_h, zero])
+        return g.op("Squeeze", [y, i64([1])]), g.op("Squeeze", [y_h, zero])
 
     # Everything runs time-major ([C, B, ...]): the GRU ops want it, and a layer's state slice
     # [1, B, ...] then broadcasts over the chunk with no reshaping.
@@ -50,14 +84,14 @@ def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
     # 1. embedding block: e = Emb[ids]; GRU over the chunk; x = BN(relu(g Wd + bd)) + e
     e_t = g.op("Gather", [g.const(f32("layer_with_weights-0/token_emb/embeddings"), "emb"), ids_t],
                "embed", axis=0)                                             # [C, B, E]
-    y, emb_h = run_gru(e_t, state_in("emb_h"), "layer_with_weights-0/lstm1", "emb_gru")   # [C, B, E]
+    y, emb_h = run_gru(e_t, initial("emb_h"), "layer_with_weights-0/lstm1", "emb_gru")   # [C, B, E]
     d = g.op("Relu", [g.dense(y, f32("layer_with_weights-0/dense/kernel"),
                               f32("layer_with_weights-0/dense/bias"), "emb_dense")])
     scale, shift = batchnorm_affine(get, "layer_with_weights-0/bn")
     x_t = g.op("Add", [g.op("Add", [g.op("Mul", [d, g.const(scale)]), g.const(shift)]), e_t], "x")  # [C, B, E]
 
     # 2. router: final GRU state -> softmax(LN(r) Wr + br)   (one weight pair per sequence)
-    _, router_h = run_gru(x_t, state_in("router_h"), f"{L1}/router_gru", "router_gru")   # [B, R]
+    _, router_h = run_gru(x_t, initial("router_h"), f"{L1}/router_gru", "router_gru")   # [B, R]
     r = g.layer_norm(router_h, f32(f"{L1}/router_gru_norm/gamma"), f32(f"{L1}/router_gru_norm/beta"),
                      EPS_KERAS, "router_ln")
     w = g.op("Softmax", [g.dense(r, f32(f"{L1}/router_dense/kernel"), f32(f"{L1}/router_dense/bias"),
@@ -67,32 +101,44 @@ def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
     lnl = (f32(f"{L1}/experts/0/lnl/gamma"), f32(f"{L1}/experts/0/lnl/beta"))
     h, rnn_hs = x_t, []
     for i in range(c.rnn_layers):
-        h0 = g.op("Gather", [state_in("rnn_h"), g.const(i, dtype=np.int64)], axis=0)     # [B, U]
-        yi, hi = run_gru(h, h0, f"{L1}/experts/0/context_encoders/{i}", f"rnn_gru{i}")
+        yi, hi = run_gru(h, initial("rnn_h", i), f"{L1}/experts/0/context_encoders/{i}", f"rnn_gru{i}")
         h = g.layer_norm(yi, *lnl, EPS_T6, f"lnl{i}")                              # [C, B, U]
         rnn_hs.append(g.op("Unsqueeze", [hi, zero]))                               # [1, B, U]
-    h_last = g.op("Gather", [h, g.const(-1, dtype=np.int64)], axis=0)       # [B, U]
+    h_last = g.op("Gather", [h, i64(-1)], axis=0)                           # [B, U]
 
-    # 4. transformer expert, causal: y = x + Pos[p + t]; running sums per layer (over axis 0)
-    C = g.op("Gather", [g.op("Shape", [INPUT_IDS]), g.const(1, dtype=np.int64)], axis=0)
-    t = g.op("Range", [g.const(0, dtype=np.int64), C, g.const(1, dtype=np.int64)])   # [C]
-    pos = g.op("Add", [g.op("Unsqueeze", [t, g.const([1], dtype=np.int64)]),
-                       g.op("Unsqueeze", [POSITION, zero])])               # [C, B]
+    # 4. transformer expert: y = x + Pos[p + t]
+    C = g.op("Gather", [g.op("Shape", [INPUT_IDS]), i64(1)], axis=0)
+    t = g.op("Range", [i64(0), C, i64(1)])                                  # [C]
+    if window:
+        pos = g.op("Unsqueeze", [t, i64([1])])                              # [C, 1]: positions 0..C-1
+    else:
+        pos = g.op("Add", [g.op("Unsqueeze", [t, i64([1])]), g.op("Unsqueeze", [POSITION, zero])])   # [C, B]
     T = f"{L1}/experts/1"
     yv = g.op("Add", [x_t, g.op("Gather", [g.const(f32(f"{T}/position_embedding/position_embedding/embeddings"),
                                                    "pos_table"), pos], axis=0)])    # [C, B, E]
+    if window:
+        # the reference's crop: the transformer sees the last Wt positions only (Pos added before)
+        yv = g.op("Slice", [yv, i64([-c.trans_window]), i64([2**62]), zero])        # [C', B, E]
     zs, us, cs = [], [], []
     L, H, dh, E = c.trans_layers, c.num_heads, c.head_dim, c.embed_dim
     if L:
-        count = g.op("Unsqueeze", [g.op("Cast", [g.op("Add", [pos, g.const(1, dtype=np.int64)])],
-                                         to=TensorProto.FLOAT), g.const([2], dtype=np.int64)])  # [C, B, 1] = p+t+1
-        heads = g.const([0, 0, H, dh], dtype=np.int64)
-        merge = g.const([0, 0, E], dtype=np.int64)
-        axis0 = g.const(0, dtype=np.int64)
+        if window:      # every position sees the whole window: sums broadcast, mean over C'
+            total = lambda v, carried: g.op("ReduceSum", [v, i64([0])], keepdims=1)       # [1, B, ...]
+            count = g.op("Cast", [g.op("Gather", [g.op("Shape", [yv]), i64(0)], axis=0)],
+                         to=TensorProto.FLOAT)                                          # C'
+        else:           # causal: running sums from the carried state, running mean
+            axis0 = i64(0)
+            total = lambda v, carried: g.op("Add", [g.op("CumSum", [v, axis0]), carried])  # [C, B, ...]
+            count = g.op("Unsqueeze", [g.op("Cast", [g.op("Add", [pos, i64(1)])], to=TensorProto.FLOAT),
+                                       i64([2])])                                       # [C, B, 1] = p+t+1
+        heads = i64([0, 0, H, dh])
+        merge = i64([0, 0, E])
 
         def per_layer(field):
             """state [L, B, ...] -> L slices [1, B, ...] (one Split for all layers)"""
-            parts = g.op("Split", [state_in(field), g.const([1] * L, dtype=np.int64)], axis=0, outputs=L)
+            if window:
+                return [None] * L
+            parts = g.op("Split", [state_in(field), i64([1] * L)], axis=0, outputs=L)
             return [parts] if L == 1 else parts
         z_in, u_in, c_in = per_layer("attn_z"), per_layer("attn_u"), per_layer("thought_c")
     for l in range(L):
@@ -106,13 +152,13 @@ def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
         qkv = g.dense(yv, np.concatenate([w_("lmha/query_dense"), w_("lmha/key_dense"), w_("lmha/value_dense")], 1),
                       np.concatenate([b_("lmha/query_dense"), b_("lmha/key_dense"), b_("lmha/value_dense")]),
                       f"l{l}/qkv")                                          # [C, B, 3E]
-        qk, v = g.op("Split", [qkv, g.const([2 * E, E], dtype=np.int64)], axis=-1, outputs=2)
-        qk = g.op("Reshape", [phi(qk), g.const([0, 0, 2 * H, dh], dtype=np.int64)])   # [C, B, 2H, dh]
-        q, k = g.op("Split", [qk, g.const([H, H], dtype=np.int64)], axis=2, outputs=2)  # [C, B, H, dh]
+        qk, v = g.op("Split", [qkv, i64([2 * E, E])], axis=-1, outputs=2)
+        qk = g.op("Reshape", [phi(qk), i64([0, 0, 2 * H, dh])])            # [C, B, 2H, dh]
+        q, k = g.op("Split", [qk, i64([H, H])], axis=2, outputs=2)          # [C, B, H, dh]
         v = g.op("Reshape", [v, heads])
-        z = g.op("Add", [g.op("CumSum", [k, axis0]), z_in[l]])             # [C, B, H, dh]
-        u = g.op("Add", [g.op("CumSum", [v, axis0]), u_in[l]])
-        qz = g.op("ReduceSum", [g.op("Mul", [q, z]), g.const([-1], dtype=np.int64)], keepdims=1)  # [C, B, H, 1]
+        z = total(k, z_in[l])                                               # [C or 1, B, H, dh]
+        u = total(v, u_in[l])
+        qz = g.op("ReduceSum", [g.op("Mul", [q, z]), i64([-1])], keepdims=1)  # [C, B, H, 1]
         a = g.op("Mul", [g.op("Div", [qz, g.op("Add", [qz, g.const(ATTN_EPS)])]), u])           # [C, B, H, dh]
         # combine_heads then attn_dense: two linear maps in a row, folded into one (in float64)
         wc, bc = w_("lmha/combine_heads").astype(np.float64), b_("lmha/combine_heads").astype(np.float64)
@@ -121,7 +167,7 @@ def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
                     f"l{l}/attn_out")
         o = g.layer_norm(g.op("Add", [yv, a]), f32(f"{P}/layernorm1/gamma"), f32(f"{P}/layernorm1/beta"),
                          EPS_T6, f"l{l}/ln1")                               # [C, B, E]
-        csum = g.op("Add", [g.op("CumSum", [o, axis0]), c_in[l]])          # [C, B, E]
+        csum = total(o, c_in[l])                                            # [C or 1, B, E]
         # thought = alpha * dense2(gelu(dense1(mean))): alpha folded into dense2
         alpha = f32(f"{P}/alpha").astype(np.float64)
         t2 = "thought_processor/layer_with_weights-1"
@@ -134,14 +180,19 @@ def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
         zs.append(z)
         us.append(u)
         cs.append(csum)
-    y_last = g.op("Gather", [yv, g.const(-1, dtype=np.int64)], axis=0)      # [B, E]
+    y_last = g.op("Gather", [yv, i64(-1)], axis=0)                          # [B, E]
     out1 = g.dense(y_last, f32(f"{T}/dense/kernel"), f32(f"{T}/dense/bias"), "trans_out")   # [B, U]
 
     # 5. mix and head (last position only)
     n0 = g.layer_norm(h_last, f32(f"{L1}/expert_norms/0/gamma"), f32(f"{L1}/expert_norms/0/beta"), EPS_KERAS, "norm0")
     n1 = g.layer_norm(out1, f32(f"{L1}/expert_norms/1/gamma"), f32(f"{L1}/expert_norms/1/beta"), EPS_KERAS, "norm1")
-    w0 = g.op("Slice", [w, g.const([0], dtype=np.int64), g.const([1], dtype=np.int64), g.const([1], dtype=np.int64)])
-    w1 = g.op("Slice", [w, g.const([1], dtype=np.int64), g.const([2], dtype=np.int64), g.const([1], dtype=np.int64)])
+    if window:
+        # xiaothink pads the cropped transformer output AT THE END: past Wt, the last position
+        # gets no transformer contribution (n1 = 0)
+        inside = g.op("Cast", [g.op("LessOrEqual", [C, i64(c.trans_window)])], to=TensorProto.FLOAT)
+        n1 = g.op("Mul", [n1, inside])
+    w0 = g.op("Slice", [w, i64([0]), i64([1]), i64([1])])
+    w1 = g.op("Slice", [w, i64([1]), i64([2]), i64([1])])
     m = g.op("Add", [g.op("Mul", [n0, w0]), g.op("Mul", [n1, w1])])
     m = g.layer_norm(m, f32(f"{L1}/combined_norm/gamma"), f32(f"{L1}/combined_norm/beta"), EPS_KERAS, "combined_norm")
     logits = g.dense(m, f32(f"{L1}/next_token_predictor/kernel"), f32(f"{L1}/next_token_predictor/bias"), "head")
@@ -153,24 +204,26 @@ def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
         "rnn_h": g.op("Concat", rnn_hs, axis=0),
     }
     if L:
-        # all layers' running sums at once: [C, L*B, ...] -> last position -> [L, B, ...]
-        last = g.const(-1, dtype=np.int64)
-        stack = lambda xs, shape: g.op("Reshape", [g.op("Gather", [g.op("Concat", xs, axis=1), last], axis=0),
-                                                   g.const(shape, dtype=np.int64)])
+        # all layers' sums at once: [C or 1, L*B, ...] -> last position -> [L, B, ...]
+        stack = lambda xs, shape: g.op("Reshape", [g.op("Gather", [g.op("Concat", xs, axis=1), i64(-1)], axis=0),
+                                                   i64(shape)])
         new_state.update(attn_z=stack(zs, [L, -1, H, dh]), attn_u=stack(us, [L, -1, H, dh]),
                          thought_c=stack(cs, [L, -1, E]))
 
-    inputs = [helper.make_tensor_value_info(INPUT_IDS, TensorProto.INT32, ["batch", "chunk"]),
-              helper.make_tensor_value_info(POSITION, TensorProto.INT64, ["batch"])]
+    inputs = [helper.make_tensor_value_info(INPUT_IDS, TensorProto.INT32, ["batch", "seq" if window else "chunk"])]
+    if not window:
+        inputs.append(helper.make_tensor_value_info(POSITION, TensorProto.INT64, ["batch"]))
     outputs = [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, ["batch", c.vocab_size])]
     for name_in, name_out, shape in state_io(c):
         field = name_in.split(".", 1)[1]
-        inputs.append(helper.make_tensor_value_info(name_in, TensorProto.FLOAT, shape))
+        if not window:
+            inputs.append(helper.make_tensor_value_info(name_in, TensorProto.FLOAT, shape))
         outputs.append(helper.make_tensor_value_info(name_out, TensorProto.FLOAT, shape))
         g.output_as(new_state[field], name_out)
-    model = helper.make_model(g.graph("mof_t6_step", inputs, outputs),
+    kind = "chunk" if window else "step"
+    model = helper.make_model(g.graph(f"mof_t6_{kind}", inputs, outputs),
                               opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
-                              producer_name="mof-export (step graph)")
+                              producer_name=f"mof-export ({kind} graph)")
     model.ir_version = 8
     return model
 

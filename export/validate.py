@@ -12,14 +12,14 @@ from typing import Callable
 import numpy as np
 
 from mof.runtime.config import ModelConfig
-from mof.runtime.contract import GRAPH_FULL, GRAPH_WINDOW, INPUT_IDS
+from mof.runtime.contract import GRAPH_CHUNK, GRAPH_FULL, GRAPH_WINDOW, INPUT_IDS
 
 BATCHES = (1, 3)
 
 
 @dataclass(frozen=True)
 class Case:
-    graph: str            # "full" or "window"
+    graph: str            # "full", "window" or "chunk"
     batch: int
     seq: int
     max_abs_diff: float   # max |logit_tf - logit_onnx| over every element compared
@@ -37,15 +37,15 @@ def parity_lengths(config: ModelConfig) -> list[int]:
 
 def run_parity(tf_full: Callable, ort_sessions: dict, config: ModelConfig, atol: float,
                log: Callable[[str], None], seed: int = 0) -> dict:
-    """Compare both graphs with TF. ``tf_full(ids) -> [B, T, V]`` is the trained Keras model;
-    the window graph is checked against its last position."""
+    """Compare the graphs with TF. ``tf_full(ids) -> [B, T, V]`` is the trained Keras model;
+    the window and chunk graphs are checked against its last position."""
     rng = np.random.default_rng(seed)
     cases: list[Case] = []
     for seq in parity_lengths(config):
         for batch in BATCHES:
             ids = rng.integers(0, config.vocab_size, size=(batch, seq), dtype=np.int32)
             ref = np.asarray(tf_full(ids))                                   # [B, T, V]
-            for graph, want in ((GRAPH_FULL, ref), (GRAPH_WINDOW, ref[:, -1, :])):
+            for graph, want in ((GRAPH_FULL, ref), (GRAPH_WINDOW, ref[:, -1, :]), (GRAPH_CHUNK, ref[:, -1, :])):
                 if graph not in ort_sessions:
                     continue
                 got = ort_sessions[graph].run(None, {INPUT_IDS: ids})[0]

@@ -1,9 +1,10 @@
-"""Checks of the step graph at export time (DESIGN §3 oracles 2–4).
+"""Checks of the step and chunk graphs at export time (DESIGN §3 oracles 2–4).
 
 - against the numpy oracle's stream definition (export/oracle.py), prompt
   lengths across the transformer window, batch 2;
 - with no transformer layers, against TensorFlow itself (everything left is causal);
-- invariances: one prefill == token-by-token steps == uneven chunks (logits and state).
+- invariances: one prefill == token-by-token steps == uneven chunks (logits and state);
+- the chunk graph's state (refills) == the numpy oracle's non-causal sums and GRU states.
 """
 
 from __future__ import annotations
@@ -67,3 +68,41 @@ def check_step(model: Model, oracle_stream: Callable[[np.ndarray], np.ndarray],
     return {"reference": "numpy stream oracle (export/oracle.py); TensorFlow when L = 0",
             "atol": atol, "passed": all(c["ok"] for c in cases),
             "max_abs_diff": max(c["max_abs_diff"] for c in cases), "cases": cases}
+
+
+def check_chunk(model: Model, oracle_state: Callable[[np.ndarray], dict], atol: float,
+                log: Callable[[str], None], seed: int = 2) -> dict:
+    """The chunk graph's state (its logits are checked against TensorFlow with the other graphs,
+    export/validate.py) against the numpy oracle's non-causal sums and GRU states, at the parity
+    lengths (past Wt included)."""
+    cfg = model.config
+    rng = np.random.default_rng(seed)
+    lengths = parity_lengths(cfg)
+    ids = rng.integers(0, cfg.vocab_size, size=(2, max(lengths)), dtype=np.int32)
+    cases = []
+    for T in lengths:
+        _, state = model.refill(ids[:, :T]) if T <= cfg.window else _raw_chunk(model, ids[:, :T])
+        # sums over up to W positions grow with W: each field is compared relative to its scale
+        # (max |value|, at least 1), the float32 rounding of a sum being relative to its size
+        ref = oracle_state(ids[:, :T])
+        rel = {f: float(np.abs(getattr(state, f) - v).max() / max(1.0, float(np.abs(v).max())))
+               for f, v in ref.items() if v.size}
+        worst = max(rel, key=rel.get)
+        ok = bool(np.isfinite(rel[worst]) and rel[worst] <= atol)
+        cases.append({"check": "oracle state", "batch": 2, "seq": T, "max_rel_diff": rel[worst],
+                      "max_abs_diff": float(np.abs(getattr(state, worst) - ref[worst]).max()), "ok": ok})
+        log(f"  {'✓' if ok else '✗'} {f'chunk  batch 2  seq {T:>4}  state vs numpy window sums':<48} "
+            f"max|Δ|/scale {rel[worst]:.2e}  (atol {atol:.0e}; worst: {worst})")
+    return {"reference": "numpy oracle's non-causal state (export/oracle.py), relative to each field's scale",
+            "atol": atol, "passed": all(c["ok"] for c in cases),
+            "max_rel_diff": max(c["max_rel_diff"] for c in cases), "cases": cases}
+
+
+def _raw_chunk(model: Model, ids: np.ndarray):
+    """The chunk graph on more than W ids (Model.refill reads at most W): checks the crop."""
+    from mof.runtime.contract import INPUT_IDS, LOGITS, STATE_OUT
+    sess = model.sessions["chunk"]
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {INPUT_IDS: ids})))
+    fields = {k[len(STATE_OUT):]: v for k, v in got.items() if k.startswith(STATE_OUT)}
+    zeros = model.initial_state(ids.shape[0])
+    return got[LOGITS], zeros.with_updates(**fields)

@@ -11,6 +11,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from mof.runtime.decoder import StreamDecoder
 from mof.runtime.model import Model
 
 STREAM_PPL_MARGIN = 0.05      # recommend stream when its perplexity is within +5 % of exact's
@@ -31,18 +32,17 @@ def exact_logits(model: Model, ids: np.ndarray, batch: int = 16) -> np.ndarray:
     return out
 
 
-def stream_logits(model: Model, ids: np.ndarray) -> np.ndarray:
-    """[N, V]: the stream decoder's logits after each token, one step at a time (re-reading
-    the last W tokens from a zero state when the position table is full, as generation does)."""
-    cfg = model.config
-    out = np.empty((len(ids), cfg.vocab_size), np.float32)
-    state = model.initial_state(1)
+def stream_logits(model: Model, ids: np.ndarray, refill_every: Optional[int] = None) -> np.ndarray:
+    """[N, V]: the stream decoder's logits after each token, read one at a time by the decoder
+    generation uses (runtime/decoder.py: the refill rule; default R: the bundle's recommendation)."""
+    return decoder_logits(StreamDecoder(model, refill_every), ids)
+
+
+def decoder_logits(decoder, ids: np.ndarray) -> np.ndarray:
+    """[N, V]: ``decoder``'s logits after each of ``ids``, fed one at a time (teacher forcing)."""
+    out = np.empty((len(ids), decoder.model.config.vocab_size), np.float32)
     for p, tok in enumerate(ids):
-        if int(state.position[0]) + 1 > cfg.max_positions:   # table full: re-read the last W tokens
-            logits, state = model.prefill(ids[None, max(0, p + 1 - cfg.window): p + 1])
-        else:
-            logits, state = model.step(np.array([tok]), state)
-        out[p] = logits[0]
+        out[p] = decoder.feed([int(tok)])
     return out
 
 

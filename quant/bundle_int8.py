@@ -21,7 +21,7 @@ from .report import int8_report, print_report
 def make_int8(fp32_blobs: dict[str, bytes], manifest: dict, vocab: Vocabulary, *,
               calibration_text: Optional[Path], eval_tokens: int, allow_degraded: bool,
               log: Callable[[str], None]) -> tuple[dict[str, bytes], dict]:
-    """Quantize the window and step graphs. Returns (int8 blobs, manifest additions)."""
+    """Quantize the graphs decoding runs (INT8_FILES). Returns (int8 blobs, manifest additions)."""
     import onnx
     import onnxruntime as ort
 
@@ -47,7 +47,7 @@ def make_int8(fp32_blobs: dict[str, bytes], manifest: dict, vocab: Vocabulary, *
     fp32_bytes = sum(len(fp32_blobs[n]) for n in INT8_FILES)
     int8_bytes = sum(len(blobs[n]) for n in INT8_FILES)
     report["bytes"] = {"fp32": fp32_bytes, "int8": int8_bytes, "ratio": int8_bytes / fp32_bytes}
-    log(f"      int8 window + step graphs: {int8_bytes / 1e6:.1f} MB = "
+    log(f"      int8 step + chunk graphs: {int8_bytes / 1e6:.1f} MB = "
         f"{int8_bytes / fp32_bytes:.1%} of fp32")
     if not report["passed"]:
         msg = (f"int8 accuracy below the gates (top-1 agreement >= {report['gates']['min_top1_agreement']:.0%}, "

@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="characters to generate at most (default 200 with --prompt, 2048 in chat)")
     s.add_argument("--seed", type=number(int, lambda v: v >= 0, "an integer >= 0"),
                    help="same seed -> same text (default: random)")
+    p.add_argument("--refill-every", metavar="R", type=number(int, lambda v: v >= 1, "an integer >= 1"),
+                   help="stream mode: every R tokens re-read the last W-R+1 characters with the "
+                        "reference's own semantics; 1 gives exact mode's tokens, larger is cheaper and "
+                        "drifts more (default: the bundle's measured recommendation)")
     r = p.add_argument_group("runtime")
     r.add_argument("--threads", type=number(int, lambda v: v >= 1, "an integer >= 1"),
                    help="onnxruntime intra-op threads (default: onnxruntime's choice)")
@@ -86,6 +90,7 @@ def _stream_out(gen, one_line: bool = False) -> None:
 
 
 def run(args) -> int:
+    from .errors import MofError
     from .model import Model
     from .sampling import SamplingConfig
     from .session import ChatSession
@@ -94,7 +99,13 @@ def run(args) -> int:
     if args.window:
         model.config = dataclasses.replace(model.config, window=args.window)
     mode = args.mode or model.recommended_mode
-    why = "chosen" if args.mode else "the bundle's recommendation"
+    if args.refill_every is not None and mode != "stream":
+        raise MofError("--refill-every applies to stream mode; add --mode stream")
+    refill = args.refill_every or model.recommended_refill_every
+    if refill > model.config.window:
+        raise MofError(f"--refill-every must be at most the window W = {model.config.window}")
+    why = "chosen" if args.mode or args.refill_every else "the bundle's recommendation"
+    decoding = f"stream mode, refill every {refill}" if mode == "stream" else "exact mode"
     ban = tuple(ch for chars in args.ban for ch in chars)
     max_tokens = args.max_tokens or (200 if args.prompt is not None else 2048)
     sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -102,17 +113,17 @@ def run(args) -> int:
                               penalty_mode=args.penalty_mode, ban=ban, stop=tuple(args.stop),
                               max_tokens=max_tokens, seed=args.seed)
     interactive = sys.stdin.isatty() and args.prompt is None
-    print(f"{PROG}: {model.bundle_dir.name}, {mode} mode ({why}), {model.precision}", file=sys.stderr)
+    print(f"{PROG}: {model.bundle_dir.name}, {decoding} ({why}), {model.precision}", file=sys.stderr)
 
     if args.prompt is not None:
-        session = ChatSession(model, sampling, mode, form="raw")
+        session = ChatSession(model, sampling, mode, form="raw", refill_every=refill)
         gen = session.continue_text(args.prompt)
         _stream_out(gen)
         sys.stdout.write("\n")
         print(_stats_line(gen, mode, model.precision), file=sys.stderr)
         return 0
 
-    session = ChatSession(model, sampling, mode, form=args.form)
+    session = ChatSession(model, sampling, mode, form=args.form, refill_every=refill)
     if args.load_state:
         session.load(args.load_state)
         if interactive:

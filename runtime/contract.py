@@ -14,18 +14,21 @@ VOCAB_FILE = "vocab.json"      # a JSON list of strings: id -> token
 GRAPH_FULL = "full"            # input_ids [batch, seq] -> logits [batch, seq, V]
 GRAPH_WINDOW = "window"        # input_ids [batch, seq] -> logits [batch, V] (last position)
 GRAPH_STEP = "step"            # input_ids [batch, chunk] + position + state -> logits [batch, V] + state
+GRAPH_CHUNK = "chunk"          # input_ids [batch, seq] -> logits [batch, V] + state, with the reference's
+                               # (window) semantics from a zero state: the stream decoder's refills
 GRAPH_FILES = {
     GRAPH_FULL: "full.onnx",
     GRAPH_WINDOW: "window.onnx",
     GRAPH_STEP: "step.onnx",
+    GRAPH_CHUNK: "chunk.onnx",
 }
 
 # Precision keys inside manifest["graphs"][NAME].
 FP32 = "fp32"
 INT8 = "int8"
-INT8_FILES = {                 # int8 variants (mof-quantize / mof-export --int8)
-    GRAPH_WINDOW: "window.int8.onnx",
+INT8_FILES = {                 # int8 variants (mof-quantize / mof-export --int8) of the graphs decoding runs
     GRAPH_STEP: "step.int8.onnx",
+    GRAPH_CHUNK: "chunk.int8.onnx",
 }
 
 # Graph input/output names.

@@ -1,9 +1,9 @@
 """Text generation as a streaming iterator, in stream or exact mode.
 
-    gen = Generator(model, "床前明月光，", SamplingConfig(seed=1), mode="stream")
+    gen = Generator(model, "床前明月光，", SamplingConfig(seed=1))   # the bundle's recommended decoding
     for piece in gen:
         print(piece, end="", flush=True)
-    gen.state        # the recurrent state after the last token (stream mode), for saving
+    gen.decoder      # what was read: state, ids, refill counter (runtime/decoder.py), for going on
 
 As in the reference, the text is the source of truth: each generated token's
 string is appended to the text, and what the model reads next is that string
@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Union
 
 import numpy as np
 
+from .decoder import MODES, ExactDecoder, StreamDecoder, make_decoder
 from .errors import MofError
 from .model import Model
 from .sampling import Sampler, SamplingConfig
 from .state import State
 
-MODES = ("stream", "exact")
+Decoder = Union[StreamDecoder, ExactDecoder]
 
 
 @dataclass
@@ -34,7 +35,7 @@ class GenerationStats:
     generated_tokens: int = 0
     prefill_s: float = 0.0            # time to the first logits (prompt ingestion)
     decode_s: float = 0.0             # time spent producing the rest
-    refills: int = 0                  # times stream mode re-read the last W tokens (position table full)
+    refills: int = 0                  # times stream mode re-read its last K tokens (the refill rule)
     stopped_by: str = ""              # "stop", "max_tokens"
 
     @property
@@ -59,45 +60,41 @@ def _holdback(text: str, stops: tuple[str, ...]) -> int:
 
 class Generator:
     def __init__(self, model: Model, prompt: str, sampling: SamplingConfig = SamplingConfig(),
-                 mode: str = "stream", state: Optional[State] = None, history: str = ""):
-        """``history``: text already consumed into ``state`` (for the penalty window and refills)."""
-        if mode not in MODES:
-            raise MofError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        if not prompt and state is None:
+                 mode: Optional[str] = None, refill_every: Optional[int] = None, *,
+                 decoder: Optional[Decoder] = None, history: str = ""):
+        """``mode`` and ``refill_every`` default to the bundle's recommendation. ``decoder``: go on
+        from a decoder that has read ``history`` (a chat session's earlier turns)."""
+        if decoder is None:
+            decoder = make_decoder(model, mode, refill_every)
+        elif decoder.model is not model:
+            raise MofError("the decoder belongs to another model")
+        if not prompt and decoder.logits is None:
             raise MofError("the prompt is empty: give at least one character")
-        if state is not None and state.batch != 1:
-            raise MofError(f"generation runs one sequence at a time; the state has batch {state.batch}")
         self.model = model
         self.vocab = model.vocab
         self.sampling = sampling
-        self.mode = mode
+        self.decoder = decoder
+        self.mode = decoder.mode
         self.sampler = Sampler(sampling, self.vocab)
-        self.window = model.config.window
-        self.penalty_window = sampling.penalty_window or self.window
+        self.penalty_window = sampling.penalty_window or model.config.window
         self.text = history + prompt                # everything the model has read
         self.prompt = prompt
-        self.state = state
         self.output = ""                            # generated text (stop string excluded)
         self.stats = GenerationStats(prompt_tokens=len(prompt))
-        self._logits: Optional[np.ndarray] = None
+        self._logits: Optional[np.ndarray] = decoder.logits
+
+    @property
+    def state(self) -> Optional[State]:
+        """The recurrent state after the last token read (stream mode), for saving."""
+        return self.decoder.state
 
     # Feeding the model ------------------------------------------------------------------
     def _feed(self, new_text: str) -> None:
         """Advance the model over ``new_text`` (already appended to self.text)."""
-        if self.mode == "exact":
-            self._logits = self.model.exact_logits(self.vocab.encode(self.text[-self.window:]))[0]
-            return
-        ids = self.vocab.encode(new_text)
-        if not ids:
-            return
-        state = self.state if self.state is not None else self.model.initial_state(1)
-        if int(state.position[0]) + len(ids) > self.model.config.max_positions:
-            # Position table exhausted: restart from a zero state on the last W characters.
-            self.stats.refills += 1
-            state = self.model.initial_state(1)
-            ids = self.vocab.encode(self.text[-self.window:])
-        logits, self.state = self.model.prefill(np.asarray([ids], np.int32), state)
-        self._logits = logits[0]
+        if new_text:
+            before = self.decoder.refills
+            self._logits = self.decoder.feed(self.vocab.encode(new_text))
+            self.stats.refills += self.decoder.refills - before
 
     def __iter__(self) -> Iterator[str]:
         sp = self.sampling
@@ -140,6 +137,6 @@ class Generator:
 
 
 def generate(model: Model, prompt: str, sampling: SamplingConfig = SamplingConfig(),
-             mode: str = "stream") -> Iterator[str]:
+             mode: Optional[str] = None, refill_every: Optional[int] = None) -> Iterator[str]:
     """Stream the continuation of ``prompt`` piece by piece."""
-    return iter(Generator(model, prompt, sampling, mode))
+    return iter(Generator(model, prompt, sampling, mode, refill_every))

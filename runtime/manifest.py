@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from .config import ModelConfig
-from .contract import (FORMAT, FORMAT_VERSION, FP32, GRAPH_FILES, GRAPH_FULL, GRAPH_STEP,
+from .contract import (FORMAT, FORMAT_VERSION, FP32, GRAPH_CHUNK, GRAPH_FILES, GRAPH_FULL, GRAPH_STEP,
                        GRAPH_WINDOW, INPUT_IDS, LOGITS, POSITION, VOCAB_FILE)
 from .errors import BundleError
 from .state import state_io, state_shapes
@@ -32,6 +32,13 @@ def graph_entry(graph: str, config: ModelConfig) -> dict[str, Any]:
                       + [_tensor(i, "float32", shape) for i, _, shape in io],
             "outputs": [_tensor(LOGITS, "float32", ["batch", V])]
                        + [_tensor(o, "float32", shape) for _, o, shape in io],
+        }
+    if graph == GRAPH_CHUNK:
+        return {
+            FP32: GRAPH_FILES[graph],
+            "inputs": [_tensor(INPUT_IDS, "int32", ["batch", "seq"])],
+            "outputs": [_tensor(LOGITS, "float32", ["batch", V])]
+                       + [_tensor(o, "float32", shape) for _, o, shape in state_io(config)],
         }
     out_shape = {GRAPH_FULL: ["batch", "seq", V], GRAPH_WINDOW: ["batch", V]}[graph]
     return {

@@ -4,6 +4,8 @@
     logits, state = model.prefill(ids)          # ids [B, T] (or [T]); state starts at zero
     logits, state = model.step(next_ids, state) # ids [B] or [B, C]; the caller's state is never mutated
     logits = model.exact_logits(ids)            # the reference: window graph over the last W tokens
+    logits, state = model.refill(ids)           # ids [B, K] read with the reference's (window)
+                                                # semantics from a zero state (chunk graph)
 
 Logits are float32 [B, V] for the last position of each row.
 """
@@ -19,7 +21,8 @@ import onnxruntime as ort
 
 from .bundle import read_manifest, read_verified, verify_bundle
 from .config import ModelConfig
-from .contract import FP32, GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, INT8, LOGITS, POSITION, STATE_OUT
+from .contract import (FP32, GRAPH_CHUNK, GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, INT8, LOGITS, POSITION,
+                       STATE_OUT)
 from .errors import BundleError, MofError
 from .manifest import model_config
 from .state import State, state_shapes
@@ -59,15 +62,26 @@ class Model:
         """The decoding mode the export measured as better for this model ("exact" if unsaid)."""
         return self.manifest.get("recommended_mode") or "exact"
 
+    @property
+    def recommended_refill_every(self) -> int:
+        """Stream decoding's refill period R the export measured as faithful enough for this model
+        (docs/bundle-format.md, "The refill rule"); R = 1 when unsaid, which is exact mode's tokens."""
+        r = self.manifest.get("recommended_refill_every")
+        return r if isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= self.config.window else 1
+
     # Loading ----------------------------------------------------------------------------
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike, int8: bool = False, threads: Optional[int] = None,
-             graphs: Sequence[str] = (GRAPH_WINDOW, GRAPH_STEP)) -> "Model":
-        """Verify the bundle (format version, every file's sha256), then open its graphs."""
+             graphs: Optional[Sequence[str]] = None) -> "Model":
+        """Verify the bundle (format version, every file's sha256), then open its graphs
+        (default: the ones decoding runs — step and chunk; window and step for bundles made
+        before the chunk graph)."""
         bundle_dir = Path(bundle_dir)
         precision = INT8 if int8 else FP32
         manifest = read_manifest(bundle_dir)
         entries = manifest.get("graphs") if isinstance(manifest.get("graphs"), dict) else {}
+        if graphs is None:
+            graphs = (GRAPH_STEP, GRAPH_CHUNK) if GRAPH_CHUNK in entries else (GRAPH_WINDOW, GRAPH_STEP)
         graph_files = [e.get(precision) for n in graphs if isinstance(e := entries.get(n), dict)]
         # every file checked now; the graphs' sha256 on the very bytes handed to onnxruntime below
         manifest = verify_bundle(bundle_dir, hashed_when_read=[f for f in graph_files if isinstance(f, str)])
@@ -143,11 +157,32 @@ class Model:
         updates = {f: got[STATE_OUT + f] for f in self._state_fields}
         return got[LOGITS], state.with_updates(position=end.astype(np.int64), **updates)
 
+    def refill(self, ids) -> tuple[np.ndarray, State]:
+        """Read ids [B, K] (K <= W) from a zero state with the reference's semantics: the logits
+        are exact mode's for that window, the state (position K) is what ``step`` continues from."""
+        ids = self._ids(ids)
+        if ids.shape[1] > self.config.window:
+            raise MofError(f"a refill reads at most W = {self.config.window} tokens, got {ids.shape[1]}")
+        if GRAPH_CHUNK not in self.manifest.get("graphs", {}):
+            raise MofError(f"{self.bundle_dir} has no chunk graph (stream decoding's refills); "
+                           "re-export it with this version of mof-export")
+        got = dict(zip(self._outputs.get(GRAPH_CHUNK, ()), self._session(GRAPH_CHUNK).run(None, {INPUT_IDS: ids})))
+        position = np.full(ids.shape[0], ids.shape[1], np.int64)
+        return got[LOGITS], State(position=position, **self._zero_fields(ids.shape[0]),
+                                  **{f: got[STATE_OUT + f] for f in self._state_fields})
+
+    def _zero_fields(self, batch: int) -> dict[str, np.ndarray]:
+        """State fields no graph carries (the attention sums when L = 0)."""
+        zeros = State.zeros(self.config, batch)
+        return {f: getattr(zeros, f) for f in ("attn_z", "attn_u", "thought_c") if f not in self._state_fields}
+
     # Exact mode -------------------------------------------------------------------------
     def exact_logits(self, ids) -> np.ndarray:
-        """The reference's next-token logits: the network over the last W tokens of each row."""
+        """The reference's next-token logits: the network over the last W tokens of each row
+        (the chunk graph's logits; the window graph's for bundles made before it)."""
         ids = self._ids(ids)[:, -self.config.window:]
-        return self._session(GRAPH_WINDOW).run(None, {INPUT_IDS: ids})[0]
+        graph = GRAPH_CHUNK if GRAPH_CHUNK in self.sessions else GRAPH_WINDOW
+        return self._session(graph).run(None, {INPUT_IDS: ids})[0]
 
     # Helpers ----------------------------------------------------------------------------
     def _session(self, name: str) -> ort.InferenceSession:

@@ -19,6 +19,7 @@ from typing import Optional
 import numpy as np
 
 from .chat import Conversation
+from .decoder import StreamDecoder
 from .errors import MofError
 from .generate import Generator
 from .model import Model
@@ -31,18 +32,23 @@ MAX_SAVE_BYTES = 64 * 1024 * 1024
 
 
 class ChatSession:
-    def __init__(self, model: Model, sampling: SamplingConfig, mode: str = "stream",
-                 form: str = "chat"):
+    def __init__(self, model: Model, sampling: SamplingConfig, mode: Optional[str] = None,
+                 form: str = "chat", refill_every: Optional[int] = None):
         self.model = model
         self.sampling = sampling
-        self.mode = mode
+        self.mode = mode or model.recommended_mode
+        self.refill_every = refill_every
         self.conversation = Conversation(form)
-        self.state: Optional[State] = None     # stream mode: what the model has read so far ...
-        self.consumed = ""                     # ... as text
+        self.decoder: Optional[StreamDecoder] = None   # stream mode: what the model has read so far ...
+        self.consumed = ""                             # ... as text
+
+    @property
+    def state(self) -> Optional[State]:
+        return None if self.decoder is None else self.decoder.state
 
     def clear(self) -> None:
         self.conversation.clear()
-        self.state, self.consumed = None, ""
+        self.decoder, self.consumed = None, ""
 
     def turn(self, text: str) -> Generator:
         """Start the reply to ``text``; iterate the result for its pieces, then call finish()."""
@@ -50,18 +56,18 @@ class ChatSession:
 
     def continue_text(self, prompt: str) -> Generator:
         sampling = replace(self.sampling, stop=tuple(self.conversation.stops) + tuple(self.sampling.stop))
-        if (self.mode == "stream" and self.state is not None and len(prompt) > len(self.consumed)
+        if (self.mode == "stream" and self.decoder is not None and len(prompt) > len(self.consumed)
                 and prompt.startswith(self.consumed)):
-            return Generator(self.model, prompt[len(self.consumed):], sampling, self.mode,
-                             state=self.state, history=self.consumed)
-        return Generator(self.model, prompt, sampling, self.mode)
+            return Generator(self.model, prompt[len(self.consumed):], sampling,
+                             decoder=self.decoder, history=self.consumed)
+        return Generator(self.model, prompt, sampling, self.mode, self.refill_every)
 
     def finish(self, gen: Generator, interrupted: bool = False) -> None:
         self.conversation.add_reply(gen.output)
         if self.mode == "stream" and not interrupted:
-            self.state, self.consumed = gen.state, gen.text
+            self.decoder, self.consumed = gen.decoder, gen.text
         else:
-            self.state, self.consumed = None, ""
+            self.decoder, self.consumed = None, ""
 
     # Saving ---------------------------------------------------------------------------
     def _identity(self) -> str:
@@ -72,7 +78,8 @@ class ChatSession:
         path = Path(path)
         meta = {"format": SAVE_FORMAT, "version": SAVE_VERSION, "model": self._identity(),
                 "form": self.conversation.form, "history": self.conversation.history,
-                "consumed": self.consumed, "has_state": self.state is not None}
+                "consumed": self.consumed, "has_state": self.state is not None,
+                "since_refill": 0 if self.decoder is None else self.decoder.since_refill}
         arrays = {"meta": np.array(json.dumps(meta, ensure_ascii=False))}
         if self.state is not None:
             arrays.update({f"state.{k}": v for k, v in self.state.tensors()})
@@ -120,7 +127,11 @@ class ChatSession:
             state = State(**arrays)
             state.check(self.model.config)
         self.conversation.history = str(meta.get("history", ""))
-        if self.mode == "stream" and state is not None:
-            self.state, self.consumed = state, str(meta.get("consumed", ""))
+        consumed = str(meta.get("consumed", ""))
+        since = meta.get("since_refill", 0)
+        if self.mode == "stream" and state is not None and consumed and isinstance(since, int):
+            self.decoder = StreamDecoder(self.model, self.refill_every, state=state, since_refill=since,
+                                         ids=self.model.vocab.encode(consumed[-self.model.config.window:]))
+            self.consumed = consumed
         else:
-            self.state, self.consumed = None, ""
+            self.decoder, self.consumed = None, ""

@@ -45,21 +45,56 @@ def test_same_seed_same_text_different_seed_different_text(model, mode):
     assert a == b and len(a) == 30 and a != c
 
 
-def test_stream_generation_matches_manual_prefill_and_steps(model):
-    sp = SamplingConfig(temperature=0, repetition_penalty=1.0, max_tokens=12)
-    gen = Generator(model, "七万丈", sp, mode="stream")
+def test_stream_generation_follows_the_refill_rule_spelled_out(model):
+    """The refill rule written out by hand: a refill of the last K = W - R + 1 ids for the first
+    token and after every R - 1 steps, a causal step otherwise."""
+    R, W = 4, model.config.window
+    K = W - R + 1
+    sp = SamplingConfig(temperature=0, repetition_penalty=1.0, max_tokens=3 * W)
+    gen = Generator(model, "七万丈", sp, mode="stream", refill_every=R)
     text = "".join(gen)
     ids = model.vocab.encode("七万丈")
-    logits, state = model.prefill(ids)
-    manual = []
-    for _ in range(12):
+    logits, state = model.refill(ids[-K:])
+    manual, since, refills = [], 0, 1
+    for _ in range(3 * W):
         tok = int(np.argmax(logits[0]))
         manual.append(model.vocab.tokens[tok])
-        logits, state = model.step([tok], state)
+        ids.append(tok)
+        if since == R - 1:
+            (logits, state), since, refills = model.refill(ids[-K:]), 0, refills + 1
+        else:
+            (logits, state), since = model.step([tok], state), since + 1
     assert text == "".join(manual)
-    # the generator's final state has read every generated token
-    assert int(gen.state.position[0]) == 3 + 12
+    assert gen.stats.refills == refills
     np.testing.assert_allclose(gen.state.rnn_h, state.rnn_h, atol=1e-5)
+    assert int(gen.state.position[0]) == int(state.position[0])
+
+
+@pytest.mark.parametrize("R", [1, 2, 5, 12])
+def test_refill_every_1_is_exact_mode_and_positions_stay_below_W(model, R):
+    """Over 5W generated tokens no stepped token reaches position W, for every R; R = 1 gives
+    exact mode's text token for token (same seed)."""
+    from mof.runtime.decoder import StreamDecoder
+    W = model.config.window
+    sp = SamplingConfig(temperature=1.0, top_p=1.0, max_tokens=5 * W, seed=7)
+    dec = StreamDecoder(model, R)
+    positions = []
+    feed = dec.feed
+    dec.feed = lambda ids: (feed(ids), positions.append(dec.position))[0]
+    text = "".join(Generator(model, "一丁" * W, sp, decoder=dec))
+    assert len(positions) >= 5 * W and max(positions) <= W      # position = tokens read: the last at W - 1
+    if R == 1:
+        assert text == "".join(Generator(model, "一丁" * W, sp, mode="exact"))
+
+
+def test_plain_stream_refills_only_at_the_end_of_the_position_table(model):
+    from mof.runtime.decoder import PLAIN, StreamDecoder
+    P = model.config.max_positions
+    dec = StreamDecoder(model, PLAIN)
+    gen = Generator(model, "一" * (P - 2), SamplingConfig(temperature=1.0, max_tokens=10, seed=0), decoder=dec)
+    out = "".join(gen)
+    assert len(out) == 10 and gen.stats.refills == 1
+    assert int(gen.state.position[0]) <= P
 
 
 def test_stop_strings_are_cut_and_never_leak_while_streaming(model):
@@ -78,14 +113,6 @@ def test_holdback():
     assert _holdback("abc", ("cd",)) == 1
     assert _holdback("abc", ("bcd", "x")) == 2
     assert _holdback("abc", ("zz",)) == 0
-
-
-def test_position_table_exhaustion_refills_from_the_last_window(model):
-    P = model.config.max_positions
-    gen = Generator(model, "一" * (P - 2), SamplingConfig(temperature=1.0, max_tokens=10, seed=0))
-    out = "".join(gen)
-    assert len(out) == 10 and gen.stats.refills >= 1
-    assert int(gen.state.position[0]) <= P
 
 
 def test_errors(model):

@@ -1,0 +1,153 @@
+"""The stream-fidelity dial, measured: each refill policy against exact decoding on real text.
+
+For every policy — plain stream (mof 0.1: no refill before the position table is full), a
+refill every R tokens for R in {W/2, W/4, 16, 8, 4} (those between 2 and W/2), and exact
+mode — on the same text, teacher-forced: perplexity, its change against exact's, mean
+KL(exact || policy), top-1 agreement with exact, and the measured milliseconds per token at
+each precision given. The recommendation is the cheapest refill policy (the largest R) within
++3 % of exact's perplexity and with mean KL <= 0.03; exact mode when none is.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from mof.runtime.decoder import PLAIN, ExactDecoder, StreamDecoder
+from mof.runtime.errors import MofError
+from mof.runtime.model import Model
+
+from .accuracy import compare, decoder_logits, exact_logits, perplexity
+
+MAX_PPL_CHANGE = 0.03         # a recommended policy's perplexity is within +3 % of exact's ...
+MAX_MEAN_KL = 0.03            # ... and its mean KL(exact || policy) at most this
+EXACT_TIMED_TOKENS = 64       # exact mode's ms per token is timed on this many tokens (it is slow)
+RULE = (f"the largest R with perplexity within +{MAX_PPL_CHANGE:.0%} of exact's and mean KL <= "
+        f"{MAX_MEAN_KL:g}; exact mode when none qualifies")
+
+
+def candidate_refills(window: int) -> list[int]:
+    """R in {W/2, W/4, 16, 8, 4}, kept when 2 <= R <= W/2, largest (cheapest) first."""
+    return sorted({r for r in (window // 2, window // 4, 16, 8, 4) if 2 <= r <= window // 2}, reverse=True)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _timed(fn) -> tuple[np.ndarray, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def _ids(model: Model, text: str, max_tokens: int) -> np.ndarray:
+    ids = np.asarray(model.vocab.encode(text[: max_tokens + 1]), np.int32)
+    if len(ids) < 2:
+        raise MofError("the text is too short: need at least 2 characters")
+    return ids
+
+
+def policy_table(models: dict[str, Model], text: str, max_tokens: int = 256, source: str = "built-in",
+                 log: Optional[Callable[[str], None]] = None) -> dict:
+    """Measure every policy on ``text``. ``models``: precision -> Model of one bundle (fp32 first
+    when present); fidelity is measured at the first precision, ms per token at each."""
+    first = next(iter(models.values()))
+    W = first.config.window
+    ids = _ids(first, text, max_tokens)
+    unknown = float(np.mean([c not in first.vocab.ids for c in text[: max_tokens + 1]]))
+    feed, targets = ids[:-1], ids[1:]
+    reference = exact_logits(first, feed)                        # [N, V], batched: the oracle
+    ppl_exact = perplexity(reference, targets)
+    rows = []
+    for R in [PLAIN] + candidate_refills(W):
+        row = {"policy": "plain" if R == PLAIN else f"R={R}", "refill_every": R,
+               "keep": W if R == PLAIN else W - R + 1, "ms_per_token": {}}
+        for i, (precision, model) in enumerate(models.items()):
+            logits, secs = _timed(lambda: decoder_logits(StreamDecoder(model, R), feed))
+            row["ms_per_token"][precision] = 1e3 * secs / len(feed)
+            if i == 0:
+                ppl = perplexity(logits, targets)
+                c = compare(reference, logits)
+                row.update(perplexity=ppl, perplexity_change=ppl / ppl_exact - 1, mean_kl=c["mean_kl"],
+                           top1_agreement=c["top1_agreement"])
+        rows.append(row)
+    exact_row = {"policy": "exact", "refill_every": 1, "keep": W, "perplexity": ppl_exact,
+                 "perplexity_change": 0.0, "mean_kl": 0.0, "top1_agreement": 1.0, "ms_per_token": {}}
+    timed = feed[:EXACT_TIMED_TOKENS]
+    for precision, model in models.items():
+        _, secs = _timed(lambda: decoder_logits(ExactDecoder(model), timed))
+        exact_row["ms_per_token"][precision] = 1e3 * secs / len(timed)
+    rows.append(exact_row)
+    ok = [r for r in rows if r["refill_every"] not in (PLAIN, 1)
+          and r["perplexity_change"] <= MAX_PPL_CHANGE and r["mean_kl"] <= MAX_MEAN_KL]
+    best = max(ok, key=lambda r: r["refill_every"]) if ok else None
+    report = {
+        "text": source,
+        "tokens": int(len(targets)),
+        "unknown_char_fraction": unknown,
+        "window": W,
+        "measured_on": {"precision": next(iter(models)), "cpu": cpu_name()},
+        "exact_perplexity": ppl_exact,
+        "policies": rows,
+        "recommended_mode": "stream" if best else "exact",
+        "recommended_refill_every": best["refill_every"] if best else 1,
+        "rule": RULE,
+    }
+    if log:
+        for line in format_table(report).splitlines():
+            log("      " + line)
+    return report
+
+
+def add_timings(report: dict, precision: str, model: Model, text: str, max_tokens: int) -> dict:
+    """``report`` with every policy's ms per token at one more precision (same text)."""
+    feed = _ids(model, text, max_tokens)[:-1]
+    rows = []
+    for row in report["policies"]:
+        if row["policy"] == "exact":
+            decoder, timed = ExactDecoder(model), feed[:EXACT_TIMED_TOKENS]
+        else:
+            decoder, timed = StreamDecoder(model, row["refill_every"]), feed
+        _, secs = _timed(lambda: decoder_logits(decoder, timed))
+        rows.append({**row, "ms_per_token": {**row["ms_per_token"], precision: 1e3 * secs / len(timed)}})
+    return {**report, "policies": rows}
+
+
+def format_table(report: dict) -> str:
+    precisions = list(report["policies"][0]["ms_per_token"])
+    head = (f"{'policy':<8}{'K':>5}{'ppl':>10}{'vs exact':>10}{'mean KL':>10}{'top-1':>8}"
+            + "".join(f"{'ms/tok ' + p:>14}" for p in precisions))
+    lines = [f"stream policies vs exact on {report['tokens']} tokens of {report['text']} text "
+             f"(W = {report['window']}, {report['measured_on']['cpu']}):", head]
+    rec = (report["recommended_mode"], report["recommended_refill_every"])
+    for r in report["policies"]:
+        chosen = (r["policy"] == "exact" and rec[0] == "exact") or \
+                 (rec[0] == "stream" and r["refill_every"] == rec[1] and r["policy"] != "exact")
+        lines.append(f"{r['policy']:<8}{r['keep']:>5}{r['perplexity']:>10.2f}{r['perplexity_change']:>+10.1%}"
+                     f"{r['mean_kl']:>10.4f}{r['top1_agreement']:>8.1%}"
+                     + "".join(f"{r['ms_per_token'].get(p, float('nan')):>14.2f}" for p in precisions)
+                     + ("  <- recommended" if chosen else ""))
+    lines.append(f"recommended: {'stream, refill every ' + str(rec[1]) if rec[0] == 'stream' else 'exact'} "
+                 f"({report['rule']})")
+    return "\n".join(lines)
+
+
+def set_stream_report(manifest: dict, stream: dict, log: Optional[Callable[[str], None]] = None) -> None:
+    """Store the policy table and its recommendation in the manifest (and print the table)."""
+    manifest["stream"] = stream
+    manifest["recommended_mode"] = stream["recommended_mode"]
+    manifest["recommended_refill_every"] = stream["recommended_refill_every"]
+    if log:
+        for line in format_table(stream).splitlines():
+            log("      " + line)
