@@ -6,16 +6,17 @@
     dec.state, dec.since_refill        # what a saved conversation keeps (stream mode)
 
 **The refill rule** (stream mode; docs/bundle-format.md, "The refill rule"). W is the
-bundle's window, R = ``refill_every`` (1 <= R <= W) and K = W - R + 1:
-- a token is read by a *refill* when it is the first token read, or when R - 1 tokens have
-  been stepped since the last refill; a refill re-reads the last K tokens (the newest
-  included; fewer at the start of a text) from a zero state with the reference's own
-  semantics (``Model.refill``, the chunk graph), so its logits are exact mode's for them;
-- every other token is one causal step (``Model.step``) of the recurrent state.
-A refill leaves the position at K or less and R - 1 steps bring it to W - 1 at most: stream
-decoding never uses a position or a sum the reference does not. R = 1 re-reads the last W
-tokens for every token — exact mode's logits; larger R is cheaper (about one window pass per
-R tokens) and drifts more. Each bundle measures the dial and recommends an R.
+bundle's window, R = ``refill_every`` (1 <= R <= W) and K = W - R + 1. Ids arrive in feeds
+(the prompt, a chat turn's new text, then one generated token at a time):
+- a feed is read by a *refill* when nothing has been read yet, or when stepping it would
+  make more than R - 1 tokens stepped since the last refill; a refill re-reads the last K ids
+  (the feed's included; fewer at the start of a text) from a zero state with the reference's
+  own semantics (``Model.refill``, the chunk graph), so its logits are exact mode's for them;
+- any other feed is stepped causally (``Model.step``) from the recurrent state.
+A refill leaves the position at K or less and at most R - 1 steps follow: positions stay
+below W, so stream decoding never uses a position or a sum the reference does not. R = 1
+re-reads the last W ids for every token — exact mode's logits; larger R is cheaper (about one
+window pass per R tokens) and drifts more. Each bundle measures the dial and recommends an R.
 
 ``refill_every=PLAIN`` (0) is how mof 0.1 decoded, kept only as the baseline of the measured
 table: causal from the first token, positions running to the end of the position table, then
@@ -35,16 +36,9 @@ from .state import State
 PLAIN = 0           # refill_every: no refill before the position table is full (comparison only)
 
 
-def refill_plan(n_new: int, since_refill: int, has_state: bool, refill_every: int) -> tuple[Optional[int], int]:
-    """The refill rule for ``n_new`` tokens read one after another: (index among them of the last
-    token a refill reads, or None; tokens stepped since the last refill after all of them)."""
-    last = None
-    for j in range(n_new):
-        if (j == 0 and not has_state) or since_refill >= refill_every - 1:
-            last, since_refill = j, 0
-        else:
-            since_refill += 1
-    return last, since_refill
+def needs_refill(n_new: int, since_refill: int, has_state: bool, refill_every: int) -> bool:
+    """The refill rule: are the next ``n_new`` ids read by a refill (or by causal steps)?"""
+    return not has_state or since_refill + n_new > refill_every - 1
 
 
 def check_refill_every(model: Model, refill_every: int) -> int:
@@ -97,16 +91,13 @@ class StreamDecoder:
         if self.refill_every == PLAIN:
             logits, state = self._feed_plain(ids, seen)
         else:
-            last, self.since_refill = refill_plan(len(ids), self.since_refill, self.state is not None,
-                                                  self.refill_every)
-            state, rest = self.state, ids
-            if last is not None:
-                end = len(self.ids) + last + 1                        # the refill reads seen[end-K:end]
-                logits, state = self.model.refill(np.asarray([seen[max(0, end - self.keep):end]], np.int32))
+            if needs_refill(len(ids), self.since_refill, self.state is not None, self.refill_every):
+                logits, state = self.model.refill(np.asarray([seen[-self.keep:]], np.int32))
                 self.refills += 1
-                rest = ids[last + 1:]
-            if rest:
-                logits, state = self.model.step(np.asarray([rest], np.int32), state)
+                self.since_refill = 0
+            else:
+                logits, state = self.model.step(np.asarray([ids], np.int32), self.state)
+                self.since_refill += len(ids)
         self.state = state
         self.ids = seen[-self.model.config.window:]
         self.logits = logits[0]

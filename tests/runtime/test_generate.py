@@ -46,8 +46,8 @@ def test_same_seed_same_text_different_seed_different_text(model, mode):
 
 
 def test_stream_generation_follows_the_refill_rule_spelled_out(model):
-    """The refill rule written out by hand: a refill of the last K = W - R + 1 ids for the first
-    token and after every R - 1 steps, a causal step otherwise."""
+    """The refill rule written out by hand: a refill of the last K = W - R + 1 ids for the prompt
+    and after every R - 1 steps, a causal step otherwise."""
     R, W = 4, model.config.window
     K = W - R + 1
     sp = SamplingConfig(temperature=0, repetition_penalty=1.0, max_tokens=3 * W)
