@@ -95,7 +95,7 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
     """Run every stage; returns the bundle directory. Raises MofError on bad input."""
     import onnxruntime as ort
 
-    from mof.quant.policies import add_timings, policy_table, set_stream_report
+    from mof.quant.policies import policy_table, set_stream_report
     from mof.quant.calibration import load_calibration_text
     from mof.runtime.model import Model, session_options
 
@@ -167,17 +167,13 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
     set_stream_report(manifest, stream)
     int8_blobs = {}
     if opts.int8:
-        from mof.quant.bundle_int8 import apply_int8, make_int8
+        from mof.quant.bundle_int8 import apply_int8, make_int8, time_policies_int8
         with progress.stage("quantize", "int8 step and chunk graphs, accuracy vs fp32"):
             int8_blobs, additions = make_int8(
                 blobs, manifest, loc.vocab, calibration_text=opts.calibration_text,
                 eval_tokens=opts.eval_tokens, allow_degraded=opts.allow_degraded, log=progress.log)
             manifest = apply_int8(manifest, additions)
-            int8_model = Model(loc.output, manifest, {n: ort.InferenceSession(b, sess_options=so,
-                               providers=["CPUExecutionProvider"]) for n, b in int8_blobs.items()},
-                               loc.vocab, "int8")
-            set_stream_report(manifest, add_timings(stream, "int8", int8_model, calibration, opts.eval_tokens),
-                              progress.log)
+            time_policies_int8(manifest, int8_blobs, loc.vocab, calibration, opts.eval_tokens, progress.log)
     with progress.stage("write", f"bundle {loc.output}"):
         with BundleWriter(loc.output, force=opts.force) as w:
             for name, blob in blobs.items():
