@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// Greedy text generation with a mof bundle's step graph, from Node.js and onnxruntime-node alone.
+// Greedy text generation with a mof bundle's step and chunk graphs (stream decoding with the refill
+// rule), from Node.js and onnxruntime-node alone.
 //
 // Everything comes from the bundle's manifest.json (docs/bundle-format.md): the vocabulary file and
-// its unknown id, the step graph's file names (fp32 / int8), the names, dtypes and shapes of its
-// state tensors, and the position limit. No Python, no mof code.
+// its unknown id, the graphs' file names (fp32 / int8), the names, dtypes and shapes of the state
+// tensors, the window W and the recommended refill period R. No Python, no mof code.
 //
 //   npm ci --prefix examples/node
 //   node examples/node/generate.js --prompt "床前明月光，"
@@ -18,16 +19,18 @@ const { parseArgs } = require('node:util');
 const PROG = 'generate.js';
 const DEFAULT_BUNDLE = path.resolve(__dirname, '..', '..', 'runtime', 'demo', 't6-demo.mof');
 const USAGE = `usage: node ${PROG} [--model BUNDLE] [--prompt TEXT] [--max-new-tokens N] [--int8] [--ids]
-                   [--threads N] [--no-verify]
+                   [--refill-every R] [--threads N] [--no-verify]
 
-Continue TEXT greedily (argmax) with a mof bundle's step graph (stream decoding) and print the
-continuation; tokens/s go to stderr.
+Continue TEXT greedily (argmax) with a mof bundle's stream decoder (step and chunk graphs, the
+refill rule of docs/bundle-format.md) and print the continuation; tokens/s go to stderr.
 
   --model BUNDLE        bundle directory (default: the demo model shipped with mof,
                         ${path.relative(process.cwd(), DEFAULT_BUNDLE) || DEFAULT_BUNDLE})
   --prompt TEXT         text to continue (default: 床前明月光，)
   --max-new-tokens N    tokens to generate (default 64)
-  --int8                use the bundle's int8 step graph
+  --int8                use the bundle's int8 graphs
+  --refill-every R      re-read the last W-R+1 characters with the chunk graph every R tokens
+                        (default: the bundle's recommended_refill_every; 1 = exact mode's logits)
   --ids                 print JSON {"prompt_ids", "ids", "text", ...} instead of streaming the text
   --threads N           onnxruntime intra-op threads (default: onnxruntime's choice, one per core)
   --no-verify           skip the sha256 check of the bundle's files
@@ -118,6 +121,9 @@ function loadBundle(dir, { verify }) {
   for (const f of fields) {
     if (f.dtype !== 'float32') fail(`${dir}: state ${f.field} has dtype ${f.dtype}; expected float32`);
   }
+  if (!(manifest.graphs || {}).chunk) {
+    fail(`${dir}: the bundle has no chunk graph (stream refills); re-export it with this version of mof-export`);
+  }
   for (const k of ['max_positions', 'window']) {
     if (!Number.isInteger(model[k]) || model[k] < 1) fail(`${dir}: model.${k} must be a positive integer`);
   }
@@ -131,15 +137,15 @@ function encode(bundle, chars) {
   });
 }
 
-// ---- the step graph -----------------------------------------------------------------------------
+// ---- the graphs ---------------------------------------------------------------------------------
 
-async function openStep(ort, bundle, { int8, threads }) {
-  const entry = (bundle.manifest.graphs || {}).step;
-  if (!entry) fail(`${bundle.dir}: the bundle has no step graph`);
+async function openGraph(ort, bundle, name, { int8, threads }) {
+  const entry = (bundle.manifest.graphs || {})[name];
+  if (!entry) fail(`${bundle.dir}: the bundle has no ${name} graph`);
   const precision = int8 ? 'int8' : 'fp32';
   const file = entry[precision];
   if (!file) fail(int8 ? `${bundle.dir} has no int8 graphs; add them with: mof-quantize ${bundle.dir}`
-    : `${bundle.dir}: the step graph has no fp32 file`);
+    : `${bundle.dir}: the ${name} graph has no fp32 file`);
   const options = {
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
@@ -172,44 +178,56 @@ function argmax(data) {
   return best;
 }
 
-// The stream decoder, as mof.runtime's Generator runs it: the text is the source of truth (each
-// generated token's string is appended and re-encoded), and when the position table would overflow
-// it restarts from a zero state on the last model.window characters of the text.
+// The stream decoder, as mof.runtime's StreamDecoder runs it (docs/bundle-format.md, "The refill
+// rule"): the text is the source of truth (each generated token's string is appended and
+// re-encoded). A feed (the prompt, then each generated token) is read by a refill — the chunk graph
+// on the last K = W - R + 1 characters, from a zero state — when nothing has been read yet or when
+// stepping it would make more than R - 1 tokens stepped since the last refill; otherwise by the
+// step graph from the carried state. Positions stay below W.
 class Stream {
-  constructor(ort, bundle, step) {
+  constructor(ort, bundle, step, chunk, refillEvery) {
     this.ort = ort;
     this.bundle = bundle;
     this.step = step;
-    this.P = bundle.manifest.model.max_positions;
+    this.chunk = chunk;
     this.W = bundle.manifest.model.window;
+    this.R = refillEvery;
+    this.K = this.W - this.R + 1;
     this.text = [];          // every character read so far (code points)
     this.state = null;
     this.position = 0;
+    this.since = 0;          // tokens stepped since the last refill
     this.refills = 0;
+    this.maxPosition = 0;    // the largest position reached (tokens read into the state)
     this.logits = null;
   }
 
   async feed(newChars) {
     this.text.push(...newChars);
-    let ids = encode(this.bundle, newChars);
+    const ids = encode(this.bundle, newChars);
     if (ids.length === 0) return;
-    if (this.state === null) this.state = zeroState(this.ort, this.bundle);
-    if (this.position + ids.length > this.P) {
+    let out;
+    if (this.state === null || this.since + ids.length > this.R - 1) {
+      const window = encode(this.bundle, this.text.slice(-this.K));
+      out = await this.chunk.session.run({
+        input_ids: new this.ort.Tensor('int32', Int32Array.from(window), [1, window.length]),
+      });
       this.refills += 1;
-      this.state = zeroState(this.ort, this.bundle);
-      this.position = 0;
-      ids = encode(this.bundle, this.text.slice(-this.W));
+      this.since = 0;
+      this.position = window.length;
+    } else {
+      out = await this.step.session.run({
+        input_ids: new this.ort.Tensor('int32', Int32Array.from(ids), [1, ids.length]),
+        [this.bundle.positionInput]: new this.ort.Tensor('int64', BigInt64Array.from([BigInt(this.position)]), [1]),
+        ...this.state,
+      });
+      this.since += ids.length;
+      this.position += ids.length;
     }
-    const feeds = {
-      input_ids: new this.ort.Tensor('int32', Int32Array.from(ids), [1, ids.length]),
-      [this.bundle.positionInput]: new this.ort.Tensor('int64', BigInt64Array.from([BigInt(this.position)]), [1]),
-      ...this.state,
-    };
-    const out = await this.step.session.run(feeds);
     const next = {};
     for (const f of this.bundle.fields) next[f.input] = out[f.output];
     this.state = next;
-    this.position += ids.length;
+    this.maxPosition = Math.max(this.maxPosition, this.position);
     this.logits = out.logits.data;
   }
 }
@@ -225,6 +243,7 @@ function parse(argv) {
         model: { type: 'string' },
         prompt: { type: 'string' },
         'max-new-tokens': { type: 'string' },
+        'refill-every': { type: 'string' },
         int8: { type: 'boolean' },
         ids: { type: 'boolean' },
         threads: { type: 'string' },
@@ -246,6 +265,7 @@ function parse(argv) {
     model: values.model ? path.resolve(values.model) : DEFAULT_BUNDLE,
     prompt: values.prompt ?? '床前明月光，',
     maxNewTokens: integer('max-new-tokens', values['max-new-tokens'], 0) ?? 64,
+    refillEvery: integer('refill-every', values['refill-every'], 1),
     int8: !!values.int8,
     ids: !!values.ids,
     threads: integer('threads', values.threads, 1),
@@ -269,12 +289,17 @@ async function main(argv) {
   }
   const tLoad = performance.now();
   const bundle = loadBundle(args.model, { verify: args.verify });
-  const step = await openStep(ort, bundle, args);
+  const W = bundle.manifest.model.window;
+  const recommended = bundle.manifest.recommended_refill_every;
+  const refillEvery = args.refillEvery ?? (Number.isInteger(recommended) && recommended >= 1 && recommended <= W ? recommended : 1);
+  if (refillEvery > W) fail(`--refill-every must be at most the window W = ${W}`);
+  const step = await openGraph(ort, bundle, 'step', args);
+  const chunk = await openGraph(ort, bundle, 'chunk', args);
   const loadS = (performance.now() - tLoad) / 1000;
 
-  const stream = new Stream(ort, bundle, step);
+  const stream = new Stream(ort, bundle, step, chunk, refillEvery);
   const t0 = performance.now();
-  await stream.feed(prompt);                           // the whole prompt in one step call
+  await stream.feed(prompt);                           // the whole prompt: one refill
   const t1 = performance.now();
   const generated = [];
   let pending = null;                                  // the previous token's string, not yet read
@@ -294,16 +319,17 @@ async function main(argv) {
   const tps = generated.length && decodeS > 0 ? generated.length / decodeS : NaN;
   if (args.ids) {
     process.stdout.write(JSON.stringify({
-      prompt_ids: encode(bundle, prompt), ids: generated, text, graph: step.file,
-      position: stream.position, refills: stream.refills,
+      prompt_ids: encode(bundle, prompt), ids: generated, text, graphs: [step.file, chunk.file],
+      refill_every: refillEvery, position: stream.position, max_position: stream.maxPosition,
+      refills: stream.refills,
       load_s: loadS, prefill_s: prefillS, decode_s: decodeS, decode_tokens_per_s: tps,
     }) + '\n');
   } else {
     process.stdout.write('\n');
   }
   process.stderr.write(`[${generated.length} tokens, prefill ${prompt.length} tok in ${(prefillS * 1000).toFixed(1)} ms, ` +
-    `decode ${tps.toFixed(1)} tok/s, ${step.file}, onnxruntime-node ${ort.env.versions.node}` +
-    `${stream.refills ? `, ${stream.refills} refills` : ''}]\n`);
+    `decode ${tps.toFixed(1)} tok/s, ${step.file} + ${chunk.file}, refill every ${refillEvery} ` +
+    `(${stream.refills} refills), onnxruntime-node ${ort.env.versions.node}]\n`);
   return 0;
 }
 

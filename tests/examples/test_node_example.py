@@ -1,5 +1,5 @@
 """examples/node/generate.js (onnxruntime-node, manifest.json alone) against mof.runtime, live:
-the same greedy token ids in stream mode, fp32 and int8, across the position limit too."""
+the same greedy token ids in stream mode, fp32 and int8, across several refills."""
 
 from __future__ import annotations
 
@@ -49,19 +49,20 @@ def run_node(*args, timeout=120):
                           timeout=timeout, cwd=ROOT)
 
 
-def node_greedy(prompt: str, n: int, int8: bool, bundle: Path = DEFAULT_BUNDLE) -> dict:
+def node_greedy(prompt: str, n: int, int8: bool, bundle: Path = DEFAULT_BUNDLE, refill_every=None) -> dict:
     args = ["--model", bundle, "--prompt", prompt, "--max-new-tokens", n, "--ids"] + (["--int8"] if int8 else [])
+    args += ["--refill-every", refill_every] if refill_every else []
     proc = run_node(*args)
     assert proc.returncode == 0, proc.stderr
     assert "tok/s" in proc.stderr
     return json.loads(proc.stdout)
 
 
-def python_greedy(model: Model, prompt: str, n: int) -> dict:
+def python_greedy(model: Model, prompt: str, n: int, refill_every=None) -> dict:
     """mof.runtime's own greedy stream decoding (temperature 0, no repetition penalty); the ids are
     the sampler's picks, recorded as the Generator makes them."""
     gen = Generator(model, prompt, SamplingConfig(temperature=0, repetition_penalty=1.0, max_tokens=n),
-                    mode="stream")
+                    mode="stream", refill_every=refill_every)
     picked = []
     sample = gen.sampler.sample
 
@@ -70,7 +71,8 @@ def python_greedy(model: Model, prompt: str, n: int) -> dict:
         return picked[-1]
     gen.sampler.sample = recording
     text = "".join(gen)
-    return {"ids": picked, "text": text, "refills": gen.stats.refills}
+    return {"ids": picked, "text": text, "refills": gen.stats.refills,
+            "position": int(gen.state.position[0]), "refill_every": gen.decoder.refill_every}
 
 
 def heldout(n: int) -> str:
@@ -86,26 +88,28 @@ def test_node_greedy_ids_equal_the_python_runtimes(node_ready, models, int8):
     node = node_greedy(prompt, 48, int8)
     py = python_greedy(model, prompt, 48)
     assert node["prompt_ids"] == model.vocab.encode(prompt)
-    assert node["graph"] == ("step.int8.onnx" if int8 else "step.onnx")
+    assert node["graphs"] == (["step.int8.onnx", "chunk.int8.onnx"] if int8 else ["step.onnx", "chunk.onnx"])
+    assert node["refill_every"] == py["refill_every"] == model.recommended_refill_every
     assert len(node["ids"]) == 48
     assert node["ids"] == py["ids"]
     assert node["text"] == py["text"]
-    assert node["position"] == len(prompt) + 48       # the state ends in step with the text
+    assert node["refills"] == py["refills"] >= 3       # the default policy refilled several times
+    assert node["position"] == py["position"]          # the state ends in step with the text
 
 
 @pytest.mark.parametrize("int8", [False, True], ids=["fp32", "int8"])
-def test_node_refills_at_the_position_limit_as_the_runtime_does(node_ready, models, int8):
-    """A prompt ending 10 characters before the position table's end, 40 new tokens: the decoder
-    restarts from the last W characters mid-run; a prompt longer than the table refills at once."""
+def test_node_follows_the_refill_rule_as_the_runtime_does(node_ready, models, int8):
+    """Several refill periods, a prompt longer than the window: the same ids, the same number of
+    refills, and no position at W or beyond."""
     model = models(int8)
-    P, W = model.config.max_positions, model.config.window
-    for prompt, n in ((heldout(P - 10), 40), (heldout(P + 25), 12)):
-        node = node_greedy(prompt, n, int8)
-        py = python_greedy(model, prompt, n)
-        assert py["refills"] == 1 and node["refills"] == 1
-        assert node["ids"] == py["ids"]
+    W = model.config.window
+    for prompt, n, R in ((heldout(W + 25), 3 * W, 8), (heldout(7), 40, 1), (heldout(30), 2 * W, W)):
+        node = node_greedy(prompt, n, int8, refill_every=R)
+        py = python_greedy(model, prompt, n, refill_every=R)
+        assert node["ids"] == py["ids"], R
+        assert node["refills"] == py["refills"] and node["position"] == py["position"]
+        assert node["max_position"] <= W
         assert node["prompt_ids"] == model.vocab.encode(prompt)
-    assert node["position"] == W + n                  # restarted on the last W characters of the prompt
 
 
 def test_node_encodes_characters_as_the_runtime_does(node_ready, models):
