@@ -45,7 +45,10 @@ def test_bundle_matches_tensorflow(shape, ckpt_factory, tmp_path):
     assert {1, 2, cfg.trans_window - 1, cfg.trans_window, cfg.trans_window + 3,
             cfg.window} <= seqs
     assert {c["batch"] for c in report["cases"]} == {1, 3}
-    assert {c["graph"] for c in report["cases"]} == {"full", "window"}
+    assert {c["graph"] for c in report["cases"]} == {"full", "window", "chunk"}
+    chunk = report["chunk"]
+    assert chunk["passed"] and chunk["max_rel_diff"] <= 1e-4
+    assert {c["seq"] for c in chunk["cases"]} == {c["seq"] for c in report["cases"]}
 
     step = report["step"]
     assert step["passed"] and step["max_abs_diff"] <= 1e-4
@@ -53,6 +56,9 @@ def test_bundle_matches_tensorflow(shape, ckpt_factory, tmp_path):
     assert {"oracle", "token by token", "chunks 1,2,7"} <= checks
     assert ("tensorflow" in checks) == (cfg.trans_layers == 0)
     assert manifest["recommended_mode"] == manifest["stream"]["recommended_mode"]
+    assert manifest["recommended_refill_every"] == manifest["stream"]["recommended_refill_every"]
+    policies = [p["policy"] for p in manifest["stream"]["policies"]]
+    assert policies[0] == "plain" and policies[-1] == "exact" and len(policies) >= 3
 
     # Independent of the export's own report: fresh TF model, fresh sessions, new ids.
     model = build_keras_model(cfg)

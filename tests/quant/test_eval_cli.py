@@ -1,0 +1,56 @@
+"""mof-eval on the shipped demo bundle, in a process that cannot import TensorFlow or onnx."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mof.runtime import DEFAULT_BUNDLE, Model
+from mof.runtime.decoder import PLAIN, StreamDecoder
+
+HELDOUT = Path(__file__).resolve().parents[1] / "fixtures" / "demo_ckpt" / "heldout.txt"
+BLOCK = ("import sys\n"
+         "for m in ('tensorflow', 'tf_keras', 'keras', 'tf2onnx', 'xiaothink', 'onnx'):\n"
+         "    sys.modules[m] = None\n"
+         "from mof.quant.eval_cli import main\n"
+         "sys.exit(main(sys.argv[1:]))\n")
+
+
+def mof_eval(*args):
+    return subprocess.run([sys.executable, "-c", BLOCK, *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_mof_eval_prints_the_policy_table_and_writes_json(tmp_path):
+    text = tmp_path / "tips.txt"
+    text.write_text(HELDOUT.read_text(encoding="utf-8")[3000:3200], encoding="utf-8")
+    out = tmp_path / "r.json"
+    proc = mof_eval(DEFAULT_BUNDLE, "--text", text, "--tokens", 120, "--json", out)
+    assert proc.returncode == 0, proc.stderr
+    for policy in ("plain", "R=32", "R=16", "R=8", "R=4", "exact"):
+        assert f"\n{policy} " in "\n" + proc.stdout, policy
+    report = json.loads(out.read_text(encoding="utf-8"))["policies"]
+    assert report["tokens"] == 120 and report["window"] == 64
+    rows = {r["policy"]: r for r in report["policies"]}
+    assert rows["exact"]["mean_kl"] == 0.0 and rows["exact"]["perplexity_change"] == 0.0
+    # the plain row really is the stream decoder without refills: recompute its perplexity
+    model = Model.load(DEFAULT_BUNDLE)
+    ids = model.vocab.encode(text.read_text(encoding="utf-8")[:121])
+    dec, nll = StreamDecoder(model, PLAIN), 0.0
+    for p in range(120):
+        logits = dec.feed([ids[p]]).astype(np.float64)
+        nll += np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[ids[p + 1]]
+    assert abs(np.exp(nll / 120) / rows["plain"]["perplexity"] - 1) < 1e-4
+    # more refills, closer to exact
+    assert rows["R=4"]["mean_kl"] < rows["R=32"]["mean_kl"] < rows["plain"]["mean_kl"]
+
+
+def test_mof_eval_bad_text_is_one_line_and_exit_1(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    for args in (["--text", tmp_path / "missing.txt"], ["--text", empty]):
+        proc = mof_eval(DEFAULT_BUNDLE, *args)
+        assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert proc.stderr.startswith("mof-eval: error: ")
