@@ -84,7 +84,7 @@ def main() -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     ckpt, bundle = ensure_bundle(args.workdir)
 
-    from mof.runtime.bench import benchmark, format_table, plot
+    from mof.bench.cli import benchmark, format_table, plot
     # the TF loop is timed before and after mof-bench (this VM's speed drifts by 10-20 % over
     # minutes); the ratio uses the mean of the two
     tf_loop = tf_reference(ckpt, bundle, args.tf_tokens)

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.tf       # the bundle comes from the export fixture
 
 def test_bench_json_schema_and_plot(tiny_bundle, tmp_path):
     out, png = tmp_path / "b.json", tmp_path / "b.png"
-    proc = subprocess.run([sys.executable, "-m", "mof.runtime.bench", str(tiny_bundle),
+    proc = subprocess.run([sys.executable, "-m", "mof.bench.cli", str(tiny_bundle),
                            "--decode-tokens", "8", "--prompt-lengths", "4,16", "--json", str(out),
                            "--plot", str(png), "--precisions", "fp32,int8"],
                           capture_output=True, text=True, timeout=300)

@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import MofError
+from mof.runtime.errors import MofError
 
 PROG = "mof-bench"
 SCHEMA_VERSION = 1
@@ -104,8 +104,8 @@ def weight_bytes_per_token(path: Path) -> int:
 # --- worker ----------------------------------------------------------------------------------
 def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequence[int],
             decode_tokens: int, threads: Optional[int], warmup: int) -> dict:
-    from .model import Model
-    from .sampling import Sampler, SamplingConfig
+    from mof.runtime.model import Model
+    from mof.runtime.sampling import Sampler, SamplingConfig
     t = time.perf_counter()
     model = Model.load(bundle, int8=precision == "int8", threads=threads)
     load_s = time.perf_counter() - t
@@ -174,7 +174,7 @@ def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequenc
 def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], lengths: Sequence[int],
               decode_tokens: int, threads: Optional[int], warmup: int = 4,
               log=lambda m: print(m, file=sys.stderr, flush=True)) -> dict:
-    from .bundle import verify_bundle
+    from mof.runtime.bundle import verify_bundle
     manifest = verify_bundle(bundle)
     graphs = manifest["graphs"]
     have = [p for p in precisions if all(p in graphs.get(g, {}) for g in ("window", "step"))]
@@ -192,7 +192,7 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
             wb = weight_bytes_per_token(bundle / graphs[graph][precision])
             floor[f"{mode}/{precision}"] = {"weight_bytes_per_token": wb, "floor_ms": wb / (bw * 1e9) * 1e3}
         log(f"{PROG}: {precision}: {', '.join(modes)} …")
-        cmd = [sys.executable, "-m", "mof.runtime.bench", "--_worker", str(bundle), precision,
+        cmd = [sys.executable, "-m", "mof.bench.cli", "--_worker", str(bundle), precision,
                ",".join(modes), ",".join(map(str, lengths)), str(decode_tokens), str(threads or 0),
                str(warmup)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -262,7 +262,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       int(n), int(threads) or None, int(warmup))
         print(json.dumps(res))
         return 0
-    from .bundle_default import DEFAULT_BUNDLE
+    from mof.runtime.bundle_default import DEFAULT_BUNDLE
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("bundle", nargs="?", type=Path, default=DEFAULT_BUNDLE,
                    help="bundle directory (default: the shipped demo model)")
