@@ -13,7 +13,7 @@ from mof.runtime.config import ModelConfig
 from mof.runtime.contract import (GRAPH_FILES, GRAPH_FULL, GRAPH_STEP, GRAPH_WINDOW, INT8_FILES,
                                   VOCAB_FILE)
 from mof.runtime.errors import MofError
-from mof.runtime.manifest import make_manifest
+from mof.runtime.manifest import UNSAID_FORM, make_manifest
 from mof.runtime.vocab import Vocabulary
 
 from .checkpoint import EMBEDDING, list_variables, locate_checkpoint, read_shape_facts, resolve_config
@@ -40,6 +40,7 @@ class ExportOptions:
     full: bool = True                          # also write full.onnx (all positions; not used at run time)
     int8: bool = False                         # also write int8 window/step graphs
     allow_degraded: bool = False               # keep int8 graphs that miss the accuracy gates
+    form: str = UNSAID_FORM                    # the prompt form the model was trained on (manifest "form")
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
                "duplicates": len(loc.vocab.duplicates())},
         validation={}, producer=producer_versions(),
         source={"checkpoint": loc.prefix.name, "vocab": loc.vocab_path.name},
-        graphs=tuple(blobs))
+        graphs=tuple(blobs), form=opts.form)
     with progress.stage("validate", f"TensorFlow vs onnxruntime, atol {opts.atol:g}"):
         so = session_options(None)
         sessions = {name: ort.InferenceSession(blob, sess_options=so, providers=["CPUExecutionProvider"])

@@ -10,6 +10,7 @@ Logits are float32 [B, V] for the last position of each row.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Optional, Sequence
@@ -21,10 +22,9 @@ from .bundle import read_manifest, read_verified, verify_bundle
 from .config import ModelConfig
 from .contract import FP32, GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, INT8, LOGITS, POSITION, STATE_OUT
 from .errors import BundleError, MofError
-from .manifest import model_config
+from .manifest import DECODING_GRAPHS, Manifest
 from .state import State, state_shapes
 from .vocab import Vocabulary
-
 
 
 def session_options(threads: Optional[int]) -> ort.SessionOptions:
@@ -44,10 +44,11 @@ def session_options(threads: Optional[int]) -> ort.SessionOptions:
 
 class Model:
     def __init__(self, bundle_dir: Path, manifest: dict, sessions: dict[str, ort.InferenceSession],
-                 vocab: Vocabulary, precision: str):
+                 vocab: Vocabulary, precision: str, config: Optional[ModelConfig] = None):
+        """Prefer ``Model.load``. ``config``: the manifest's, unless given (e.g. another window)."""
         self.bundle_dir = bundle_dir
-        self.manifest = manifest
-        self.config: ModelConfig = model_config(manifest)
+        self.manifest = manifest if isinstance(manifest, Manifest) else Manifest(manifest, str(bundle_dir))
+        self.config: ModelConfig = config or self.manifest.config
         self.vocab = vocab
         self.precision = precision                    # "fp32" or "int8"
         self.sessions = sessions
@@ -57,36 +58,43 @@ class Model:
     @property
     def recommended_mode(self) -> str:
         """The decoding mode the export measured as better for this model ("exact" if unsaid)."""
-        return self.manifest.get("recommended_mode") or "exact"
+        return self.manifest.recommended_mode
+
+    @property
+    def form(self) -> str:
+        """The prompt form the model was trained on ("chat" if the bundle does not say)."""
+        return self.manifest.form
 
     # Loading ----------------------------------------------------------------------------
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike, int8: bool = False, threads: Optional[int] = None,
-             graphs: Sequence[str] = (GRAPH_WINDOW, GRAPH_STEP)) -> "Model":
-        """Verify the bundle (format version, every file's sha256), then open its graphs."""
+             graphs: Sequence[str] = DECODING_GRAPHS, window: Optional[int] = None) -> "Model":
+        """Verify the bundle (format version, every file's sha256), then open its graphs.
+
+        ``window``: characters exact mode re-reads per token (and stream mode re-reads when the
+        position table is full), instead of the bundle's; 1 to the position table's size."""
         bundle_dir = Path(bundle_dir)
         precision = INT8 if int8 else FP32
         manifest = read_manifest(bundle_dir)
-        entries = manifest.get("graphs") if isinstance(manifest.get("graphs"), dict) else {}
-        graph_files = [e.get(precision) for n in graphs if isinstance(e := entries.get(n), dict)]
+        files = {name: manifest.graph_file(name, precision) for name in graphs}
         # every file checked now; the graphs' sha256 on the very bytes handed to onnxruntime below
-        manifest = verify_bundle(bundle_dir, hashed_when_read=[f for f in graph_files if isinstance(f, str)])
-        config = model_config(manifest)
-        vocab_file = (manifest.get("vocab") or {}).get("file")
-        if vocab_file not in manifest["files"]:
-            raise BundleError(f"{bundle_dir}: manifest names no verified vocabulary file")
-        vocab = Vocabulary.from_json_file(bundle_dir / vocab_file)
+        verify_bundle(bundle_dir, hashed_when_read=[f for f in files.values() if f], manifest=manifest)
+        config = manifest.config
+        manifest.form                                 # a bad form is an error now, not mid-chat
+        if window is not None:
+            if not 1 <= window <= config.max_positions:
+                raise MofError(f"window must be between 1 and the position table's size "
+                               f"{config.max_positions}, got {window}")
+            config = dataclasses.replace(config, window=window)
+        vocab = Vocabulary.from_json_file(bundle_dir / manifest.vocab_file)
         if vocab.size != config.vocab_size:
             raise BundleError(f"{bundle_dir}: vocabulary has {vocab.size} entries, model.vocab_size "
                               f"is {config.vocab_size}")
         so = session_options(threads)
         sessions = {}
         for name in graphs:
-            entry = manifest.get("graphs", {}).get(name)
-            if not entry:
-                raise BundleError(f"{bundle_dir}: bundle has no {name!r} graph; re-export it with "
-                                  "this version of mof-export")
-            file = entry.get(precision)
+            entry = manifest.graph(name)
+            file = files[name]
             if file is None:
                 if int8:
                     raise MofError(f"{bundle_dir} has no int8 graphs; add them with: "
@@ -105,10 +113,11 @@ class Model:
             del data
             _check_io(sess, entry, f"{bundle_dir.name}/{file}")
             sessions[name] = sess
-        return cls(bundle_dir, manifest, sessions, vocab, precision)
+        return cls(bundle_dir, manifest, sessions, vocab, precision, config)
 
     # State ------------------------------------------------------------------------------
     def initial_state(self, batch: int = 1) -> State:
+        """The zero state for this model (State.zeros with its config)."""
         return State.zeros(self.config, batch)
 
     # Stream mode ------------------------------------------------------------------------

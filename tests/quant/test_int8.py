@@ -33,7 +33,7 @@ def _feeds(cfg, sess, ids, seed=None):
     names = {i.name for i in sess.get_inputs()}
     feeds = {"input_ids": ids}
     if "position" in names:
-        st = State.initial(cfg, ids.shape[0])
+        st = State.zeros(cfg, ids.shape[0])
         feeds.update(position=st.position + (0 if seed is None else 5), **st.feeds(cfg))
         if seed is not None:
             rng = np.random.default_rng(seed)
