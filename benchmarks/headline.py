@@ -31,10 +31,7 @@ def ensure_bundle(work: Path) -> tuple[Path, Path]:
     if not (ckpt / "checkpoint").exists():
         from mof.export.families import T6_TYPES
         from mof.export.synthetic import make_checkpoint
-        from mof.runtime.config import ModelConfig
-        t = T6_TYPES["t6_beta_dense"]
-        cfg = ModelConfig(16000, t.embed_dim, t.rnn_units, t.router_units, t.rnn_layers, t.trans_layers,
-                          t.num_heads, t.ffn_dim, t.max_positions, t.trans_window, 128)
+        cfg = T6_TYPES["t6_beta_dense"].config(16000)
         make_checkpoint(ckpt, cfg, model_type="t6_beta_dense")
     if not (bundle / "manifest.json").exists():
         subprocess.run(["mof-export", str(ckpt), "--model-type", "t6_beta_dense", "-o", str(bundle),

@@ -1,4 +1,4 @@
-"""The step graph against its oracles (DESIGN §3): TensorFlow when L = 0, the numpy stream definition when L >= 1."""
+"""The step graph against its oracles (docs/network.md): TensorFlow when L = 0, the numpy stream definition when L >= 1."""
 
 import numpy as np
 import onnxruntime as ort
