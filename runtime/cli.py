@@ -12,6 +12,7 @@ from .cli_common import add_sampling_arguments, number, run_command, sampling_fr
 from .errors import MofError
 
 PROG = "mof-run"
+EOF_KEY = "Ctrl-Z Enter" if sys.platform == "win32" else "Ctrl-D"     # what ends input() here
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,7 +109,7 @@ def run(args) -> int:
 
     if interactive:
         print(f"{PROG}: chat ({form}); [CLEAN] clears the history, Ctrl-C stops a reply, "
-              "Ctrl-D exits", file=sys.stderr)
+              f"{EOF_KEY} exits", file=sys.stderr)
     while True:
         try:
             line = input("> " if interactive else "")
