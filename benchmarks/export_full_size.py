@@ -28,12 +28,7 @@ def main() -> int:
 
     from mof.export.families import T6_TYPES
     from mof.export.synthetic import make_checkpoint
-    from mof.runtime.config import ModelConfig
-    t = T6_TYPES["t6_beta_dense"]
-    cfg = ModelConfig(vocab_size=args.vocab_size, embed_dim=t.embed_dim, rnn_units=t.rnn_units,
-                      router_units=t.router_units, rnn_layers=t.rnn_layers,
-                      trans_layers=t.trans_layers, num_heads=t.num_heads, ffn_dim=t.ffn_dim,
-                      max_positions=t.max_positions, trans_window=t.trans_window, window=128)
+    cfg = T6_TYPES["t6_beta_dense"].config(args.vocab_size)
     ckpt = work / "ckpt"
     if not (ckpt / "checkpoint").exists():
         t0 = time.perf_counter()

@@ -31,10 +31,7 @@ def ensure_bundle(work: Path) -> tuple[Path, Path]:
     if not (ckpt / "checkpoint").exists():
         from mof.export.families import T6_TYPES
         from mof.export.synthetic import make_checkpoint
-        from mof.runtime.config import ModelConfig
-        t = T6_TYPES["t6_beta_dense"]
-        cfg = ModelConfig(16000, t.embed_dim, t.rnn_units, t.router_units, t.rnn_layers, t.trans_layers,
-                          t.num_heads, t.ffn_dim, t.max_positions, t.trans_window, 128)
+        cfg = T6_TYPES["t6_beta_dense"].config(16000)
         make_checkpoint(ckpt, cfg, model_type="t6_beta_dense")
     if not (bundle / "manifest.json").exists():
         subprocess.run(["mof-export", str(ckpt), "--model-type", "t6_beta_dense", "-o", str(bundle),
@@ -84,7 +81,7 @@ def main() -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     ckpt, bundle = ensure_bundle(args.workdir)
 
-    from mof.runtime.bench import benchmark, format_table, plot
+    from mof.bench.cli import benchmark, format_table, plot
     # the TF loop is timed before and after mof-bench (this VM's speed drifts by 10-20 % over
     # minutes); the ratio uses the mean of the two
     tf_loop = tf_reference(ckpt, bundle, args.tf_tokens)

@@ -31,11 +31,13 @@ except ImportError:          # Debian/Ubuntu ship Tk for Python separately (pyth
     tk = ttk = None
 
 from mof.runtime import DEFAULT_BUNDLE, Model, SamplingConfig
-from mof.runtime.cli_common import number, run_command
+from mof.runtime.chat import FORMS
+from mof.runtime.cli_common import (add_sampling_arguments, number, run_command, sampling_from_args,
+                                    utf8_stdio)
+from mof.runtime.generate import MODES
 from mof.runtime.session import ChatSession
 
 PROG = "desktop_chat.py"
-FORMS = ("chat", "instruct", "pretrain", "raw")
 POLL_MS = 25
 # A font that has Chinese glyphs, if the system has one (else Tk's default and fontconfig's fallback).
 CJK_FONTS = ("Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "WenQuanYi Zen Hei",
@@ -242,22 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="A desktop chat window on mof.runtime: the reply streams in token by token "
                     "from a worker thread; Stop ends it, New conversation clears the history.",
-        epilog="The demo model was trained on plain text (poems), not on chat transcripts: with it "
-               "the default form is raw (each message is continued as text). For a chat-trained "
-               "T6 bundle the default is chat (xiaothink's template).")
+        epilog="The form defaults to the one the bundle records (mof-export --form): the demo model "
+               "was trained on plain text (poems), so each message is continued as text (raw); a "
+               "chat-trained T6 bundle gets xiaothink's chat template.")
     p.add_argument("--model", metavar="BUNDLE", type=Path, default=DEFAULT_BUNDLE,
                    help="bundle directory (default: the demo model shipped with mof)")
     p.add_argument("--int8", action="store_true", help="use the bundle's int8 graphs")
-    p.add_argument("--mode", choices=("stream", "exact"),
+    p.add_argument("--mode", choices=MODES,
                    help="default: the bundle's measured recommendation")
     p.add_argument("--form", choices=FORMS,
-                   help="conversation template (default: raw for the demo model, chat otherwise)")
-    p.add_argument("--max-tokens", type=number(int, lambda v: v >= 1, "an integer >= 1"), default=200,
-                   help="characters per reply at most (default 200)")
-    p.add_argument("--temperature", type=number(float, lambda v: v >= 0, "a number >= 0"),
-                   default=0.68, help="0 = greedy (default 0.68, xiaothink's)")
-    p.add_argument("--seed", type=number(int, lambda v: v >= 0, "an integer >= 0"),
-                   help="same seed -> same replies (default: random)")
+                   help="conversation template (default: the form the bundle was trained for)")
+    add_sampling_arguments(p.add_argument_group("sampling"))
     p.add_argument("--threads", type=number(int, lambda v: v >= 1, "an integer >= 1"),
                    help="onnxruntime intra-op threads (default: onnxruntime's choice)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -267,10 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
 def load(args) -> dict:
     """The model and settings ``args`` name (errors here come before any window opens)."""
     model = Model.load(args.model, int8=args.int8, threads=args.threads)
-    mode = args.mode or model.recommended_mode
-    form = args.form or ("raw" if Path(args.model).resolve() == DEFAULT_BUNDLE.resolve() else "chat")
-    sampling = SamplingConfig(temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)
-    return {"model": model, "sampling": sampling, "mode": mode, "form": form}
+    return {"model": model, "sampling": sampling_from_args(args),
+            "mode": args.mode or model.recommended_mode, "form": args.form or model.form}
 
 
 def open_window(args, root=None) -> ChatWindow:
@@ -280,6 +275,7 @@ def open_window(args, root=None) -> ChatWindow:
 
 
 def main(argv=None) -> int:
+    utf8_stdio()
     args = build_parser().parse_args(argv)
 
     def work() -> int:

@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from mof.runtime.cli_common import number, run_command
+from mof.runtime.chat import FORMS
+from mof.runtime.cli_common import number, run_command, utf8_stdio
+from mof.runtime.manifest import UNSAID_FORM
 
 from .families import REFERENCE_WINDOW, T6_TYPES
 
@@ -20,9 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Export a Xiaothink T6 (MoF) TensorFlow checkpoint to an ONNX bundle: "
-                    "manifest.json, vocab.json, full.onnx and window.onnx. The network is rebuilt "
-                    "with xiaothink's own code, converted with tf2onnx, and checked against "
-                    "TensorFlow before anything is written.",
+                    "manifest.json, vocab.json, full.onnx, window.onnx (exact decoding) and "
+                    "step.onnx (stream decoding), with --int8 also window.int8.onnx and "
+                    "step.int8.onnx. full.onnx and window.onnx are converted with tf2onnx, "
+                    "step.onnx is written from the weights; all are checked (against TensorFlow "
+                    "and an independent numpy network) before anything is written.",
         epilog="Sizes the checkpoint's shapes fix (vocabulary, widths, layer counts, position "
                "table) are read from it; --model-type supplies heads and the transformer window "
                "and cross-checks the rest. Example: mof-export ckpt_dir/ --model-type t6_beta_dense")
@@ -41,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trans-window", metavar="Wt", type=POSITIVE_INT,
                    help="positions the transformer expert sees (overrides the model type; "
                         "required without it)")
+    p.add_argument("--form", choices=FORMS, default=UNSAID_FORM,
+                   help="the prompt form the model was trained on, recorded in the bundle for "
+                        "mof-run and apps: chat, instruct or pretrain (xiaothink's templates), raw "
+                        f"(plain text, e.g. the demo model) (default {UNSAID_FORM})")
     p.add_argument("--window", metavar="W", type=POSITIVE_INT,
                    help=f"characters re-read per generated character in exact decoding "
                         f"(default {REFERENCE_WINDOW}, the reference's)")
@@ -71,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    utf8_stdio()
     args = build_parser().parse_args(argv)
     from ._tf import import_tf
     from .pipeline import STAGES, ExportOptions, export_checkpoint
@@ -83,7 +92,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          atol=args.atol, calibration_text=args.calibration_text,
                          eval_tokens=args.eval_tokens, int8=args.int8, full=args.full,
                          window_graph=args.window_graph,
-                         allow_degraded=args.allow_degraded)
+                         allow_degraded=args.allow_degraded, form=args.form)
     def work() -> int:
         import_tf(verbose=args.debug)
         out = export_checkpoint(opts, progress)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mof.runtime.config import ModelConfig
+
 # The reference's generate_texts_untilstr_loop re-reads this many characters per
 # generated character; QianyanModel.chat does not override it.
 REFERENCE_WINDOW = 128
@@ -30,6 +32,14 @@ class T6Type:
     @property
     def ffn_dim(self) -> int:
         return self.dff_factor * self.embed_dim
+
+    def config(self, vocab_size: int, window: int = REFERENCE_WINDOW) -> ModelConfig:
+        """The ModelConfig of this type for a vocabulary of ``vocab_size`` (the table leaves it open)."""
+        return ModelConfig(vocab_size=vocab_size, embed_dim=self.embed_dim, rnn_units=self.rnn_units,
+                           router_units=self.router_units, rnn_layers=self.rnn_layers,
+                           trans_layers=self.trans_layers, num_heads=self.num_heads,
+                           ffn_dim=self.ffn_dim, max_positions=self.max_positions,
+                           trans_window=self.trans_window, window=window)
 
 
 T6_TYPES: dict[str, T6Type] = {

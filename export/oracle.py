@@ -1,4 +1,4 @@
-"""Oracle 3: an independent pure-numpy T6 network (DESIGN.md §1 and §3).
+"""Oracle 3: an independent pure-numpy T6 network (docs/network.md).
 
 ``forward`` is the reference network exactly as xiaothink's TF code computes it
 (non-causal, Wt crop, end padding); ``stream_forward`` *defines* the stream
@@ -238,7 +238,7 @@ def forward(weights: T6Weights, config: ModelConfig, ids) -> np.ndarray:
 
 
 def stream_forward(weights: T6Weights, config: ModelConfig, ids) -> np.ndarray:
-    """The stream definition (DESIGN §3), causal at every position: ids [B, T] -> logits [B, T, V]."""
+    """The stream definition (docs/network.md, "Stream mode"), causal at every position: ids [B, T] -> logits [B, T, V]."""
     return _logits(weights, config, ids, causal=True)
 
 

@@ -13,7 +13,7 @@ from mof.runtime.config import ModelConfig
 from mof.runtime.contract import (GRAPH_CHUNK, GRAPH_FILES, GRAPH_FULL, GRAPH_STEP, GRAPH_WINDOW,
                                   INT8_FILES, VOCAB_FILE)
 from mof.runtime.errors import MofError
-from mof.runtime.manifest import make_manifest
+from mof.runtime.manifest import UNSAID_FORM, make_manifest
 from mof.runtime.vocab import Vocabulary
 
 from .checkpoint import EMBEDDING, list_variables, locate_checkpoint, read_shape_facts, resolve_config
@@ -42,6 +42,7 @@ class ExportOptions:
                                                # used at run time: exact mode runs chunk.onnx)
     int8: bool = False                         # also write int8 step/chunk graphs
     allow_degraded: bool = False               # keep int8 graphs that miss the accuracy gates
+    form: str = UNSAID_FORM                    # the prompt form the model was trained on (manifest "form")
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
                "duplicates": len(loc.vocab.duplicates())},
         validation={}, producer=producer_versions(),
         source={"checkpoint": loc.prefix.name, "vocab": loc.vocab_path.name},
-        graphs=tuple(blobs))
+        graphs=tuple(blobs), form=opts.form)
     with progress.stage("validate", f"TensorFlow vs onnxruntime, atol {opts.atol:g}"):
         so = session_options(None)
         sessions = {name: ort.InferenceSession(blob, sess_options=so, providers=["CPUExecutionProvider"])

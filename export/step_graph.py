@@ -31,7 +31,7 @@ from mof.runtime.config import ModelConfig
 from mof.runtime.contract import INPUT_IDS, LOGITS, ONNX_OPSET, POSITION, STATE_IN
 from mof.runtime.state import state_io, state_shapes
 
-from mof.quant.onnx_builder import GraphBuilder
+from .onnx_layers import LayerGraphBuilder as GraphBuilder
 
 EPS_KERAS = 1e-3      # Keras LayerNormalization / BatchNormalization default
 EPS_T6 = 1e-6         # the RNN expert's and the transformer blocks' LayerNorms

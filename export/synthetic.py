@@ -8,7 +8,7 @@ how a weight is read or mapped shows up as a numeric mismatch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -70,6 +70,36 @@ def demo_vocab(size: int) -> list[str]:
     return chars[:size]
 
 
+def char_vocab(chars: Iterable[str]) -> list[str]:
+    """A character vocabulary as xiaothink's tools make it: '▩' (id 0) and the sorted characters."""
+    return [UNKNOWN_TOKEN] + sorted(set(chars) - {UNKNOWN_TOKEN})
+
+
+def next_char_windows(ids: np.ndarray, starts: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training pairs at ``starts``: x = ids[s:s+seq_len], y = the next character at every position."""
+    x = np.stack([ids[s:s + seq_len] for s in starts])
+    y = np.stack([ids[s + 1:s + seq_len + 1] for s in starts])
+    return x, y
+
+
+def compile_next_char(model, learning_rate) -> None:
+    """Adam on the usual every-position next-character loss (``learning_rate``: a number or a schedule)."""
+    from ._tf import import_tf
+    tf = import_tf()
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
+                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+
+def save_checkpoint(model, folder: str | Path, vocab: Sequence[str]) -> Path:
+    """Save the weights as ``folder/ckpt`` and ``folder/vocab.txt`` (xiaothink's format). Returns the prefix."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "ckpt"
+    model.save_weights(str(path))
+    (folder / "vocab.txt").write_text(repr(list(vocab)), encoding="utf-8")
+    return path
+
+
 def train_checkpoint(folder: str | Path, config: ModelConfig, text: str, *, steps: int = 300,
                      seq_len: int = 32, batch: int = 16, lr: float = 3e-3, seed: int = 0,
                      vocab_text: Optional[str] = None, log=None) -> Path:
@@ -77,12 +107,13 @@ def train_checkpoint(folder: str | Path, config: ModelConfig, text: str, *, step
     next-character loss; save a TF checkpoint and ``vocab.txt``. Returns the prefix.
 
     The vocabulary is '▩' plus the characters of ``vocab_text`` (default: ``text``);
-    config.vocab_size must equal its size.
+    config.vocab_size must equal its size. (scripts/train_demo.py trains the demo model with
+    the same pieces, on a time budget.)
     """
     from ._tf import import_tf
     tf = import_tf()
     tf.keras.utils.set_random_seed(seed)
-    vocab = [UNKNOWN_TOKEN] + sorted(set(vocab_text or text) - {UNKNOWN_TOKEN})
+    vocab = char_vocab(vocab_text or text)
     if len(vocab) != config.vocab_size:
         raise ValueError(f"text has {len(vocab)} distinct characters (with '▩'), "
                          f"config.vocab_size is {config.vocab_size}")
@@ -90,17 +121,10 @@ def train_checkpoint(folder: str | Path, config: ModelConfig, text: str, *, step
     ids = np.array([index[c] for c in text], np.int32)
     rng = np.random.default_rng(seed)
     starts = rng.integers(0, len(ids) - seq_len - 1, size=steps * batch)
-    x = np.stack([ids[s:s + seq_len] for s in starts])
-    y = np.stack([ids[s + 1:s + seq_len + 1] for s in starts])
+    x, y = next_char_windows(ids, starts, seq_len)
     model = build_keras_model(config)
-    model.compile(optimizer=tf.keras.optimizers.Adam(lr),
-                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    compile_next_char(model, lr)
     hist = model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
     if log:
         log(f"trained {steps} steps, final loss {hist.history['loss'][-1]:.3f}")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "ckpt"
-    model.save_weights(str(path))
-    (folder / "vocab.txt").write_text(repr(vocab), encoding="utf-8")
-    return path
+    return save_checkpoint(model, folder, vocab)

@@ -1,4 +1,4 @@
-"""Checks of the step and chunk graphs at export time (DESIGN §3 oracles 2–4).
+"""Checks of the step and chunk graphs at export time (docs/network.md, "How each graph is checked", 2–4).
 
 - against the numpy oracle's stream definition (export/oracle.py), prompt
   lengths across the transformer window, batch 2;

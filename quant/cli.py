@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from mof.runtime.cli_common import run_command
+from mof.runtime.cli_common import run_command, utf8_stdio
 
 PROG = "mof-quantize"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    utf8_stdio()
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Add int8 variants of a bundle's window and step graphs (every large weight "

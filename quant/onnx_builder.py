@@ -1,4 +1,6 @@
-"""A tiny helper for writing ONNX graphs by hand with onnx.helper: constants, ops, unique names."""
+"""A tiny helper for writing ONNX graphs by hand with onnx.helper: constants, ops, unique names,
+and the GRU cell written with MatMuls (quant's GRU rewrite). Keras layers lowered to ONNX, which
+only export's step graph uses, are in mof.export.onnx_layers."""
 
 from __future__ import annotations
 
@@ -39,37 +41,6 @@ class GraphBuilder:
     def output_as(self, value: str, name: str) -> None:
         """Expose ``value`` under the graph output name ``name``."""
         self.nodes.append(self._helper.make_node("Identity", [value], [name]))
-
-    # Layers -----------------------------------------------------------------------------
-    def dense(self, x: str, kernel: np.ndarray, bias: np.ndarray | None, hint: str) -> str:
-        y = self.op("MatMul", [x, self.const(kernel, f"{hint}/kernel")], hint)
-        return y if bias is None else self.op("Add", [y, self.const(bias, f"{hint}/bias")], hint)
-
-    def layer_norm(self, x: str, gamma: np.ndarray, beta: np.ndarray, eps: float, hint: str) -> str:
-        return self.op("LayerNormalization",
-                       [x, self.const(gamma, f"{hint}/gamma"), self.const(beta, f"{hint}/beta")],
-                       hint, axis=-1, epsilon=float(eps))
-
-    def gelu(self, x: str) -> str:
-        """Exact gelu: 0.5 x (1 + erf(x / sqrt 2)), written as TF computes it and in the pattern
-        onnxruntime fuses into one Gelu (BiasGelu with the Add before it)."""
-        e = self.op("Erf", [self.op("Div", [x, self.const(np.sqrt(2.0))])])
-        return self.op("Mul", [self.op("Mul", [x, self.const(0.5)]),
-                               self.op("Add", [e, self.const(1.0)])], "gelu")
-
-    def keras_gru(self, x_tbi: str, h0_1bu: str, kernel: np.ndarray, recurrent: np.ndarray,
-                  bias: np.ndarray, hint: str) -> tuple[str, str]:
-        """Keras GRU (reset_after=True) as an ONNX GRU (linear_before_reset=1).
-
-        x [T, B, in], h0 [1, B, U] -> (Y [T, 1, B, U], Y_h [1, B, U]). Gate order z, r, h in both.
-        """
-        U = recurrent.shape[0]
-        W = self.const(kernel.T[None], f"{hint}/W")                        # [1, 3U, in]
-        R = self.const(recurrent.T[None], f"{hint}/R")                     # [1, 3U, U]
-        B = self.const(np.concatenate([bias[0], bias[1]])[None], f"{hint}/B")   # [1, 6U]
-        y, y_h = self.op("GRU", [x_tbi, W, R, B, "", h0_1bu], hint, outputs=2,
-                         hidden_size=int(U), linear_before_reset=1)
-        return y, y_h
 
     def matmul_gru(self, x_tbi: str, h0_bu: str, kernel: np.ndarray, recurrent: np.ndarray,
                    bias: np.ndarray, hint: str) -> tuple[str, str]:

@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 from .contract import FORMAT, FORMAT_VERSION, FP32, INT8, MANIFEST_FILE
 from .errors import BundleError, MofError
+from .manifest import Manifest
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 PRECISIONS = (FP32, INT8)
@@ -132,7 +133,7 @@ class BundleWriter:
             self.tmp = None
 
 
-def read_manifest(bundle_dir: str | Path) -> dict[str, Any]:
+def read_manifest(bundle_dir: str | Path) -> Manifest:
     """Parse and check manifest.json (format and version) without verifying hashes."""
     bundle_dir = Path(bundle_dir)
     path = bundle_dir / MANIFEST_FILE
@@ -155,7 +156,7 @@ def read_manifest(bundle_dir: str | Path) -> dict[str, Any]:
     if version != FORMAT_VERSION:
         raise BundleError(
             f"{path} has format_version {version!r}; this mof reads version {FORMAT_VERSION}")
-    return manifest
+    return Manifest(manifest, where=str(bundle_dir))
 
 
 def read_verified(bundle_dir: Path, manifest: dict[str, Any], name: str) -> bytes:
@@ -175,14 +176,17 @@ def read_verified(bundle_dir: Path, manifest: dict[str, Any], name: str) -> byte
     return data
 
 
-def verify_bundle(bundle_dir: str | Path, hashed_when_read: Iterable[str] = ()) -> dict[str, Any]:
-    """Read the manifest and check every listed file's size and sha256. Returns the manifest.
+def verify_bundle(bundle_dir: str | Path, hashed_when_read: Iterable[str] = (),
+                  manifest: Manifest | None = None) -> Manifest:
+    """Read the manifest (unless the caller has: ``manifest``) and check every listed file's size
+    and sha256. Returns the manifest.
 
     Files named in ``hashed_when_read`` get every check but the sha256, which the caller does
     on the bytes it then uses (``read_verified``) — so large graphs are hashed once, not twice."""
     hashed_when_read = set(hashed_when_read)
     bundle_dir = Path(bundle_dir)
-    manifest = read_manifest(bundle_dir)
+    if manifest is None:
+        manifest = read_manifest(bundle_dir)
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise BundleError(f"{bundle_dir}: manifest lists no files")

@@ -1,11 +1,14 @@
-"""What the command-line tools share: argparse number types and one-line error handling."""
+"""What the command-line tools share: argparse number types, the sampling flags (their defaults
+are SamplingConfig's), UTF-8 console output, and one-line error handling."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
 import traceback
-from typing import Callable
+from typing import Callable, Optional, Sequence
 
 from .errors import MofError
 
@@ -21,6 +24,77 @@ def number(kind, check: Callable, what: str):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
         return v
     return parse
+
+
+def utf8_stdio() -> None:
+    """Read and write UTF-8 on stdin/stdout/stderr whatever the locale says, unless the user chose an
+    encoding (PYTHONIOENCODING). Chinese text through a pipe or a file would otherwise use the
+    ANSI code page on Windows (cp1252 cannot encode it: UnicodeEncodeError) or ASCII under a
+    C/POSIX locale. A Windows console already gets Unicode from Python (PEP 528)."""
+    if os.environ.get("PYTHONIOENCODING"):
+        return
+    for stream in (sys.stdin, sys.stdout, sys.stderr):
+        enc = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if enc != "utf8" and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(encoding="utf-8", errors="replace")
+            except (ValueError, OSError):   # a stream already read from, or closed
+                pass
+
+
+# The sampling flags: SamplingConfig field -> (flag options, help). Defaults are SamplingConfig's;
+# argparse leaves an unset flag out (SUPPRESS), so the dataclass's default applies.
+def _sampling_flags() -> dict[str, tuple[dict, str]]:
+    from .sampling import PENALTY_MODES
+    return {
+        "temperature": (dict(type=number(float, lambda v: 0 <= v < float("inf"), "a number >= 0")),
+                        "0 = greedy"),
+        "top_k": (dict(type=number(int, lambda v: v >= 0, "an integer >= 0")),
+                  "keep the k likeliest tokens; 0 = off"),
+        "top_p": (dict(type=number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")),
+                  "nucleus sampling; 1 = off"),
+        "min_p": (dict(type=number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")),
+                  "drop tokens below min-p x the top probability; 0 = off"),
+        "repetition_penalty": (dict(type=number(float, lambda v: 0 < v < float("inf"), "a number > 0")),
+                               "1 = off"),
+        "penalty_mode": (dict(choices=PENALTY_MODES),
+                         "reference: logit /= penalty (raises negative logits, as xiaothink); "
+                         "sign-aware: always lowers"),
+        "ban": (dict(metavar="CHARS", action="append"),
+                "characters never to produce (repeatable; each character of CHARS is banned)"),
+        "stop": (dict(metavar="TEXT", action="append"),
+                 "stop before TEXT (repeatable; added to the template's stops)"),
+        "max_tokens": (dict(type=number(int, lambda v: v >= 1, "an integer >= 1")),
+                       "characters to generate at most, per reply"),
+        "seed": (dict(type=number(int, lambda v: v >= 0, "an integer >= 0")), "same seed -> same text"),
+    }
+
+
+def add_sampling_arguments(parser, names: Optional[Sequence[str]] = None) -> None:
+    """Add --temperature, --top-p, ... (``names``: a subset of SamplingConfig's fields)."""
+    from .sampling import SamplingConfig
+    flags = _sampling_flags()
+    defaults = {f.name: f.default for f in dataclasses.fields(SamplingConfig)}
+    for name in names or flags:
+        options, text = flags[name]
+        default = defaults[name]
+        if default is None:
+            text += " (default: random)" if name == "seed" else ""
+        elif default != ():
+            text += f" (default {default})"
+        parser.add_argument("--" + name.replace("_", "-"), default=argparse.SUPPRESS, help=text,
+                            **options)
+
+
+def sampling_from_args(args: argparse.Namespace):
+    """The SamplingConfig the sampling flags describe; SamplingConfig's defaults for unset ones."""
+    from .sampling import SamplingConfig
+    given = {name: getattr(args, name) for name in _sampling_flags() if hasattr(args, name)}
+    if "ban" in given:
+        given["ban"] = tuple(ch for chars in given["ban"] for ch in chars)
+    if "stop" in given:
+        given["stop"] = tuple(given["stop"])
+    return SamplingConfig(**given)
 
 
 def run_command(prog: str, work: Callable[[], int], *, debug: bool, interrupted: str = "",

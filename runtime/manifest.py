@@ -1,4 +1,4 @@
-"""The manifest schema (docs/bundle-format.md): built here, read here.
+"""The manifest schema (docs/bundle-format.md): built here (make_manifest), read here (Manifest).
 
 Every graph entry names its file per precision and lists its inputs and
 outputs (name, dtype, shape with named dynamic dims), so a program in another
@@ -7,13 +7,98 @@ language can drive the graphs from the manifest alone.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from functools import cached_property
+from typing import Any, Optional, Sequence
 
+from .chat import FORMS
 from .config import ModelConfig
 from .contract import (FORMAT, FORMAT_VERSION, FP32, GRAPH_CHUNK, GRAPH_FILES, GRAPH_FULL, GRAPH_STEP,
                        GRAPH_WINDOW, INPUT_IDS, LOGITS, POSITION, VOCAB_FILE)
 from .errors import BundleError
 from .state import state_io, state_shapes
+
+DECODING_GRAPHS = (GRAPH_STEP, GRAPH_CHUNK)    # what generation loads (full.onnx and window.onnx
+LEGACY_DECODING_GRAPHS = (GRAPH_WINDOW, GRAPH_STEP)   # are for analysis); bundles made before the
+                                                      # chunk graph decode with these
+UNSAID_MODE = "exact"    # a bundle that records no recommended_mode: the reference's decoding
+UNSAID_FORM = "chat"     # a bundle that records no form (made before mof-export --form): xiaothink's
+                         # chat-trained models, which is what mof-export assumed then
+
+
+class Manifest(dict):
+    """A parsed manifest.json with the lookups the runtime makes. Still a dict (``m["model"]``);
+    ``where`` (the bundle directory) starts every error message."""
+
+    def __init__(self, data: dict, where: str = "bundle"):
+        super().__init__(data)
+        self.where = where
+
+    @cached_property
+    def config(self) -> ModelConfig:
+        model = self.get("model")
+        if not isinstance(model, dict):
+            raise BundleError(f"{self.where}: manifest has no 'model' section")
+        return ModelConfig.from_dict(model)
+
+    @property
+    def files(self) -> dict:
+        files = self.get("files")
+        return files if isinstance(files, dict) else {}
+
+    def file_sha256(self, name: str) -> str:
+        rec = self.files.get(name)
+        return rec.get("sha256", "") if isinstance(rec, dict) else ""
+
+    def graph(self, name: str) -> dict:
+        """The entry of graph ``name``; BundleError if the bundle has none."""
+        graphs = self.get("graphs")
+        entry = graphs.get(name) if isinstance(graphs, dict) else None
+        if not isinstance(entry, dict) or not entry:
+            raise BundleError(f"{self.where}: bundle has no {name!r} graph; re-export it with this "
+                              "version of mof-export")
+        return entry
+
+    def graph_file(self, name: str, precision: str) -> Optional[str]:
+        """The file of graph ``name`` in ``precision`` ("fp32"/"int8"), None if there is none."""
+        graphs = self.get("graphs")
+        entry = graphs.get(name) if isinstance(graphs, dict) else None
+        file = entry.get(precision) if isinstance(entry, dict) else None
+        return file if isinstance(file, str) else None
+
+    @property
+    def decoding_graphs(self) -> tuple[str, ...]:
+        """The graphs generation runs: step and chunk (window and step before the chunk graph)."""
+        return DECODING_GRAPHS if self.graph_file(GRAPH_CHUNK, FP32) else LEGACY_DECODING_GRAPHS
+
+    def has_precision(self, precision: str, graphs: Optional[Sequence[str]] = None) -> bool:
+        return all(self.graph_file(g, precision) for g in (graphs or self.decoding_graphs))
+
+    @property
+    def vocab_file(self) -> str:
+        vocab = self.get("vocab")
+        name = vocab.get("file") if isinstance(vocab, dict) else None
+        if not isinstance(name, str) or name not in self.files:
+            raise BundleError(f"{self.where}: manifest names no verified vocabulary file")
+        return name
+
+    @property
+    def recommended_mode(self) -> str:
+        """The decoding mode the export measured as better for this model."""
+        return self.get("recommended_mode") or UNSAID_MODE
+
+    @property
+    def recommended_refill_every(self) -> int:
+        """R of the refill rule the export recommends (1, exact mode's tokens, when unsaid)."""
+        r = self.get("recommended_refill_every")
+        return r if isinstance(r, int) and not isinstance(r, bool) and r >= 1 else 1
+
+    @property
+    def form(self) -> str:
+        """The prompt form the model was trained on (chat, instruct, pretrain or raw)."""
+        form = self.get("form") or UNSAID_FORM
+        if form not in FORMS:
+            raise BundleError(f"{self.where}: manifest form {form!r} is not one of {', '.join(FORMS)}")
+        return form
 
 
 def _tensor(name: str, dtype: str, shape: list) -> dict[str, Any]:
@@ -67,12 +152,15 @@ def make_manifest(config: ModelConfig, *, model_type: Optional[str], vocab: dict
                   validation: dict[str, Any], producer: dict[str, str],
                   source: dict[str, Any],
                   graphs: tuple[str, ...] = (GRAPH_FULL, GRAPH_WINDOW, GRAPH_STEP),
-                  stream: dict[str, Any] | None = None) -> dict[str, Any]:
+                  stream: dict[str, Any] | None = None, form: str = UNSAID_FORM) -> dict[str, Any]:
     """A complete manifest except ``files`` (the BundleWriter adds hashes at commit)."""
+    if form not in FORMS:
+        raise BundleError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model": {"model_type": model_type, **config.to_dict()},
+        "form": form,
         "vocab": {"file": VOCAB_FILE, **vocab},
         "graphs": {g: graph_entry(g, config) for g in graphs},
         "state": state_section(config),
@@ -84,7 +172,5 @@ def make_manifest(config: ModelConfig, *, model_type: Optional[str], vocab: dict
 
 
 def model_config(manifest: dict[str, Any]) -> ModelConfig:
-    model = manifest.get("model")
-    if not isinstance(model, dict):
-        raise BundleError("manifest has no 'model' section")
-    return ModelConfig.from_dict(model)
+    """The model's hyper-parameters from a parsed manifest (a Manifest or a plain dict)."""
+    return (manifest if isinstance(manifest, Manifest) else Manifest(manifest)).config

@@ -3,7 +3,7 @@
     model = Model.load("t6.mof")
     logits, state = model.prefill(ids)          # ids [B, T] (or [T]); state starts at zero
     logits, state = model.step(next_ids, state) # ids [B] or [B, C]; the caller's state is never mutated
-    logits = model.exact_logits(ids)            # the reference: window graph over the last W tokens
+    logits = model.exact_logits(ids)            # the reference: the network over the last W tokens
     logits, state = model.refill(ids)           # ids [B, K] read with the reference's (window)
                                                 # semantics from a zero state (chunk graph)
 
@@ -12,6 +12,7 @@ Logits are float32 [B, V] for the last position of each row.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Optional, Sequence
@@ -24,10 +25,9 @@ from .config import ModelConfig
 from .contract import (FP32, GRAPH_CHUNK, GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, INT8, LOGITS, POSITION,
                        STATE_OUT)
 from .errors import BundleError, MofError
-from .manifest import model_config
+from .manifest import Manifest
 from .state import State, state_shapes
 from .vocab import Vocabulary
-
 
 
 def session_options(threads: Optional[int]) -> ort.SessionOptions:
@@ -47,10 +47,11 @@ def session_options(threads: Optional[int]) -> ort.SessionOptions:
 
 class Model:
     def __init__(self, bundle_dir: Path, manifest: dict, sessions: dict[str, ort.InferenceSession],
-                 vocab: Vocabulary, precision: str):
+                 vocab: Vocabulary, precision: str, config: Optional[ModelConfig] = None):
+        """Prefer ``Model.load``. ``config``: the manifest's, unless given (e.g. another window)."""
         self.bundle_dir = bundle_dir
-        self.manifest = manifest
-        self.config: ModelConfig = model_config(manifest)
+        self.manifest = manifest if isinstance(manifest, Manifest) else Manifest(manifest, str(bundle_dir))
+        self.config: ModelConfig = config or self.manifest.config
         self.vocab = vocab
         self.precision = precision                    # "fp32" or "int8"
         self.sessions = sessions
@@ -60,47 +61,52 @@ class Model:
     @property
     def recommended_mode(self) -> str:
         """The decoding mode the export measured as better for this model ("exact" if unsaid)."""
-        return self.manifest.get("recommended_mode") or "exact"
+        return self.manifest.recommended_mode
 
     @property
     def recommended_refill_every(self) -> int:
         """Stream decoding's refill period R the export measured as faithful enough for this model
-        (docs/bundle-format.md, "The refill rule"); R = 1 when unsaid, which is exact mode's tokens."""
-        r = self.manifest.get("recommended_refill_every")
-        return r if isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= self.config.window else 1
+        (docs/bundle-format.md, "The refill rule"), at most the window W; 1 (exact mode's tokens)
+        when the bundle does not say."""
+        return min(self.manifest.recommended_refill_every, self.config.window)
+
+    @property
+    def form(self) -> str:
+        """The prompt form the model was trained on ("chat" if the bundle does not say)."""
+        return self.manifest.form
 
     # Loading ----------------------------------------------------------------------------
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike, int8: bool = False, threads: Optional[int] = None,
-             graphs: Optional[Sequence[str]] = None) -> "Model":
+             graphs: Optional[Sequence[str]] = None, window: Optional[int] = None) -> "Model":
         """Verify the bundle (format version, every file's sha256), then open its graphs
-        (default: the ones decoding runs — step and chunk; window and step for bundles made
-        before the chunk graph)."""
+        (default: the ones decoding runs, ``Manifest.decoding_graphs``).
+
+        ``window``: characters exact mode re-reads per token (and stream mode re-reads when the
+        position table is full), instead of the bundle's; 1 to the position table's size."""
         bundle_dir = Path(bundle_dir)
         precision = INT8 if int8 else FP32
         manifest = read_manifest(bundle_dir)
-        entries = manifest.get("graphs") if isinstance(manifest.get("graphs"), dict) else {}
-        if graphs is None:
-            graphs = (GRAPH_STEP, GRAPH_CHUNK) if GRAPH_CHUNK in entries else (GRAPH_WINDOW, GRAPH_STEP)
-        graph_files = [e.get(precision) for n in graphs if isinstance(e := entries.get(n), dict)]
+        graphs = manifest.decoding_graphs if graphs is None else tuple(graphs)
+        files = {name: manifest.graph_file(name, precision) for name in graphs}
         # every file checked now; the graphs' sha256 on the very bytes handed to onnxruntime below
-        manifest = verify_bundle(bundle_dir, hashed_when_read=[f for f in graph_files if isinstance(f, str)])
-        config = model_config(manifest)
-        vocab_file = (manifest.get("vocab") or {}).get("file")
-        if vocab_file not in manifest["files"]:
-            raise BundleError(f"{bundle_dir}: manifest names no verified vocabulary file")
-        vocab = Vocabulary.from_json_file(bundle_dir / vocab_file)
+        verify_bundle(bundle_dir, hashed_when_read=[f for f in files.values() if f], manifest=manifest)
+        config = manifest.config
+        manifest.form                                 # a bad form is an error now, not mid-chat
+        if window is not None:
+            if not 1 <= window <= config.max_positions:
+                raise MofError(f"window must be between 1 and the position table's size "
+                               f"{config.max_positions}, got {window}")
+            config = dataclasses.replace(config, window=window)
+        vocab = Vocabulary.from_json_file(bundle_dir / manifest.vocab_file)
         if vocab.size != config.vocab_size:
             raise BundleError(f"{bundle_dir}: vocabulary has {vocab.size} entries, model.vocab_size "
                               f"is {config.vocab_size}")
         so = session_options(threads)
         sessions = {}
         for name in graphs:
-            entry = manifest.get("graphs", {}).get(name)
-            if not entry:
-                raise BundleError(f"{bundle_dir}: bundle has no {name!r} graph; re-export it with "
-                                  "this version of mof-export")
-            file = entry.get(precision)
+            entry = manifest.graph(name)
+            file = files[name]
             if file is None:
                 if int8:
                     raise MofError(f"{bundle_dir} has no int8 graphs; add them with: "
@@ -119,10 +125,11 @@ class Model:
             del data
             _check_io(sess, entry, f"{bundle_dir.name}/{file}")
             sessions[name] = sess
-        return cls(bundle_dir, manifest, sessions, vocab, precision)
+        return cls(bundle_dir, manifest, sessions, vocab, precision, config)
 
     # State ------------------------------------------------------------------------------
     def initial_state(self, batch: int = 1) -> State:
+        """The zero state for this model (State.zeros with its config)."""
         return State.zeros(self.config, batch)
 
     # Stream mode ------------------------------------------------------------------------

@@ -12,13 +12,14 @@ import io
 import json
 import os
 import tempfile
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from .chat import Conversation
+from .contract import GRAPH_FILES, GRAPH_STEP
 from .decoder import StreamDecoder
 from .errors import MofError
 from .generate import Generator
@@ -29,16 +30,20 @@ from .state import State
 SAVE_FORMAT = "mof-session"
 SAVE_VERSION = 1
 MAX_SAVE_BYTES = 64 * 1024 * 1024
+STATE_PREFIX = "state."          # the State's arrays (State.to_arrays) inside the saved .npz
 
 
 class ChatSession:
     def __init__(self, model: Model, sampling: SamplingConfig, mode: Optional[str] = None,
-                 form: str = "chat", refill_every: Optional[int] = None):
+                 form: Optional[str] = None, refill_every: Optional[int] = None):
+        """``mode``, ``refill_every``: stream or exact, R of the refill rule (default: the bundle's
+        recommendation); ``form``: the prompt template (chat, instruct, pretrain, raw; default:
+        the bundle's)."""
         self.model = model
         self.sampling = sampling
         self.mode = mode or model.recommended_mode
         self.refill_every = refill_every
-        self.conversation = Conversation(form)
+        self.conversation = Conversation(form or model.form)
         self.decoder: Optional[StreamDecoder] = None   # stream mode: what the model has read so far ...
         self.consumed = ""                             # ... as text
 
@@ -71,7 +76,7 @@ class ChatSession:
 
     # Saving ---------------------------------------------------------------------------
     def _identity(self) -> str:
-        return self.model.manifest["files"].get("step.onnx", {}).get("sha256", "")
+        return self.model.manifest.file_sha256(GRAPH_FILES[GRAPH_STEP])
 
     def save(self, path: str | os.PathLike) -> int:
         """Write the conversation (history, state) atomically; returns the file's size."""
@@ -82,7 +87,7 @@ class ChatSession:
                 "since_refill": 0 if self.decoder is None else self.decoder.since_refill}
         arrays = {"meta": np.array(json.dumps(meta, ensure_ascii=False))}
         if self.state is not None:
-            arrays.update({f"state.{k}": v for k, v in self.state.tensors()})
+            arrays.update(self.state.to_arrays(prefix=STATE_PREFIX))
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         data = buf.getvalue()
@@ -104,7 +109,7 @@ class ChatSession:
                 raise MofError(f"{path} is too large to be a saved conversation")
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
-                arrays = {k[len("state."):]: z[k] for k in z.files if k.startswith("state.")}
+                arrays = {k: z[k] for k in z.files if k.startswith(STATE_PREFIX)}
         except MofError:
             raise
         except FileNotFoundError:
@@ -121,11 +126,10 @@ class ChatSession:
             raise MofError(f"{path} holds a '{meta.get('form')}' conversation; pass --form {meta.get('form')}")
         state = None
         if meta.get("has_state"):
-            names = [f.name for f in fields(State)]
-            if sorted(arrays) != sorted(names):
-                raise MofError(f"{path}: saved state has fields {sorted(arrays)}")
-            state = State(**arrays)
-            state.check(self.model.config)
+            try:
+                state = State.from_arrays(arrays, self.model.config, prefix=STATE_PREFIX)
+            except MofError as e:
+                raise MofError(f"{path}: {e}") from None
         self.conversation.history = str(meta.get("history", ""))
         consumed = str(meta.get("consumed", ""))
         since = meta.get("since_refill", 0)

@@ -1,6 +1,6 @@
 """The stream decoder's recurrent state: what the step graph carries from one call to the next.
 
-Per sequence, after tokens 0..p-1 (DESIGN §3): the hidden states of the three
+Per sequence, after tokens 0..p-1 (docs/network.md, "Stream mode"): the hidden states of the three
 GRU stacks, and per transformer layer the running sums of phi(k), of v and of
 the block's pre-thought outputs. A few thousand floats — no KV cache.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, fields, replace
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 
@@ -67,13 +67,10 @@ class State:
 
     @classmethod
     def zeros(cls, config: ModelConfig, batch: int = 1) -> "State":
+        """The state before anything is read (the one zero-state constructor; Model.initial_state
+        calls it with the model's config)."""
         return cls(**{name: np.zeros(shape, dtype) for name, (shape, dtype) in
                       expected_layout(config, batch).items()})
-
-    @classmethod
-    def initial(cls, model, batch: int = 1) -> "State":
-        """The zero state for ``model`` (a Model or a ModelConfig): nothing read yet."""
-        return cls.zeros(getattr(model, "config", model), batch)
 
     @property
     def batch(self) -> int:
@@ -95,21 +92,36 @@ class State:
         for f in fields(self):
             yield f.name, getattr(self, f.name)
 
+    # Saving: one layout, an .npz of the fields by name (State.to_bytes; a saved conversation
+    # stores the same arrays under the prefix "state.") --------------------------------------
+    def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        return {prefix + name: a for name, a in self.tensors()}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], config: ModelConfig,
+                    prefix: str = "") -> "State":
+        """The state saved by ``to_arrays``, checked against ``config`` (MofError if it does not fit)."""
+        names = [f.name for f in fields(cls)]
+        got = sorted(k[len(prefix):] for k in arrays if k.startswith(prefix))
+        if got != sorted(names):
+            raise MofError(f"saved state has fields {got}, expected {sorted(names)}")
+        state = cls(**{n: np.asarray(arrays[prefix + n]) for n in names})
+        state.check(config)
+        return state
+
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        np.savez(buf, **dict(self.tensors()))
+        np.savez(buf, **self.to_arrays())
         return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes, config: ModelConfig) -> "State":
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                arrays = {f.name: z[f.name] for f in fields(cls)}
+                arrays = {k: z[k] for k in z.files}
         except Exception as e:   # np.load raises many types on junk (EOFError, BadZipFile, ...)
             raise MofError(f"not a saved mof state: {type(e).__name__}: {e}") from None
-        state = cls(**arrays)
-        state.check(config)
-        return state
+        return cls.from_arrays(arrays, config)
 
     def with_updates(self, **changes) -> "State":
         return replace(self, **changes)

@@ -35,19 +35,19 @@ def check_token_list(obj: object, source: str) -> list[str]:
     return list(obj)
 
 
-def read_limited(path: Path, limit: int = MAX_VOCAB_FILE_BYTES) -> str:
-    """Read a UTF-8 text file, refusing files larger than ``limit`` bytes."""
+def read_limited(path: Path, limit: int = MAX_VOCAB_FILE_BYTES, what: str = "vocabulary") -> str:
+    """Read a UTF-8 text file, refusing files larger than ``limit`` bytes; errors call it ``what``."""
     try:
         size = path.stat().st_size
         if size > limit:
-            raise MofError(f"{path}: vocabulary file is {size} bytes (limit {limit})")
+            raise MofError(f"{path}: {what} file is {size} bytes (limit {limit})")
         data = path.read_bytes()
     except OSError as e:
-        raise MofError(f"cannot read vocabulary {path}: {e.strerror or e}") from None
+        raise MofError(f"cannot read {what} {path}: {e.strerror or e}") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise MofError(f"{path}: vocabulary is not UTF-8 ({e.reason} at byte {e.start})") from None
+        raise MofError(f"{path}: {what} is not UTF-8 ({e.reason} at byte {e.start})") from None
 
 
 @dataclass(frozen=True)

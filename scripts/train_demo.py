@@ -6,14 +6,16 @@ Data: the Debian package fortunes-zh (fetched with `apt-get download fortunes-zh
 unpacked with dpkg-deb; ANSI colour codes and the `%` separators are stripped). Every
 20th entry is held out (written next to the checkpoint as heldout.txt) for perplexity.
 The network is xiaothink's own T6 code (mof.export.keras_model), trained with the usual
-next-character loss at every position; the result is an ordinary TF checkpoint plus
-vocab.txt in xiaothink's format — what a user of xiaothink would have.
+next-character loss at every position (the pieces of mof.export.synthetic's trainer: vocabulary,
+training windows, loss and optimizer, checkpoint writing); the result is an ordinary TF
+checkpoint plus vocab.txt in xiaothink's format — what a user of xiaothink would have.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import re
 import subprocess
 import sys
@@ -25,7 +27,6 @@ import numpy as np
 
 FILES = ("tang300", "song100", "chinese")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-UNKNOWN = "\u25a9"
 
 
 def fetch_fortunes(workdir: Path) -> dict[str, str]:
@@ -54,6 +55,7 @@ def main() -> int:
 
     from mof.export._tf import import_tf
     from mof.export.keras_model import build_keras_model
+    from mof.export.synthetic import char_vocab, compile_next_char, next_char_windows, save_checkpoint
     from mof.runtime.config import ModelConfig
     tf = import_tf()
     tf.keras.utils.set_random_seed(args.seed)
@@ -65,7 +67,7 @@ def main() -> int:
     held = [e for i, e in enumerate(entries) if i % 20 == 7]
     train_text = "\n\n".join(train) + "\n"
     counts = collections.Counter(train_text)
-    vocab = [UNKNOWN] + sorted(c for c, n in counts.items() if n >= args.min_count and c != UNKNOWN)
+    vocab = char_vocab(c for c, n in counts.items() if n >= args.min_count)
     index = {c: i for i, c in enumerate(vocab)}
     ids = np.array([index.get(c, 0) for c in train_text], np.int32)
     print(f"{len(entries)} entries, {len(train_text)} training characters, "
@@ -79,16 +81,13 @@ def main() -> int:
     total_guess = int(args.minutes * 60 / 0.24)     # ~0.24 s per step on 2 cores; the budget decides
     schedule = tf.keras.optimizers.schedules.CosineDecay(2e-3, decay_steps=max(total_guess, 1000),
                                                          alpha=0.1)
-    model.compile(optimizer=tf.keras.optimizers.Adam(schedule),
-                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    compile_next_char(model, schedule)
     rng = np.random.default_rng(args.seed)
 
     def batches():
         while True:
-            s = rng.integers(0, len(ids) - args.seq_len - 1, size=args.batch)
-            x = np.stack([ids[i:i + args.seq_len] for i in s])
-            y = np.stack([ids[i + 1:i + args.seq_len + 1] for i in s])
-            yield x, y
+            yield next_char_windows(ids, rng.integers(0, len(ids) - args.seq_len - 1, size=args.batch),
+                                    args.seq_len)
 
     deadline = time.monotonic() + args.minutes * 60
 
@@ -101,13 +100,11 @@ def main() -> int:
 
     model.fit(batches(), steps_per_epoch=steps_per_epoch, epochs=10_000, verbose=0,
               callbacks=[Budget()])
-    args.out.mkdir(parents=True, exist_ok=True)
     clean = build_keras_model(config)          # no optimizer slots in the shipped checkpoint
     clean.set_weights(model.get_weights())
-    clean.save_weights(str(args.out / "ckpt"))
-    (args.out / "vocab.txt").write_text(repr(vocab), encoding="utf-8")
+    save_checkpoint(clean, args.out, vocab)
     (args.out / "heldout.txt").write_text("\n\n".join(held)[:20000] + "\n", encoding="utf-8")
-    (args.out / "config.json").write_text(str(config.to_dict()).replace("'", '"') + "\n")
+    (args.out / "config.json").write_text(json.dumps(config.to_dict()) + "\n", encoding="utf-8")
     print(f"wrote {args.out}", flush=True)
     return 0
 

@@ -1,5 +1,7 @@
-"""Shared fixtures. TF-backed tests carry the ``tf`` marker (run ``pytest -m "not tf"`` without the
-[export] extra); tiny checkpoints are built here with xiaothink's own code — nothing is downloaded."""
+"""Shared fixtures. TF-backed tests carry the ``tf`` marker: ``pytest -m "not tf"`` runs the rest with
+the runtime and the [test] extra alone (no TensorFlow, no onnx), on the demo bundle shipped in the
+package. Tiny checkpoints for the ``tf`` tests are built here with xiaothink's own code — nothing is
+downloaded."""
 
 from __future__ import annotations
 
@@ -22,6 +24,33 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tf" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def demo_bundle() -> Path:
+    """The demo bundle shipped in the package (fp32 and int8 graphs): a real bundle without TensorFlow."""
+    from mof.runtime import DEFAULT_BUNDLE
+    return DEFAULT_BUNDLE
+
+
+@pytest.fixture(scope="session")
+def fp32_bundle(tmp_path_factory) -> Path:
+    """A copy of the demo bundle without its int8 graphs (what mof-export writes without --int8)."""
+    import json
+    import shutil
+    from mof.runtime import DEFAULT_BUNDLE
+    out = tmp_path_factory.mktemp("fp32") / "demo-fp32.mof"
+    shutil.copytree(DEFAULT_BUNDLE, out)
+    m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    for graph in m["graphs"].values():
+        name = graph.pop("int8", None)
+        if name:
+            del m["files"][name]
+            (out / name).unlink()
+    for key in ("quantization", "accuracy"):
+        m.pop(key, None)
+    (out / "manifest.json").write_text(json.dumps(m, ensure_ascii=False, indent=2), encoding="utf-8")
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -162,6 +162,7 @@ def test_stop_keeps_what_was_said_and_new_conversation_forgets(root):
 
 
 def test_screenshot_is_not_blank(root, tmp_path):
+    pytest.importorskip("PIL", reason="the screenshot needs Pillow (the [dev] extra)")
     from PIL import Image, ImageGrab, ImageStat
     win = window(root, "--int8", "--seed", "2", "--temperature", "0.5", "--max-tokens", "48")
     for message in ("《静夜思》床前明月光，", "春眠不觉晓，"):

@@ -1,5 +1,7 @@
 """Exported graphs compute what the trained TF model computes, for every T6 shape we can think of."""
 
+import zlib
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -34,7 +36,7 @@ def _export(prefix, out, cfg, **kw):
 @pytest.mark.parametrize("shape", list(SHAPES), ids=list(SHAPES))
 def test_bundle_matches_tensorflow(shape, ckpt_factory, tmp_path):
     cfg = tiny_config(**SHAPES[shape])
-    prefix = ckpt_factory(cfg, seed=hash(shape) % 1000)
+    prefix = ckpt_factory(cfg, seed=zlib.crc32(shape.encode()) % 1000)   # the same weights in every run
     out = _export(prefix, tmp_path / "b.mof", cfg)
     manifest = verify_bundle(out)
     assert model_config(manifest) == cfg

@@ -1,4 +1,4 @@
-"""The step graph against its oracles (DESIGN §3): TensorFlow when L = 0, the numpy stream definition when L >= 1."""
+"""The step graph against its oracles (docs/network.md): TensorFlow when L = 0, the numpy stream definition when L >= 1."""
 
 import numpy as np
 import onnxruntime as ort
@@ -37,12 +37,12 @@ def test_no_transformer_layers_equals_tensorflow_after_prefill_and_every_step(ck
     restore(tf_model, prefix, list_variables(prefix))
     step = Step(cfg, prefix)
     ids = np.random.default_rng(0).integers(0, cfg.vocab_size, size=(2, 40), dtype=np.int32)
-    state, worst = State.initial(cfg, 2), 0.0
+    state, worst = State.zeros(cfg, 2), 0.0
     for T in range(1, 41):                                  # one token at a time
         logits, state = step(ids[:, T - 1:T], state)
         worst = max(worst, float(np.abs(logits - tf_model(ids[:, :T], training=False).numpy()[:, -1]).max()))
     for T in (1, 17, 40):                                   # whole prefixes at once
-        logits, _ = step(ids[:, :T], State.initial(cfg, 2))
+        logits, _ = step(ids[:, :T], State.zeros(cfg, 2))
         worst = max(worst, float(np.abs(logits - tf_model(ids[:, :T], training=False).numpy()[:, -1]).max()))
     print(f"L=0 step vs TensorFlow, T=1..40: max |Δlogit| {worst:.2e}")
     assert worst <= 1e-4
@@ -55,11 +55,11 @@ def test_step_graph_equals_the_numpy_stream_definition(ckpt_factory, layers, hea
     step = Step(cfg, prefix)
     ids = np.random.default_rng(1).integers(0, cfg.vocab_size, size=(2, 30), dtype=np.int32)
     ref = oracle.stream_forward(oracle.load_weights(prefix, cfg), cfg, ids)     # [2, 30, V]
-    state, worst = State.initial(cfg, 2), 0.0
+    state, worst = State.zeros(cfg, 2), 0.0
     for T in range(1, 31):
         logits, state = step(ids[:, T - 1:T], state)
         worst = max(worst, float(np.abs(logits - ref[:, T - 1]).max()))
-    logits, _ = step(ids, State.initial(cfg, 2))
+    logits, _ = step(ids, State.zeros(cfg, 2))
     worst = max(worst, float(np.abs(logits - ref[:, -1]).max()))
     print(f"L={layers} step vs numpy stream oracle, T=1..30: max |Δlogit| {worst:.2e}")
     assert worst <= 1e-4

@@ -3,9 +3,10 @@
 import shutil
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
+
+onnx = pytest.importorskip("onnx")      # a runtime-only install has no onnx: skip, not a collection error
 
 from mof.export.pipeline import ExportOptions, export_checkpoint
 from mof.export.progress import Progress
@@ -32,7 +33,7 @@ def _feeds(cfg, sess, ids, seed=None):
     names = {i.name for i in sess.get_inputs()}
     feeds = {"input_ids": ids}
     if "position" in names:
-        st = State.initial(cfg, ids.shape[0])
+        st = State.zeros(cfg, ids.shape[0])
         feeds.update(position=st.position + (0 if seed is None else 5), **st.feeds(cfg))
         if seed is not None:
             rng = np.random.default_rng(seed)
@@ -49,7 +50,8 @@ def test_gru_rewrite_is_the_same_function(tiny_bundle):
         model = onnx.load(str(tiny_bundle / f"{name}.onnx"))
         assert any(n.op_type == "GRU" for n in model.graph.node)
         rewritten, count = gru_to_matmuls(model)
-        assert count == (4 if name == "window" else 4) and not any(n.op_type == "GRU" for n in rewritten.graph.node)
+        assert count == 2 + m.config.rnn_layers       # embedding, router and RNN-expert GRUs
+        assert not any(n.op_type == "GRU" for n in rewritten.graph.node)
         a = ort.InferenceSession(str(tiny_bundle / f"{name}.onnx"))
         b = ort.InferenceSession(rewritten.SerializeToString())
         # 9 tokens: first step + 8 Loop iterations; 1 token: no iteration; the step graph from a carried state too

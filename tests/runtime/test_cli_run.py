@@ -1,16 +1,21 @@
 """mof-run as a user meets it: --prompt, piped chat, [CLEAN], saved conversations, bad flags."""
 
 import io
+import json
+import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 from mof.runtime import Model, SamplingConfig
-from mof.runtime.cli import main
+from mof.runtime.cli import build_parser, main
+from mof.runtime.cli_common import sampling_from_args
+from mof.runtime.errors import BundleError, MofError
 from mof.runtime.session import ChatSession
 
-pytestmark = pytest.mark.tf       # uses the tiny bundle exported in the test session
+
 
 
 def _run(args, stdin=""):
@@ -19,8 +24,8 @@ def _run(args, stdin=""):
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def test_prompt_streams_the_continuation_and_a_summary(tiny_bundle):
-    args = ["--model", tiny_bundle, "--prompt", "一丁", "--max-tokens", "15", "--seed", "4",
+def test_prompt_streams_the_continuation_and_a_summary(demo_bundle):
+    args = ["--model", demo_bundle, "--prompt", "床前明月光，", "--max-tokens", "15", "--seed", "4",
             "--mode", "stream", "--temperature", "1.0"]
     code, out, err = _run(args)
     assert code == 0, err
@@ -28,13 +33,13 @@ def test_prompt_streams_the_continuation_and_a_summary(tiny_bundle):
     assert "15 tokens" in err and "mode stream" in err and "fp32" in err
     assert _run(args)[1] == out                          # same seed, same text
     from mof.runtime import Generator
-    gen = Generator(Model.load(tiny_bundle), "一丁", SamplingConfig(temperature=1.0, top_p=0.8,
+    gen = Generator(Model.load(demo_bundle), "床前明月光，", SamplingConfig(temperature=1.0, top_p=0.8,
                     repetition_penalty=1.2, max_tokens=15, seed=4), mode="stream")
     assert "".join(gen) + "\n" == out                     # the flags map onto the runtime's config
 
 
-def test_piped_chat_one_line_per_turn_and_clean(tiny_bundle):
-    code, out, err = _run(["--model", tiny_bundle, "--max-tokens", "8", "--seed", "1"],
+def test_piped_chat_one_line_per_turn_and_clean(demo_bundle):
+    code, out, err = _run(["--model", demo_bundle, "--max-tokens", "8", "--seed", "1"],
                           stdin="你好\n[CLEAN]\n再见\n")
     assert code == 0, err
     assert len(out.splitlines()) == 2          # newlines inside a reply are written as \\n
@@ -54,23 +59,23 @@ def test_invalid_values_are_one_line_usage_errors(flag, value, words, capsys):
     assert words in err and "Traceback" not in err
 
 
-def test_missing_bundle_and_missing_int8(tiny_bundle, tmp_path, capsys):
+def test_missing_bundle_and_missing_int8(fp32_bundle, tmp_path, capsys):
     assert main(["--model", str(tmp_path / "nope"), "--prompt", "x"]) == 1
-    assert main(["--model", str(tiny_bundle), "--int8", "--prompt", "x"]) == 1
+    assert main(["--model", str(fp32_bundle), "--int8", "--prompt", "x"]) == 1
     err = capsys.readouterr().err
     assert "is not a directory" in err and "mof-quantize" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("mode", ["stream", "exact"])
-def test_saved_conversation_continues_exactly(tiny_bundle, tmp_path, mode):
+def test_saved_conversation_continues_exactly(demo_bundle, tmp_path, mode):
     saved = tmp_path / "chat.npz"
-    common = ["--model", tiny_bundle, "--max-tokens", "6", "--seed", "2", "--mode", mode,
-              "--temperature", "1.0"]
+    common = ["--model", demo_bundle, "--max-tokens", "6", "--seed", "2", "--mode", mode,
+              "--temperature", "1.0", "--form", "chat"]
     assert _run([*common, "--save-state", saved], stdin="第一句\n")[0] == 0
     code, out2, err = _run([*common, "--load-state", saved], stdin="第二句\n")
     assert code == 0, err
-    session = ChatSession(Model.load(tiny_bundle), SamplingConfig(temperature=1.0, top_p=0.8,
-                          repetition_penalty=1.2, max_tokens=6, seed=2), mode)
+    session = ChatSession(Model.load(demo_bundle), SamplingConfig(temperature=1.0, top_p=0.8,
+                          repetition_penalty=1.2, max_tokens=6, seed=2), mode, form="chat")
     for text in ("第一句", "第二句"):
         gen = session.turn(text)
         reply = "".join(gen)
@@ -79,7 +84,7 @@ def test_saved_conversation_continues_exactly(tiny_bundle, tmp_path, mode):
     assert saved.stat().st_size < 8192
 
 
-def test_ctrl_c_stops_the_reply_and_keeps_the_history(tiny_bundle, monkeypatch, capsys):
+def test_ctrl_c_stops_the_reply_and_keeps_the_history(demo_bundle, monkeypatch, capsys):
     import mof.runtime.cli as cli
     real = cli._stream_out
     calls = []
@@ -93,18 +98,111 @@ def test_ctrl_c_stops_the_reply_and_keeps_the_history(tiny_bundle, monkeypatch, 
 
     monkeypatch.setattr(cli, "_stream_out", interrupted_once)
     monkeypatch.setattr(sys, "stdin", io.StringIO("你好\n再来\n"))
-    assert main(["--model", str(tiny_bundle), "--max-tokens", "5", "--seed", "0"]) == 0
+    assert main(["--model", str(demo_bundle), "--max-tokens", "5", "--seed", "0"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == " [stopped]" and len(out) == 2
 
 
-def test_bad_saved_state(tiny_bundle, tmp_path, capsys):
+def test_bad_saved_state(demo_bundle, tmp_path, capsys):
     bad = tmp_path / "x.npz"
     bad.write_bytes(b"not a zip")
     monkeypatch_stdin = io.StringIO("")
     sys_stdin, sys.stdin = sys.stdin, monkeypatch_stdin
     try:
-        assert main(["--model", str(tiny_bundle), "--load-state", str(bad)]) == 1
+        assert main(["--model", str(demo_bundle), "--form", "chat", "--load-state", str(bad)]) == 1
     finally:
         sys.stdin = sys_stdin
     assert "not a saved mof conversation" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["stream", "exact"])
+def test_prompt_continues_a_saved_conversation(demo_bundle, tmp_path, mode):
+    """--prompt is one turn: with --load-state it is the saved conversation's next turn."""
+    saved = tmp_path / "chat.npz"
+    common = ["--model", demo_bundle, "--max-tokens", "6", "--seed", "2", "--mode", mode,
+              "--temperature", "1.0", "--form", "chat"]
+    assert _run([*common, "--prompt", "第一句", "--save-state", saved])[0] == 0
+    code, out, err = _run([*common, "--prompt", "第二句", "--load-state", saved, "--save-state", saved])
+    assert code == 0, err
+    session = ChatSession(Model.load(demo_bundle), SamplingConfig(temperature=1.0, max_tokens=6, seed=2),
+                          mode, form="chat")
+    for text in ("第一句", "第二句"):
+        gen = session.turn(text)
+        reply = "".join(gen)
+        session.finish(gen)
+    assert out == reply + "\n"
+    fresh = ChatSession(Model.load(demo_bundle), session.sampling, mode, form="chat")
+    fresh.load(saved)                                   # saved again after the second turn
+    assert fresh.conversation.history == session.conversation.history
+
+
+def test_prompt_with_a_bad_saved_state_is_refused(demo_bundle, tmp_path):
+    bad = tmp_path / "x.npz"
+    bad.write_bytes(os.urandom(3000))
+    code, out, err = _run(["--model", demo_bundle, "--form", "chat", "--prompt", "x", "--load-state", bad])
+    assert code == 1 and out == ""
+    assert "not a saved mof conversation" in err and len(err.strip().splitlines()) == 2
+
+
+def test_the_raw_form_has_no_conversation_to_save(demo_bundle, tmp_path, capsys):
+    for flag in ("--load-state", "--save-state"):
+        assert main(["--model", str(demo_bundle), "--prompt", "x", flag, str(tmp_path / "s.npz")]) == 1
+        assert "raw form keeps no history" in capsys.readouterr().err
+    assert not (tmp_path / "s.npz").exists()
+
+
+def test_the_demo_answers_in_its_own_form_from_the_first_reply(demo_bundle):
+    """No --form: the bundle's (raw for the demo), so the first reply is Chinese text, not template noise."""
+    code, out, err = _run(["--int8", "--seed", "0", "--max-tokens", "24"], stdin="床前明月光，\n")
+    assert code == 0, err
+    assert "raw form" in err
+    reply = out.rstrip("\n").replace("\\n", "\n")
+    assert len(reply) == 24
+    assert sum("\u4e00" <= c <= "\u9fff" for c in reply) >= len(reply) / 2, reply   # poem-ish, e.g.
+    assert not any(c.isascii() and c.isalpha() for c in reply), reply     # 正是春风月照眼。\n -- 李煜《虞美人
+    code, out, err = _run(["--int8", "--seed", "0", "--max-tokens", "24", "--form", "chat"],
+                          stdin="床前明月光，\n")
+    assert any(c.isascii() and c.isalpha() for c in out), out  # the chat template gets noise: ;\n "hyfp0" "$"…
+
+
+def test_a_bundle_without_a_form_is_chat_and_a_bad_form_is_refused(fp32_bundle, tmp_path):
+    copy = tmp_path / "b.mof"
+    shutil.copytree(fp32_bundle, copy)
+    m = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
+    m.pop("form")
+    (copy / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+    assert Model.load(copy).form == "chat"            # made before mof-export --form
+    m["form"] = "poem"
+    (copy / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+    with pytest.raises(BundleError, match="form 'poem'"):
+        Model.load(copy)
+
+
+def test_sampling_defaults_are_samplingconfigs():
+    assert sampling_from_args(build_parser().parse_args([])) == SamplingConfig()
+    args = build_parser().parse_args(["--temperature", "0", "--ban", "ab", "--ban", "c", "--stop", "。"])
+    assert sampling_from_args(args) == SamplingConfig(temperature=0.0, ban=("a", "b", "c"), stop=("。",))
+
+
+def test_window_is_the_models_own_not_a_change_to_a_loaded_one(demo_bundle, capsys):
+    base = Model.load(demo_bundle)
+    narrow = Model.load(demo_bundle, window=16)
+    assert narrow.config.window == 16 and base.config.window == 64
+    assert narrow.manifest.config.window == 64        # the bundle's own figure is untouched
+    ids = list(range(1, 40))
+    assert (narrow.exact_logits(ids) == base.exact_logits(ids[-16:])).all()
+    with pytest.raises(MofError, match="position table"):
+        Model.load(demo_bundle, window=513)
+    assert main(["--window", "513", "--prompt", "x"]) == 1
+    assert "window must be between 1 and" in capsys.readouterr().err
+
+
+def test_chinese_text_through_pipes_without_a_utf8_locale(demo_bundle):
+    """As on Windows, where a pipe gets the ANSI code page: stdin and stdout are read and written as UTF-8."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONIOENCODING"))}
+    env.update(LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
+    proc = subprocess.run([sys.executable, "-m", "mof.runtime.cli", "--seed", "0", "--max-tokens", "8"],
+                          input="床前明月光，\n".encode("utf-8"), capture_output=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")
+    out = proc.stdout.decode("utf-8")
+    assert len(out.rstrip("\n")) >= 8 and any("\u4e00" <= c <= "\u9fff" for c in out)

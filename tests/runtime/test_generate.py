@@ -1,4 +1,5 @@
-"""Generation: exact mode reproduces xiaothink's own loop token for token; stream mode is deterministic."""
+"""Generation: exact mode reproduces xiaothink's own loop token for token (``tf``: on a tiny checkpoint);
+stream mode is deterministic, stops and refills (on the demo bundle)."""
 
 import numpy as np
 import pytest
@@ -7,18 +8,24 @@ from mof.runtime import Generator, Model, SamplingConfig
 from mof.runtime.errors import MofError
 from mof.runtime.generate import _holdback
 
-pytestmark = pytest.mark.tf
+
+@pytest.fixture(scope="module")
+def model(demo_bundle):
+    return Model.load(demo_bundle, threads=1)
 
 
 @pytest.fixture(scope="module")
-def model(tiny_bundle):
+def tiny_model(tiny_bundle):
+    """The tiny checkpoint's export, next to its TensorFlow model (tiny_tf_model)."""
     return Model.load(tiny_bundle, threads=1)
 
 
+@pytest.mark.tf
 @pytest.mark.parametrize("seed, temperature, top_p, penalty", [
     (0, 0.68, 0.8, 1.2), (1, 1.0, 1.0, 1.0), (2, 0.32, 0.95, 1.5)])
-def test_exact_mode_reproduces_xiaothinks_generate_loop(model, tiny_tf_model, seed, temperature,
+def test_exact_mode_reproduces_xiaothinks_generate_loop(tiny_model, tiny_tf_model, seed, temperature,
                                                         top_p, penalty):
+    model = tiny_model
     from xiaothink.llm.inference import test as xt
     tokens = list(model.vocab.tokens)
     vocabdata = [{c: i for i, c in enumerate(tokens)}, np.array(tokens)]
@@ -39,9 +46,9 @@ def test_exact_mode_reproduces_xiaothinks_generate_loop(model, tiny_tf_model, se
 @pytest.mark.parametrize("mode", ["stream", "exact"])
 def test_same_seed_same_text_different_seed_different_text(model, mode):
     cfg = dict(temperature=1.0, top_p=1.0, max_tokens=30)
-    a = "".join(Generator(model, "一丁", SamplingConfig(seed=3, **cfg), mode=mode))
-    b = "".join(Generator(model, "一丁", SamplingConfig(seed=3, **cfg), mode=mode))
-    c = "".join(Generator(model, "一丁", SamplingConfig(seed=4, **cfg), mode=mode))
+    a = "".join(Generator(model, "春眠", SamplingConfig(seed=3, **cfg), mode=mode))
+    b = "".join(Generator(model, "春眠", SamplingConfig(seed=3, **cfg), mode=mode))
+    c = "".join(Generator(model, "春眠", SamplingConfig(seed=4, **cfg), mode=mode))
     assert a == b and len(a) == 30 and a != c
 
 
@@ -99,10 +106,10 @@ def test_plain_stream_refills_only_at_the_end_of_the_position_table(model):
 
 def test_stop_strings_are_cut_and_never_leak_while_streaming(model):
     sp = SamplingConfig(temperature=0, repetition_penalty=1.0, max_tokens=30)
-    free = "".join(Generator(model, "一丁", sp))
+    free = "".join(Generator(model, "床前", sp))
     stop = free[8:10]
     first = free.find(stop)
-    pieces = list(Generator(model, "一丁", SamplingConfig(temperature=0, repetition_penalty=1.0,
+    pieces = list(Generator(model, "床前", SamplingConfig(temperature=0, repetition_penalty=1.0,
                                                          max_tokens=30, stop=(stop, "never")), ))
     out = "".join(pieces)
     assert out == free[:first]
@@ -122,9 +129,11 @@ def test_errors(model):
         Generator(model, "a", mode="fast")
 
 
+@pytest.mark.tf
 @pytest.mark.parametrize("prompt", ["一丁", "AB一丁七万丈三上下不与丐丑专且丕世"], ids=["shorter-than-W", "longer-than-W"])
-def test_greedy_exact_mode_equals_the_tensorflow_argmax_loop(model, tiny_tf_model, prompt):
+def test_greedy_exact_mode_equals_the_tensorflow_argmax_loop(tiny_model, tiny_tf_model, prompt):
     """The reference's loop with greedy choice: model(ids[-W:])[:, -1].argmax(), repeated, in TF."""
+    model = tiny_model
     W = model.config.window
     assert (len(prompt) < W) == (prompt == "一丁")
     ids = model.vocab.encode(prompt)

@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import MofError
+from mof.runtime.errors import MofError
 
 PROG = "mof-bench"
 SCHEMA_VERSION = 1
@@ -47,29 +46,67 @@ def read_bandwidth_gbs(mb: int = 512, repeats: int = 5, threads: int = 0) -> flo
     return best
 
 
-def machine_info() -> dict:
-    cpu = platform.processor() or ""
+def cpu_name() -> str:
+    """The CPU's model name: /proc/cpuinfo on Linux, sysctl on macOS, platform.processor() else."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    if sys.platform == "darwin":
+        try:
+            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                                 text=True, timeout=5).stdout.strip()
+            if out:
+                return out
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or ""
+
+
+def machine_info() -> dict:
     import onnxruntime as ort
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
             "onnxruntime": ort.__version__, "numpy": np.__version__, "platform": platform.platform()}
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM; unlike ru_maxrss it is not inherited across exec)."""
+    """This process's peak resident memory in MB: VmHWM on Linux (unlike ru_maxrss it is not
+    inherited across exec), ru_maxrss on macOS (bytes there), the peak working set on Windows."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if sys.platform == "win32":
+        return _peak_working_set_mb()
+    import resource                                   # POSIX only
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def _peak_working_set_mb() -> float:
+    """GetProcessMemoryInfo's PeakWorkingSetSize (Windows); NaN if it cannot be read."""
+    import ctypes
+    from ctypes import wintypes
+
+    class Counters(ctypes.Structure):
+        _fields_ = [("cb", wintypes.DWORD), ("PageFaultCount", wintypes.DWORD),
+                    ("PeakWorkingSetSize", ctypes.c_size_t), ("WorkingSetSize", ctypes.c_size_t),
+                    ("QuotaPeakPagedPoolUsage", ctypes.c_size_t), ("QuotaPagedPoolUsage", ctypes.c_size_t),
+                    ("QuotaPeakNonPagedPoolUsage", ctypes.c_size_t),
+                    ("QuotaNonPagedPoolUsage", ctypes.c_size_t), ("PagefileUsage", ctypes.c_size_t),
+                    ("PeakPagefileUsage", ctypes.c_size_t)]
+    try:
+        counters = Counters(cb=ctypes.sizeof(Counters))
+        process = ctypes.windll.kernel32.GetCurrentProcess()
+        if ctypes.windll.psapi.GetProcessMemoryInfo(process, ctypes.byref(counters), counters.cb):
+            return counters.PeakWorkingSetSize / 2**20
+    except (AttributeError, OSError):
+        pass
+    return float("nan")
 
 
 # --- what a graph reads per token ---------------------------------------------------------
@@ -104,8 +141,8 @@ def weight_bytes_per_token(path: Path) -> int:
 # --- worker ----------------------------------------------------------------------------------
 def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequence[int],
             decode_tokens: int, threads: Optional[int], warmup: int) -> dict:
-    from .model import Model
-    from .sampling import Sampler, SamplingConfig
+    from mof.runtime.model import Model
+    from mof.runtime.sampling import Sampler, SamplingConfig
     t = time.perf_counter()
     model = Model.load(bundle, int8=precision == "int8", threads=threads)
     load_s = time.perf_counter() - t
@@ -174,10 +211,9 @@ def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequenc
 def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], lengths: Sequence[int],
               decode_tokens: int, threads: Optional[int], warmup: int = 4,
               log=lambda m: print(m, file=sys.stderr, flush=True)) -> dict:
-    from .bundle import verify_bundle
+    from mof.runtime.bundle import verify_bundle
     manifest = verify_bundle(bundle)
-    graphs = manifest["graphs"]
-    have = [p for p in precisions if all(p in graphs.get(g, {}) for g in ("window", "step"))]
+    have = [p for p in precisions if manifest.has_precision(p)]
     missing = sorted(set(precisions) - set(have))
     if missing:
         log(f"{PROG}: {bundle.name} has no {', '.join(missing)} graphs (add int8 with mof-quantize); skipped")
@@ -189,10 +225,10 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
     for precision in have:
         for mode in modes:
             graph = "step" if mode == "stream" else "window"
-            wb = weight_bytes_per_token(bundle / graphs[graph][precision])
+            wb = weight_bytes_per_token(bundle / manifest.graph_file(graph, precision))
             floor[f"{mode}/{precision}"] = {"weight_bytes_per_token": wb, "floor_ms": wb / (bw * 1e9) * 1e3}
         log(f"{PROG}: {precision}: {', '.join(modes)} …")
-        cmd = [sys.executable, "-m", "mof.runtime.bench", "--_worker", str(bundle), precision,
+        cmd = [sys.executable, "-m", "mof.bench.cli", "--_worker", str(bundle), precision,
                ",".join(modes), ",".join(map(str, lengths)), str(decode_tokens), str(threads or 0),
                str(warmup)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -201,7 +237,8 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
         for r in json.loads(proc.stdout)["results"]:
             f = floor[f"{r['mode']}/{precision}"]
             r["floor_multiple"] = r["decode_ms_p50"] / f["floor_ms"] if f["floor_ms"] else float("nan")
-            r["graph_bytes"] = (bundle / graphs["step" if r["mode"] == "stream" else "window"][precision]).stat().st_size
+            r["graph_bytes"] = (bundle / manifest.graph_file("step" if r["mode"] == "stream" else "window",
+                                                             precision)).stat().st_size
             results.append(r)
     return {"schema_version": SCHEMA_VERSION, "bundle": str(bundle),
             "model": manifest["model"], "threads": threads, "decode_tokens": decode_tokens,
@@ -262,7 +299,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       int(n), int(threads) or None, int(warmup))
         print(json.dumps(res))
         return 0
-    from .bundle_default import DEFAULT_BUNDLE
+    from mof.runtime.bundle_default import DEFAULT_BUNDLE
+    from mof.runtime.cli_common import utf8_stdio
+    utf8_stdio()
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("bundle", nargs="?", type=Path, default=DEFAULT_BUNDLE,
                    help="bundle directory (default: the shipped demo model)")

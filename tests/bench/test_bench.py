@@ -1,0 +1,42 @@
+"""mof-bench produces the documented JSON schema and a plot, without TensorFlow (on the demo bundle)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def bench_run(fp32_bundle, tmp_path_factory):
+    """mof-bench run once on the demo bundle without int8 graphs: (process, report)."""
+    out = tmp_path_factory.mktemp("bench") / "b.json"
+    proc = subprocess.run([sys.executable, "-m", "mof.bench.cli", str(fp32_bundle),
+                           "--decode-tokens", "8", "--prompt-lengths", "4,16", "--json", str(out),
+                           "--precisions", "fp32,int8"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc, json.loads(out.read_text())
+
+
+def test_bench_json_schema(bench_run):
+    proc, report = bench_run
+    assert "no int8 graphs" in proc.stderr          # this bundle has none: said, skipped
+    assert {"results", "machine", "floor"} <= set(report)
+    assert report["machine"]["read_bandwidth_gbs"] > 0
+    modes = {(r["mode"], r["precision"]) for r in report["results"]}
+    assert modes == {("stream", "fp32"), ("exact", "fp32")}
+    for r in report["results"]:
+        for key in ("decode_tokens_per_s", "decode_ms_p50", "decode_ms_p95", "prefill_tokens_per_s",
+                    "ttft_s", "peak_rss_mb", "load_s", "floor_multiple"):
+            assert r[key] > 0, key
+        assert r["decode_ms_p95"] >= r["decode_ms_p50"]
+    assert "p50 ms" in proc.stdout
+
+
+def test_bench_plot(bench_run, tmp_path):
+    pytest.importorskip("matplotlib")                # --plot needs it; the runtime does not
+    from mof.bench.cli import plot
+    png = tmp_path / "b.png"
+    plot(bench_run[1], png)
+    assert png.stat().st_size > 1000
