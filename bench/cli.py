@@ -139,63 +139,61 @@ def weight_bytes_per_token(path: Path) -> int:
 
 
 # --- worker ----------------------------------------------------------------------------------
+MODES = ("stream", "plain", "exact")   # stream: the refill rule at R; plain: steps only (mof 0.1)
+
+
+def _decoder(model, mode: str, refill_every: Optional[int]):
+    from mof.runtime.decoder import PLAIN, ExactDecoder, StreamDecoder
+    if mode == "exact":
+        return ExactDecoder(model)
+    return StreamDecoder(model, PLAIN if mode == "plain" else refill_every)
+
+
 def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequence[int],
-            decode_tokens: int, threads: Optional[int], warmup: int) -> dict:
+            decode_tokens: int, threads: Optional[int], warmup: int,
+            refill_every: Optional[int] = None) -> dict:
     from mof.runtime.model import Model
     from mof.runtime.sampling import Sampler, SamplingConfig
     t = time.perf_counter()
     model = Model.load(bundle, int8=precision == "int8", threads=threads)
     load_s = time.perf_counter() - t
     cfg = model.config
+    R = refill_every or model.recommended_refill_every
     rng = np.random.default_rng(0)
     sampler = Sampler(SamplingConfig(seed=0), model.vocab)
     out = []
     for mode in modes:
         ids = rng.integers(0, cfg.vocab_size, size=max(lengths) + decode_tokens + warmup + 8,
                            dtype=np.int32)
-        # warm-up
         for _ in range(warmup):
-            if mode == "stream":
-                model.prefill(ids[None, :16])
-            else:
-                model.exact_logits(ids[None, :cfg.window])
+            _decoder(model, mode, R).feed(ids[:16])
         prefill = {}
-        for L in lengths:
-            if mode == "stream" and L > cfg.max_positions:
+        for L in lengths:          # a fresh decoder reads the prompt: TTFT includes the first sample
+            if mode == "plain" and L > cfg.max_positions:
                 continue
             t = time.perf_counter()
-            if mode == "stream":
-                logits, _ = model.prefill(ids[None, :L])
-            else:
-                logits = model.exact_logits(ids[None, :L])       # reads only the last W
-            sampler.sample(logits[0], ids[:L][-cfg.window:])
+            logits = _decoder(model, mode, R).feed(ids[:L])     # stream/exact read the last K/W only
+            sampler.sample(logits, ids[:L][-cfg.window:])
             dt = time.perf_counter() - t
             prefill[str(L)] = {"ttft_s": dt, "tokens_per_s": L / dt}
         P = min(128, max(lengths))
         text = ids[:P].tolist()
-        state = None
-        if mode == "stream":
-            logits, state = model.prefill(ids[None, :P])
-        else:
-            logits = model.exact_logits(ids[None, :P])
+        dec = _decoder(model, mode, R)
+        logits = dec.feed(text)
         times = []
         for _ in range(decode_tokens):
             t = time.perf_counter()
-            tok = sampler.sample(logits[0], text[-cfg.window:])
+            tok = sampler.sample(logits, text[-cfg.window:])
             text.append(tok)
-            if mode == "stream":
-                if int(state.position[0]) + 1 > cfg.max_positions:
-                    logits, state = model.prefill(np.asarray([text[-cfg.window:]], np.int32))
-                else:
-                    logits, state = model.step(np.array([tok]), state)
-            else:
-                logits = model.exact_logits(np.asarray([text[-cfg.window:]], np.int32))
+            logits = dec.feed([tok])
             times.append(time.perf_counter() - t)
         ms = np.array(times) * 1e3
         head = "128" if "128" in prefill else max(prefill, key=int, default=None)   # headline prompt
         out.append({
             "mode": mode, "precision": precision,
+            "refill_every": dec.refill_every if mode != "plain" else None,
             "decode_ms_p50": float(np.percentile(ms, 50)), "decode_ms_p95": float(np.percentile(ms, 95)),
+            "decode_ms_mean": float(ms.mean()),
             "decode_tokens_per_s": float(1e3 / ms.mean()),
             "prefill": prefill,
             "prompt_length": int(head) if head else None,
@@ -207,10 +205,24 @@ def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequenc
     return {"results": out}
 
 
+def _mode_bytes(manifest, bundle: Path, mode: str, precision: str, R: int) -> tuple[int, int]:
+    """(weight bytes read per token, graph file bytes) of a mode: plain reads the step graph's
+    weights per token; stream also one chunk pass per R tokens; exact a chunk pass per token
+    (the window graph for bundles made before the chunk graph)."""
+    chunk = "chunk" if manifest.graph_file("chunk", precision) else "window"
+    step_file, chunk_file = (bundle / manifest.graph_file(g, precision) for g in ("step", chunk))
+    if mode == "exact":
+        return weight_bytes_per_token(chunk_file), chunk_file.stat().st_size
+    wb = weight_bytes_per_token(step_file)
+    if mode == "plain":
+        return wb, step_file.stat().st_size
+    return int(wb + weight_bytes_per_token(chunk_file) / R), step_file.stat().st_size + chunk_file.stat().st_size
+
+
 # --- driver ----------------------------------------------------------------------------------
 def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], lengths: Sequence[int],
               decode_tokens: int, threads: Optional[int], warmup: int = 4,
-              log=lambda m: print(m, file=sys.stderr, flush=True)) -> dict:
+              log=lambda m: print(m, file=sys.stderr, flush=True), refill_every: Optional[int] = None) -> dict:
     from mof.runtime.bundle import verify_bundle
     manifest = verify_bundle(bundle)
     have = [p for p in precisions if manifest.has_precision(p)]
@@ -221,24 +233,23 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
         raise MofError(f"{bundle} has none of the requested precisions")
     log(f"{PROG}: measuring memory read bandwidth …")
     bw = read_bandwidth_gbs()
-    results, floor = [], {}
+    R = refill_every or min(manifest.recommended_refill_every, manifest.config.window)
+    results, floor, sizes = [], {}, {}
     for precision in have:
         for mode in modes:
-            graph = "step" if mode == "stream" else "window"
-            wb = weight_bytes_per_token(bundle / manifest.graph_file(graph, precision))
+            wb, sizes[mode, precision] = _mode_bytes(manifest, bundle, mode, precision, R)
             floor[f"{mode}/{precision}"] = {"weight_bytes_per_token": wb, "floor_ms": wb / (bw * 1e9) * 1e3}
-        log(f"{PROG}: {precision}: {', '.join(modes)} …")
+        log(f"{PROG}: {precision}: {', '.join(modes)} (stream refills every {R}) …")
         cmd = [sys.executable, "-m", "mof.bench.cli", "--_worker", str(bundle), precision,
                ",".join(modes), ",".join(map(str, lengths)), str(decode_tokens), str(threads or 0),
-               str(warmup)]
+               str(warmup), str(R)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise MofError(f"benchmark worker failed: {proc.stderr.strip().splitlines()[-1:]}")
         for r in json.loads(proc.stdout)["results"]:
             f = floor[f"{r['mode']}/{precision}"]
-            r["floor_multiple"] = r["decode_ms_p50"] / f["floor_ms"] if f["floor_ms"] else float("nan")
-            r["graph_bytes"] = (bundle / manifest.graph_file("step" if r["mode"] == "stream" else "window",
-                                                             precision)).stat().st_size
+            r["floor_multiple"] = r["decode_ms_mean"] / f["floor_ms"] if f["floor_ms"] else float("nan")
+            r["graph_bytes"] = sizes[r["mode"], precision]
             results.append(r)
     return {"schema_version": SCHEMA_VERSION, "bundle": str(bundle),
             "model": manifest["model"], "threads": threads, "decode_tokens": decode_tokens,
@@ -249,16 +260,17 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
 
 
 def format_table(report: dict) -> str:
-    lines = [f"{'mode':<7}{'prec':<6}{'load s':>7}{'TTFT s':>10}{'prefill tok/s':>14}"
-             f"{'p50 ms':>8}{'p95 ms':>8}{'tok/s':>8}{'x floor':>8}{'RSS MB':>8}{'graph MB':>9}"]
+    lines = [f"{'mode':<13}{'prec':<6}{'load s':>7}{'TTFT s':>10}{'prefill tok/s':>14}"
+             f"{'p50 ms':>8}{'p95 ms':>8}{'mean ms':>8}{'tok/s':>8}{'x floor':>8}{'RSS MB':>8}{'graph MB':>9}"]
     for r in report["results"]:
-        lines.append(f"{r['mode']:<7}{r['precision']:<6}{r['load_s']:>7.2f}{r['ttft_s']:>10.3f}"
+        label = f"{r['mode']} R={r['refill_every']}" if r["mode"] == "stream" else r["mode"]
+        lines.append(f"{label:<13}{r['precision']:<6}{r['load_s']:>7.2f}{r['ttft_s']:>10.3f}"
                      f"{r['prefill_tokens_per_s']:>14.0f}{r['decode_ms_p50']:>8.2f}{r['decode_ms_p95']:>8.2f}"
-                     f"{r['decode_tokens_per_s']:>8.1f}{r['floor_multiple']:>8.1f}{r['peak_rss_mb']:>8.0f}"
-                     f"{r['graph_bytes'] / 1e6:>9.1f}")
+                     f"{r['decode_ms_mean']:>8.2f}{r['decode_tokens_per_s']:>8.1f}{r['floor_multiple']:>8.1f}"
+                     f"{r['peak_rss_mb']:>8.0f}{r['graph_bytes'] / 1e6:>9.1f}")
     m = report["machine"]
     lines.append(f"memory read bandwidth {m['read_bandwidth_gbs']:.1f} GB/s; floor = weight bytes "
-                 f"read per token / bandwidth")
+                 f"read per token (stream: a step + a chunk pass per R tokens) / bandwidth")
     return "\n".join(lines)
 
 
@@ -294,9 +306,9 @@ def plot(report: dict, path: Path) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--_worker"]:
-        b, prec, modes, lengths, n, threads, warmup = argv[1:8]
+        b, prec, modes, lengths, n, threads, warmup, refill = argv[1:9]
         res = _worker(Path(b), prec, modes.split(","), [int(x) for x in lengths.split(",")],
-                      int(n), int(threads) or None, int(warmup))
+                      int(n), int(threads) or None, int(warmup), int(refill))
         print(json.dumps(res))
         return 0
     from mof.runtime.bundle_default import DEFAULT_BUNDLE
@@ -306,7 +318,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("bundle", nargs="?", type=Path, default=DEFAULT_BUNDLE,
                    help="bundle directory (default: the shipped demo model)")
     p.add_argument("--precisions", default="fp32,int8", help="comma list (default fp32,int8)")
-    p.add_argument("--modes", default="stream,exact", help="comma list (default stream,exact)")
+    p.add_argument("--modes", default="stream,exact",
+                   help="comma list of stream (the refill rule), plain (stream without refills, for "
+                        "comparison) and exact (default stream,exact)")
+    p.add_argument("--refill-every", type=int, metavar="R",
+                   help="stream mode's refill period (default: the bundle's recommendation)")
     p.add_argument("--prompt-lengths", default="16,128,512", help="comma list (default 16,128,512)")
     p.add_argument("--decode-tokens", type=int, default=128, help="tokens decoded per run (default 128)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's)")
@@ -316,13 +332,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         lengths = [int(x) for x in args.prompt_lengths.split(",")]
         modes = args.modes.split(",")
-        if any(m not in ("stream", "exact") for m in modes) or min(lengths) < 1 or args.decode_tokens < 1:
+        if any(m not in MODES for m in modes) or min(lengths) < 1 or args.decode_tokens < 1 \
+                or (args.refill_every is not None and args.refill_every < 1):
             raise ValueError
     except ValueError:
-        p.error("--modes takes stream/exact, --prompt-lengths positive integers, --decode-tokens >= 1")
+        p.error("--modes takes stream/plain/exact, --prompt-lengths positive integers, "
+                "--decode-tokens and --refill-every integers >= 1")
     try:
         report = benchmark(args.bundle, args.precisions.split(","), modes, lengths,
-                           args.decode_tokens, args.threads)
+                           args.decode_tokens, args.threads, refill_every=args.refill_every)
     except MofError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
