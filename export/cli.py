@@ -22,11 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Export a Xiaothink T6 (MoF) TensorFlow checkpoint to an ONNX bundle: "
-                    "manifest.json, vocab.json, full.onnx, window.onnx (exact decoding) and "
-                    "step.onnx (stream decoding), with --int8 also window.int8.onnx and "
-                    "step.int8.onnx. full.onnx and window.onnx are converted with tf2onnx, "
-                    "step.onnx is written from the weights; all are checked (against TensorFlow "
-                    "and an independent numpy network) before anything is written.",
+                    "manifest.json, vocab.json, full.onnx and window.onnx (for analysis), "
+                    "step.onnx (stream decoding's step) and chunk.onnx (exact decoding and "
+                    "stream refills), with --int8 also step.int8.onnx and chunk.int8.onnx. "
+                    "full.onnx and window.onnx are converted with tf2onnx, step.onnx and "
+                    "chunk.onnx are written from the weights; all are checked (against "
+                    "TensorFlow and an independent numpy network) before anything is written, "
+                    "then the stream refill policies are measured against exact decoding.",
         epilog="Sizes the checkpoint's shapes fix (vocabulary, widths, layer counts, position "
                "table) are read from it; --model-type supplies heads and the transformer window "
                "and cross-checks the rest. Example: mof-export ckpt_dir/ --model-type t6_beta_dense")

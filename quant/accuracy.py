@@ -1,8 +1,9 @@
 """Accuracy of one decoding against another on real text: agreement, KL, perplexity.
 
-Used at every export (stream vs exact, fp32) and at quantization (int8 vs fp32).
-Position p's logits predict token p+1; exact mode re-reads the last W tokens
-for every position, stream mode carries its recurrent state.
+Used at every export (the stream policies vs exact, quant/policies.py) and at
+quantization (int8 vs fp32, quant/report.py). Position p's logits predict token p+1;
+exact mode re-reads the last W tokens for every position, stream mode carries its
+recurrent state and refills by the decoder's rule.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import numpy as np
 
 from mof.runtime.decoder import StreamDecoder
 from mof.runtime.model import Model
-
-STREAM_PPL_MARGIN = 0.05      # recommend stream when its perplexity is within +5 % of exact's
 
 
 def exact_logits(model: Model, ids: np.ndarray, batch: int = 16) -> np.ndarray:
@@ -72,34 +71,3 @@ def compare(ref: np.ndarray, other: np.ndarray) -> dict:
         "max_abs_diff": float(diff.max()),
         "mean_abs_diff": float(diff.mean()),
     }
-
-
-def stream_vs_exact(model: Model, text: str, max_tokens: int = 256, source: str = "built-in",
-                    log: Optional[Callable[[str], None]] = None) -> dict:
-    """Measure the stream decoder against exact decoding on ``text``; recommend a mode."""
-    ids = np.asarray(model.vocab.encode(text[: max_tokens + 1]), np.int32)
-    unknown = float(np.mean([c not in model.vocab.ids for c in text[: max_tokens + 1]]))
-    exact = exact_logits(model, ids[:-1])
-    stream = stream_logits(model, ids[:-1])
-    targets = ids[1:]
-    ppl_exact, ppl_stream = perplexity(exact, targets), perplexity(stream, targets)
-    change = ppl_stream / ppl_exact - 1
-    report = {
-        "text": source,
-        "tokens": int(len(targets)),
-        "unknown_char_fraction": unknown,
-        "exact_perplexity": ppl_exact,
-        "stream_perplexity": ppl_stream,
-        "perplexity_change": change,
-        "stream_vs_exact": compare(exact, stream),
-        "recommended_mode": "stream" if change <= STREAM_PPL_MARGIN else "exact",
-        "rule": f"stream when its perplexity is within +{STREAM_PPL_MARGIN:.0%} of exact's",
-    }
-    if log:
-        s = report["stream_vs_exact"]
-        log(f"      stream vs exact on {len(targets)} tokens of {source} text: top-1 agreement "
-            f"{s['top1_agreement']:.1%}, exact top-1 in stream top-5 {s['top5_contains_top1']:.1%}, "
-            f"mean KL {s['mean_kl']:.3g}")
-        log(f"      perplexity exact {ppl_exact:.2f}, stream {ppl_stream:.2f} ({change:+.1%}) "
-            f"-> recommended mode: {report['recommended_mode']}")
-    return report
