@@ -51,7 +51,7 @@ def test_the_window_state_is_not_the_causal_state(ckpt_factory):
     chunk = ort.InferenceSession(build_chunk_graph(cfg, get).SerializeToString())
     step = ort.InferenceSession(build_step_graph(cfg, get).SerializeToString())
     ids = np.random.default_rng(0).integers(0, cfg.vocab_size, size=(1, 5), dtype=np.int32)
-    zero = State.initial(cfg, 1)
+    zero = State.zeros(cfg, 1)
     a = run(chunk, {INPUT_IDS: ids})
     b = run(step, {INPUT_IDS: ids, POSITION: zero.position, **zero.feeds(cfg)})
     # GRU states are causal in both; the layer-2 sums are not
