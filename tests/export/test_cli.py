@@ -34,10 +34,11 @@ def test_export_force_and_progress_in_a_real_process(tiny_ckpt, tmp_path, run_cl
     for stage in ("locate", "build", "restore", "convert", "validate", "write"):
         assert f"{stage} done in" in stderr
     manifest = verify_bundle(out)
-    cases = len(manifest["validation"]["cases"]) + len(manifest["validation"]["step"]["cases"])
-    assert len(manifest["validation"]["cases"]) == 2 * 2 * 6        # graphs x batches x lengths
+    v = manifest["validation"]
+    cases = len(v["cases"]) + len(v["step"]["cases"]) + len(v["chunk"]["cases"])
+    assert len(v["cases"]) == 3 * 2 * 6        # graphs (full, window, chunk) x batches x lengths
     assert stderr.count("✓") == cases and "✗" not in stderr
-    assert "recommended mode" in stderr
+    assert "recommended: " in stderr and "stream policies vs exact" in stderr
     assert "oneDNN" not in stderr and "cuda" not in stderr.lower()
     before = manifest["files"]
 
