@@ -117,3 +117,23 @@ def test_read_only_output_folder(tmp_path, monkeypatch):
     with pytest.raises(MofError, match="is not writable"):
         _write(tmp_path / "b")
     assert not (tmp_path / "b").exists()
+
+
+def test_the_manifest_records_the_form_and_the_accessor_reads_it(tmp_path):
+    from mof.export.cli import build_parser
+    from mof.runtime.manifest import Manifest, make_manifest
+    from mof.runtime.config import ModelConfig
+    cfg = ModelConfig(60, 16, 24, 8, 2, 2, 4, 32, 64, 6, 12)
+    made = lambda **kw: make_manifest(cfg, model_type=None, vocab={}, validation={}, producer={},
+                                      source={}, **kw)
+    assert made()["form"] == "chat" and made(form="raw")["form"] == "raw"
+    with pytest.raises(BundleError, match="form must be one of"):
+        made(form="poem")
+    m = Manifest(made(form="raw"), where="x.mof")
+    assert (m.form, m.config, m.recommended_mode) == ("raw", cfg, "exact")
+    assert m.graph_file("step", "fp32") == "step.onnx" and m.graph_file("step", "int8") is None
+    assert m.has_precision("fp32") and not m.has_precision("int8")
+    with pytest.raises(BundleError, match="x.mof: bundle has no 'nonexistent' graph"):
+        m.graph("nonexistent")
+    assert build_parser().parse_args(["ckpt"]).form == "chat"          # mof-export's default
+    assert build_parser().parse_args(["ckpt", "--form", "raw"]).form == "raw"

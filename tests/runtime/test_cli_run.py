@@ -18,6 +18,17 @@ from mof.runtime.session import ChatSession
 
 
 
+def _main(args, capsys, stdin=""):
+    """mof-run in this process (cheaper than a fresh one): (exit code, stdout, stderr)."""
+    sys_stdin, sys.stdin = sys.stdin, io.StringIO(stdin)
+    try:
+        code = main([str(a) for a in args])
+    finally:
+        sys.stdin = sys_stdin
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def _run(args, stdin=""):
     proc = subprocess.run([sys.executable, "-m", "mof.runtime.cli", *map(str, args)], input=stdin,
                           capture_output=True, text=True, timeout=120)
@@ -116,13 +127,14 @@ def test_bad_saved_state(demo_bundle, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("mode", ["stream", "exact"])
-def test_prompt_continues_a_saved_conversation(demo_bundle, tmp_path, mode):
+def test_prompt_continues_a_saved_conversation(demo_bundle, tmp_path, mode, capsys):
     """--prompt is one turn: with --load-state it is the saved conversation's next turn."""
     saved = tmp_path / "chat.npz"
     common = ["--model", demo_bundle, "--max-tokens", "6", "--seed", "2", "--mode", mode,
               "--temperature", "1.0", "--form", "chat"]
-    assert _run([*common, "--prompt", "第一句", "--save-state", saved])[0] == 0
-    code, out, err = _run([*common, "--prompt", "第二句", "--load-state", saved, "--save-state", saved])
+    assert _main([*common, "--prompt", "第一句", "--save-state", saved], capsys)[0] == 0
+    code, out, err = _main([*common, "--prompt", "第二句", "--load-state", saved, "--save-state", saved],
+                           capsys)
     assert code == 0, err
     session = ChatSession(Model.load(demo_bundle), SamplingConfig(temperature=1.0, max_tokens=6, seed=2),
                           mode, form="chat")
@@ -136,10 +148,11 @@ def test_prompt_continues_a_saved_conversation(demo_bundle, tmp_path, mode):
     assert fresh.conversation.history == session.conversation.history
 
 
-def test_prompt_with_a_bad_saved_state_is_refused(demo_bundle, tmp_path):
+def test_prompt_with_a_bad_saved_state_is_refused(demo_bundle, tmp_path, capsys):
     bad = tmp_path / "x.npz"
     bad.write_bytes(os.urandom(3000))
-    code, out, err = _run(["--model", demo_bundle, "--form", "chat", "--prompt", "x", "--load-state", bad])
+    code, out, err = _main(["--model", demo_bundle, "--form", "chat", "--prompt", "x", "--load-state", bad],
+                           capsys)
     assert code == 1 and out == ""
     assert "not a saved mof conversation" in err and len(err.strip().splitlines()) == 2
 
@@ -151,17 +164,17 @@ def test_the_raw_form_has_no_conversation_to_save(demo_bundle, tmp_path, capsys)
     assert not (tmp_path / "s.npz").exists()
 
 
-def test_the_demo_answers_in_its_own_form_from_the_first_reply(demo_bundle):
+def test_the_demo_answers_in_its_own_form_from_the_first_reply(demo_bundle, capsys):
     """No --form: the bundle's (raw for the demo), so the first reply is Chinese text, not template noise."""
-    code, out, err = _run(["--int8", "--seed", "0", "--max-tokens", "24"], stdin="床前明月光，\n")
+    code, out, err = _main(["--int8", "--seed", "0", "--max-tokens", "24"], capsys, stdin="床前明月光，\n")
     assert code == 0, err
     assert "raw form" in err
     reply = out.rstrip("\n").replace("\\n", "\n")
     assert len(reply) == 24
     assert sum("\u4e00" <= c <= "\u9fff" for c in reply) >= len(reply) / 2, reply   # poem-ish, e.g.
     assert not any(c.isascii() and c.isalpha() for c in reply), reply     # 正是春风月照眼。\n -- 李煜《虞美人
-    code, out, err = _run(["--int8", "--seed", "0", "--max-tokens", "24", "--form", "chat"],
-                          stdin="床前明月光，\n")
+    code, out, err = _main(["--int8", "--seed", "0", "--max-tokens", "24", "--form", "chat"], capsys,
+                           stdin="床前明月光，\n")
     assert any(c.isascii() and c.isalpha() for c in out), out  # the chat template gets noise: ;\n "hyfp0" "$"…
 
 
