@@ -75,7 +75,8 @@ def test_no_large_float_weight_left(size, ckpt_factory, tmp_path):
         assert large_float_initializers(int8, limit) == []
         assert not any(n.op_type == "GRU" for n in int8.graph.node)
     assert manifest["quantization"]["weights"].startswith("int8")
-    assert isinstance(manifest["quantization"]["reduce_range"], bool)
+    assert manifest["quantization"]["name"] == "rowwise-u8u8" and "reduce_range" not in manifest["quantization"]
+    assert manifest["accuracy"]["measured_on"]["cpu"]["machine"]
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +112,12 @@ def test_int8_meets_the_gates_on_a_trained_model(trained_bundle, tmp_path, capsy
     assert m["recommended_mode"] in ("stream", "exact")
     text = "".join(Generator(Model.load(copy, int8=True), "床前", SamplingConfig(seed=0, max_tokens=20)))
     assert len(text) == 20
+    # re-measured on this machine in one command: the same table (same text, same graphs, same CPU)
+    capsys.readouterr()
+    assert quantize_main(["--check", str(copy), "--eval-tokens", "400"]) == 0
+    out = capsys.readouterr().out
+    assert "measured on:" in out and "recorded in the manifest" in out and "another text" not in out
+    assert f"{acc['exact']['top1_agreement']:.1%}" in out
 
 
 def test_mof_quantize_is_atomic_and_gated(trained_bundle, tmp_path, capsys, monkeypatch):
