@@ -3,11 +3,11 @@
 Every MatMul whose weight B [K, N] is a float initializer (in the graph or, for the GRU Loop
 bodies, in an enclosing one) becomes
 
-    s   = max(max|x| over the last axis, tiny) / 127          # one scale per row, [..., 1]
-    x_q = round(x / s) + 128                                   # uint8 in [1, 255]
-    y   = float(MatMulInteger(x_q, W_q, 128, 128)) * s * w_s   # W_q = round(W / w_s) + 128
+    x_scale = ReduceMax(Abs(x), last axis) * (1/127)                      # one scale per row
+    x_u8    = QuantizeLinear(x / x_scale, 1.0, 128)                       # uint8 in [1, 255]
+    y       = DequantizeLinear(MatMulInteger(x_u8, W_u8, 128, 128), w_scale, axis=-1) * x_scale
 
-with W_q uint8 in [1, 255] and w_s = max|W[:, n]| / 127, one scale per output column. Gather
+with W_u8 = round(W / w_scale) + 128 in [1, 255], w_scale = max|W[:, n]| / 127, one per output column. Gather
 tables (token and position embeddings) keep one int8 row and one scale per entry.
 
 Why no CPU can compute anything else: both MatMulInteger operands are uint8, so onnxruntime's
@@ -119,9 +119,8 @@ def quantize_rowwise(model, min_elements: int = 1):
                     walk(a.g, scope)
                 for g in a.graphs:
                     walk(g, scope)
-            init = scope.get(node.input[1]) if node.op_type in ("MatMul", "Gather") and len(node.input) > 1 else None
-            if node.op_type == "Gather" and init is None:
-                init = scope.get(node.input[0])
+            if node.op_type == "Gather":
+                init = scope.get(node.input[0])                 # the table; indices may be constant too
                 axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
                 if (init is not None and init.data_type in floats and len(init.dims) == 2 and axis == 0
                         and int(np.prod(init.dims)) >= min_elements):
@@ -134,7 +133,8 @@ def quantize_rowwise(model, min_elements: int = 1):
                     continue
                 new_nodes.append(node)
                 continue
-            if (node.op_type != "MatMul" or init is None or init.data_type not in floats
+            init = scope.get(node.input[1]) if node.op_type == "MatMul" else None
+            if (init is None or init.data_type not in floats
                     or len(init.dims) != 2 or int(np.prod(init.dims)) < min_elements):
                 new_nodes.append(node)
                 continue
