@@ -14,23 +14,22 @@ from mof.runtime.model import Model, session_options
 from mof.runtime.vocab import Vocabulary
 
 from .calibration import load_calibration_text
-from .int8 import activation_scheme, quantize_model
+from .int8 import cpu_features, quantize_model, scheme
 from .report import int8_report, print_report
 
 
 def make_int8(fp32_blobs: dict[str, bytes], manifest: dict, vocab: Vocabulary, *,
               calibration_text: Optional[Path], eval_tokens: int, allow_degraded: bool,
               log: Callable[[str], None]) -> tuple[dict[str, bytes], dict]:
-    """Quantize the graphs decoding runs (INT8_FILES). Returns (int8 blobs, manifest additions)."""
+    """Quantize every graph of INT8_FILES the same way. Returns (int8 blobs, manifest additions)."""
     import onnx
     import onnxruntime as ort
 
-    scheme = activation_scheme()
-    log(f"      weights int8 per channel; activations uint8 dynamic; reduce_range="
-        f"{scheme['reduce_range']} ({scheme['reason']})")
+    log("      weights int8 per output channel; activations uint8 with one scale per row; "
+        "uint8 x uint8 products (exact on every x86 CPU)")
     blobs = {}
     for name in INT8_FILES:
-        q = quantize_model(onnx.load_from_string(fp32_blobs[name]), scheme["reduce_range"])
+        q = quantize_model(onnx.load_from_string(fp32_blobs[name]))
         blobs[name] = q.SerializeToString()
         log(f"      {INT8_FILES[name]}: {len(blobs[name]) / 1e6:.1f} MB "
             f"(fp32 {len(fp32_blobs[name]) / 1e6:.1f} MB)")
@@ -43,6 +42,7 @@ def make_int8(fp32_blobs: dict[str, bytes], manifest: dict, vocab: Vocabulary, *
     text = load_calibration_text(calibration_text)
     source = calibration_text.name if calibration_text else "built-in"
     report = int8_report(models[FP32], models[INT8], text, eval_tokens, source)
+    report["measured_on"] = measured_on()
     print_report(report, log)
     fp32_bytes = sum(len(fp32_blobs[n]) for n in INT8_FILES)
     int8_bytes = sum(len(blobs[n]) for n in INT8_FILES)
@@ -57,7 +57,36 @@ def make_int8(fp32_blobs: dict[str, bytes], manifest: dict, vocab: Vocabulary, *
         if not allow_degraded:
             raise MofError(msg + "; nothing written (use --allow-degraded to keep it anyway)")
         log(f"      WARNING: {msg}; kept because of --allow-degraded")
-    return blobs, {"quantization": scheme, "accuracy": report}
+    return blobs, {"quantization": scheme(), "accuracy": report}
+
+
+def measured_on() -> dict:
+    """The machine an accuracy report was measured on: CPU model, the SIMD flags that choose
+    onnxruntime's int8 kernels, onnxruntime's version."""
+    import onnxruntime as ort
+    return {"cpu": cpu_features(), "onnxruntime": ort.__version__}
+
+
+def int8_accuracy(bundle_dir: Path, text: Optional[str] = None, eval_tokens: Optional[int] = None,
+                  source: Optional[str] = None, threads: Optional[int] = None) -> dict:
+    """Measure a bundle's int8 graphs against its fp32 graphs on this machine (exact and stream
+    mode). ``text`` defaults to the built-in sample, ``eval_tokens`` to what the manifest's report
+    used. Returns the same table as the manifest's ``accuracy`` section (with ``measured_on`` this
+    machine), plus ``recorded``: the manifest's own figures and where they were measured."""
+    bundle_dir = Path(bundle_dir)
+    fp32 = Model.load(bundle_dir, threads=threads)
+    int8 = Model.load(bundle_dir, int8=True, threads=threads)
+    recorded = fp32.manifest.get("accuracy") or {}
+    if eval_tokens is None:
+        eval_tokens = int(recorded.get("tokens") or 256)
+    if text is None:
+        text, source = load_calibration_text(None), "built-in"
+    report = int8_report(fp32, int8, text, eval_tokens, source or "given")
+    report["measured_on"] = measured_on()
+    report["recorded"] = {k: recorded.get(k) for k in ("text", "tokens", "exact", "stream", "measured_on")
+                          if k in recorded}
+    report["quantization"] = fp32.manifest.get("quantization")
+    return report
 
 
 def time_policies_int8(manifest: dict, blobs: dict[str, bytes], vocab: Vocabulary, text: str,

@@ -17,32 +17,44 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     utf8_stdio()
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Add int8 variants of a bundle's window and step graphs (every large weight "
-                    "int8, GRUs included), measure them against fp32 on real text, and record the "
-                    "report in the manifest. The bundle is replaced atomically.",
+        description="Add int8 variants of a bundle's graphs (every large weight int8, GRUs "
+                    "included; activations quantized per row, uint8 x uint8 products, so the "
+                    "results do not depend on the CPU), measure them against fp32 on real text, "
+                    "and record the report in the manifest. The bundle is replaced atomically. "
+                    "With --check: measure an int8 bundle on this machine, change nothing.",
         epilog="Gates: int8 must agree with fp32's top-1 on >= 95%% of positions and raise "
                "perplexity by at most 5%%, in exact and in stream mode; otherwise nothing is "
-               "written unless --allow-degraded.")
+               "written unless --allow-degraded (--check exits 1).")
     p.add_argument("bundle", metavar="BUNDLE", type=Path, help="bundle directory made by mof-export")
     p.add_argument("--calibration-text", metavar="FILE", type=Path,
                    help="UTF-8 text to measure on (default: built-in classical Chinese sample)")
-    p.add_argument("--eval-tokens", metavar="N", type=int, default=256,
-                   help="characters of that text to measure on (default 256)")
+    p.add_argument("--eval-tokens", metavar="N", type=int, default=None,
+                   help="characters of that text to measure on (default 256; with --check: as many "
+                        "as the bundle's own report)")
+    p.add_argument("--check", action="store_true",
+                   help="re-measure the bundle's int8 graphs against fp32 on this machine and print "
+                        "the table next to the one recorded at export; the bundle is not changed")
     p.add_argument("--allow-degraded", action="store_true",
                    help="keep the int8 graphs even when they miss the accuracy gates")
     p.add_argument("--force", action="store_true", help="redo int8 graphs the bundle already has")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     args = p.parse_args(argv)
-    if args.eval_tokens < 2:
+    if args.eval_tokens is not None and args.eval_tokens < 2:
         p.error("--eval-tokens must be at least 2")
+    if args.check and (args.force or args.allow_degraded):
+        p.error("--check changes nothing: --force and --allow-degraded do not apply")
     from .bundle_int8 import quantize_bundle
 
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    if args.check:
+        return run_command(PROG, lambda: check(args, log), debug=args.debug,
+                           interrupted="interrupted", unchanged="the bundle is unchanged")
+
     def work() -> int:
         t0 = time.perf_counter()
         out = quantize_bundle(args.bundle, calibration_text=args.calibration_text,
-                              eval_tokens=args.eval_tokens, allow_degraded=args.allow_degraded,
+                              eval_tokens=args.eval_tokens or 256, allow_degraded=args.allow_degraded,
                               force=args.force, log=log)
         log(f"      done in {time.perf_counter() - t0:.1f} s")
         if not args.quiet:
@@ -51,6 +63,36 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     return run_command(PROG, work, debug=args.debug, interrupted="interrupted; the bundle is unchanged",
                        unchanged="the bundle is unchanged")
+
+def check(args, log) -> int:
+    """mof-quantize --check: the int8 accuracy table measured here, next to the recorded one."""
+    from .bundle_int8 import int8_accuracy
+    from .calibration import load_calibration_text
+    from .report import describe_machine, print_report
+    text = source = None
+    if args.calibration_text:
+        text, source = load_calibration_text(args.calibration_text), args.calibration_text.name
+    report = int8_accuracy(args.bundle, text, args.eval_tokens, source)
+    say = lambda m: print(m, flush=True)
+    print_report(report, say)
+    rec = report.get("recorded") or {}
+    if rec.get("exact") and rec.get("stream"):
+        same = rec.get("text") == report["text"] and rec.get("tokens") == report["tokens"]
+        say(f"      recorded in the manifest, on {rec.get('tokens')} tokens of {rec.get('text')} text"
+            + ("" if same else " (another text: compare with --calibration-text FILE --eval-tokens N)") + ":")
+        for mode in ("exact", "stream"):
+            r = rec[mode]
+            say(f"        {mode:<7}top-1 {r['top1_agreement']:.1%}, mean KL {r['mean_kl']:.2e}, "
+                f"perplexity {r['perplexity_change']:+.1%}")
+        where = rec.get("measured_on")
+        say(f"        measured on: {describe_machine(where) if where else 'not recorded (made before issue 18)'}")
+    if not report["passed"]:
+        log(f"{PROG}: int8 accuracy on this machine is below the gates (top-1 >= "
+            f"{report['gates']['min_top1_agreement']:.0%}, perplexity change <= "
+            f"+{report['gates']['max_perplexity_change']:.0%})")
+        return 1
+    return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,24 +1,24 @@
-"""int8 variants of a bundle's graphs: every large weight int8, activations quantized at run time.
+"""int8 variants of a bundle's graphs: every large weight int8, activations quantized per row at run time.
 
-Pipeline per graph: rewrite GRU ops as MatMuls + Loop (gru_rewrite), then onnxruntime's
-``quantize_dynamic`` — weights int8, symmetric, per output channel; MatMuls inside the
-Loop bodies included (EnableSubgraph); Gather tables (token and position embeddings)
-int8 per tensor. Activations are quantized per tensor at run time (uint8).
+Pipeline per graph (any graph of the bundle: window, step, or any other built the same way):
+rewrite GRU ops as MatMuls + Loop (gru_rewrite), then ``quantize_rowwise`` (rowwise.py) —
+weights int8 per output channel stored as uint8 with zero point 128, activations uint8 with
+one symmetric scale per row, MatMulInteger uint8 x uint8 (exact on every x86 CPU: no
+u8 x s8 16-bit saturation, whether or not the CPU has VNNI), Gather tables int8 per row.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import tempfile
 from pathlib import Path
 
 from mof.runtime.errors import MofError
 
 from .gru_rewrite import gru_to_matmuls
+from .rowwise import SCHEME, quantize_rowwise, saturation_risks
 
 LARGE_FLOAT_LIMIT = 65_536          # no float initializer above this many elements may remain
-OP_TYPES = ["MatMul", "Gather"]
+CPU_FEATURES = ("sse4_1", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
+                "avx_vnni_int8", "amx_int8")
 
 
 def cpu_flags() -> set[str]:
@@ -31,21 +31,26 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def activation_scheme(flags: set[str] | None = None) -> dict:
-    """Choose reduce_range by what this CPU does with u8×s8 products (onnxruntime's quantization docs:
-    on AVX2/AVX-512 without VNNI the u8s8 instruction can saturate; 7-bit weights avoid it)."""
-    flags = cpu_flags() if flags is None else flags
-    vnni = bool({"avx512_vnni", "avx_vnni", "amx_int8"} & flags)
-    reduce_range = not vnni
-    return {
-        "weights": "int8, symmetric, per output channel (MatMul); per tensor (Gather tables)",
-        "activations": "uint8, asymmetric, per tensor, computed at run time (dynamic quantization)",
-        "reduce_range": reduce_range,
-        "cpu_vnni": vnni,
-        "reason": ("VNNI present: full 8-bit weights do not saturate u8s8 dot products" if vnni else
-                   "no VNNI: 7-bit weights (reduce_range) so u8s8 products cannot saturate"),
-        "tool": "onnxruntime.quantization.quantize_dynamic, GRU ops rewritten as MatMuls + Loop",
-    }
+def cpu_features() -> dict:
+    """What an accuracy figure was measured on: CPU model and the SIMD flags that select
+    onnxruntime's int8 kernels (``/proc/cpuinfo``; the machine name alone on other systems)."""
+    import platform
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = cpu_flags()
+    return {"model": model or platform.processor() or platform.machine(), "machine": platform.machine(),
+            "flags": [f for f in CPU_FEATURES if f in flags]}
+
+
+def scheme() -> dict:
+    """The int8 scheme's description, as recorded in the manifest (independent of this CPU)."""
+    return dict(SCHEME)
 
 
 def large_float_initializers(model, limit: int = LARGE_FLOAT_LIMIT) -> list[tuple[str, int]]:
@@ -69,28 +74,18 @@ def large_float_initializers(model, limit: int = LARGE_FLOAT_LIMIT) -> list[tupl
     return found
 
 
-def quantize_model(model, reduce_range: bool):
-    """fp32 ModelProto -> int8 ModelProto (see module doc). Raises if a large float weight remains."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
+def quantize_model(model):
+    """fp32 ModelProto -> int8 ModelProto (see module doc). Raises if a large float weight remains
+    or if a quantized product could saturate on a CPU without VNNI."""
     model, _ = gru_to_matmuls(model)
-    with tempfile.TemporaryDirectory(prefix="mof-quant-") as tmp:
-        src, dst = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
-        onnx.save(model, src)
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)      # quantize_dynamic warns about pre-processing on root
-        try:
-            quantize_dynamic(src, dst, per_channel=True, reduce_range=reduce_range,
-                             weight_type=QuantType.QInt8, op_types_to_quantize=OP_TYPES,
-                             extra_options={"EnableSubgraph": True})
-        finally:
-            root.setLevel(level)
-        q = onnx.load(dst)
+    import onnx
+    q = onnx.shape_inference.infer_shapes(quantize_rowwise(model))   # shapes let onnxruntime fuse LayerNorms
     left = large_float_initializers(q)
     if left:
         shown = ", ".join(f"{n} ({k} elements)" for n, k in left[:3])
         raise MofError(f"int8 graph still holds {len(left)} large float weights: {shown}")
-    q.producer_name = "mof-quantize (onnxruntime quantize_dynamic)"
+    risks = saturation_risks(q)
+    if risks:
+        raise MofError(f"int8 graph could saturate on CPUs without VNNI: {risks[0]}")
+    q.producer_name = "mof-quantize (per-row int8, uint8 x uint8)"
     return q

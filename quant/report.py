@@ -46,3 +46,11 @@ def print_report(report: dict, log: Callable[[str], None]) -> None:
             f"{r['int8_perplexity']:>10.2f}{r['perplexity_change']:>+8.1%}")
     s = report["stream_vs_exact_fp32"]
     log(f"        stream vs exact (fp32): top-1 {s['top1_agreement']:.1%}, mean KL {s['mean_kl']:.3g}")
+    if report.get("measured_on"):
+        log(f"        measured on: {describe_machine(report['measured_on'])}")
+
+
+def describe_machine(measured_on: dict) -> str:
+    cpu = measured_on.get("cpu") or {}
+    flags = " ".join(cpu.get("flags") or []) or "no SIMD flags known"
+    return f"{cpu.get('model') or 'unknown CPU'} ({flags}), onnxruntime {measured_on.get('onnxruntime', '?')}"

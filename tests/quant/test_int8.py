@@ -17,6 +17,7 @@ from mof.quant.gru_rewrite import gru_to_matmuls
 from mof.quant.int8 import LARGE_FLOAT_LIMIT, large_float_initializers
 from mof.runtime import Generator, Model, SamplingConfig
 from mof.runtime.bundle import verify_bundle
+from mof.runtime.contract import INT8_FILES
 from mof.runtime.state import State
 
 pytestmark = pytest.mark.tf
@@ -46,7 +47,7 @@ def _feeds(cfg, sess, ids, seed=None):
 def test_gru_rewrite_is_the_same_function(tiny_bundle):
     m = Model.load(tiny_bundle)
     ids = np.random.default_rng(0).integers(0, 60, size=(2, 9), dtype=np.int32)
-    for name in ("window", "step"):
+    for name in ("window", "step", "chunk"):
         model = onnx.load(str(tiny_bundle / f"{name}.onnx"))
         assert any(n.op_type == "GRU" for n in model.graph.node)
         rewritten, count = gru_to_matmuls(model)
@@ -70,14 +71,15 @@ def test_no_large_float_weight_left(size, ckpt_factory, tmp_path):
                                  rnn_layers=1, ffn_dim=128, max_positions=128), LARGE_FLOAT_LIMIT
     out = _export(ckpt_factory(cfg, seed=3), tmp_path / "b.mof", cfg, int8=True, allow_degraded=True)
     manifest = verify_bundle(out)
-    for name in ("window", "step"):
+    for name in INT8_FILES:
         fp32 = onnx.load(str(out / manifest["graphs"][name]["fp32"]))
         int8 = onnx.load(str(out / manifest["graphs"][name]["int8"]))
         assert large_float_initializers(fp32, limit), "the check must see the fp32 weights"
         assert large_float_initializers(int8, limit) == []
         assert not any(n.op_type == "GRU" for n in int8.graph.node)
     assert manifest["quantization"]["weights"].startswith("int8")
-    assert isinstance(manifest["quantization"]["reduce_range"], bool)
+    assert manifest["quantization"]["name"] == "rowwise-u8u8" and "reduce_range" not in manifest["quantization"]
+    assert manifest["accuracy"]["measured_on"]["cpu"]["machine"]
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +115,12 @@ def test_int8_meets_the_gates_on_a_trained_model(trained_bundle, tmp_path, capsy
     assert m["recommended_mode"] in ("stream", "exact")
     text = "".join(Generator(Model.load(copy, int8=True), "床前", SamplingConfig(seed=0, max_tokens=20)))
     assert len(text) == 20
+    # re-measured on this machine in one command: the same table (same text, same graphs, same CPU)
+    capsys.readouterr()
+    assert quantize_main(["--check", str(copy), "--eval-tokens", "400"]) == 0
+    out = capsys.readouterr().out
+    assert "measured on:" in out and "recorded in the manifest" in out and "another text" not in out
+    assert f"{acc['exact']['top1_agreement']:.1%}" in out
 
 
 def test_mof_quantize_is_atomic_and_gated(trained_bundle, tmp_path, capsys, monkeypatch):

@@ -1,0 +1,221 @@
+"""Per-row int8 in plain ONNX: the same numbers on every x86 CPU, each row of a batch on its own.
+
+Every MatMul whose weight B [K, N] is a float initializer (in the graph or, for the GRU Loop
+bodies, in an enclosing one) becomes
+
+    x_scale = ReduceMax(Abs(x), last axis) * (1/127)                      # one scale per row
+    x_u8    = QuantizeLinear(x / x_scale, 1.0, 128)                       # uint8 in [1, 255]
+    y       = DequantizeLinear(MatMulInteger(x_u8, W_u8, 128, 128), w_scale, axis=-1) * x_scale
+
+with W_u8 = round(W / w_scale) + 128 in [1, 255], w_scale = max|W[:, n]| / 127, one per output column. Gather
+tables (token and position embeddings) keep one int8 row and one scale per entry.
+
+Why no CPU can compute anything else: both MatMulInteger operands are uint8, so onnxruntime's
+MLAS runs its U8U8 kernels, which widen both to 16 bits and multiply-add pairs with
+vpmaddwd/pmaddwd (SSE2, AVX2, AVX-512) or vpdpbuud (AVX-VNNI-INT8) — every product
+(|a-128|·|b-128| <= 127² = 16129, a pair <= 32258) and every int32 sum is exact. The u8×s8
+kernels (vpmaddubsw on AVX2 without VNNI saturates a pair of products at 32767) are never
+used. Every other step is per element or per row, so a row's result does not depend on
+which rows share its batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mof.runtime.errors import MofError
+
+SCHEME = {
+    "name": "rowwise-u8u8",
+    "weights": "int8 range [-127, 127] per output column, stored uint8 with zero point 128 (MatMul); "
+               "int8 per row (Gather tables)",
+    "activations": "uint8 with zero point 128, symmetric, one scale per row (last axis), computed at "
+                   "run time in the graph",
+    "kernel": "MatMulInteger uint8 x uint8 (MLAS U8U8: 16-bit multiply-adds, exact on every x86 CPU)",
+    "rows_independent": True,
+    "tool": "mof.quant.rowwise, GRU ops rewritten as MatMuls + Loop",
+}
+
+ZP = 128
+
+
+def _opset(model) -> int:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    return 17
+
+
+def quantize_weight(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[K, N] float -> (uint8 [K, N] = round(w / s) + 128, scale [N] float32)."""
+    amax = np.abs(w).max(axis=0).astype(np.float32)
+    scale = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
+    q = np.clip(np.rint(w / scale), -127, 127).astype(np.int16) + ZP
+    return q.astype(np.uint8), scale
+
+
+def quantize_table(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[V, E] float -> (int8 [V, E], scale [V, 1] float32): one scale per row (per token / position)."""
+    amax = np.abs(t).max(axis=1, keepdims=True).astype(np.float32)
+    scale = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
+    return np.clip(np.rint(t / scale), -127, 127).astype(np.int8), scale
+
+
+def quantize_rowwise(model, min_elements: int = 1):
+    """Rewrite ``model`` (an fp32 ModelProto whose GRUs are already MatMuls) in place; returns it."""
+    from onnx import AttributeProto, TensorProto, helper, numpy_helper
+
+    main = model.graph
+    opset = _opset(model)
+    floats = (TensorProto.FLOAT,)
+    consts = {}
+
+    def const(name, value):
+        if name not in consts:
+            main.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+            consts[name] = name
+        return name
+
+    inv127 = lambda: const("mofq/inv127", np.array(1 / 127, np.float32))
+    one = lambda: const("mofq/one", np.array(1, np.float32))
+    zp = lambda: const("mofq/zp128", np.array(ZP, np.uint8))
+    axes = lambda: const("mofq/axes_last", np.array([-1], np.int64))
+
+    done_weights: dict[str, tuple[str, str]] = {}
+    done_tables: dict[str, tuple[str, str]] = {}
+    replaced: set[str] = set()
+    counter = [0]
+
+    def uid(hint):
+        counter[0] += 1
+        return f"mofq/{hint}_{counter[0]}"
+
+    def weight(name, arr):
+        if name not in done_weights:
+            q, s = quantize_weight(arr)
+            qn, sn = name + "/u8", name + "/scale"
+            main.initializer.extend([numpy_helper.from_array(q, qn), numpy_helper.from_array(s, sn)])
+            done_weights[name] = (qn, sn)
+            replaced.add(name)
+        return done_weights[name]
+
+    def table(name, arr):
+        if name not in done_tables:
+            q, s = quantize_table(arr)
+            qn, sn = name + "/i8", name + "/row_scale"
+            main.initializer.extend([numpy_helper.from_array(q, qn), numpy_helper.from_array(s, sn)])
+            done_tables[name] = (qn, sn)
+            replaced.add(name)
+        return done_tables[name]
+
+    def walk(graph, scope: dict):
+        scope = dict(scope)
+        scope.update({t.name: t for t in graph.initializer})
+        quantized_inputs: dict[str, tuple[str, str]] = {}
+        new_nodes = []
+        for node in graph.node:
+            for a in node.attribute:                       # Loop / If / Scan bodies
+                if a.type == AttributeProto.GRAPH:
+                    walk(a.g, scope)
+                for g in a.graphs:
+                    walk(g, scope)
+            if node.op_type == "Gather":
+                init = scope.get(node.input[0])                 # the table; indices may be constant too
+                axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
+                if (init is not None and init.data_type in floats and len(init.dims) == 2 and axis == 0
+                        and int(np.prod(init.dims)) >= min_elements):
+                    qn, sn = table(init.name, numpy_helper.to_array(init))
+                    rows = helper.make_node("Gather", [qn, node.input[1]], [uid("rows_i8")], axis=0)
+                    scales = helper.make_node("Gather", [sn, node.input[1]], [uid("rows_scale")], axis=0)
+                    as_f = helper.make_node("Cast", [rows.output[0]], [uid("rows_f")], to=TensorProto.FLOAT)
+                    new_nodes += [rows, scales, as_f,
+                                  helper.make_node("Mul", [as_f.output[0], scales.output[0]], list(node.output))]
+                    continue
+                new_nodes.append(node)
+                continue
+            init = scope.get(node.input[1]) if node.op_type == "MatMul" else None
+            if (init is None or init.data_type not in floats
+                    or len(init.dims) != 2 or int(np.prod(init.dims)) < min_elements):
+                new_nodes.append(node)
+                continue
+            wq, ws = weight(init.name, numpy_helper.to_array(init))
+            x = node.input[0]
+            if x not in quantized_inputs:
+                absx, amax, scale, unit, xq = uid("abs"), uid("amax"), uid("x_scale"), uid("x_div"), uid("x_u8")
+                nodes = [helper.make_node("Abs", [x], [absx])]
+                if opset >= 18:
+                    nodes.append(helper.make_node("ReduceMax", [absx, axes()], [amax], keepdims=1))
+                else:
+                    nodes.append(helper.make_node("ReduceMax", [absx], [amax], axes=[-1], keepdims=1))
+                # x / x_scale in [-127, 127] (an IEEE division, the same whichever SIMD lane or tail
+                # loop computes it); QuantizeLinear with scale 1: round-half-even + 128, saturated to
+                # [0, 255]. An all-zero row makes 0/0 = NaN and an arbitrary x_u8, but its output is
+                # multiplied by x_scale = 0 below, so it is exactly 0 whatever the kernel made of the NaN.
+                nodes += [helper.make_node("Mul", [amax, inv127()], [scale]),
+                          helper.make_node("Div", [x, scale], [unit]),
+                          helper.make_node("QuantizeLinear", [unit, one(), zp()], [xq])]
+                new_nodes += nodes
+                quantized_inputs[x] = (xq, scale)
+            xq, scale = quantized_inputs[x]
+            acc, cols = uid("acc_i32"), uid("acc_f")
+            # acc * w_scale per column (DequantizeLinear of int32), then * x_scale per row
+            new_nodes += [helper.make_node("MatMulInteger", [xq, wq, zp(), zp()], [acc]),
+                          helper.make_node("DequantizeLinear", [acc, ws], [cols], axis=-1),
+                          helper.make_node("Mul", [cols, scale], list(node.output))]
+        del graph.node[:]
+        graph.node.extend(new_nodes)
+
+    walk(main, {})
+    used = set()
+
+    def collect(graph):
+        for n in graph.node:
+            used.update(n.input)
+            for a in n.attribute:
+                if a.type == AttributeProto.GRAPH:
+                    collect(a.g)
+                for g in a.graphs:
+                    collect(g)
+    collect(main)
+    keep = [t for t in main.initializer if t.name not in replaced or t.name in used]
+    del main.initializer[:]
+    main.initializer.extend(keep)
+    if not done_weights:
+        raise MofError("no MatMul with a constant weight found to quantize")
+    return model
+
+
+def saturation_risks(model) -> list[str]:
+    """MatMulInteger / ConvInteger / DynamicQuantizeMatMul nodes whose int8 products can saturate a
+    16-bit pair sum on x86 CPUs without VNNI (vpmaddubsw: uint8 activations x int8 weights with
+    |w| > 63, or int8 activations). Empty for graphs made by ``quantize_rowwise``."""
+    from onnx import AttributeProto, TensorProto, numpy_helper
+    risks = []
+
+    def walk(graph, scope):
+        scope = dict(scope)
+        scope.update({t.name: t for t in graph.initializer})
+        for node in graph.node:
+            for a in node.attribute:
+                if a.type == AttributeProto.GRAPH:
+                    walk(a.g, scope)
+                for g in a.graphs:
+                    walk(g, scope)
+            if node.op_type not in ("MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul",
+                                    "MatMulIntegerToFloat", "QLinearMatMul"):
+                continue
+            w = scope.get(node.input[1] if node.op_type != "QLinearMatMul" else node.input[3])
+            if w is None:
+                risks.append(f"{node.name or node.output[0]}: weight is not a constant")
+                continue
+            if w.data_type == TensorProto.UINT8 and node.op_type == "MatMulInteger":
+                continue                                   # u8 x u8: 16-bit multiply-adds, exact
+            if w.data_type == TensorProto.INT8:
+                peak = int(np.abs(numpy_helper.to_array(w).astype(np.int16)).max())
+                if peak <= 63:
+                    continue                               # 255 * 63 * 2 = 32130 < 32767
+                risks.append(f"{node.name or node.output[0]}: u8 x s8 with |w| up to {peak} (> 63)")
+                continue
+            risks.append(f"{node.name or node.output[0]}: weight type {w.data_type}")
+    walk(model.graph, {})
+    return risks
