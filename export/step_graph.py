@@ -2,7 +2,7 @@
 
     logits, state_out = step(input_ids [B, C], position [B], state)
 
-It is the causal form of what xiaothink's code computes (DESIGN §3): the three GRU
+It is the causal form of what xiaothink's code computes (docs/network.md, "Stream mode"): the three GRU
 stacks carry their hidden states; each transformer layer carries the running sums
 z = Σ phi(k), u = Σ v (the code's attention is (q·z)/(q·z+1e-6) · u, see
 README) and c = Σ o of its LN1 outputs (the thought vector uses their running

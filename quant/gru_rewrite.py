@@ -1,6 +1,6 @@
 """Rewrite ONNX GRU ops as MatMuls + a Loop, so MatMul-based int8 quantization reaches GRU weights.
 
-onnxruntime's quantizer leaves the GRU op in float (DESIGN §4): ~8 M weights of the
+onnxruntime's quantizer leaves the GRU op in float (docs/network.md, "int8"): ~8 M weights of the
 full-size model's RNN expert would stay fp32. Each GRU (forward, linear_before_reset=1,
 default activations, no sequence_lens) becomes x·W for the whole sequence, the first
 step's h·R at top level and a Loop over the remaining steps — the same cell, bit for bit
@@ -62,7 +62,7 @@ def gru_to_matmuls(model) -> tuple[object, int]:
         R = numpy_helper.to_array(inits[ins[2]])[0]                 # [3U, U]
         U = R.shape[1]
         B = (numpy_helper.to_array(inits[ins[3]])[0] if ins[3] else np.zeros(6 * U, np.float32))
-        g = GraphBuilder(f"gru2scan{k}")
+        g = GraphBuilder(f"gru2matmul{k}")
         zero = g.const([0], dtype=np.int64)
         if ins[5]:
             h0 = g.op("Squeeze", [ins[5], zero])                     # [B, U]
