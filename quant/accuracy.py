@@ -8,7 +8,7 @@ recurrent state and refills by the decoder's rule.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 

@@ -81,7 +81,6 @@ def _stream_out(gen, one_line: bool = False) -> None:
 
 
 def run(args) -> int:
-    from .errors import MofError
     from .model import Model
     from .session import ChatSession
 

@@ -20,7 +20,7 @@ from typing import Iterator, Optional, Union
 
 import numpy as np
 
-from .decoder import MODES, ExactDecoder, StreamDecoder, make_decoder
+from .decoder import MODES, ExactDecoder, StreamDecoder, make_decoder  # noqa: F401 (MODES: re-exported)
 from .errors import MofError
 from .model import Model
 from .sampling import Sampler, SamplingConfig
