@@ -10,9 +10,7 @@ each precision given. The recommendation is the cheapest refill policy (the larg
 
 from __future__ import annotations
 
-import platform
 import time
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -22,6 +20,7 @@ from mof.runtime.errors import MofError
 from mof.runtime.model import Model
 
 from .accuracy import compare, decoder_logits, exact_logits, perplexity
+from .int8 import cpu_features
 
 MAX_PPL_CHANGE = 0.03         # a recommended policy's perplexity is within +3 % of exact's ...
 MAX_MEAN_KL = 0.03            # ... and its mean KL(exact || policy) at most this
@@ -33,16 +32,6 @@ RULE = (f"the largest R with perplexity within +{MAX_PPL_CHANGE:.0%} of exact's 
 def candidate_refills(window: int) -> list[int]:
     """R in {W/2, W/4, 16, 8, 4}, kept when 2 <= R <= W/2, largest (cheapest) first."""
     return sorted({r for r in (window // 2, window // 4, 16, 8, 4) if 2 <= r <= window // 2}, reverse=True)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _timed(fn) -> tuple[np.ndarray, float]:
@@ -97,7 +86,7 @@ def policy_table(models: dict[str, Model], text: str, max_tokens: int = 256, sou
         "tokens": int(len(targets)),
         "unknown_char_fraction": unknown,
         "window": W,
-        "measured_on": {"precision": next(iter(models)), "cpu": cpu_name()},
+        "measured_on": {"precision": next(iter(models)), "cpu": cpu_features()["model"]},
         "exact_perplexity": ppl_exact,
         "policies": rows,
         "recommended_mode": "stream" if best else "exact",
