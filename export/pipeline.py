@@ -161,20 +161,19 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
         report["passed"] = True
         progress.log(f"      all {len(checked)} cases within atol {opts.atol:g}")
         source = opts.calibration_text.name if opts.calibration_text else "built-in"
-        stream = policy_table({"fp32": runtime_model}, calibration, opts.eval_tokens, source,
+        stream = policy_table(runtime_model, calibration, opts.eval_tokens, source,
                               None if opts.int8 else progress.log)
         del sessions, runtime_model
     manifest["validation"] = report
     set_stream_report(manifest, stream)
     int8_blobs = {}
     if opts.int8:
-        from mof.quant.bundle_int8 import apply_int8, make_int8, time_policies_int8
+        from mof.quant.bundle_int8 import apply_int8, make_int8
         with progress.stage("quantize", "int8 step and chunk graphs, accuracy vs fp32"):
             int8_blobs, additions = make_int8(
                 blobs, manifest, loc.vocab, calibration_text=opts.calibration_text,
                 eval_tokens=opts.eval_tokens, allow_degraded=opts.allow_degraded, log=progress.log)
             manifest = apply_int8(manifest, additions)
-            time_policies_int8(manifest, int8_blobs, loc.vocab, calibration, opts.eval_tokens, progress.log)
     with progress.stage("write", f"bundle {loc.output}"):
         with BundleWriter(loc.output, force=opts.force) as w:
             for name, blob in blobs.items():

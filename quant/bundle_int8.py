@@ -21,7 +21,9 @@ from .report import int8_report, print_report
 def make_int8(fp32_blobs: dict[str, bytes], manifest: dict, vocab: Vocabulary, *,
               calibration_text: Optional[Path], eval_tokens: int, allow_degraded: bool,
               log: Callable[[str], None]) -> tuple[dict[str, bytes], dict]:
-    """Quantize every graph of INT8_FILES the same way. Returns (int8 blobs, manifest additions)."""
+    """Quantize every graph of INT8_FILES the same way. Returns (int8 blobs, manifest additions:
+    the scheme, the accuracy report and, when the manifest has a stream policy table, the table
+    with int8's ms per token)."""
     import onnx
     import onnxruntime as ort
 
@@ -57,7 +59,13 @@ def make_int8(fp32_blobs: dict[str, bytes], manifest: dict, vocab: Vocabulary, *
         if not allow_degraded:
             raise MofError(msg + "; nothing written (use --allow-degraded to keep it anyway)")
         log(f"      WARNING: {msg}; kept because of --allow-degraded")
-    return blobs, {"quantization": scheme(), "accuracy": report}
+    additions = {"quantization": scheme(), "accuracy": report}
+    if manifest.get("stream", {}).get("policies"):      # the policy table gains int8's ms per token
+        from .policies import add_timings, format_table
+        additions["stream"] = add_timings(manifest["stream"], INT8, models[INT8], text, eval_tokens)
+        for line in format_table(additions["stream"]).splitlines():
+            log("      " + line)
+    return blobs, additions
 
 
 def measured_on() -> dict:
@@ -89,18 +97,6 @@ def int8_accuracy(bundle_dir: Path, text: Optional[str] = None, eval_tokens: Opt
     return report
 
 
-def time_policies_int8(manifest: dict, blobs: dict[str, bytes], vocab: Vocabulary, text: str,
-                       eval_tokens: int, log: Callable[[str], None]) -> None:
-    """Add the int8 graphs' ms per token to the manifest's stream policy table (in place)."""
-    import onnxruntime as ort
-
-    from .policies import add_timings, set_stream_report
-    so = session_options(None)
-    model = Model(Path("."), manifest, {n: ort.InferenceSession(b, sess_options=so, providers=["CPUExecutionProvider"])
-                                        for n, b in blobs.items()}, vocab, INT8)
-    set_stream_report(manifest, add_timings(manifest["stream"], INT8, model, text, eval_tokens), log)
-
-
 def apply_int8(manifest: dict, additions: dict) -> dict:
     manifest = dict(manifest)
     manifest["graphs"] = {k: dict(v) for k, v in manifest["graphs"].items()}
@@ -127,8 +123,6 @@ def quantize_bundle(bundle_dir: Path, *, calibration_text: Optional[Path] = None
     blobs, additions = make_int8(fp32, manifest, vocab, calibration_text=calibration_text,
                                  eval_tokens=eval_tokens, allow_degraded=allow_degraded, log=log)
     new_manifest = apply_int8({k: v for k, v in manifest.items() if k != "files"}, additions)
-    if manifest.get("stream", {}).get("policies"):      # the policy table gains int8's ms per token
-        time_policies_int8(new_manifest, blobs, vocab, load_calibration_text(calibration_text), eval_tokens, log)
     with BundleWriter(bundle_dir, force=True) as w:
         for name in manifest["files"]:
             if name in INT8_FILES.values() or name == MANIFEST_FILE:

@@ -62,7 +62,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{PROG}: {model.bundle_dir.name}, {precision}, {min(len(text) - 1, args.tokens)} "
               f"characters of {args.text.name}", file=sys.stderr)
         report = {"bundle": str(model.bundle_dir), "policies": policy_table(
-            {precision: model}, text, args.tokens, args.text.name)}
+            model, text, args.tokens, args.text.name)}
         print(format_table(report["policies"]))
         if args.int8:      # the same table as mof-quantize --check: measured on this machine's CPU
             from .bundle_int8 import int8_accuracy

@@ -34,12 +34,6 @@ def candidate_refills(window: int) -> list[int]:
     return sorted({r for r in (window // 2, window // 4, 16, 8, 4) if 2 <= r <= window // 2}, reverse=True)
 
 
-def _timed(fn) -> tuple[np.ndarray, float]:
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
-
-
 def _ids(model: Model, text: str, max_tokens: int) -> np.ndarray:
     ids = np.asarray(model.vocab.encode(text[: max_tokens + 1]), np.int32)
     if len(ids) < 2:
@@ -47,37 +41,28 @@ def _ids(model: Model, text: str, max_tokens: int) -> np.ndarray:
     return ids
 
 
-def policy_table(models: dict[str, Model], text: str, max_tokens: int = 256, source: str = "built-in",
+def policy_table(model: Model, text: str, max_tokens: int = 256, source: str = "built-in",
                  log: Optional[Callable[[str], None]] = None) -> dict:
-    """Measure every policy on ``text``. ``models``: precision -> Model of one bundle (fp32 first
-    when present); fidelity is measured at the first precision, ms per token at each."""
-    first = next(iter(models.values()))
-    W = first.config.window
-    ids = _ids(first, text, max_tokens)
-    unknown = float(np.mean([c not in first.vocab.ids for c in text[: max_tokens + 1]]))
+    """Measure every policy on ``text`` at ``model``'s precision (``add_timings`` adds another
+    precision's ms per token)."""
+    W = model.config.window
+    ids = _ids(model, text, max_tokens)
+    unknown = float(np.mean([c not in model.vocab.ids for c in text[: max_tokens + 1]]))
     feed, targets = ids[:-1], ids[1:]
-    reference = exact_logits(first, feed)                        # [N, V], batched: the oracle
+    reference = exact_logits(model, feed)                        # [N, V], batched: the oracle
     ppl_exact = perplexity(reference, targets)
     rows = []
     for R in [PLAIN] + candidate_refills(W):
         row = {"policy": "plain" if R == PLAIN else f"R={R}", "refill_every": R,
-               "keep": W if R == PLAIN else W - R + 1, "ms_per_token": {}}
-        for i, (precision, model) in enumerate(models.items()):
-            logits, secs = _timed(lambda: decoder_logits(StreamDecoder(model, R), feed))
-            row["ms_per_token"][precision] = 1e3 * secs / len(feed)
-            if i == 0:
-                ppl = perplexity(logits, targets)
-                c = compare(reference, logits)
-                row.update(perplexity=ppl, perplexity_change=ppl / ppl_exact - 1, mean_kl=c["mean_kl"],
-                           top1_agreement=c["top1_agreement"])
-        rows.append(row)
-    exact_row = {"policy": "exact", "refill_every": 1, "keep": W, "perplexity": ppl_exact,
-                 "perplexity_change": 0.0, "mean_kl": 0.0, "top1_agreement": 1.0, "ms_per_token": {}}
-    timed = feed[:EXACT_TIMED_TOKENS]
-    for precision, model in models.items():
-        _, secs = _timed(lambda: decoder_logits(ExactDecoder(model), timed))
-        exact_row["ms_per_token"][precision] = 1e3 * secs / len(timed)
-    rows.append(exact_row)
+               "keep": W if R == PLAIN else W - R + 1}
+        logits, ms = _run(model, row, feed)
+        ppl = perplexity(logits, targets)
+        c = compare(reference, logits)
+        rows.append({**row, "perplexity": ppl, "perplexity_change": ppl / ppl_exact - 1, "mean_kl": c["mean_kl"],
+                     "top1_agreement": c["top1_agreement"], "ms_per_token": {model.precision: ms}})
+    exact_row = {"policy": "exact", "refill_every": 1, "keep": W}
+    rows.append({**exact_row, "perplexity": ppl_exact, "perplexity_change": 0.0, "mean_kl": 0.0,
+                 "top1_agreement": 1.0, "ms_per_token": {model.precision: _run(model, exact_row, feed)[1]}})
     ok = [r for r in rows if r["refill_every"] not in (PLAIN, 1)
           and r["perplexity_change"] <= MAX_PPL_CHANGE and r["mean_kl"] <= MAX_MEAN_KL]
     best = max(ok, key=lambda r: r["refill_every"]) if ok else None
@@ -86,7 +71,7 @@ def policy_table(models: dict[str, Model], text: str, max_tokens: int = 256, sou
         "tokens": int(len(targets)),
         "unknown_char_fraction": unknown,
         "window": W,
-        "measured_on": {"precision": next(iter(models)), "cpu": cpu_features()["model"]},
+        "measured_on": {"precision": model.precision, "cpu": cpu_features()["model"]},
         "exact_perplexity": ppl_exact,
         "policies": rows,
         "recommended_mode": "stream" if best else "exact",
@@ -99,18 +84,24 @@ def policy_table(models: dict[str, Model], text: str, max_tokens: int = 256, sou
     return report
 
 
+def _run(model: Model, row: dict, feed: np.ndarray) -> tuple[np.ndarray, float]:
+    """One policy teacher-forced over ``feed``: (logits [N, V], ms per token). Exact mode is
+    timed on its first EXACT_TIMED_TOKENS tokens only (it is slow; its logits are not needed)."""
+    if row["policy"] == "exact":
+        decoder, feed = ExactDecoder(model), feed[:EXACT_TIMED_TOKENS]
+    else:
+        decoder = StreamDecoder(model, row["refill_every"])
+    t0 = time.perf_counter()
+    logits = decoder_logits(decoder, feed)
+    return logits, 1e3 * (time.perf_counter() - t0) / len(feed)
+
+
 def add_timings(report: dict, precision: str, model: Model, text: str, max_tokens: int) -> dict:
     """``report`` with every policy's ms per token at one more precision (same text)."""
     feed = _ids(model, text, max_tokens)[:-1]
-    rows = []
-    for row in report["policies"]:
-        if row["policy"] == "exact":
-            decoder, timed = ExactDecoder(model), feed[:EXACT_TIMED_TOKENS]
-        else:
-            decoder, timed = StreamDecoder(model, row["refill_every"]), feed
-        _, secs = _timed(lambda: decoder_logits(decoder, timed))
-        rows.append({**row, "ms_per_token": {**row["ms_per_token"], precision: 1e3 * secs / len(timed)}})
-    return {**report, "policies": rows}
+    return {**report, "policies": [{**row, "ms_per_token": {**row["ms_per_token"],
+                                                            precision: _run(model, row, feed)[1]}}
+                                   for row in report["policies"]]}
 
 
 def format_table(report: dict) -> str:
@@ -132,11 +123,8 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def set_stream_report(manifest: dict, stream: dict, log: Optional[Callable[[str], None]] = None) -> None:
-    """Store the policy table and its recommendation in the manifest (and print the table)."""
+def set_stream_report(manifest: dict, stream: dict) -> None:
+    """Store the policy table and its recommendation in the manifest."""
     manifest["stream"] = stream
     manifest["recommended_mode"] = stream["recommended_mode"]
     manifest["recommended_refill_every"] = stream["recommended_refill_every"]
-    if log:
-        for line in format_table(stream).splitlines():
-            log("      " + line)
