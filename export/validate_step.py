@@ -81,7 +81,7 @@ def check_chunk(model: Model, oracle_state: Callable[[np.ndarray], dict], atol: 
     ids = rng.integers(0, cfg.vocab_size, size=(2, max(lengths)), dtype=np.int32)
     cases = []
     for T in lengths:
-        _, state = model.refill(ids[:, :T]) if T <= cfg.window else _raw_chunk(model, ids[:, :T])
+        _, state = model.chunk(ids[:, :T])
         # sums over up to W positions grow with W: each field is compared relative to its scale
         # (max |value|, at least 1), the float32 rounding of a sum being relative to its size
         ref = oracle_state(ids[:, :T])
@@ -97,12 +97,3 @@ def check_chunk(model: Model, oracle_state: Callable[[np.ndarray], dict], atol: 
             "atol": atol, "passed": all(c["ok"] for c in cases),
             "max_rel_diff": max(c["max_rel_diff"] for c in cases), "cases": cases}
 
-
-def _raw_chunk(model: Model, ids: np.ndarray):
-    """The chunk graph on more than W ids (Model.refill reads at most W): checks the crop."""
-    from mof.runtime.contract import INPUT_IDS, LOGITS, STATE_OUT
-    sess = model.sessions["chunk"]
-    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {INPUT_IDS: ids})))
-    fields = {k[len(STATE_OUT):]: v for k, v in got.items() if k.startswith(STATE_OUT)}
-    zeros = model.initial_state(ids.shape[0])
-    return got[LOGITS], zeros.with_updates(**fields)

@@ -170,18 +170,22 @@ class Model:
         ids = self._ids(ids)
         if ids.shape[1] > self.config.window:
             raise MofError(f"a refill reads at most W = {self.config.window} tokens, got {ids.shape[1]}")
+        return self.chunk(ids)
+
+    def chunk(self, ids) -> tuple[np.ndarray, State]:
+        """The chunk graph on ids [B, T] for any T within the position table (past Wt too: the
+        reference's crop): last logits and the state after them (position T)."""
+        ids = self._ids(ids)
+        if ids.shape[1] > self.config.max_positions:
+            raise MofError(f"the chunk graph reads at most P = {self.config.max_positions} tokens, "
+                           f"got {ids.shape[1]}")
         if GRAPH_CHUNK not in self.manifest.get("graphs", {}):
             raise MofError(f"{self.bundle_dir} has no chunk graph (stream decoding's refills); "
                            "re-export it with this version of mof-export")
         got = dict(zip(self._outputs.get(GRAPH_CHUNK, ()), self._session(GRAPH_CHUNK).run(None, {INPUT_IDS: ids})))
-        position = np.full(ids.shape[0], ids.shape[1], np.int64)
-        return got[LOGITS], State(position=position, **self._zero_fields(ids.shape[0]),
-                                  **{f: got[STATE_OUT + f] for f in self._state_fields})
-
-    def _zero_fields(self, batch: int) -> dict[str, np.ndarray]:
-        """State fields no graph carries (the attention sums when L = 0)."""
-        zeros = State.zeros(self.config, batch)
-        return {f: getattr(zeros, f) for f in ("attn_z", "attn_u", "thought_c") if f not in self._state_fields}
+        B, T = ids.shape
+        return got[LOGITS], State.zeros(self.config, B).with_updates(      # L = 0: no attention sums
+            position=np.full(B, T, np.int64), **{f: got[STATE_OUT + f] for f in self._state_fields})
 
     # Exact mode -------------------------------------------------------------------------
     def exact_logits(self, ids) -> np.ndarray:
