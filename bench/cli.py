@@ -143,10 +143,10 @@ MODES = ("stream", "plain", "exact")   # stream: the refill rule at R; plain: st
 
 
 def _decoder(model, mode: str, refill_every: Optional[int]):
-    from mof.runtime.decoder import PLAIN, ExactDecoder, StreamDecoder
-    if mode == "exact":
-        return ExactDecoder(model)
-    return StreamDecoder(model, PLAIN if mode == "plain" else refill_every)
+    from mof.runtime.decoder import PLAIN, make_decoder
+    if mode == "plain":
+        return make_decoder(model, "stream", PLAIN)
+    return make_decoder(model, mode, refill_every)
 
 
 def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequence[int],

@@ -90,23 +90,21 @@ def quantize_rowwise(model, min_elements: int = 1):
         counter[0] += 1
         return f"mofq/{hint}_{counter[0]}"
 
-    def weight(name, arr):
-        if name not in done_weights:
-            q, s = quantize_weight(arr)
-            qn, sn = name + "/u8", name + "/scale"
+    def stored(done, quantize, suffixes, name, arr):
+        """The (quantized, scale) initializers replacing ``name``, added once."""
+        if name not in done:
+            q, s = quantize(arr)
+            qn, sn = name + suffixes[0], name + suffixes[1]
             main.initializer.extend([numpy_helper.from_array(q, qn), numpy_helper.from_array(s, sn)])
-            done_weights[name] = (qn, sn)
+            done[name] = (qn, sn)
             replaced.add(name)
-        return done_weights[name]
+        return done[name]
+
+    def weight(name, arr):
+        return stored(done_weights, quantize_weight, ("/u8", "/scale"), name, arr)
 
     def table(name, arr):
-        if name not in done_tables:
-            q, s = quantize_table(arr)
-            qn, sn = name + "/i8", name + "/row_scale"
-            main.initializer.extend([numpy_helper.from_array(q, qn), numpy_helper.from_array(s, sn)])
-            done_tables[name] = (qn, sn)
-            replaced.add(name)
-        return done_tables[name]
+        return stored(done_tables, quantize_table, ("/i8", "/row_scale"), name, arr)
 
     def walk(graph, scope: dict):
         scope = dict(scope)
