@@ -41,7 +41,7 @@ def main() -> int:
     t = time.perf_counter()
     for i, _ in enumerate(gen):
         s = gen.state
-        if not np.isfinite(gen._logits).all():
+        if not np.isfinite(gen.decoder.logits).all():
             print(f"non-finite logits at token {i}")
             return 1
         worst_gru = max(worst_gru, float(np.abs(s.rnn_h).max()), float(np.abs(s.emb_h).max()),

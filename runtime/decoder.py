@@ -18,6 +18,12 @@ below W, so stream decoding never uses a position or a sum the reference does no
 re-reads the last W ids for every token — exact mode's logits; larger R is cheaper (about one
 window pass per R tokens) and drifts more. Each bundle measures the dial and recommends an R.
 
+Batching: a decoder never calls the model itself. ``plan(ids)`` says which call reading ids
+takes (a ``Read``: refill, step or exact, with its ids and state), ``commit(logits, state)``
+takes the result. ``feed`` is plan + ``run_reads`` + commit for one decoder; a server runs
+``run_reads`` over many decoders' reads at once (one graph call per kind and length) — the
+same rule and the same graphs, so a row's tokens do not depend on what runs beside it.
+
 ``refill_every=PLAIN`` (0) is how mof 0.1 decoded, kept only as the baseline of the measured
 table: causal from the first token, positions running to the end of the position table, then
 a causal re-read of the last W tokens.
@@ -25,6 +31,8 @@ a causal re-read of the last W tokens.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from itertools import groupby
 from typing import Optional, Sequence
 
 import numpy as np
@@ -34,6 +42,10 @@ from .model import Model
 from .state import State
 
 PLAIN = 0           # refill_every: no refill before the position table is full (comparison only)
+
+REFILL = "refill"   # Read kinds: the chunk graph on ids from a zero state (Model.refill) ...
+STEP = "step"       # ... the step graph on ids from a state (Model.step) ...
+EXACT = "exact"     # ... the network over the last W ids (Model.exact_logits)
 
 
 def needs_refill(n_new: int, since_refill: int, has_state: bool, refill_every: int) -> bool:
@@ -49,7 +61,55 @@ def check_refill_every(model: Model, refill_every: int) -> int:
     return int(refill_every)
 
 
-class StreamDecoder:
+@dataclass(frozen=True)
+class Read:
+    """One model call a decoder needs to read a feed."""
+    kind: str                          # REFILL, STEP or EXACT
+    ids: tuple[int, ...]               # the ids the call reads
+    state: Optional[State] = None      # STEP: the batch-1 state the ids continue
+
+
+def run_reads(model: Model, reads: Sequence[Read], max_batch: int = 0) -> list[tuple[np.ndarray, Optional[State]]]:
+    """Run ``reads`` with one graph call per (kind, length) group of at most ``max_batch`` rows
+    (0: no limit); returns (logits [V], batch-1 state or None) per read, in order."""
+    out: list = [None] * len(reads)
+    order = sorted(range(len(reads)), key=lambda i: (reads[i].kind, len(reads[i].ids)))
+    for _, group in groupby(order, key=lambda i: (reads[i].kind, len(reads[i].ids))):
+        group = list(group)
+        size = max_batch or len(group)
+        for k in range(0, len(group), size):
+            rows = group[k:k + size]
+            ids = np.asarray([reads[i].ids for i in rows], np.int32)          # [B, n]
+            kind = reads[rows[0]].kind
+            if kind == EXACT:
+                logits, states = model.exact_logits(ids), [None] * len(rows)
+            else:
+                if kind == STEP:
+                    logits, state = model.step(ids, State.stack([reads[i].state for i in rows], model.config))
+                else:
+                    logits, state = model.refill(ids)
+                states = state.rows(model.config)
+            for j, i in enumerate(rows):
+                out[i] = (logits[j], states[j])
+    return out
+
+
+class _Decoder:
+    """What both modes share: feed = plan + one read + commit."""
+
+    logits: Optional[np.ndarray]
+
+    def feed(self, ids: Sequence[int]) -> np.ndarray:
+        """Read ``ids`` after everything read so far; returns the logits [V] after the last."""
+        if not len(ids):
+            if self.logits is None:
+                raise MofError("nothing has been read yet")
+            return self.logits
+        (logits, state), = run_reads(self.model, [self.plan(ids)])
+        return self.commit(logits, state)
+
+
+class StreamDecoder(_Decoder):
     """Stream mode: a recurrent state, a causal step per token, a refill every R tokens."""
 
     mode = "stream"
@@ -75,44 +135,48 @@ class StreamDecoder:
             self.since_refill = self.refill_every - 1      # a state from elsewhere: refill next
         self.refills = 0                              # refills this decoder made
         self.logits: Optional[np.ndarray] = None      # [V] after the last id read
+        self._pending: Optional[tuple[list[int], int, bool]] = None
 
     @property
     def position(self) -> int:
         return 0 if self.state is None else int(self.state.position[0])
 
-    def feed(self, ids: Sequence[int]) -> np.ndarray:
-        """Read ``ids`` after everything read so far; returns the logits [V] after the last."""
+    def plan(self, ids: Sequence[int]) -> Read:
+        """The call that reads ``ids`` (at least one) next, by the refill rule; ``commit`` its result."""
         ids = [int(i) for i in ids]
         if not ids:
-            if self.logits is None:
-                raise MofError("nothing has been read yet")
-            return self.logits
+            raise MofError("a read needs at least one id")
         seen = self.ids + ids
         if self.refill_every == PLAIN:
-            logits, state = self._feed_plain(ids, seen)
-        else:
-            if needs_refill(len(ids), self.since_refill, self.state is not None, self.refill_every):
-                logits, state = self.model.refill(np.asarray([seen[-self.keep:]], np.int32))
-                self.refills += 1
-                self.since_refill = 0
+            P, W = self.model.config.max_positions, self.model.config.window
+            refill = self.position + len(ids) > P      # table full: re-read the last W ids causally
+            if refill or self.state is None:
+                read = Read(STEP, tuple(seen[-W:] if refill else ids), self.model.initial_state(1))
             else:
-                logits, state = self.model.step(np.asarray([ids], np.int32), self.state)
-                self.since_refill += len(ids)
+                read = Read(STEP, tuple(ids), self.state)
+        else:
+            refill = needs_refill(len(ids), self.since_refill, self.state is not None, self.refill_every)
+            read = Read(REFILL, tuple(seen[-self.keep:])) if refill else Read(STEP, tuple(ids), self.state)
+        self._pending = (seen, len(ids), refill)
+        return read
+
+    def commit(self, logits: np.ndarray, state: State) -> np.ndarray:
+        """Take the result of the planned read: logits [V], the batch-1 state after it."""
+        if self._pending is None:
+            raise MofError("commit without a planned read")
+        seen, n, refill = self._pending
+        self._pending = None
+        if refill:
+            self.refills += 1
+        if self.refill_every != PLAIN:
+            self.since_refill = 0 if refill else self.since_refill + n
         self.state = state
         self.ids = seen[-self.model.config.window:]
-        self.logits = logits[0]
-        return self.logits
-
-    def _feed_plain(self, ids: list[int], seen: list[int]):
-        P, W = self.model.config.max_positions, self.model.config.window
-        state = self.state if self.state is not None else self.model.initial_state(1)
-        if self.position + len(ids) > P:      # table full: re-read the last W ids causally
-            self.refills += 1
-            return self.model.prefill(np.asarray([seen[-W:]], np.int32))
-        return self.model.prefill(np.asarray([ids], np.int32), state)
+        self.logits = logits
+        return logits
 
 
-class ExactDecoder:
+class ExactDecoder(_Decoder):
     """Exact mode, the reference's loop: the network over the last W ids, for every token."""
 
     mode = "exact"
@@ -125,15 +189,20 @@ class ExactDecoder:
         self.model = model
         self.ids = [int(i) for i in ids][-model.config.window:]
         self.logits: Optional[np.ndarray] = None
+        self._pending: Optional[list[int]] = None
 
-    def feed(self, ids: Sequence[int]) -> np.ndarray:
-        if not len(ids) and self.logits is not None:
-            return self.logits
-        self.ids = (self.ids + [int(i) for i in ids])[-self.model.config.window:]
-        if not self.ids:
+    def plan(self, ids: Sequence[int]) -> Read:
+        self._pending = (self.ids + [int(i) for i in ids])[-self.model.config.window:]
+        if not self._pending:
             raise MofError("nothing has been read yet")
-        self.logits = self.model.exact_logits(np.asarray([self.ids], np.int32))[0]
-        return self.logits
+        return Read(EXACT, tuple(self._pending))
+
+    def commit(self, logits: np.ndarray, state: None = None) -> np.ndarray:
+        if self._pending is None:
+            raise MofError("commit without a planned read")
+        self.ids, self._pending = self._pending, None
+        self.logits = logits
+        return logits
 
 
 MODES = ("stream", "exact")

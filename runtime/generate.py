@@ -58,6 +58,68 @@ def _holdback(text: str, stops: tuple[str, ...]) -> int:
     return best
 
 
+class Generation:
+    """The text side of one generation, model-free: sampling, the text, stop strings.
+
+    Whoever owns the model drives it (``Generator`` for one sequence, a server for many):
+
+        gen = Generation(vocab, prompt, sampling, penalty_window=W)
+        while not gen.done:
+            ids = gen.take_unread()          # what the model must read next (the prompt first)
+            released = gen.advance(logits_after(ids))   # sample one token; text safe to show
+        gen.take_unread()                    # the last token: stream mode reads it too, so the
+                                             # state stays in step with the text
+    """
+
+    def __init__(self, vocab, prompt: str, sampling: SamplingConfig, penalty_window: int,
+                 history: str = ""):
+        self.vocab = vocab
+        self.sampling = sampling
+        self.sampler = Sampler(sampling, vocab)
+        self.penalty_window = sampling.penalty_window or penalty_window
+        self.text = history + prompt                # everything the model has read (or will)
+        self.output = ""                            # generated text (stop string excluded)
+        self.generated = 0                          # tokens sampled
+        self.token: Optional[int] = None            # the last token sampled
+        self.stopped_by = "" if sampling.max_tokens else "max_tokens"    # "stop", "max_tokens"
+        self._pending = ""                          # generated but not yet released (may start a stop)
+        self._unread = prompt                       # text the model has not read yet
+
+    @property
+    def done(self) -> bool:
+        return bool(self.stopped_by)
+
+    def take_unread(self) -> list[int]:
+        """The ids of the text the model has not read yet (then counted as read)."""
+        ids, self._unread = self.vocab.encode(self._unread) if self._unread else [], ""
+        return ids
+
+    def advance(self, logits: np.ndarray) -> str:
+        """Sample the next token from ``logits`` [V] (after everything taken so far); returns the
+        text that can be shown now (held back while it may start a stop string)."""
+        if self.done:
+            raise MofError("the generation is over")
+        sp = self.sampling
+        recent = self.vocab.encode(self.text[-self.penalty_window:])
+        self.token = self.sampler.sample(logits, recent)
+        piece = self.vocab.tokens[self.token]
+        self.text += piece
+        self._unread = piece
+        self.generated += 1
+        self._pending += piece
+        hit = min((i for i in (self._pending.find(s) for s in sp.stop) if i >= 0), default=-1)
+        if hit >= 0:
+            self._pending = self._pending[:hit]
+            self.stopped_by = "stop"
+        elif self.generated >= sp.max_tokens:
+            self.stopped_by = "max_tokens"
+        keep = 0 if self.done else _holdback(self._pending, sp.stop)
+        release = self._pending[: len(self._pending) - keep]
+        self._pending = self._pending[len(self._pending) - keep:]
+        self.output += release
+        return release
+
+
 class Generator:
     def __init__(self, model: Model, prompt: str, sampling: SamplingConfig = SamplingConfig(),
                  mode: Optional[str] = None, refill_every: Optional[int] = None, *,
@@ -75,64 +137,54 @@ class Generator:
         self.sampling = sampling
         self.decoder = decoder
         self.mode = decoder.mode
-        self.sampler = Sampler(sampling, self.vocab)
-        self.penalty_window = sampling.penalty_window or model.config.window
-        self.text = history + prompt                # everything the model has read
+        self.generation = Generation(self.vocab, prompt, sampling, model.config.window, history)
         self.prompt = prompt
-        self.output = ""                            # generated text (stop string excluded)
         self.stats = GenerationStats(prompt_tokens=len(prompt))
-        self._logits: Optional[np.ndarray] = decoder.logits
 
     @property
     def state(self) -> Optional[State]:
         """The recurrent state after the last token read (stream mode), for saving."""
         return self.decoder.state
 
-    # Feeding the model ------------------------------------------------------------------
-    def _feed(self, new_text: str) -> None:
-        """Advance the model over ``new_text`` (already appended to self.text)."""
-        if new_text:
-            before = self.decoder.refills
-            self._logits = self.decoder.feed(self.vocab.encode(new_text))
-            self.stats.refills += self.decoder.refills - before
+    @property
+    def sampler(self) -> Sampler:
+        """The generation's sampler (its random state)."""
+        return self.generation.sampler
+
+    @property
+    def text(self) -> str:
+        """Everything the model has read: history, prompt and the generated text."""
+        return self.generation.text
+
+    @property
+    def output(self) -> str:
+        """The generated text so far (stop string excluded)."""
+        return self.generation.output
+
+    def _feed(self) -> np.ndarray:
+        """Read what the generation has not read yet; the logits after it."""
+        before = self.decoder.refills
+        logits = self.decoder.feed(self.generation.take_unread())
+        self.stats.refills += self.decoder.refills - before
+        return logits
 
     def __iter__(self) -> Iterator[str]:
-        sp = self.sampling
+        gen = self.generation
         t0 = time.perf_counter()
-        self._feed(self.prompt)
-        if self._logits is None:
-            raise MofError("nothing to continue from: empty prompt and no state")
+        logits = self._feed()
         t1 = time.perf_counter()
         self.stats.prefill_s = t1 - t0
-        pending = ""                                   # generated but not yet released (may start a stop)
-        last = None                                    # the previous piece, not yet read by the model
-        self.stats.stopped_by = "max_tokens"
-        for _ in range(sp.max_tokens):
-            if last is not None:
-                self._feed(last)
-            recent = self.vocab.encode(self.text[-self.penalty_window:])
-            token = self.sampler.sample(self._logits, recent)
-            last = piece = self.vocab.tokens[token]
-            self.text += piece
-            self.stats.generated_tokens += 1
+        while not gen.done:
+            release = gen.advance(logits)
+            self.stats.generated_tokens = gen.generated
             self.stats.decode_s = time.perf_counter() - t1     # kept current: a reply may be interrupted
-            pending += piece
-            hit = min((i for i in (pending.find(s) for s in sp.stop) if i >= 0), default=-1)
-            if hit >= 0:
-                pending = pending[:hit]
-                self.stats.stopped_by = "stop"
-                break
-            keep = _holdback(pending, sp.stop)
-            release = pending[: len(pending) - keep]
             if release:
-                self.output += release
                 yield release
-            pending = pending[len(pending) - keep:]
-        if pending:
-            self.output += pending
-            yield pending
-        if self.mode == "stream" and last is not None:
-            self._feed(last)   # keep the state in step with the text (stop string included)
+            if not gen.done:
+                logits = self._feed()
+        self.stats.stopped_by = gen.stopped_by
+        if self.mode == "stream" and gen.generated:
+            self._feed()   # keep the state in step with the text (stop string included)
         self.stats.decode_s = time.perf_counter() - t1
 
 

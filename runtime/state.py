@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, fields, replace
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -30,6 +30,13 @@ def _tensor_shapes(config: ModelConfig) -> dict[str, list]:
         "attn_u": [c.trans_layers, "batch", c.num_heads, c.head_dim],     # sum v
         "thought_c": [c.trans_layers, "batch", c.embed_dim],              # sum of LN1 outputs
     }
+
+
+def batch_axes(config: ModelConfig) -> dict[str, int]:
+    """field -> the axis its rows lie along (0 for position)."""
+    axes = {f: shape.index("batch") for f, shape in _tensor_shapes(config).items()}
+    axes["position"] = 0
+    return axes
 
 
 def state_shapes(config: ModelConfig) -> dict[str, list]:
@@ -83,6 +90,23 @@ class State:
             if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != dtype:
                 got = (a.shape, a.dtype) if isinstance(a, np.ndarray) else type(a).__name__
                 raise MofError(f"state.{name} is {got}, expected ({shape}, {np.dtype(dtype)})")
+
+    @classmethod
+    def stack(cls, states: Sequence["State"], config: ModelConfig) -> "State":
+        """One state whose rows are the given states' rows, in order (a batch for one graph call)."""
+        if len(states) == 1:
+            return states[0]
+        axes = batch_axes(config)
+        return cls(**{f: np.concatenate([getattr(s, f) for s in states], axis=axes[f]) for f in axes})
+
+    def rows(self, config: ModelConfig) -> list["State"]:
+        """The batch-1 state of every row (views, not copies: states are never mutated)."""
+        if self.batch == 1:
+            return [self]
+        axes = batch_axes(config)
+        def row(a: np.ndarray, axis: int, i: int) -> np.ndarray:
+            return a[(slice(None),) * axis + (slice(i, i + 1),)]
+        return [State(**{f: row(getattr(self, f), ax, i) for f, ax in axes.items()}) for i in range(self.batch)]
 
     def feeds(self, config: ModelConfig) -> dict[str, np.ndarray]:
         """The step graph's state inputs."""

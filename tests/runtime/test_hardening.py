@@ -156,7 +156,7 @@ def test_stream_soak_refills_and_stays_bounded(model):
     for _ in gen:
         s = gen.state
         worst = max(worst, float(np.abs(s.rnn_h).max()), float(np.abs(s.emb_h).max()))
-        assert np.isfinite(gen._logits).all()
+        assert np.isfinite(gen.decoder.logits).all()
         assert int(s.position[0]) <= model.config.window
     assert gen.stats.refills >= 1500 // gen.decoder.refill_every and worst <= 1.0 + 1e-6   # GRU states in [-1, 1]
 
