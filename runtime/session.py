@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional
@@ -22,6 +21,7 @@ from .chat import Conversation
 from .contract import GRAPH_FILES, GRAPH_STEP
 from .decoder import StreamDecoder
 from .errors import MofError
+from .files import atomic_write
 from .generate import Generator
 from .model import Model
 from .sampling import SamplingConfig
@@ -91,15 +91,7 @@ class ChatSession:
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         data = buf.getvalue()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent) else ".")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, data)
         return len(data)
 
     def load(self, path: str | os.PathLike) -> None:

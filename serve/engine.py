@@ -1,0 +1,278 @@
+"""The engine: one thread owns the model and decodes every active conversation together.
+
+Each request is ``n`` rows; a row is a ``Generation`` (mof.runtime.generate: sampling, text, stop
+strings) and a decoder (mof.runtime.decoder: the refill rule). Every tick the engine asks each
+active row which read it needs next (``decoder.plan``: its prompt, or the token it sampled last),
+runs them all with ``run_reads`` — one graph call per kind and length: every one-token step in one
+step-graph call, refills of equal length in one chunk-graph call, exact windows of equal length
+in one call — then each row takes its logits and samples with its own options and seed. The same
+rule and the same graphs as ``Generator``, and rows that do not depend on each other (measured:
+fp32 and int8 logits are bitwise equal in a batch and alone), so a seeded request gets the tokens
+``Generator`` gives it alone.
+
+A prompt is read by one call of at most W tokens (a stream refill or an exact window: the rule's
+own bound), so a new request never stalls the others for longer than one window pass. After a
+stream row's last token the engine reads that token too and puts the decoder in the state cache;
+the client has its answer by then.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from mof.runtime.decoder import StreamDecoder, make_decoder, run_reads
+from mof.runtime.generate import Generation
+from mof.runtime.model import Model
+
+from .cache import Entry, StateCache
+from .config import ServeConfig
+from .metrics import Metrics
+from .protocol import ApiError, Job
+
+log = logging.getLogger("mof.serve")
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    cached_tokens: int                 # prompt tokens the state cache had read already
+    completion_tokens: int = 0
+    refills: int = 0                   # stream mode's refills while answering
+
+
+@dataclass
+class Event:
+    """What the engine tells a request about one of its choices (from the engine's thread)."""
+    choice: int
+    kind: str                                      # "text", "done" or "error"
+    text: str = ""                                 # "text": newly released text
+    logprobs: list = field(default_factory=list)   # "text": [(token, logprob, [(token, logprob), ...])]
+    finish_reason: Optional[str] = None            # "done": "stop" or "length"
+    usage: Optional[Usage] = None                  # "done"
+    message: str = ""                              # "error"
+
+
+Sink = Callable[[Event], None]
+
+
+class Row:
+    """One choice of one request: a generation and the decoder that reads for it."""
+
+    def __init__(self, ticket: "Ticket", choice: int, generation: Generation, decoder, usage: Usage):
+        self.ticket, self.choice = ticket, choice
+        self.generation, self.decoder, self.usage = generation, decoder, usage
+        self.finishing = False             # answered; reading its last token for the cache
+        self._unreleased: list = []        # logprob entries whose text is not released yet
+        self._held = 0                     # characters generated but not released
+
+    def emit(self, event: Event) -> None:
+        self.ticket.sink(event)
+
+
+@dataclass
+class Ticket:
+    """A submitted request: its rows, and how to cancel them."""
+    id: str
+    sink: Sink
+    top_logprobs: Optional[int] = None     # None: no logprobs; else alternatives per token
+    rows: list = field(default_factory=list)
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        """Stop generating (a client went away); the rows leave at the next tick."""
+        self.cancelled = True
+
+
+class Engine:
+    def __init__(self, model: Model, config: ServeConfig, metrics: Metrics, cache: Optional[StateCache] = None):
+        self.model, self.config, self.metrics, self.cache = model, config, metrics, cache
+        self._cond = threading.Condition()
+        self._waiting: collections.deque[Row] = collections.deque()
+        self._active: list[Row] = []
+        self._stopping = False
+        self._ids = itertools.count(1)
+        self._thread = threading.Thread(target=self._run, name="mof-engine", daemon=True)
+        self._recent: collections.deque = collections.deque()     # (time, tokens) of the last ticks
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def active(self) -> int:
+        return len(self._active)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    # Submitting -------------------------------------------------------------------------
+    def submit(self, job: Job, sink: Sink) -> Ticket:
+        """Admit ``job``'s rows (ApiError 429 when full, 503 when stopping); events go to ``sink``."""
+        model = self.model
+        mode = job.mode or model.recommended_mode
+        R = job.refill_every if job.refill_every is not None else model.recommended_refill_every
+        if mode == "stream" and not 1 <= R <= model.config.window:
+            raise ApiError(400, f"refill_every: from 1 to the window W = {model.config.window}",
+                           param="refill_every", code="invalid_value")
+        ticket = Ticket(id=f"{next(self._ids):x}", sink=sink, top_logprobs=job.top_logprobs)
+        entry = self.cache.lookup(job.prompt, R) if (self.cache is not None and mode == "stream") else None
+        if self.cache is not None and mode == "stream":
+            self.metrics.cache_lookup(entry is not None, len(entry.text) if entry else 0)
+        for i in range(job.n):
+            sampling = job.sampling
+            if sampling.seed is not None and i:
+                sampling = dataclasses.replace(sampling, seed=sampling.seed + i)
+            if entry is not None:
+                decoder = StreamDecoder(model, R, state=entry.state, ids=entry.ids, since_refill=entry.since_refill)
+                gen = Generation(model.vocab, job.prompt[len(entry.text):], sampling, model.config.window,
+                                 history=entry.text)
+            else:
+                decoder = make_decoder(model, mode, R if mode == "stream" else None)
+                gen = Generation(model.vocab, job.prompt, sampling, model.config.window)
+            usage = Usage(prompt_tokens=len(job.prompt), cached_tokens=len(entry.text) if entry else 0)
+            ticket.rows.append(Row(ticket, i, gen, decoder, usage))
+        with self._cond:
+            if self._stopping:
+                raise ApiError(503, "the server is shutting down", code="unavailable", retry_after=5)
+            if len(self._active) + len(self._waiting) + job.n > self.config.max_conversations:
+                self.metrics.rejected.inc()
+                raise ApiError(429, f"the server holds {self.config.max_conversations} conversations at once; "
+                                    "try again shortly", code="too_many_conversations", retry_after=1)
+            self._waiting.extend(ticket.rows)
+            self._cond.notify()
+        return ticket
+
+    def stop(self, timeout: float = 0.0) -> None:
+        """Let the rows in flight finish for up to ``timeout`` seconds, then end the rest with an error."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._stopping = True
+            while (self._active or self._waiting) and time.monotonic() < deadline:
+                self._cond.wait(timeout=max(0.0, min(0.1, deadline - time.monotonic())))
+            for row in list(self._active) + list(self._waiting):
+                if not row.finishing:
+                    row.emit(Event(row.choice, "error", message="the server shut down before the reply ended"))
+            self._active.clear()
+            self._waiting.clear()
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+
+    # The loop ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._active and not self._waiting and not self._stopping:
+                    self._cond.wait()
+                if self._stopping and not self._active and not self._waiting:
+                    return
+                while self._waiting and len(self._active) < self.config.max_batch:
+                    self._active.append(self._waiting.popleft())
+                rows = list(self._active)
+            done = self._tick(rows)
+            with self._cond:
+                self._active = [r for r in self._active if r not in done]
+                self.metrics.conversations(len(self._active), len(self._waiting))
+                self._cond.notify_all()
+
+    def _tick(self, rows: list[Row]) -> set:
+        """One read per row, batched; returns the rows that are finished."""
+        done = set()
+        live = []
+        for row in rows:
+            if row.ticket.cancelled and not row.finishing:
+                done.add(row)
+                self.metrics.cancelled.inc()
+            else:
+                live.append(row)
+        if not live:
+            return done
+        try:
+            reads = [row.decoder.plan(row.generation.take_unread()) for row in live]
+            t0 = time.perf_counter()
+            results = run_reads(self.model, reads, self.config.max_batch)
+            self.metrics.tick(len(live), time.perf_counter() - t0)
+        except Exception as e:         # a bug or a broken bundle: fail these rows, keep serving
+            log.exception("engine tick failed")
+            for row in live:
+                if not row.finishing:
+                    row.emit(Event(row.choice, "error", message=f"generation failed: {type(e).__name__}: {e}"))
+                done.add(row)
+            return done
+        generated = 0
+        for row, (logits, state) in zip(live, results):
+            before = row.decoder.refills
+            row.decoder.commit(logits, state)
+            row.usage.refills += row.decoder.refills - before
+            if row.finishing:                       # its last token is read: keep what it read
+                self._remember(row)
+                done.add(row)
+                continue
+            self._advance(row, logits)
+            generated += 1
+            gen = row.generation
+            if gen.done:
+                row.usage.completion_tokens = gen.generated
+                row.emit(Event(row.choice, "done", finish_reason="stop" if gen.stopped_by == "stop" else "length",
+                               usage=row.usage))
+                self.metrics.finished(row.usage)
+                if self.cache is not None and row.decoder.mode == "stream":
+                    row.finishing = True
+                else:
+                    done.add(row)
+        self._throughput(generated)
+        return done
+
+    def _advance(self, row: Row, logits: np.ndarray) -> None:
+        gen = row.generation
+        released = gen.advance(logits)
+        top = row.ticket.top_logprobs
+        if top is not None:
+            row._unreleased.append(self._logprob(gen.token, logits, top))
+        if not released and not gen.done:
+            return
+        entries = []
+        if top is not None:                          # the tokens whose text is out now
+            n = len(released)
+            while row._unreleased and n > 0:
+                entry = row._unreleased.pop(0)
+                n -= len(entry[0])
+                entries.append(entry)
+        if released or entries:
+            row.emit(Event(row.choice, "text", text=released, logprobs=entries))
+
+    def _logprob(self, token: int, logits: np.ndarray, top: int) -> tuple:
+        """The model's log-probability of ``token`` (softmax of the raw logits, before penalty and
+        temperature) and its ``top`` likeliest alternatives."""
+        x = logits.astype(np.float64)
+        lp = x - x.max()
+        lp -= np.log(np.exp(lp).sum())
+        tokens = self.model.vocab.tokens
+        alts = []
+        if top:
+            best = np.argpartition(-lp, top - 1)[:top]
+            best = best[np.argsort(-lp[best], kind="stable")]
+            alts = [(tokens[i], float(lp[i])) for i in best]
+        return tokens[token], float(lp[token]), alts
+
+    def _remember(self, row: Row) -> None:
+        dec = row.decoder
+        self.cache.put(Entry(text=row.generation.text, refill_every=dec.refill_every, state=dec.state,
+                             ids=tuple(dec.ids), since_refill=dec.since_refill))
+
+    def _throughput(self, tokens: int) -> None:
+        now = time.monotonic()
+        self._recent.append((now, tokens))
+        while self._recent and self._recent[0][0] < now - 5.0:
+            self._recent.popleft()
+        span = now - self._recent[0][0] if len(self._recent) > 1 else 0.0
+        total = sum(t for _, t in list(self._recent)[1:])
+        self.metrics.decode_rate.set(total / span if span > 0 else 0.0)
