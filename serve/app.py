@@ -200,7 +200,7 @@ def create_app(config: ServeConfig = ServeConfig(), model: Optional[Model] = Non
         body = parse(await _body(request, config.max_body_bytes), ChatBody)
         check_model(body.model)
         engine = server.ready_engine()
-        job = chat_job(body, server.model.form, config)
+        job = chat_job(body, config.form or server.model.form, config)
         return await _respond(request, engine, job, chat=True)
 
     @app.post("/v1/completions")

@@ -91,11 +91,8 @@ class StateCache:
             self._entries[key] = entry
             self.bytes += entry.nbytes
             self._lengths[len(entry.text)] = self._lengths.get(len(entry.text), 0) + 1
-            evicted = []
             while self.bytes > self.max_bytes:
-                old = next(iter(self._entries))
-                evicted.append(old)
-                self._remove(old, delete_file=True)
+                self._remove(next(iter(self._entries)), delete_file=True)
         if self.folder is not None:
             self._write(entry)
 

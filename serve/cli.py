@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import signal
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -17,6 +18,7 @@ PROG = "mof-serve"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mof.runtime.chat import FORMS
     d = ServeConfig()
     positive = number(int, lambda v: v >= 1, "an integer >= 1")
     p = argparse.ArgumentParser(
@@ -28,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                "The API key can also come from the MOF_API_KEY environment variable.")
     p.add_argument("--model", metavar="BUNDLE", type=Path, help="bundle directory (default: the shipped demo model)")
     p.add_argument("--int8", action="store_true", help="run the bundle's int8 graphs")
+    p.add_argument("--form", choices=FORMS,
+                   help="how chat messages are rendered: xiaothink's templates, byte for byte, or raw "
+                        "(the last user message, continued) (default: the form the bundle records)")
     p.add_argument("--host", help=f"address to listen on (default {d.host}: this machine only)")
     p.add_argument("--port", type=number(int, lambda v: 0 <= v < 65536, "a port number"),
                    help=f"TCP port (default {d.port})")
@@ -78,6 +83,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = ServeConfig(**{k: v for k, v in args.items() if k in fields})
         _check(config)
         logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        # uvicorn drains on SIGTERM / Ctrl-C, then re-raises the signal under the handler it found:
+        # for SIGTERM that is this no-op, so a drained server exits 0 (Ctrl-C still exits 130)
+        signal.signal(signal.SIGTERM, lambda *_: None)
         uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=level,
                     timeout_graceful_shutdown=int(config.drain_seconds) or None)
         return 0

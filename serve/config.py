@@ -13,6 +13,7 @@ class ServeConfig:
     int8: bool = False                    # run the bundle's int8 graphs
     host: str = "127.0.0.1"               # address to listen on (loopback: this machine only)
     port: int = 8000                      # TCP port
+    form: Optional[str] = None            # chat messages' template (runtime/chat.py); None = the bundle's
     api_key: Optional[str] = None         # if set, /v1/* requires "Authorization: Bearer KEY"
     max_batch: int = 32                   # conversations decoded together, one row each per graph call
     max_conversations: int = 256          # requests admitted at once (decoding + waiting); more -> 429

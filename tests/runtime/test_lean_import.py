@@ -3,7 +3,8 @@
 import subprocess
 import sys
 
-HEAVY = ("tensorflow", "tf_keras", "keras", "tf2onnx", "xiaothink", "onnx", "torch")
+HEAVY = ("tensorflow", "tf_keras", "keras", "tf2onnx", "xiaothink", "onnx", "torch",
+         "fastapi", "uvicorn", "starlette", "pydantic", "prometheus_client")
 
 
 def test_runtime_imports_no_export_side_modules():
@@ -13,7 +14,8 @@ def test_runtime_imports_no_export_side_modules():
     assert out.stdout.strip() == "", f"mof.runtime pulled in: {out.stdout.strip()}"
 
 
-def test_runtime_never_imports_quant_or_export():
-    code = "import sys, mof.runtime; print([m for m in sys.modules if m.startswith(('mof.export', 'mof.quant'))])"
+def test_runtime_never_imports_quant_export_or_serve():
+    code = ("import sys, mof.runtime; "
+            "print([m for m in sys.modules if m.startswith(('mof.export', 'mof.quant', 'mof.serve'))])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,0 +1,61 @@
+"""A real mof-serve on loopback for the tests: uvicorn in a thread, a free port, stopped by the test."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+import pytest
+
+from mof.runtime import DEFAULT_BUNDLE, Model
+from mof.serve.config import ServeConfig
+
+
+@pytest.fixture(scope="session")
+def demo_model():
+    return Model.load(DEFAULT_BUNDLE)
+
+
+@contextlib.contextmanager
+def running(config: ServeConfig = ServeConfig(), model=None, timeout: float = 30.0):
+    """Serve ``create_app(config, model)`` on 127.0.0.1 (a free port); yields the base URL."""
+    import httpx
+    import uvicorn
+    from mof.serve.app import create_app
+    app = create_app(config, model)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                           timeout_graceful_shutdown=5))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not (server.started and server.servers):
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if model is not None or config.model is None:
+            while httpx.get(url + "/health").status_code != 200:     # preloaded: ready at once
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the model did not load")
+                time.sleep(0.02)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        assert not thread.is_alive(), "the server did not stop"
+
+
+@pytest.fixture(scope="module")
+def served(demo_model):
+    pytest.importorskip("fastapi", reason="mof-serve needs the [serve] extra")
+    """The demo model behind a server with default settings."""
+    with running(ServeConfig(), demo_model) as url:
+        yield url
+
+
+def client(url: str, key: str = "none"):
+    from openai import OpenAI
+    return OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=60)

@@ -1,0 +1,256 @@
+"""mof-serve through the official openai client: the endpoints, their shapes, and that a request's
+tokens are the runtime's Generator's for the same prompt, options and seed."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+openai = pytest.importorskip("openai", reason="the serve tests use the openai client ([dev] extra)")
+httpx = pytest.importorskip("httpx")
+
+from mof.runtime import Generator, SamplingConfig  # noqa: E402
+from mof.runtime.session import ChatSession  # noqa: E402
+from mof.serve.config import ServeConfig  # noqa: E402
+
+from .conftest import client, running  # noqa: E402
+
+MODEL = "t6-demo"
+
+
+def expected(model, prompt, **kw):
+    mode = kw.pop("mode", None)
+    R = kw.pop("refill_every", None)
+    return "".join(Generator(model, prompt, SamplingConfig(**kw), mode=mode, refill_every=R))
+
+
+def test_completion_equals_generator_streaming_or_not(served, demo_model):
+    c = client(served)
+    want = expected(demo_model, "床前明月光，", max_tokens=30, seed=4)
+    r = c.completions.create(model=MODEL, prompt="床前明月光，", max_tokens=30, seed=4)
+    assert r.choices[0].text == want and r.choices[0].finish_reason == "length"
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens) == (6, 30)
+    pieces = [ch.choices[0].text for ch in c.completions.create(model=MODEL, prompt="床前明月光，", max_tokens=30,
+                                                                   seed=4, stream=True) if ch.choices]
+    assert "".join(pieces) == want and len(pieces) > 5
+
+
+def test_chat_streams_deltas_usage_and_done(served, demo_model):
+    c = client(served)
+    msgs = [{"role": "system", "content": "ignored"}, {"role": "user", "content": "春眠不觉晓，"}]
+    full = c.chat.completions.create(model=MODEL, messages=msgs, max_tokens=25, seed=2, temperature=0.5)
+    # the demo's form is raw: the last user message is continued
+    assert full.choices[0].message.content == expected(demo_model, "春眠不觉晓，", max_tokens=25, seed=2,
+                                                       temperature=0.5)
+    chunks = list(c.chat.completions.create(model=MODEL, messages=msgs, max_tokens=25, seed=2, temperature=0.5,
+                                            stream=True, stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == full.choices[0].message.content
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "length"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 25
+    # the raw SSE ends with [DONE]
+    with httpx.stream("POST", served + "/v1/chat/completions", json={"model": MODEL, "messages": msgs,
+                                                                     "max_tokens": 3, "stream": True}) as r:
+        lines = [line for line in r.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]" and all(line.startswith("data: ") for line in lines)
+
+
+def test_chat_form_renders_xiaothinks_template_and_stops(demo_model):
+    """With the chat form, messages are rendered as ChatSession renders them, and the reply
+    ends before the template's stop string, as ChatSession's does."""
+    sampling = SamplingConfig(max_tokens=40, seed=7, temperature=0.9)
+    session = ChatSession(demo_model, sampling, form="chat")
+    gen = session.turn("你好")
+    want = "".join(gen)
+    with running(ServeConfig(form="chat"), demo_model) as url:
+        r = client(url).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "你好"}],
+                                                max_tokens=40, seed=7, temperature=0.9)
+    assert r.choices[0].message.content == want
+    assert r.choices[0].finish_reason == ("stop" if gen.stats.stopped_by == "stop" else "length")
+
+
+def test_eight_concurrent_seeded_requests_equal_their_generator_runs(served, demo_model):
+    cases = [dict(prompt=p, seed=i, max_tokens=24 + 3 * i, temperature=0.8,
+                  extra={"mode": "exact"} if i % 4 == 3 else ({"refill_every": 4} if i % 4 == 1 else {}))
+             for i, p in enumerate(["床前明月光，", "春眠不觉晓，", "白日依山尽，", "红豆生南国，"] * 2)]
+
+    def run(case):
+        return client(served).completions.create(model=MODEL, prompt=case["prompt"], seed=case["seed"],
+                                                 max_tokens=case["max_tokens"], temperature=0.8,
+                                                 extra_body=case["extra"]).choices[0].text
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(run, cases))
+    want = [expected(demo_model, c["prompt"], seed=c["seed"], max_tokens=c["max_tokens"], temperature=0.8,
+                     **c["extra"]) for c in cases]
+    assert got == want
+    assert len(set(got)) == 8
+
+
+def test_n_choices_use_consecutive_seeds(served, demo_model):
+    r = client(served).completions.create(model=MODEL, prompt="白日依山尽，", n=3, seed=10, max_tokens=12)
+    assert [ch.text for ch in sorted(r.choices, key=lambda ch: ch.index)] == \
+        [expected(demo_model, "白日依山尽，", seed=10 + i, max_tokens=12) for i in range(3)]
+    assert r.usage.completion_tokens == 36
+
+
+def test_logprobs_are_the_models_distribution(served, demo_model):
+    r = client(served).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "床前明月光，"}], max_tokens=6, temperature=0,
+        logprobs=True, top_logprobs=3, extra_body={"repetition_penalty": 1.0, "mode": "exact"})
+    content = r.choices[0].logprobs.content
+    assert "".join(t.token for t in content) == r.choices[0].message.content
+    logits = demo_model.exact_logits(demo_model.vocab.encode("床前明月光，"))[0].astype(np.float64)
+    lp = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
+    first = content[0]
+    assert abs(first.logprob - lp.max()) < 1e-5                  # greedy: the likeliest token
+    assert [t.logprob for t in first.top_logprobs] == sorted((t.logprob for t in first.top_logprobs), reverse=True)
+    assert first.top_logprobs[0].token == first.token
+
+
+def test_follow_up_turn_continues_the_cached_state(demo_model):
+    """A second chat turn reads only its new message: cached_tokens says how much was skipped, and
+    the reply is what ChatSession (mof-run's conversation) gives for that turn."""
+    sampling = SamplingConfig(max_tokens=30, seed=3)
+    session = ChatSession(demo_model, sampling, form="chat", mode="stream")
+    want = []
+    for text in ("你好", "床前明月光"):
+        gen = session.turn(text)
+        want.append("".join(gen))
+        session.finish(gen)
+    with running(ServeConfig(form="chat"), demo_model) as url:
+        c = client(url)
+        msgs = [{"role": "user", "content": "你好"}]
+        r1 = c.chat.completions.create(model=MODEL, messages=msgs, max_tokens=30, seed=3)
+        msgs += [{"role": "assistant", "content": r1.choices[0].message.content},
+                 {"role": "user", "content": "床前明月光"}]
+        r2 = c.chat.completions.create(model=MODEL, messages=msgs, max_tokens=30, seed=3)
+        metrics = httpx.get(url + "/metrics").text
+    assert [r1.choices[0].message.content, r2.choices[0].message.content] == want
+    assert r1.usage.prompt_tokens_details.cached_tokens == 0
+    cached = r2.usage.prompt_tokens_details.cached_tokens
+    assert 0 < cached < r2.usage.prompt_tokens
+    assert "mof_state_cache_hits_total 1.0" in metrics
+
+
+def test_models_health_metrics(served):
+    c = client(served)
+    assert [m.id for m in c.models.list()] == [MODEL]
+    assert c.models.retrieve(MODEL).id == MODEL
+    h = httpx.get(served + "/health")
+    assert h.status_code == 200 and h.json()["status"] == "ok"
+    m = httpx.get(served + "/metrics")
+    assert m.status_code == 200
+    for name in ("mof_requests_total", "mof_completion_tokens_total", "mof_active_conversations",
+                 "mof_queued_conversations", "mof_batch_rows_bucket", "mof_decode_tokens_per_second",
+                 "mof_state_cache_hits_total"):
+        assert name in m.text, name
+
+
+def _error(response) -> dict:
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
+    return body["error"]
+
+
+@pytest.mark.parametrize("body, param", [
+    ('{"model": "t6-demo", "prompt": "a", "temperature": "hot"}', "temperature"),
+    ('{"model": "t6-demo", "prompt": "a", "max_tokens": -1}', "max_tokens"),
+    ('{"model": "t6-demo", "prompt": "a", "stop": ["a", "b", "c", "d", "e"]}', "stop"),
+    ('{"model": "t6-demo", "prompt": "a", "n": 99}', "n"),
+    ('{"model": "t6-demo", "prompt": "a", "frequency_penalty": 0.5}', "frequency_penalty"),
+    ('{"model": "t6-demo", "prompt": "a", "refill_every": 100000}', "refill_every"),
+    ('{"model": "t6-demo", "prompt": ""}', "prompt"),
+    ('{"prompt": "a"}', "model"),
+    ('{"model": "t6-demo", "prompt": "a"', None),
+    ('[1, 2]', None),
+])
+def test_bad_completion_fields_get_400_naming_the_field(served, body, param):
+    r = httpx.post(served + "/v1/completions", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    err = _error(r)
+    assert err["param"] == param and err["type"] == "invalid_request_error"
+
+
+def test_bad_chat_messages_get_400(served):
+    for messages in ([], [{"role": "assistant", "content": "x"}], [{"role": "robot", "content": "x"}],
+                     [{"role": "user", "content": 5}]):
+        r = httpx.post(served + "/v1/chat/completions", json={"model": MODEL, "messages": messages})
+        assert r.status_code == 400 and _error(r)["param"].startswith("messages"), (messages, r.text)
+    with pytest.raises(openai.BadRequestError):
+        client(served).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}],
+                                               tools=[{"type": "function", "function": {"name": "f"}}])
+
+
+def test_unknown_model_and_route_get_404(served):
+    with pytest.raises(openai.NotFoundError) as e:
+        client(served).completions.create(model="gpt-4", prompt="a")
+    assert e.value.body["param"] == "model"
+    r = httpx.get(served + "/v1/nothing")
+    assert r.status_code == 404 and _error(r)["code"] == "not_found"
+
+
+def test_api_key_is_enforced(demo_model):
+    with running(ServeConfig(api_key="s3cret"), demo_model) as url:
+        with pytest.raises(openai.AuthenticationError):
+            client(url, "wrong").models.list()
+        assert httpx.post(url + "/v1/completions", json={"model": MODEL, "prompt": "a"}).status_code == 401
+        assert client(url, "s3cret").completions.create(model=MODEL, prompt="a", max_tokens=2).choices
+        assert httpx.get(url + "/health").status_code == 200          # health and metrics stay open
+
+
+def test_body_too_large_gets_413(demo_model):
+    with running(ServeConfig(max_body_bytes=200), demo_model) as url:
+        r = httpx.post(url + "/v1/completions", json={"model": MODEL, "prompt": "长" * 300})
+        assert r.status_code == 413 and _error(r)["code"] == "body_too_large"
+
+
+def test_full_server_gets_429_with_retry_after(demo_model):
+    with running(ServeConfig(max_conversations=1), demo_model) as url:
+        with httpx.stream("POST", url + "/v1/completions",
+                          json={"model": MODEL, "prompt": "床", "max_tokens": 4000, "stream": True}) as long:
+            lines = long.iter_lines()                 # (kept: a dropped iterator closes the stream)
+            next(lines)                                               # the first one is in flight
+            r = httpx.post(url + "/v1/completions", json={"model": MODEL, "prompt": "a", "max_tokens": 2})
+            assert r.status_code == 429 and r.headers["retry-after"] == "1"
+            assert _error(r)["type"] == "rate_limit_error"
+
+
+def test_unloadable_model_gets_503(tmp_path):
+    bad = tmp_path / "broken.mof"
+    bad.mkdir()
+    (bad / "manifest.json").write_text("{}")
+    with running(ServeConfig(model=bad)) as url:
+        r = httpx.get(url + "/health")
+        for _ in range(100):
+            if r.json()["status"] != "loading":
+                break
+            r = httpx.get(url + "/health")
+        assert r.status_code == 503 and r.json()["status"] == "error"
+        r = httpx.post(url + "/v1/completions", json={"model": "broken", "prompt": "a"})
+        assert r.status_code == 503 and _error(r)["type"] == "server_error"
+
+
+def test_disconnect_mid_stream_frees_the_row(served):
+    with httpx.stream("POST", served + "/v1/completions",
+                      json={"model": MODEL, "prompt": "床", "max_tokens": 4000, "stream": True}) as r:
+        lines = r.iter_lines()
+        for _ in range(3):
+            next(lines)
+    for _ in range(200):                      # the engine drops the row at its next tick
+        health = httpx.get(served + "/health").json()
+        if health["active"] == 0:
+            break
+        import time
+        time.sleep(0.02)
+    assert health["active"] == 0
+    assert "mof_cancelled_rows_total 1.0" in httpx.get(served + "/metrics").text
+
+
+def test_sse_error_shape_is_json(served):
+    r = httpx.post(served + "/v1/completions", json={"model": MODEL, "prompt": "a", "stream": True,
+                                                     "max_tokens": 99999})
+    assert r.status_code == 400 and json.loads(r.text)["error"]["param"] == "max_tokens"
