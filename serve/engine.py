@@ -125,8 +125,6 @@ class Engine:
                            param="refill_every", code="invalid_value")
         ticket = Ticket(id=f"{next(self._ids):x}", sink=sink, top_logprobs=job.top_logprobs)
         entry = self.cache.lookup(job.prompt, R) if (self.cache is not None and mode == "stream") else None
-        if self.cache is not None and mode == "stream":
-            self.metrics.cache_lookup(entry is not None, len(entry.text) if entry else 0)
         for i in range(job.n):
             sampling = job.sampling
             if sampling.seed is not None and i:
@@ -149,6 +147,8 @@ class Engine:
                                     "try again shortly", code="too_many_conversations", retry_after=1)
             self._waiting.extend(ticket.rows)
             self._cond.notify()
+        if self.cache is not None and mode == "stream":
+            self.metrics.cache_lookup(entry is not None)
         return ticket
 
     def stop(self, timeout: float = 0.0) -> None:
@@ -177,7 +177,10 @@ class Engine:
                 while self._waiting and len(self._active) < self.config.max_batch:
                     self._active.append(self._waiting.popleft())
                 rows = list(self._active)
-            done = self._tick(rows)
+            try:
+                done = self._tick(rows)
+            except Exception as e:     # never leave the loop: every later request would hang
+                done = self._fail(rows, e)
             with self._cond:
                 self._active = [r for r in self._active if r not in done]
                 self.metrics.conversations(len(self._active), len(self._waiting))
@@ -201,35 +204,46 @@ class Engine:
             results = run_reads(self.model, reads, self.config.max_batch)
             self.metrics.tick(len(live), time.perf_counter() - t0)
         except Exception as e:         # a bug or a broken bundle: fail these rows, keep serving
-            log.exception("engine tick failed")
-            for row in live:
-                if not row.finishing:
-                    row.emit(Event(row.choice, "error", message=f"generation failed: {type(e).__name__}: {e}"))
-                done.add(row)
-            return done
+            return done | self._fail(live, e)
         generated = 0
         for row, (logits, state) in zip(live, results):
-            before = row.decoder.refills
-            row.decoder.commit(logits, state)
-            row.usage.refills += row.decoder.refills - before
-            if row.finishing:                       # its last token is read: keep what it read
-                self._remember(row)
-                done.add(row)
-                continue
-            self._advance(row, logits)
-            generated += 1
-            gen = row.generation
-            if gen.done:
-                row.usage.completion_tokens = gen.generated
-                row.emit(Event(row.choice, "done", finish_reason="stop" if gen.stopped_by == "stop" else "length",
-                               usage=row.usage))
-                self.metrics.finished(row.usage)
-                if self.cache is not None and row.decoder.mode == "stream":
-                    row.finishing = True
-                else:
-                    done.add(row)
+            try:
+                generated += self._take(row, logits, state, done)
+            except Exception as e:     # this row's bug must not stop the others
+                done |= self._fail([row], e)
         self._throughput(generated)
         return done
+
+    def _fail(self, rows: list, error: Exception) -> set:
+        """End ``rows`` with an error event (the client gets a 503 or an SSE error)."""
+        log.error("generation failed for %d row(s)", len(rows), exc_info=error)
+        for row in rows:
+            if not row.finishing:
+                row.emit(Event(row.choice, "error", message=f"generation failed: {type(error).__name__}: {error}"))
+        return set(rows)
+
+    def _take(self, row: Row, logits: np.ndarray, state, done: set) -> int:
+        """Give ``row`` its read's result: sample its next token, or (finishing) cache it.
+        Returns the tokens generated (0 or 1)."""
+        before = row.decoder.refills
+        row.decoder.commit(logits, state)
+        row.usage.refills += row.decoder.refills - before
+        if row.finishing:                       # its last token is read: keep what it read
+            self._remember(row)
+            done.add(row)
+            return 0
+        self._advance(row, logits)
+        gen = row.generation
+        if gen.done:
+            row.usage.completion_tokens = gen.generated
+            row.emit(Event(row.choice, "done", finish_reason="stop" if gen.stopped_by == "stop" else "length",
+                           usage=row.usage))
+            self.metrics.finished(row.usage)
+            if self.cache is not None and row.decoder.mode == "stream":
+                row.finishing = True
+            else:
+                done.add(row)
+        return 1
 
     def _advance(self, row: Row, logits: np.ndarray) -> None:
         gen = row.generation

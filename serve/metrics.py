@@ -32,7 +32,7 @@ class Metrics:
         self.decode_rate = Gauge("mof_decode_tokens_per_second", "tokens generated per second, last 5 s",
                                  registry=r)
 
-    def cache_lookup(self, hit: bool, cached: int) -> None:
+    def cache_lookup(self, hit: bool) -> None:
         (self.cache_hits if hit else self.cache_misses).inc()
 
     def conversations(self, active: int, queued: int) -> None:
