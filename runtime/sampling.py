@@ -65,9 +65,9 @@ class Sampler:
 
     def __init__(self, config: SamplingConfig, vocab: Vocabulary):
         self.config = config
-        tokens = np.array(vocab.tokens, dtype=object)
-        self.banned = np.isin(tokens, np.array(list(config.ban), dtype=object)) if config.ban \
-            else np.zeros(len(tokens), bool)                          # [V]
+        ban = set(config.ban)
+        self.banned = np.fromiter((t in ban for t in vocab.tokens), bool, vocab.size) if ban \
+            else np.zeros(vocab.size, bool)                           # [V]
         if self.banned.all():
             raise MofError("every token of the vocabulary is banned")
         self.valid = np.flatnonzero(~self.banned)                     # [V'] allowed token ids

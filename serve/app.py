@@ -124,6 +124,24 @@ def _completion_logprobs(entries: list, offset: int) -> dict:
     return out
 
 
+class CountRequests:
+    """Counts /v1/* responses by endpoint and status (a plain ASGI middleware: Starlette's
+    BaseHTTPMiddleware would put every streamed chunk through an extra task and memory stream)."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            return await self.app(scope, receive, send)
+
+        async def counting_send(message):
+            if message["type"] == "http.response.start":
+                self.metrics.requests.labels(scope["path"], str(message["status"])).inc()
+            await send(message)
+        await self.app(scope, receive, counting_send)
+
+
 def create_app(config: ServeConfig = ServeConfig(), model: Optional[Model] = None) -> FastAPI:
     """The app for ``config`` (``model``: an already loaded Model to serve instead of loading one)."""
     server = Server(config, model)
@@ -148,12 +166,7 @@ def create_app(config: ServeConfig = ServeConfig(), model: Optional[Model] = Non
         err = ApiError(e.status_code, str(e.detail), code="not_found" if e.status_code == 404 else None)
         return JSONResponse(err.body(), status_code=e.status_code)
 
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        response = await call_next(request)
-        if request.url.path.startswith("/v1/"):
-            server.metrics.requests.labels(request.url.path, str(response.status_code)).inc()
-        return response
+    app.add_middleware(CountRequests, metrics=server.metrics)
 
     def check_key(request: Request) -> None:
         if config.api_key is None:
