@@ -23,13 +23,12 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mof.runtime.bundle_default import DEFAULT_BUNDLE
-from mof.runtime.contract import GRAPH_FILES, GRAPH_STEP
 from mof.runtime.errors import MofError
 from mof.runtime.model import Model
 
-from .cache import StateCache
+from .backend import LocalBackend, ModelInfo
 from .config import ServeConfig
-from .engine import Engine, Event
+from .engine import Event
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .protocol import ApiError, ChatBody, CompletionBody, chat_job, completion_job, parse
 
@@ -43,42 +42,30 @@ def model_id(config: ServeConfig) -> str:
 
 
 class Server:
-    """What the app holds: the config, the model once loaded, its engine and cache."""
+    """What the app holds: the config, the backend that decodes, what it said of the model."""
 
-    def __init__(self, config: ServeConfig, model: Optional[Model] = None):
+    def __init__(self, config: ServeConfig, model: Optional[Model] = None, backend=None):
         self.config = config
         self.metrics = Metrics()
         self.model_id = model_id(config)
         self.created = int(time.time())
-        self.model: Optional[Model] = None
-        self.engine: Optional[Engine] = None
-        self.cache: Optional[StateCache] = None
+        self.backend = backend if backend is not None else LocalBackend(config, self.metrics, model)
+        self.info: Optional[ModelInfo] = None
         self.load_error: Optional[str] = None
-        self._preloaded = model
 
     def load(self) -> None:
-        """Load the bundle (or take the preloaded model) and start the engine."""
+        """Bring the backend up (in a thread: /health answers 503 meanwhile)."""
         try:
-            c = self.config
-            model = self._preloaded or Model.load(c.model or DEFAULT_BUNDLE, int8=c.int8, threads=c.threads)
-            cache = None
-            if c.cache_mb > 0:
-                identity = f"{model.manifest.file_sha256(GRAPH_FILES[GRAPH_STEP])}/{model.precision}"
-                cache = StateCache(int(c.cache_mb * 2 ** 20), identity, model.config, c.state_dir)
-            engine = Engine(model, c, self.metrics, cache)
-            engine.start()
-            self.model, self.cache, self.engine = model, cache, engine
-            log.info("mof-serve: %s ready (%s, %s mode%s)", self.model_id, model.precision, model.recommended_mode,
-                     f", refill every {model.recommended_refill_every}" if model.recommended_mode == "stream" else "")
+            self.info = self.backend.load()
         except (MofError, OSError) as e:
             self.load_error = str(e)
             log.error("mof-serve: cannot load the model: %s", e)
 
-    def ready_engine(self) -> Engine:
-        if self.engine is None:
+    def ready(self) -> ModelInfo:
+        if self.info is None:
             raise ApiError(503, self.load_error or "the model is still loading", code="loading",
                            retry_after=None if self.load_error else 2)
-        return self.engine
+        return self.info
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -142,16 +129,16 @@ class CountRequests:
         await self.app(scope, receive, counting_send)
 
 
-def create_app(config: ServeConfig = ServeConfig(), model: Optional[Model] = None) -> FastAPI:
-    """The app for ``config`` (``model``: an already loaded Model to serve instead of loading one)."""
-    server = Server(config, model)
+def create_app(config: ServeConfig = ServeConfig(), model: Optional[Model] = None, backend=None) -> FastAPI:
+    """The app for ``config`` (``model``: an already loaded Model to serve instead of loading one;
+    ``backend``: where requests are decoded, default a LocalBackend in this process)."""
+    server = Server(config, model, backend)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         threading.Thread(target=server.load, name="mof-load", daemon=True).start()
         yield
-        if server.engine is not None:
-            await asyncio.to_thread(server.engine.stop, 0.0)
+        await asyncio.to_thread(server.backend.stop)
 
     app = FastAPI(title="mof-serve", version="0.1.0", lifespan=lifespan,
                   description="An OpenAI-compatible server for Xiaothink T6 models exported by mof.")
@@ -186,15 +173,14 @@ def create_app(config: ServeConfig = ServeConfig(), model: Optional[Model] = Non
 
     @app.get("/health")
     async def health():
-        if server.engine is None:
+        if server.info is None:
             status = "error" if server.load_error else "loading"
             return JSONResponse({"status": status, "detail": server.load_error}, status_code=503)
-        return {"status": "ok", "model": server.model_id, "active": server.engine.active,
-                "queued": server.engine.waiting}
+        return {"status": "ok", "model": server.model_id, **server.backend.status()}
 
     @app.get("/metrics")
     async def metrics():
-        return Response(server.metrics.render(server.cache), media_type=CONTENT_TYPE_LATEST)
+        return Response(server.metrics.render(getattr(server.backend, "cache", None)), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models")
     async def models(request: Request):
@@ -212,19 +198,18 @@ def create_app(config: ServeConfig = ServeConfig(), model: Optional[Model] = Non
         check_key(request)
         body = parse(await _body(request, config.max_body_bytes), ChatBody)
         check_model(body.model)
-        engine = server.ready_engine()
-        job = chat_job(body, config.form or server.model.form, config)
-        return await _respond(request, engine, job, chat=True)
+        info = server.ready()
+        return await _respond(request, chat_job(body, config.form or info.form, config), chat=True)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
         check_key(request)
         body = parse(await _body(request, config.max_body_bytes), CompletionBody)
         check_model(body.model)
-        engine = server.ready_engine()
-        return await _respond(request, engine, completion_job(body, config), chat=False)
+        server.ready()
+        return await _respond(request, completion_job(body, config), chat=False)
 
-    async def _respond(request: Request, engine: Engine, job, chat: bool):
+    async def _respond(request: Request, job, chat: bool):
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event] = asyncio.Queue()
 
@@ -232,13 +217,14 @@ def create_app(config: ServeConfig = ServeConfig(), model: Optional[Model] = Non
             with contextlib.suppress(RuntimeError):           # the loop is gone: nobody listens
                 loop.call_soon_threadsafe(queue.put_nowait, event)
 
-        ticket = engine.submit(job, sink)
+        ticket = await server.backend.submit(job, sink)
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         head = {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
                 "created": int(time.time()), "model": server.model_id,
-                "system_fingerprint": f"mof-{server.model.precision}"}
-        dec = ticket.rows[0].decoder
-        extension = {"mode": dec.mode, "refill_every": dec.refill_every if dec.mode == "stream" else None}
+                "system_fingerprint": f"mof-{server.info.precision}"}
+        extension = {"mode": ticket.mode, "refill_every": ticket.refill_every}
+        if getattr(ticket, "replica", None):
+            extension["replica"] = ticket.replica
         if job.stream:
             return StreamingResponse(_stream(ticket, queue, job, head, chat, extension),
                                      media_type="text/event-stream",

@@ -84,6 +84,8 @@ class Ticket:
     id: str
     sink: Sink
     top_logprobs: Optional[int] = None     # None: no logprobs; else alternatives per token
+    mode: str = "stream"                   # how its rows decode
+    refill_every: Optional[int] = None     # stream mode's R (None in exact mode)
     rows: list = field(default_factory=list)
     cancelled: bool = False
 
@@ -123,7 +125,8 @@ class Engine:
         if mode == "stream" and not 1 <= R <= model.config.window:
             raise ApiError(400, f"refill_every: from 1 to the window W = {model.config.window}",
                            param="refill_every", code="invalid_value")
-        ticket = Ticket(id=f"{next(self._ids):x}", sink=sink, top_logprobs=job.top_logprobs)
+        ticket = Ticket(id=f"{next(self._ids):x}", sink=sink, top_logprobs=job.top_logprobs, mode=mode,
+                        refill_every=R if mode == "stream" else None)
         entry = self.cache.lookup(job.prompt, R) if (self.cache is not None and mode == "stream") else None
         for i in range(job.n):
             sampling = job.sampling
