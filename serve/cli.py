@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -57,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"memory for cached conversation states, MiB (default {d.cache_mb:g}; 0 = off)")
     c.add_argument("--state-dir", type=Path, metavar="DIR",
                    help="also keep the cached states in DIR, read back at the next start")
+    r = p.add_argument_group("Ray Serve (the [ray] extra)")
+    r.add_argument("--ray", action="store_true",
+                   help="run the engines as Ray Serve replicas behind one HTTP ingress (docs/serving.md)")
+    r.add_argument("--replicas", type=positive, metavar="N", help="engine replicas (default 1)")
+    r.add_argument("--autoscale", metavar="MIN:MAX", type=_bounds,
+                   help="let Ray Serve scale the engine replicas between MIN and MAX")
+    r.add_argument("--ray-address", metavar="ADDR",
+                   help="join this Ray cluster (e.g. 'auto' after `ray start --head`; default: a local Ray)")
     p.add_argument("--drain-seconds", type=number(float, lambda v: v >= 0, "a number >= 0"),
                    help=f"on Ctrl-C / SIGTERM, time open requests get to finish (default {d.drain_seconds:g})")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
@@ -65,8 +74,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _bounds(text: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX, got {text!r}") from None
+    if not 0 <= lo <= hi or hi < 1:
+        raise argparse.ArgumentTypeError(f"expected 0 <= MIN <= MAX and MAX >= 1, got {text}")
+    return lo, hi
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = vars(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    ray_args = {k: args.pop(k) for k in ("ray", "replicas", "autoscale", "ray_address") if k in args}
+    if ray_args and not ray_args.get("ray"):
+        parser.error("--replicas, --autoscale and --ray-address go with --ray")
+    if "replicas" in ray_args and "autoscale" in ray_args:
+        parser.error("--replicas and --autoscale exclude each other")
 
     def run() -> int:
         try:
@@ -83,6 +108,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = ServeConfig(**{k: v for k, v in args.items() if k in fields})
         _check(config)
         logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if ray_args:
+            return _run_ray(config, ray_args)
         # uvicorn drains on SIGTERM / Ctrl-C, then re-raises the signal under the handler it found:
         # for SIGTERM that is this no-op, so a drained server exits 0 (Ctrl-C still exits 130)
         signal.signal(signal.SIGTERM, lambda *_: None)
@@ -91,6 +118,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
 
     return run_command(PROG, run, debug="debug" in args)
+
+
+def _run_ray(config: ServeConfig, ray_args: dict) -> int:
+    """Start (or join) Ray, deploy the app, serve until SIGTERM / Ctrl-C, then shut the app down."""
+    try:
+        import ray
+        from ray import serve
+        from .ray_app import build
+    except ImportError as e:
+        from mof.runtime.errors import MofError
+        raise MofError(f"--ray needs the [ray] extra: pip install 'mof[ray]' ({e.name} is missing)")
+    import threading
+    ray.init(address=ray_args.get("ray_address"), include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": config.host, "port": config.port})
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        serve.run(build(config, ray_args.get("replicas", 1), ray_args.get("autoscale")), name="mof", route_prefix="/")
+        print(f"{PROG}: serving on http://{config.host}:{config.port} with Ray Serve", file=sys.stderr, flush=True)
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return 0
 
 
 def _check(config: ServeConfig) -> None:

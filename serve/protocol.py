@@ -58,6 +58,7 @@ class _Body(BaseModel):
     stop: Union[str, list[str], None] = None
     seed: Optional[int] = Field(None, ge=0, lt=2 ** 32)
     n: int = Field(1, ge=1)
+    user: Optional[str] = None             # OpenAI's end-user id: only names the conversation for routing
     frequency_penalty: Optional[float] = None
     presence_penalty: Optional[float] = None
     logit_bias: Optional[dict[str, Any]] = None
@@ -120,6 +121,7 @@ class Job:
     top_logprobs: Optional[int]           # None: no logprobs; else how many alternatives per token
     stream: bool
     include_usage: bool
+    conversation: str = ""                # names the conversation (routes its turns to one replica)
 
 
 def parse(raw: bytes, kind: type[_Body]) -> _Body:
@@ -155,8 +157,11 @@ def _stops(body: _Body) -> tuple[str, ...]:
     return tuple(stop)
 
 
+AFFINITY_CHARS = 32     # a completion prompt's characters that name its conversation
+
+
 def _job(body: _Body, prompt: str, stops: tuple[str, ...], max_tokens: Optional[int],
-         top_logprobs: Optional[int], config: ServeConfig) -> Job:
+         top_logprobs: Optional[int], config: ServeConfig, conversation: str) -> Job:
     if body.n > config.max_n:
         raise ApiError(400, f"n: at most {config.max_n}", param="n", code="invalid_value")
     if not prompt:
@@ -178,7 +183,8 @@ def _job(body: _Body, prompt: str, stops: tuple[str, ...], max_tokens: Optional[
     stream_opts = getattr(body, "stream_options", None)
     return Job(prompt=prompt, sampling=sampling, mode=body.mode, refill_every=body.refill_every, n=body.n,
                top_logprobs=top_logprobs, stream=body.stream,
-               include_usage=bool(stream_opts and stream_opts.include_usage))
+               include_usage=bool(stream_opts and stream_opts.include_usage),
+               conversation=f"{body.user or ''}\n{conversation}")
 
 
 def chat_job(body: ChatBody, form: str, config: ServeConfig) -> Job:
@@ -202,7 +208,7 @@ def chat_job(body: ChatBody, form: str, config: ServeConfig) -> Job:
     if body.top_logprobs and not body.logprobs:
         raise ApiError(400, "top_logprobs needs logprobs: true", param="top_logprobs", code="invalid_value")
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-    return _job(body, prompt, stops, max_tokens, top, config)
+    return _job(body, prompt, stops, max_tokens, top, config, conversation=turns[0].text())
 
 
 def completion_job(body: CompletionBody, config: ServeConfig) -> Job:
@@ -215,7 +221,8 @@ def completion_job(body: CompletionBody, config: ServeConfig) -> Job:
         if len(prompt) != 1:
             raise ApiError(400, "prompt: one prompt per request", param="prompt", code="invalid_value")
         prompt = prompt[0]
-    return _job(body, prompt, _stops(body), body.max_tokens, body.logprobs, config)
+    return _job(body, prompt, _stops(body), body.max_tokens, body.logprobs, config,
+                conversation=prompt[:AFFINITY_CHARS])
 
 
 _Body.model_rebuild()

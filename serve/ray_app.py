@@ -1,0 +1,214 @@
+"""mof-serve on a Ray Serve cluster (the [ray] extra): the same app, the engines as replicas.
+
+    mof-serve --ray --replicas 2                      # a local Ray, or --ray-address to join one
+    serve run mof.serve.ray_app:app_builder model=t6.mof int8=true replicas=2   # Ray's own CLI
+    serve deploy examples/ray/serve_config.yaml                                # or a config file
+
+Two deployments:
+- ``mof-ingress``: the FastAPI app of ``app.py`` (same endpoints, fields, errors) over a
+  ``RayBackend``, which sends each request to an engine replica and relays its events;
+- ``mof-engine``: ``EngineReplica``, one continuous-batching engine (``engine.py``) and state cache
+  per replica, ``--replicas N`` of them or autoscaled between MIN and MAX.
+
+**Conversation affinity.** A request goes out with Ray Serve's multiplexed model id set to a key of
+its conversation (``Job.conversation``: the first user message of a chat, the first 32 characters
+of a completion prompt, and OpenAI's ``user`` field when given) — what every turn of a conversation
+shares. Ray routes a key to the replica that has seen it, so a follow-up turn finds its cached
+state there. When that replica is gone, another one reads the whole prompt afresh: slower, never
+wrong. Different conversations with the same key share a replica; that only affects balance.
+
+**Faults.** A replica that dies takes its rows with it: their clients get a 503 (or, mid-stream,
+an SSE error event). A request that had not started on it yet is sent again once, to a replica
+Ray picks. Ray Serve's controller starts a new replica to restore the count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
+from ray import serve
+from ray.exceptions import RayActorError, RayTaskError
+
+from .backend import ModelInfo, open_engine
+from .config import ServeConfig
+from .engine import Event, Sink
+from .metrics import Metrics
+from .protocol import ApiError, Job
+
+log = logging.getLogger("mof.serve")
+
+AFFINITY_SLOTS = 4096            # conversation keys a replica is preferred for (Ray's LRU beyond)
+ENGINE = "mof-engine"
+INGRESS = "mof-ingress"
+
+
+def affinity_key(conversation: str) -> str:
+    return hashlib.sha256(conversation.encode("utf-8")).hexdigest()[:24]
+
+
+@serve.deployment(name=ENGINE)
+class EngineReplica:
+    """One engine and its state cache; ``generate`` streams a request's events."""
+
+    def __init__(self, config: ServeConfig):
+        self.engine = open_engine(config, Metrics())
+        self.replica = serve.get_replica_context().replica_id.unique_id
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(self.engine.model.form, self.engine.model.precision)
+
+    @serve.multiplexed(max_num_models_per_replica=AFFINITY_SLOTS)
+    async def conversation(self, key: str) -> str:
+        """Nothing to load: this only tells Ray's router which conversations this replica holds."""
+        return key
+
+    async def generate(self, job: Job):
+        """First an admission record ({"mode", "refill_every", "replica"} or {"error": {...}}), then
+        the engine's events for ``job`` until every choice is done."""
+        await self.conversation(serve.get_multiplexed_model_id())
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+
+        def sink(event: Event) -> None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+        try:
+            ticket = self.engine.submit(job, sink)
+        except ApiError as e:
+            yield {"error": {"status": e.status, "message": e.message, "param": e.param, "code": e.code,
+                             "retry_after": e.retry_after}}
+            return
+        yield {"mode": ticket.mode, "refill_every": ticket.refill_every, "replica": self.replica}
+        pending = job.n
+        try:
+            while pending:
+                event = await queue.get()
+                yield event
+                if event.kind == "error":
+                    return
+                pending -= event.kind == "done"
+        finally:
+            ticket.cancel()           # the ingress went away (client disconnect): free the rows
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            self.engine.stop(0.0)
+
+
+@dataclass
+class RemoteTicket:
+    mode: str
+    refill_every: Optional[int]
+    replica: str
+    task: Optional[asyncio.Task] = None
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
+class RayBackend:
+    """The app's backend in the ingress: requests go to engine replicas through a handle."""
+
+    cache = None                      # the caches live in the replicas
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def load(self) -> ModelInfo:
+        return self.handle.info.remote().result()
+
+    def status(self) -> dict:
+        return {}
+
+    def stop(self) -> None:
+        pass
+
+    async def submit(self, job: Job, sink: Sink) -> RemoteTicket:
+        key = affinity_key(job.conversation)
+        for attempt in (1, 2):
+            stream = self.handle.options(stream=True, multiplexed_model_id=key).generate.remote(job)
+            try:
+                first = await stream.__anext__()
+                break
+            except (RayActorError, RayTaskError) as e:     # the replica died before starting: once more
+                stream.cancel()
+                if attempt == 2:
+                    raise ApiError(503, f"no engine replica could take the request ({type(e).__name__})",
+                                   code="replica_unavailable", retry_after=1) from None
+        if "error" in first:
+            e = first["error"]
+            raise ApiError(e["status"], e["message"], param=e["param"], code=e["code"], retry_after=e["retry_after"])
+        ticket = RemoteTicket(first["mode"], first["refill_every"], first["replica"])
+        ticket.task = asyncio.create_task(self._relay(stream, sink, ticket))
+        return ticket
+
+    async def _relay(self, stream, sink: Sink, ticket: RemoteTicket) -> None:
+        try:
+            async for event in stream:
+                sink(event)
+        except asyncio.CancelledError:
+            stream.cancel()
+            raise
+        except Exception as e:       # the replica died mid-request
+            log.warning("engine replica %s failed mid-request: %s", ticket.replica, type(e).__name__)
+            sink(Event(0, "error", message=f"the engine replica serving this request stopped ({type(e).__name__})"))
+
+
+@serve.deployment(name=INGRESS)
+@serve.ingress()
+class Ingress:
+    """The HTTP side: the same app as a single mof-serve, over engine replicas."""
+
+    def __init__(self, engines, config: ServeConfig):
+        self.engines, self.config = engines, config
+
+    def __serve_build_asgi_app__(self):
+        from .app import create_app
+        return create_app(self.config, backend=RayBackend(self.engines))
+
+
+def build(config: ServeConfig, replicas: int = 1, autoscale: Optional[tuple[int, int]] = None):
+    """The Ray Serve application: ``replicas`` engines, or autoscaled between ``autoscale``'s bounds."""
+    if autoscale:
+        lo, hi = autoscale
+        engines = EngineReplica.options(autoscaling_config={
+            "min_replicas": lo, "max_replicas": hi,
+            "target_ongoing_requests": max(1, config.max_batch // 2)})
+    else:
+        engines = EngineReplica.options(num_replicas=replicas)
+    engines = engines.options(max_ongoing_requests=config.max_conversations,
+                              ray_actor_options={"num_cpus": 0})
+    return Ingress.options(ray_actor_options={"num_cpus": 0}).bind(engines.bind(config), config)
+
+
+def app_builder(args: dict):
+    """For Ray's own CLI: ``serve run mof.serve.ray_app:app_builder model=t6.mof int8=true replicas=2``
+    (or ``autoscale=1:4``); any other ServeConfig field by name."""
+    from pathlib import Path
+    import dataclasses
+    args = dict(args)
+    replicas = int(args.pop("replicas", 1))
+    autoscale = args.pop("autoscale", None)
+    types = {f.name: f.type for f in dataclasses.fields(ServeConfig)}
+    given = {}
+    for name, value in args.items():
+        if name not in types:
+            raise ValueError(f"unknown mof-serve setting {name!r}; known: {', '.join(types)}")
+        kind = str(types[name])
+        if "bool" in kind:
+            value = str(value).lower() in ("1", "true", "yes")
+        elif "Path" in kind:
+            value = Path(value)
+        elif "int" in kind:
+            value = int(value)
+        elif "float" in kind:
+            value = float(value)
+        given[name] = value
+    bounds = tuple(int(x) for x in autoscale.split(":")) if autoscale else None
+    return build(ServeConfig(**given), replicas, bounds)
