@@ -1,11 +1,12 @@
 """Load on mof-serve: aggregate decode throughput and latency at 1, 4, 16 and 64 concurrent streams.
 
     python benchmarks/serve_load.py [--model BUNDLE] [--int8] [--levels 1,4,16,64] [--tokens 64]
-                                    [--requests 2] [--time-limit 600] [--name demo]
+                                    [--requests 2] [--time-limit 600] [--name demo] [--ray --replicas N]
 
 1. Baseline, in this process: one stream with mof.runtime's Generator (the bundle's decoding, the
    same sampling), decode tokens/s — what one conversation gets without a server.
-2. Starts `mof-serve` on 127.0.0.1 (a free port) in a subprocess and, per level C, runs C clients
+2. Starts `mof-serve` (with --ray: `mof-serve --ray --replicas N`, a local Ray Serve) on 127.0.0.1
+   (a free port) in a subprocess and, per level C, runs C clients
    at once, each streaming `--requests` completions one after another (httpx, SSE, a distinct
    prompt and seed per request), within a time limit.
 3. Per level: requests, failures, aggregate tokens/s (completion tokens / wall time of the level)
@@ -133,11 +134,13 @@ def main() -> int:
     p.add_argument("--requests", type=int, default=2, help="requests per client, one after another (default 2)")
     p.add_argument("--time-limit", type=float, default=600, help="seconds per level at most (default 600)")
     p.add_argument("--max-batch", type=int, default=64, help="mof-serve --max-batch (default 64)")
+    p.add_argument("--ray", action="store_true", help="serve with mof-serve --ray (a local Ray Serve)")
+    p.add_argument("--replicas", type=int, default=1, help="with --ray: engine replicas (default 1)")
     p.add_argument("--name", default=None, help="result file suffix (default: the bundle's name)")
     p.add_argument("--out", type=Path, default=HERE / "results" / date.today().isoformat())
     args = p.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
-    name = args.name or args.model.name.removesuffix(".mof")
+    name = (args.name or args.model.name.removesuffix(".mof")) + (f"_ray{args.replicas}" if args.ray else "")
 
     print(f"baseline: one stream with mof.runtime ({'int8' if args.int8 else 'fp32'}) ...", flush=True)
     one = baseline(args.model, args.int8, args.tokens)
@@ -147,7 +150,8 @@ def main() -> int:
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "mof.serve.cli", "--model", str(args.model), "--port", str(port),
            "--max-batch", str(args.max_batch), "--max-conversations", str(max(levels) * 2),
-           "--log-level", "warning"] + (["--int8"] if args.int8 else [])
+           "--log-level", "warning"] + (["--int8"] if args.int8 else []) \
+        + (["--ray", "--replicas", str(args.replicas)] if args.ray else [])
     server = subprocess.Popen(cmd)
     rows = []
     try:
@@ -181,13 +185,15 @@ def main() -> int:
             server.kill()
 
     result = {"bundle": str(args.model), "name": name, "precision": "int8" if args.int8 else "fp32",
+              "server": f"mof-serve --ray --replicas {args.replicas}" if args.ray else "mof-serve",
               "cpu": cpu_name(), "cores": __import__("os").cpu_count(), "tokens_per_request": args.tokens,
               "one_stream_tokens_per_s": one, "levels": rows,
               "batch_rows_per_tick": [ln for ln in metrics.splitlines() if ln.startswith("mof_batch_rows_")]}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"serve_load_{name}{'_int8' if args.int8 else ''}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"# mof-serve under load: {name} ({result['precision']}, stream decoding as the bundle recommends)",
+    lines = [f"# {result['server']} under load: {name} ({result['precision']}, stream decoding as the bundle "
+             "recommends)",
              "", f"CPU: {result['cpu']}, {result['cores']} cores; server and load generator on the same machine. "
              f"{args.tokens} tokens per request, {args.requests} requests per client; one stream with "
              f"mof.runtime alone: **{one:.1f} tokens/s**.", "",

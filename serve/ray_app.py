@@ -187,28 +187,41 @@ def build(config: ServeConfig, replicas: int = 1, autoscale: Optional[tuple[int,
     return Ingress.options(ray_actor_options={"num_cpus": 0}).bind(engines.bind(config), config)
 
 
-def app_builder(args: dict):
-    """For Ray's own CLI: ``serve run mof.serve.ray_app:app_builder model=t6.mof int8=true replicas=2``
-    (or ``autoscale=1:4``); any other ServeConfig field by name."""
-    from pathlib import Path
+def settings_from_args(args: dict) -> tuple[ServeConfig, int, Optional[tuple[int, int]]]:
+    """Ray's application ``args`` (strings from the command line, YAML scalars from a config file)
+    -> (ServeConfig, replicas, autoscale bounds). Unknown names are an error, not ignored."""
     import dataclasses
+    from pathlib import Path
     args = dict(args)
     replicas = int(args.pop("replicas", 1))
     autoscale = args.pop("autoscale", None)
-    types = {f.name: f.type for f in dataclasses.fields(ServeConfig)}
+    bounds = tuple(int(x) for x in str(autoscale).split(":")) if autoscale else None
+    if bounds is not None and (len(bounds) != 2 or not 0 <= bounds[0] <= bounds[1] or bounds[1] < 1):
+        raise ValueError(f"autoscale must be MIN:MAX with 0 <= MIN <= MAX, got {autoscale!r}")
+    types = {f.name: str(f.type) for f in dataclasses.fields(ServeConfig)}
     given = {}
     for name, value in args.items():
         if name not in types:
-            raise ValueError(f"unknown mof-serve setting {name!r}; known: {', '.join(types)}")
-        kind = str(types[name])
-        if "bool" in kind:
-            value = str(value).lower() in ("1", "true", "yes")
+            raise ValueError(f"unknown mof-serve setting {name!r}; known: replicas, autoscale, {', '.join(types)}")
+        kind = types[name]
+        if value is None:
+            pass
+        elif kind == "bool":
+            value = str(value).lower() in ("1", "true", "yes", "on")
         elif "Path" in kind:
             value = Path(value)
         elif "int" in kind:
             value = int(value)
         elif "float" in kind:
             value = float(value)
+        else:
+            value = str(value)
         given[name] = value
-    bounds = tuple(int(x) for x in autoscale.split(":")) if autoscale else None
-    return build(ServeConfig(**given), replicas, bounds)
+    return ServeConfig(**given), replicas, bounds
+
+
+def app_builder(args: dict):
+    """For Ray's own CLI and config files: ``serve run mof.serve.ray_app:app_builder model=t6.mof
+    int8=true replicas=2`` (or ``autoscale=1:4``); any other ServeConfig field by its name."""
+    config, replicas, bounds = settings_from_args(args)
+    return build(config, replicas, bounds)

@@ -129,3 +129,23 @@ def test_killing_a_replica_loses_only_its_requests_and_recovers(ray_served):
         time.sleep(0.5)
     assert c.completions.create(model=MODEL, prompt=victim_prompt, max_tokens=4, seed=0).choices[0].text \
         == warm.choices[0].text                                  # re-read afresh elsewhere: same tokens
+
+
+def test_ray_settings_from_args_and_the_example_config():
+    import yaml
+    from pathlib import Path
+    from mof.serve.ray_app import app_builder, settings_from_args
+    config, replicas, bounds = settings_from_args({"model": "x.mof", "int8": "true", "replicas": "2", "max_batch": 8})
+    assert (config.model, config.int8, config.max_batch, replicas, bounds) == (Path("x.mof"), True, 8, 2, None)
+    assert settings_from_args({"autoscale": "1:4", "api_key": 123})[2:] == ((1, 4),)
+    assert settings_from_args({"api_key": 123})[0].api_key == "123"
+    with pytest.raises(ValueError, match="unknown mof-serve setting 'modle'"):
+        settings_from_args({"modle": "x.mof"})
+    with pytest.raises(ValueError, match="autoscale"):
+        settings_from_args({"autoscale": "4:1"})
+    example = Path(__file__).parents[2] / "examples" / "ray" / "serve_config.yaml"
+    app = yaml.safe_load(example.read_text())["applications"][0]
+    assert app["import_path"] == "mof.serve.ray_app:app_builder"
+    config, replicas, _ = settings_from_args(app["args"])
+    assert config.int8 and replicas == 2
+    assert type(app_builder(app["args"])).__name__ == "Application"
