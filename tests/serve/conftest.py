@@ -18,12 +18,14 @@ def demo_model():
 
 
 @contextlib.contextmanager
-def running(config: ServeConfig = ServeConfig(), model=None, timeout: float = 30.0):
-    """Serve ``create_app(config, model)`` on 127.0.0.1 (a free port); yields the base URL."""
+def running(config: ServeConfig = ServeConfig(), model=None, timeout: float = 30.0, backend=None,
+            wait: bool = True):
+    """Serve ``create_app(config, model, backend)`` on 127.0.0.1 (a free port); yields the base URL
+    (once the model is loaded, unless ``wait`` is false or the config names a bundle to load)."""
     import httpx
     import uvicorn
     from mof.serve.app import create_app
-    app = create_app(config, model)
+    app = create_app(config, model, backend)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
                                            timeout_graceful_shutdown=5))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -36,7 +38,7 @@ def running(config: ServeConfig = ServeConfig(), model=None, timeout: float = 30
     port = server.servers[0].sockets[0].getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     try:
-        if model is not None or config.model is None:
+        if wait and (model is not None or config.model is None):
             while httpx.get(url + "/health").status_code != 200:     # preloaded: ready at once
                 if time.monotonic() > deadline:
                     raise RuntimeError("the model did not load")

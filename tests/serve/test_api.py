@@ -254,3 +254,38 @@ def test_sse_error_shape_is_json(served):
     r = httpx.post(served + "/v1/completions", json={"model": MODEL, "prompt": "a", "stream": True,
                                                      "max_tokens": 99999})
     assert r.status_code == 400 and json.loads(r.text)["error"]["param"] == "max_tokens"
+
+
+def test_health_is_503_while_the_model_loads(demo_model):
+    """/health and the endpoints answer 503 (with Retry-After) until the backend is up."""
+    import threading
+    from mof.serve.backend import LocalBackend
+    from mof.serve.metrics import Metrics
+    release = threading.Event()
+
+    class SlowBackend(LocalBackend):
+        def load(self):
+            release.wait(30)
+            return super().load()
+    with running(ServeConfig(), backend=SlowBackend(ServeConfig(), Metrics(), demo_model), wait=False) as url:
+        h = httpx.get(url + "/health")
+        assert h.status_code == 503 and h.json()["status"] == "loading"
+        r = httpx.post(url + "/v1/completions", json={"model": MODEL, "prompt": "a"})
+        assert r.status_code == 503 and r.headers["retry-after"] == "2" and _error(r)["code"] == "loading"
+        release.set()
+        for _ in range(300):
+            if httpx.get(url + "/health").status_code == 200:
+                break
+            import time
+            time.sleep(0.05)
+        assert client(url).completions.create(model=MODEL, prompt="a", max_tokens=2).choices
+
+
+def test_prompt_over_the_limit_gets_400(demo_model):
+    with running(ServeConfig(max_prompt_chars=10), demo_model) as url:
+        r = httpx.post(url + "/v1/completions", json={"model": MODEL, "prompt": "长" * 11})
+        assert r.status_code == 400 and _error(r)["code"] == "context_length_exceeded"
+        r = httpx.post(url + "/v1/models/..%2F..%2Fetc%2Fpasswd")
+        assert r.status_code in (404, 405)
+        r = httpx.post(url + "/v1/completions", json={"model": "../../etc/passwd", "prompt": "a"})
+        assert r.status_code == 404 and _error(r)["param"] == "model"
