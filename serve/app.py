@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import threading
 import time
@@ -60,6 +61,9 @@ class Server:
         except (MofError, OSError) as e:
             self.load_error = str(e)
             log.error("mof-serve: cannot load the model: %s", e)
+        except Exception as e:       # e.g. a Ray backend whose replicas cannot start: say so, don't hang
+            self.load_error = f"{type(e).__name__}: {e}"
+            log.exception("mof-serve: the backend did not start")
 
     def ready(self) -> ModelInfo:
         if self.info is None:
@@ -82,7 +86,6 @@ async def _body(request: Request, limit: int) -> bytes:
 
 
 def _sse(obj) -> bytes:
-    import json
     return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
 
 
