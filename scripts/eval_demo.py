@@ -13,7 +13,9 @@ Runtime only (numpy + onnxruntime). On the held-out material written by scripts/
    at most --max-tokens tokens: the share that end by the stop string, the share that are
    mostly CJK (at least half of the characters, punctuation included), and both — in stream and
    exact mode, fp32 and int8.
-3. --transcripts: a few seeded chats, as `mof-run` prints them.
+3. With --corpus WHEEL (the chatterbot-corpus wheel train_demo.py fetched): how many of those
+   replies are a training reply, verbatim (recalled whole rather than composed).
+4. --transcripts: a few seeded chats, as `mof-run` prints them.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def cjk_share(text: str) -> float:
 
 def reply_perplexity(model, conversations, mode: str) -> tuple[float, int]:
     """exp(mean NLL) of the replies' characters and their closing '"}', teacher-forced."""
-    from mof.quant.accuracy import _log_softmax, exact_logits, stream_logits
+    from mof.quant.accuracy import exact_logits, perplexity, stream_logits
     from mof.runtime.chat import Conversation
     nll, n = 0.0, 0
     for pairs in conversations:
@@ -53,10 +55,10 @@ def reply_perplexity(model, conversations, mode: str) -> tuple[float, int]:
         ids = np.asarray(model.vocab.encode(prompt + reply + CLOSE), np.int32)
         feed, targets = ids[:-1], ids[1:]
         logits = exact_logits(model, feed) if mode == "exact" else stream_logits(model, feed)
-        lp = _log_softmax(logits)[np.arange(len(targets)), targets]
-        scored = lp[len(prompt) - 1:]                     # predictions of reply + '"}'
-        nll -= scored.sum()
-        n += len(scored)
+        first = len(prompt) - 1                           # logits[first:] predict reply + '"}'
+        scored = len(targets) - first
+        nll += np.log(perplexity(logits[first:], targets[first:])) * scored
+        n += scored
     return float(np.exp(nll / n)), n
 
 
@@ -79,6 +81,8 @@ def main() -> int:
                     help="folder with heldout_dialogues.json")
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--json", type=Path, help="also write the figures as JSON")
+    ap.add_argument("--corpus", type=Path, metavar="WHEEL",
+                    help="chatterbot-corpus wheel: also count replies that are training replies, verbatim")
     ap.add_argument("--transcripts", nargs="*", default=None, metavar="TURN",
                     help="also print seeded chats (seed 0) with these user turns, int8 stream")
     args = ap.parse_args()
@@ -87,9 +91,15 @@ def main() -> int:
     bundle = args.model or DEFAULT_BUNDLE
     held = json.loads((args.ckpt / "heldout_dialogues.json").read_text(encoding="utf-8"))
     users = [c[-1][0] for c in held]
+    trained = None
+    if args.corpus:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from train_demo import read_dialogues, split_dialogues
+        trained = {reply for _, reply in split_dialogues(read_dialogues(args.corpus))[0]}
     report = {"bundle": str(bundle), "heldout_conversations": len(held), "rows": []}
     print(f"{len(held)} held-out user turns; bundle {bundle}")
-    print("precision  mode    reply ppl (chars)   ends by stop   mostly CJK   both")
+    print("precision  mode    reply ppl (chars)   ends by stop   mostly CJK   both"
+          + ("   training reply" if trained else ""))
     for int8 in (False, True):
         model = Model.load(bundle, int8=int8)
         for mode in ("stream", "exact"):
@@ -102,9 +112,13 @@ def main() -> int:
                    "ends_by_stop": float(stop), "mostly_cjk": float(cjk), "both": float(both),
                    "refill_every": model.recommended_refill_every if mode == "stream" else None,
                    "samples": [{"user": u, "reply": t, "stopped": s} for u, (t, s) in zip(users, got)]}
+            verbatim = ""
+            if trained:
+                row["training_replies"] = sum(t in trained for t, _ in got)
+                verbatim = f"   {row['training_replies']} of {len(got)}"
             report["rows"].append(row)
-            print(f"{model.precision:9}  {mode:6}  {ppl:9.1f} ({n:4d})      {stop:6.1%}      {cjk:6.1%}    {both:6.1%}",
-                  flush=True)
+            print(f"{model.precision:9}  {mode:6}  {ppl:9.1f} ({n:4d})      {stop:6.1%}      {cjk:6.1%}    "
+                  f"{both:6.1%}{verbatim}", flush=True)
     if args.transcripts:
         from mof.runtime import SamplingConfig
         from mof.runtime.session import ChatSession

@@ -75,7 +75,11 @@ def fetch_dialogues(workdir: Path) -> list[list[tuple[str, str]]]:
     """The Chinese conversations of chatterbot-corpus as lists of (user, assistant) pairs."""
     subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
                     "chatterbot-corpus", "-d", str(workdir)], check=True)
-    wheel = next(workdir.glob("chatterbot_corpus-*.whl"))
+    return read_dialogues(next(workdir.glob("chatterbot_corpus-*.whl")))
+
+
+def read_dialogues(wheel: Path) -> list[list[tuple[str, str]]]:
+    """The conversations in the wheel's chinese/*.yml (read as data, never imported)."""
     import yaml
     conversations = []
     with zipfile.ZipFile(wheel) as z:
@@ -167,7 +171,6 @@ def main() -> int:
 
     counts = collections.Counter(train_text)
     every_dialogue_char = set(dialogue_text) | {c for conv in held_convs for p in conv for s in p for c in s}
-    every_dialogue_char |= set(render(held_convs[0]))
     vocab = char_vocab({c for c, n in counts.items() if n >= args.min_count} | every_dialogue_char)
     index = {c: i for i, c in enumerate(vocab)}
     plain_ids = np.array([index.get(c, 0) for c in train_text], np.int32)
