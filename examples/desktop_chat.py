@@ -245,8 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="A desktop chat window on mof.runtime: the reply streams in token by token "
                     "from a worker thread; Stop ends it, New conversation clears the history.",
         epilog="The form defaults to the one the bundle records (mof-export --form): the demo model "
-               "was trained on plain text (poems), so each message is continued as text (raw); a "
-               "chat-trained T6 bundle gets xiaothink's chat template.")
+               "records chat (xiaothink's chat template; it was trained on Chinese dialogues as well "
+               "as poems); --form raw continues each message as plain text.")
     p.add_argument("--model", metavar="BUNDLE", type=Path, default=DEFAULT_BUNDLE,
                    help="bundle directory (default: the demo model shipped with mof)")
     p.add_argument("--int8", action="store_true", help="use the bundle's int8 graphs")

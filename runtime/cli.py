@@ -26,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(from the terminal or piped stdin); [CLEAN] clears the history, Ctrl-C stops "
                     "a reply, Ctrl-D (Windows: Ctrl-Z Enter) exits.",
         epilog=f"Default model: the small demo T6 shipped with mof ({DEFAULT_BUNDLE.name}), trained "
-               "on Tang and Song poems (form raw: your text is continued). Sampling defaults follow "
-               "xiaothink's chat.")
+               "on Chinese dialogues in xiaothink's chat form and on Tang and Song poems (form chat: "
+               "it answers; --form raw continues your text). Sampling defaults follow xiaothink's chat.")
     p.add_argument("--model", metavar="BUNDLE", type=Path, default=DEFAULT_BUNDLE,
                    help="bundle directory (default: the shipped demo model)")
     p.add_argument("--int8", action="store_true", help="use the bundle's int8 graphs")

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,8 +37,8 @@ def _run(args, stdin=""):
 
 
 def test_prompt_streams_the_continuation_and_a_summary(demo_bundle):
-    args = ["--model", demo_bundle, "--prompt", "床前明月光，", "--max-tokens", "15", "--seed", "4",
-            "--mode", "stream", "--temperature", "1.0"]
+    args = ["--model", demo_bundle, "--form", "raw", "--prompt", "床前明月光，", "--max-tokens", "15",
+            "--seed", "4", "--mode", "stream", "--temperature", "1.0"]     # raw: no stop string
     code, out, err = _run(args)
     assert code == 0, err
     assert len(out) == 16 and out.endswith("\n")
@@ -159,23 +160,39 @@ def test_prompt_with_a_bad_saved_state_is_refused(demo_bundle, tmp_path, capsys)
 
 def test_the_raw_form_has_no_conversation_to_save(demo_bundle, tmp_path, capsys):
     for flag in ("--load-state", "--save-state"):
-        assert main(["--model", str(demo_bundle), "--prompt", "x", flag, str(tmp_path / "s.npz")]) == 1
+        assert main(["--model", str(demo_bundle), "--form", "raw", "--prompt", "x", flag,
+                     str(tmp_path / "s.npz")]) == 1
         assert "raw form keeps no history" in capsys.readouterr().err
     assert not (tmp_path / "s.npz").exists()
 
 
-def test_the_demo_answers_in_its_own_form_from_the_first_reply(demo_bundle, capsys):
-    """No --form: the bundle's (raw for the demo), so the first reply is Chinese text, not template noise."""
-    code, out, err = _main(["--int8", "--seed", "0", "--max-tokens", "24"], capsys, stdin="床前明月光，\n")
+def _cjk(text):
+    return sum("\u4e00" <= c <= "\u9fff" or "\u3000" <= c <= "\u303f" or "\uff00" <= c <= "\uffef"
+               for c in text)
+
+
+def test_the_demo_chats_in_its_own_form_from_the_first_line(demo_bundle, capsys):
+    """No flags: the bundle's form (chat for the demo): 你好 gets a Chinese reply that ends by the
+    stop string on its own, well before --max-tokens (256)."""
+    for extra in ([], ["--int8"]):
+        code, out, err = _main([*extra, "--seed", "0", "--prompt", "你好"], capsys)
+        assert code == 0, err
+        assert "chat form" in err
+        reply = out.rstrip("\n")
+        tokens = int(re.search(r"\[(\d+) tokens", err).group(1))
+        assert reply and tokens < 256, (reply, err)          # ended by '"}', not by the token limit
+        assert '"}' not in reply and _cjk(reply) >= len(reply) / 2, reply
+
+
+def test_the_demo_still_continues_poems_in_the_raw_form(demo_bundle, capsys):
+    code, out, err = _main(["--int8", "--seed", "0", "--max-tokens", "24", "--form", "raw"], capsys,
+                           stdin="床前明月光，\n")
     assert code == 0, err
     assert "raw form" in err
     reply = out.rstrip("\n").replace("\\n", "\n")
-    assert len(reply) == 24
-    assert sum("\u4e00" <= c <= "\u9fff" for c in reply) >= len(reply) / 2, reply   # poem-ish, e.g.
-    assert not any(c.isascii() and c.isalpha() for c in reply), reply     # 正是春风月照眼。\n -- 李煜《虞美人
-    code, out, err = _main(["--int8", "--seed", "0", "--max-tokens", "24", "--form", "chat"], capsys,
-                           stdin="床前明月光，\n")
-    assert any(c.isascii() and c.isalpha() for c in out), out  # the chat template gets noise: ;\n "hyfp0" "$"…
+    assert len(reply) == 24                                   # raw: no stop string, the full 24
+    assert _cjk(reply) >= len(reply) / 2, reply
+    assert not any(c.isascii() and c.isalpha() for c in reply), reply     # no template residue
 
 
 def test_a_bundle_without_a_form_is_chat_and_a_bad_form_is_refused(fp32_bundle, tmp_path):

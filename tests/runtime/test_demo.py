@@ -1,4 +1,5 @@
-"""The demo model shipped in the package: verified, small, runs without TensorFlow, writes poem-shaped text."""
+"""The demo model shipped in the package: verified, small, runs without TensorFlow, chats (its form),
+and in the raw form still writes poem-shaped text. Its chat replies: tests/runtime/test_demo_chat.py."""
 
 import re
 import subprocess
@@ -29,11 +30,19 @@ def test_mof_run_int8_in_a_process_that_cannot_import_tensorflow():
             "for m in ('tensorflow', 'tf_keras', 'keras', 'tf2onnx', 'xiaothink', 'onnx'):\n"
             "    sys.modules[m] = None   # any import of these now fails\n"
             "from mof.runtime.cli import main\n"
-            "sys.exit(main(['--int8', '--prompt', '床前明月光，', '--seed', '0', '--max-tokens', '40']))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert len(proc.stdout.rstrip("\n")) == 40
-    assert "int8" in proc.stderr and "40 tokens" in proc.stderr
+            "sys.exit(main(sys.argv[1:]))\n")
+
+    def mof_run(*args):
+        proc = subprocess.run([sys.executable, "-c", code, "--int8", "--seed", "0", *args],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "int8" in proc.stderr
+        return proc.stdout.rstrip("\n"), proc.stderr
+    reply, err = mof_run("--prompt", "你好")                    # the bundle's form: chat
+    assert "chat form" in err and reply
+    assert int(re.search(r"\[(\d+) tokens", err).group(1)) < 256     # it ended by the stop string
+    text, err = mof_run("--form", "raw", "--prompt", "床前明月光，", "--max-tokens", "40")
+    assert len(text) == 40 and "40 tokens" in err
 
 
 def _segments(text):
@@ -55,9 +64,10 @@ def test_continues_a_tang_poem_with_poem_shaped_text(mode):
     share_cjk = np.mean([("\u4e00" <= c <= "\u9fff") or c in PUNCT for c in total])
     print(mode, f"segments of 5 or 7 characters: {share_5_7:.0%}, CJK or punctuation: {share_cjk:.0%}")
     assert share_cjk >= 0.95
-    # measured over these 40 seeds, int8: exact 70 %, stream (R = 16) 58 %, plain stream 84 %
-    # (fp32: 75 %, 61 %, 76 %); the first line of random CJK text has almost none
-    assert share_5_7 >= 0.5
+    # measured over these 40 seeds on the chat-trained demo (issue 19), int8: exact 54 %, stream
+    # (R = 16) 27 %, plain stream 46 % (fp32: 52 %, 28 %, 52 %); the poems-only demo before it had
+    # 70 %, 58 %, 84 %. Random CJK characters with 15 % punctuation: 13 %.
+    assert share_5_7 >= 0.2
 
 
 @pytest.mark.tf
