@@ -13,6 +13,7 @@ openai = pytest.importorskip("openai", reason="the serve tests use the openai cl
 httpx = pytest.importorskip("httpx")
 
 from mof.runtime import Generator, SamplingConfig  # noqa: E402
+from mof.runtime.chat import Conversation  # noqa: E402
 from mof.runtime.session import ChatSession  # noqa: E402
 from mof.serve.config import ServeConfig  # noqa: E402
 
@@ -39,19 +40,24 @@ def test_completion_equals_generator_streaming_or_not(served, demo_model):
 
 
 def test_chat_streams_deltas_usage_and_done(served, demo_model):
+    """Chat messages are rendered in the bundle's form (the demo's: chat) as ChatSession renders
+    them; the reply is ChatSession's, streamed or not."""
     c = client(served)
-    msgs = [{"role": "system", "content": "ignored"}, {"role": "user", "content": "春眠不觉晓，"}]
-    full = c.chat.completions.create(model=MODEL, messages=msgs, max_tokens=25, seed=2, temperature=0.5)
-    # the demo's form is raw: the last user message is continued
-    assert full.choices[0].message.content == expected(demo_model, "春眠不觉晓，", max_tokens=25, seed=2,
-                                                       temperature=0.5)
-    chunks = list(c.chat.completions.create(model=MODEL, messages=msgs, max_tokens=25, seed=2, temperature=0.5,
+    msgs = [{"role": "system", "content": "ignored"}, {"role": "user", "content": "你好"}]
+    session = ChatSession(demo_model, SamplingConfig(max_tokens=40, seed=2, temperature=0.5))
+    gen = session.turn("你好")
+    want = "".join(gen)
+    full = c.chat.completions.create(model=MODEL, messages=msgs, max_tokens=40, seed=2, temperature=0.5)
+    assert full.choices[0].message.content == want
+    reason = "stop" if gen.stats.stopped_by == "stop" else "length"
+    assert full.choices[0].finish_reason == reason
+    chunks = list(c.chat.completions.create(model=MODEL, messages=msgs, max_tokens=40, seed=2, temperature=0.5,
                                             stream=True, stream_options={"include_usage": True}))
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
-    assert text == full.choices[0].message.content
-    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "length"
-    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 25
+    assert text == want
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == reason
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == gen.stats.generated_tokens
     # the raw SSE ends with [DONE]
     with httpx.stream("POST", served + "/v1/chat/completions", json={"model": MODEL, "messages": msgs,
                                                                      "max_tokens": 3, "stream": True}) as r:
@@ -59,18 +65,12 @@ def test_chat_streams_deltas_usage_and_done(served, demo_model):
     assert lines[-1] == "data: [DONE]" and all(line.startswith("data: ") for line in lines)
 
 
-def test_chat_form_renders_xiaothinks_template_and_stops(demo_model):
-    """With the chat form, messages are rendered as ChatSession renders them, and the reply
-    ends before the template's stop string, as ChatSession's does."""
-    sampling = SamplingConfig(max_tokens=40, seed=7, temperature=0.9)
-    session = ChatSession(demo_model, sampling, form="chat")
-    gen = session.turn("你好")
-    want = "".join(gen)
-    with running(ServeConfig(form="chat"), demo_model) as url:
-        r = client(url).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "你好"}],
-                                                max_tokens=40, seed=7, temperature=0.9)
-    assert r.choices[0].message.content == want
-    assert r.choices[0].finish_reason == ("stop" if gen.stats.stopped_by == "stop" else "length")
+def test_form_override_renders_that_form(demo_model):
+    """--form raw: the last user message is continued as it is (a completion of it)."""
+    with running(ServeConfig(form="raw"), demo_model) as url:
+        r = client(url).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "春眠不觉晓，"}],
+                                                max_tokens=20, seed=7, temperature=0.9)
+    assert r.choices[0].message.content == expected(demo_model, "春眠不觉晓，", max_tokens=20, seed=7, temperature=0.9)
 
 
 def test_eight_concurrent_seeded_requests_equal_their_generator_runs(served, demo_model):
@@ -103,7 +103,8 @@ def test_logprobs_are_the_models_distribution(served, demo_model):
         logprobs=True, top_logprobs=3, extra_body={"repetition_penalty": 1.0, "mode": "exact"})
     content = r.choices[0].logprobs.content
     assert "".join(t.token for t in content) == r.choices[0].message.content
-    logits = demo_model.exact_logits(demo_model.vocab.encode("床前明月光，"))[0].astype(np.float64)
+    prompt = Conversation(demo_model.form).prompt("床前明月光，")
+    logits = demo_model.exact_logits(demo_model.vocab.encode(prompt))[0].astype(np.float64)
     lp = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
     first = content[0]
     assert abs(first.logprob - lp.max()) < 1e-5                  # greedy: the likeliest token
