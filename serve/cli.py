@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"conversations decoded together per graph call (default {d.max_batch})")
     e.add_argument("--max-conversations", type=positive, metavar="N",
                    help=f"requests held at once, decoding or waiting; more get 429 (default {d.max_conversations})")
+    e.add_argument("--max-window-reads", type=positive, metavar="N",
+                   help="prompts, refills and exact windows read per tick at most; the others wait a "
+                        f"tick while every one-token step goes on (default {d.max_window_reads})")
     e.add_argument("--threads", type=positive, help="onnxruntime intra-op threads (default: one per core)")
     e.add_argument("--max-tokens-limit", type=positive, metavar="N",
                    help=f"the largest max_tokens a request may ask (default {d.max_tokens_limit})")

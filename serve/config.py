@@ -16,6 +16,7 @@ class ServeConfig:
     form: Optional[str] = None            # chat messages' template (runtime/chat.py); None = the bundle's
     api_key: Optional[str] = None         # if set, /v1/* requires "Authorization: Bearer KEY"
     max_batch: int = 32                   # conversations decoded together, one row each per graph call
+    max_window_reads: int = 4             # prompts, refills and exact windows read per tick at most
     max_conversations: int = 256          # requests admitted at once (decoding + waiting); more -> 429
     threads: Optional[int] = None         # onnxruntime intra-op threads; None = one per core
     cache_mb: float = 256.0               # state cache bound, MiB of states and texts (0 = no cache)

@@ -29,7 +29,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from mof.runtime.decoder import StreamDecoder, make_decoder, run_reads
+from mof.runtime.decoder import STEP, Read, StreamDecoder, make_decoder, run_reads
 from mof.runtime.generate import Generation
 from mof.runtime.model import Model
 
@@ -71,6 +71,8 @@ class Row:
         self.ticket, self.choice = ticket, choice
         self.generation, self.decoder, self.usage = generation, decoder, usage
         self.finishing = False             # answered; reading its last token for the cache
+        self.read: Optional[Read] = None   # planned and not run yet (a window read waiting its turn)
+        self.waited = 0                    # ticks its planned window read has waited
         self._unreleased: list = []        # logprob entries whose text is not released yet
         self._held = 0                     # characters generated but not released
 
@@ -202,7 +204,10 @@ class Engine:
         if not live:
             return done
         try:
-            reads = [row.decoder.plan(row.generation.take_unread()) for row in live]
+            live = self._schedule(live)
+            reads = [row.read for row in live]
+            for row in live:
+                row.read = None
             t0 = time.perf_counter()
             results = run_reads(self.model, reads, self.config.max_batch)
             self.metrics.tick(len(live), time.perf_counter() - t0)
@@ -216,6 +221,26 @@ class Engine:
                 done |= self._fail([row], e)
         self._throughput(generated)
         return done
+
+    def _schedule(self, rows: list[Row]) -> list[Row]:
+        """Plan each row's next read (kept until it runs) and pick this tick's rows: every one-token
+        step, and at most ``max_window_reads`` window reads (prompts, refills, exact windows),
+        those that have waited longest first — so a burst of new prompts or of refills never holds
+        the other rows' tokens for more than a few window passes. A row's reads stay the same,
+        in the same order; only their timing moves."""
+        for row in rows:
+            if row.read is None:
+                row.read = row.decoder.plan(row.generation.take_unread())
+        window = [r for r in rows if r.read.kind != STEP]
+        if len(window) <= self.config.max_window_reads:
+            return rows
+        window.sort(key=lambda r: -r.waited)
+        later = set(window[self.config.max_window_reads:])
+        for row in later:
+            row.waited += 1
+        for row in window[:self.config.max_window_reads]:
+            row.waited = 0
+        return [r for r in rows if r not in later]
 
     def _fail(self, rows: list, error: Exception) -> set:
         """End ``rows`` with an error event (the client gets a 503 or an SSE error)."""

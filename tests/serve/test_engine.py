@@ -53,3 +53,32 @@ def test_a_failing_row_ends_alone_and_the_engine_keeps_serving(demo_model, monke
         assert later_done.wait(30) and later[-1].kind == "done"
     finally:
         engine.stop()
+
+
+def test_window_reads_wait_their_turn_without_changing_tokens(demo_model, monkeypatch):
+    """With one window read per tick, six new prompts (and later refills, and exact rows) are read
+    a few ticks apart while the other rows step on: every row still gets Generator's tokens."""
+    import mof.serve.engine as engine_module
+    from mof.runtime.decoder import STEP, run_reads
+    calls = []
+
+    def recording(model, reads, max_batch=0):
+        calls.append((sum(r.kind != STEP for r in reads), sum(r.kind == STEP for r in reads)))
+        return run_reads(model, reads, max_batch)
+    monkeypatch.setattr(engine_module, "run_reads", recording)
+    engine = Engine(demo_model, ServeConfig(max_window_reads=1), Metrics())
+    prompts = ["床前明月光，", "春眠不觉晓，", "白日依山尽，", "红豆生南国，", "千山鸟飞绝，", "空山不见人，"]
+    jobs = [Job(prompt=p, sampling=SamplingConfig(seed=i, max_tokens=40), mode="exact" if i == 5 else None,
+                refill_every=8 if i % 2 else None, n=1, top_logprobs=None, stream=True, include_usage=False)
+            for i, p in enumerate(prompts)]
+    collected = [collect(engine, j) for j in jobs]      # all admitted before the engine starts
+    engine.start()
+    try:
+        for (events, finished), j in zip(collected, jobs):
+            assert finished.wait(60)
+            want = "".join(Generator(demo_model, j.prompt, j.sampling, mode=j.mode, refill_every=j.refill_every))
+            assert "".join(e.text for e in events if e.kind == "text") == want
+    finally:
+        engine.stop()
+    assert max(w for w, _ in calls) == 1                          # one window read per tick at most
+    assert calls[1] == (1, 1)           # the second prompt is read while the first row steps on
