@@ -46,6 +46,33 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def graph_costs(model, batches=(1, 16, 64)) -> dict:
+    """Where a row's time goes: ms of one step-graph call at each batch size, and of one refill
+    (the chunk graph on K = W - R + 1 tokens, batch 1) at the bundle's recommended R."""
+    from mof.runtime.state import State
+    W, R = model.config.window, model.recommended_refill_every
+    K = W - R + 1
+    rng = np.random.default_rng(0)
+    out = {"refill_K": K, "refill_every": R}
+
+    def best(f, n=5):
+        f()
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t)
+        return min(times) * 1000
+    _, state = model.refill(rng.integers(0, model.config.vocab_size, (1, K)).astype(np.int32))
+    for B in batches:
+        st = State.stack([state] * B, model.config)
+        ids = rng.integers(0, model.config.vocab_size, B).astype(np.int32)
+        out[f"step_ms_batch{B}"] = best(lambda: model.step(ids, st))
+    ids = rng.integers(0, model.config.vocab_size, (1, K)).astype(np.int32)
+    out["refill_ms"] = best(lambda: model.refill(ids), 3)
+    return out
+
+
 def baseline(bundle: Path, int8: bool, tokens: int, runs: int = 3) -> float:
     """One stream, mof.runtime alone: decode tokens/s (best of ``runs``)."""
     from mof.runtime import Generator, Model, SamplingConfig
@@ -143,8 +170,11 @@ def main() -> int:
     name = (args.name or args.model.name.removesuffix(".mof")) + (f"_ray{args.replicas}" if args.ray else "")
 
     print(f"baseline: one stream with mof.runtime ({'int8' if args.int8 else 'fp32'}) ...", flush=True)
-    one = baseline(args.model, args.int8, args.tokens)
-    print(f"  {one:.1f} tokens/s", flush=True)
+    one_before = baseline(args.model, args.int8, args.tokens)
+    print(f"  {one_before:.1f} tokens/s", flush=True)
+    from mof.runtime import Model
+    costs = graph_costs(Model.load(args.model, int8=args.int8))
+    print("  graph costs:", {k: round(v, 2) if isinstance(v, float) else v for k, v in costs.items()}, flush=True)
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -171,9 +201,8 @@ def main() -> int:
         for c in levels:
             print(f"{c} concurrent streams ...", flush=True)
             row = asyncio.run(level(url, model_id, c, args.requests, args.tokens, args.time_limit))
-            row["vs_one_stream"] = row["tokens_per_s"] / one
             rows.append(row)
-            print(f"  {row['tokens_per_s']:.1f} tokens/s ({row['vs_one_stream']:.2f}x one stream), "
+            print(f"  {row['tokens_per_s']:.1f} tokens/s ({row['tokens_per_s'] / one_before:.2f}x one stream), "
                   f"failed {row['failed']}, TTFT p50 {row['ttft_p50_ms']:.0f} ms, "
                   f"ITL p50 {row['itl_p50_ms']:.1f} ms", flush=True)
         metrics = httpx.get(url + "/metrics").text
@@ -184,10 +213,15 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             server.kill()
 
+    one_after = baseline(args.model, args.int8, args.tokens)        # the machine drifts: before and after
+    one = (one_before + one_after) / 2
+    for row in rows:
+        row["vs_one_stream"] = row["tokens_per_s"] / one
     result = {"bundle": str(args.model), "name": name, "precision": "int8" if args.int8 else "fp32",
               "server": f"mof-serve --ray --replicas {args.replicas}" if args.ray else "mof-serve",
               "cpu": cpu_name(), "cores": __import__("os").cpu_count(), "tokens_per_request": args.tokens,
-              "one_stream_tokens_per_s": one, "levels": rows,
+              "one_stream_tokens_per_s": one, "one_stream_before_after": [one_before, one_after],
+              "graph_costs_ms": costs, "levels": rows,
               "batch_rows_per_tick": [ln for ln in metrics.splitlines() if ln.startswith("mof_batch_rows_")]}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"serve_load_{name}{'_int8' if args.int8 else ''}"
@@ -196,7 +230,11 @@ def main() -> int:
              "recommends)",
              "", f"CPU: {result['cpu']}, {result['cores']} cores; server and load generator on the same machine. "
              f"{args.tokens} tokens per request, {args.requests} requests per client; one stream with "
-             f"mof.runtime alone: **{one:.1f} tokens/s**.", "",
+             f"mof.runtime alone: **{one:.1f} tokens/s** (mean of {one_before:.1f} before and {one_after:.1f} "
+             f"after the levels). Graph costs: one step {costs['step_ms_batch1']:.2f} ms at batch 1, "
+             f"{costs['step_ms_batch16']:.2f} ms at batch 16, {costs['step_ms_batch64']:.2f} ms at batch 64; "
+             f"one refill of K = {costs['refill_K']} tokens (every R = {costs['refill_every']} tokens per "
+             f"stream) {costs['refill_ms']:.1f} ms.", "",
              "| streams | requests | failed | tokens/s | × one stream | TTFT p50 | TTFT p95 | ITL p50 | ITL p95 |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

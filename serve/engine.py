@@ -169,7 +169,8 @@ class Engine:
             self._active.clear()
             self._waiting.clear()
             self._cond.notify_all()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=60)            # the tick in progress ends first (onnxruntime must not
+                                                 # be torn down under a running session)
 
     # The loop ---------------------------------------------------------------------------
     def _run(self) -> None:

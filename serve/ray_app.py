@@ -69,7 +69,7 @@ class EngineReplica:
 
     async def generate(self, job: Job):
         """First an admission record ({"mode", "refill_every", "replica"} or {"error": {...}}), then
-        the engine's events for ``job`` until every choice is done."""
+        lists of the engine's events for ``job`` until every choice is done."""
         await self.conversation(serve.get_multiplexed_model_id())
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -87,11 +87,13 @@ class EngineReplica:
         pending = job.n
         try:
             while pending:
-                event = await queue.get()
-                yield event
-                if event.kind == "error":
+                events = [await queue.get()]
+                while not queue.empty():          # what piled up since: one Ray message, not many
+                    events.append(queue.get_nowait())
+                yield events
+                if any(e.kind == "error" for e in events):
                     return
-                pending -= event.kind == "done"
+                pending -= sum(e.kind == "done" for e in events)
         finally:
             ticket.cancel()           # the ingress went away (client disconnect): free the rows
 
@@ -150,8 +152,9 @@ class RayBackend:
 
     async def _relay(self, stream, sink: Sink, ticket: RemoteTicket) -> None:
         try:
-            async for event in stream:
-                sink(event)
+            async for events in stream:
+                for event in events:
+                    sink(event)
         except asyncio.CancelledError:
             stream.cancel()
             raise
@@ -184,7 +187,8 @@ def build(config: ServeConfig, replicas: int = 1, autoscale: Optional[tuple[int,
         engines = EngineReplica.options(num_replicas=replicas)
     engines = engines.options(max_ongoing_requests=config.max_conversations,
                               ray_actor_options={"num_cpus": 0})
-    return Ingress.options(ray_actor_options={"num_cpus": 0}).bind(engines.bind(config), config)
+    return Ingress.options(max_ongoing_requests=config.max_conversations,
+                           ray_actor_options={"num_cpus": 0}).bind(engines.bind(config), config)
 
 
 def settings_from_args(args: dict) -> tuple[ServeConfig, int, Optional[tuple[int, int]]]:
