@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
 import signal
 import socket
 import subprocess
@@ -34,16 +33,6 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 PROMPTS = ["床前明月光，", "春眠不觉晓，", "白日依山尽，", "红豆生南国，", "千山鸟飞绝，", "空山不见人，",
            "国破山河在，", "好雨知时节，"]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def graph_costs(model, batches=(1, 16, 64)) -> dict:
@@ -152,6 +141,7 @@ async def level(url: str, model: str, clients: int, requests: int, tokens: int, 
 
 
 def main() -> int:
+    from mof.bench.cli import cpu_name
     from mof.runtime import DEFAULT_BUNDLE
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=DEFAULT_BUNDLE, help="bundle (default: the demo)")

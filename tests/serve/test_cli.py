@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +12,8 @@ import pytest
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi", reason="mof-serve needs the [serve] extra")
+
+from .conftest import free_port  # noqa: E402
 
 SERVE = [sys.executable, "-m", "mof.serve.cli"]
 
@@ -26,12 +26,6 @@ def test_help_and_bad_bundle_are_one_line(tmp_path):
     assert out.stderr.startswith("mof-serve: error:") and len(out.stderr.strip().splitlines()) == 1
     out = subprocess.run(SERVE + ["--max-batch", "0"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "expected an integer >= 1" in out.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_sigterm_drains_the_open_stream_then_exits(tmp_path):

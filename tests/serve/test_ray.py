@@ -5,7 +5,6 @@ replica loses no request that was not on it, and the replica count recovers."""
 from __future__ import annotations
 
 import inspect
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,15 +18,9 @@ httpx = pytest.importorskip("httpx")
 from mof.serve.config import ServeConfig  # noqa: E402
 
 from . import test_api as api  # noqa: E402
-from .conftest import client  # noqa: E402
+from .conftest import client, free_port  # noqa: E402
 
 MODEL = "t6-demo"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def engine_replicas() -> dict:
