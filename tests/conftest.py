@@ -109,3 +109,33 @@ def tiny_tf_model(tiny_ckpt):
     model = build_keras_model(tiny_config())
     restore(model, tiny_ckpt, list_variables(tiny_ckpt))
     return model
+
+
+@pytest.fixture(scope="session")
+def tiny_t7_ckpt(ckpt_factory) -> Path:
+    """A tiny random-weight T7 checkpoint (n=2, L=2 + L2=3, Wt=6, W=12) with vocab.txt beside it."""
+    from mof.export.synthetic import tiny_t7_config
+    return ckpt_factory(tiny_t7_config(), seed=7)
+
+
+@pytest.fixture(scope="session")
+def tiny_t7_bundle(tiny_t7_ckpt, tmp_path_factory) -> Path:
+    """The tiny T7 checkpoint exported once, with int8 graphs (kept even if they miss the gates:
+    random weights; the gates are tested on a trained T7 in tests/quant)."""
+    from mof.export.pipeline import ExportOptions, export_checkpoint
+    from mof.export.progress import Progress
+    out = tmp_path_factory.mktemp("bundle") / "tiny-t7.mof"
+    opts = ExportOptions(checkpoint=tiny_t7_ckpt, output=out, num_heads=4, trans_window=6, window=12,
+                         eval_tokens=40, int8=True, allow_degraded=True)
+    return export_checkpoint(opts, Progress(7, quiet=True))
+
+
+@pytest.fixture(scope="session")
+def tiny_t7_tf_model(tiny_t7_ckpt):
+    """xiaothink's own T7 Keras model (MoEModel_t7) restored from the tiny T7 checkpoint."""
+    from mof.export.checkpoint import list_variables
+    from mof.export.keras_model import build_keras_model, restore
+    from mof.export.synthetic import tiny_t7_config
+    model = build_keras_model(tiny_t7_config())
+    restore(model, tiny_t7_ckpt, list_variables(tiny_t7_ckpt))
+    return model
