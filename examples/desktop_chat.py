@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "from a worker thread; Stop ends it, New conversation clears the history.",
         epilog="The form defaults to the one the bundle records (mof-export --form): the demo model "
                "was trained on plain text (poems), so each message is continued as text (raw); a "
-               "chat-trained T6 bundle gets xiaothink's chat template.")
+               "chat-trained T6 or T7 bundle gets xiaothink's chat template.")
     p.add_argument("--model", metavar="BUNDLE", type=Path, default=DEFAULT_BUNDLE,
                    help="bundle directory (default: the demo model shipped with mof)")
     p.add_argument("--int8", action="store_true", help="use the bundle's int8 graphs")
