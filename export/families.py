@@ -95,7 +95,3 @@ T7_TYPES: dict[str, T7Type] = {
 
 # Every model type mof-export knows, by name: its family and table entry.
 MODEL_TYPES: dict[str, T6Type | T7Type] = {**T6_TYPES, **T7_TYPES}
-
-
-def family_of(model_type: str) -> str:
-    return "t7" if model_type in T7_TYPES else "t6"

@@ -163,7 +163,7 @@ def _build(config: ModelConfig, get: Callable[[str], np.ndarray], window: bool):
         for l in range(layers):
             b = first + l                                                   # the block's row in the state
             P = f"{T}/transformer_blocks/{l}"
-            tag = f"e{j}l{l}" if c.family == "t7" else f"l{l}"
+            tag = f"l{b}"                                                   # node names: the block's state row
             w_ = lambda n: f32(f"{P}/{n}/kernel")
             b_ = lambda n: f32(f"{P}/{n}/bias")
             dense = lambda v, n: g.dense(v, w_(n), b_(n), f"{tag}/{n.split('/')[-1]}")
