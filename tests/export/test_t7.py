@@ -9,7 +9,6 @@ import pytest
 
 from mof.export import oracle
 from mof.export.checkpoint import list_variables, read_shape_facts, resolve_config
-from mof.export.keras_model import build_keras_model, restore
 from mof.export.pipeline import ExportOptions, export_checkpoint
 from mof.export.progress import Progress
 from mof.export.synthetic import tiny_t7_config
@@ -44,19 +43,17 @@ def test_model_type_checks_the_family(tiny_t7_ckpt, tiny_ckpt):
         resolve_config(t7, "t7_small")
 
 
-@pytest.mark.parametrize("variant", ["t7", "bare"])
-def test_numpy_oracle_equals_tensorflow_at_every_position(variant, tiny_t7_ckpt, ckpt_factory):
-    cfg = tiny_t7_config(**(BARE if variant == "bare" else {}))
-    prefix = tiny_t7_ckpt if variant == "t7" else ckpt_factory(cfg, seed=8)
-    model = build_keras_model(cfg)
-    restore(model, prefix, list_variables(prefix))
-    weights = oracle.load_weights(prefix, cfg)
+def test_numpy_oracle_equals_tensorflow_at_every_position(tiny_t7_ckpt, tiny_t7_tf_model):
+    """(The bare-embedding variant's oracle is checked through its export: step graph vs the oracle's
+    stream definition, chunk graph vs TensorFlow and vs the oracle's window state.)"""
+    cfg = tiny_t7_config()
+    weights = oracle.load_weights(tiny_t7_ckpt, cfg)
     ids = np.random.default_rng(5).integers(0, cfg.vocab_size, size=(2, 15), dtype=np.int32)
     worst = 0.0
-    for T in (1, 5, 6, 7, 12, 15):                     # around Wt = 6 and past W = 12
-        want = model(ids[:, :T], training=False).numpy()
+    for T in (1, 6, 7, 15):                            # around Wt = 6 and past W = 12
+        want = tiny_t7_tf_model(ids[:, :T], training=False).numpy()
         worst = max(worst, float(np.abs(oracle.forward(weights, cfg, ids[:, :T]) - want).max()))
-    print(f"{variant}: numpy oracle vs TensorFlow, every position, T=1..15: max |Δlogit| {worst:.2e}")
+    print(f"T7 numpy oracle vs TensorFlow, every position, T in 1, 6, 7, 15: max |Δlogit| {worst:.2e}")
     assert worst <= 1e-5
     # the temperature expert really divides: without it the logits differ by far more than that
     plain = dataclasses.replace(weights, temperature=None)
@@ -81,7 +78,7 @@ def test_t7_bundle_passes_every_check(tiny_t7_bundle, tiny_t7_ckpt, tiny_t7_tf_m
     full = ort.InferenceSession(str(tiny_t7_bundle / "full.onnx"))
     model = Model.load(tiny_t7_bundle)
     rng = np.random.default_rng(321)
-    for seq in (1, 4, 6, 7, 12):
+    for seq in (1, 7, 12):
         ids = rng.integers(0, cfg.vocab_size, size=(2, seq), dtype=np.int32)
         want = tiny_t7_tf_model(ids, training=False).numpy()
         np.testing.assert_allclose(full.run(None, {INPUT_IDS: ids})[0], want, atol=1e-4, rtol=0)
