@@ -1,4 +1,4 @@
-"""mof-export: turn a Xiaothink T6 checkpoint into a validated ONNX bundle."""
+"""mof-export: turn a Xiaothink T6 or T7 checkpoint into a validated ONNX bundle."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mof.runtime.chat import FORMS
 from mof.runtime.cli_common import number, run_command, utf8_stdio
 from mof.runtime.manifest import UNSAID_FORM
 
-from .families import REFERENCE_WINDOW, T6_TYPES
+from .families import MODEL_TYPES, REFERENCE_WINDOW, T6_TYPES, T7_TYPES
 
 PROG = "mof-export"
 POSITIVE_INT = number(int, lambda v: v >= 1, "a positive integer")
@@ -21,7 +21,7 @@ POSITIVE_FLOAT = number(float, lambda v: v > 0, "a positive number")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Export a Xiaothink T6 (MoF) TensorFlow checkpoint to an ONNX bundle: "
+        description="Export a Xiaothink T6 or T7 (MoF) TensorFlow checkpoint to an ONNX bundle: "
                     "manifest.json, vocab.json, full.onnx and window.onnx (for analysis), "
                     "step.onnx (stream decoding's step) and chunk.onnx (exact decoding and "
                     "stream refills), with --int8 also step.int8.onnx and chunk.int8.onnx. "
@@ -30,8 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "TensorFlow and an independent numpy network) before anything is written, "
                     "then the stream refill policies are measured against exact decoding.",
         epilog="Sizes the checkpoint's shapes fix (vocabulary, widths, layer counts, position "
-               "table) are read from it; --model-type supplies heads and the transformer window "
-               "and cross-checks the rest. Example: mof-export ckpt_dir/ --model-type t6_beta_dense")
+               "table; T6 or T7, by the temperature expert's variables) are read from it; "
+               "--model-type supplies heads and the transformer window and cross-checks the rest. "
+               "Example: mof-export ckpt_dir/ --model-type t6_beta_dense")
     p.add_argument("checkpoint", metavar="CKPT",
                    help="checkpoint prefix (DIR/ckpt-10), its .index file, or a folder with a "
                         "'checkpoint' file (its latest checkpoint is used)")
@@ -40,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab", metavar="FILE", type=Path,
                    help="vocabulary (Python list literal or JSON list; default: the single "
                         "vocab*.txt next to the checkpoint)")
-    p.add_argument("--model-type", metavar="NAME", choices=sorted(T6_TYPES),
-                   help=f"T6 family member: {', '.join(T6_TYPES)}")
+    p.add_argument("--model-type", metavar="NAME", choices=sorted(MODEL_TYPES),
+                   help=f"xiaothink model type: T6 {', '.join(T6_TYPES)}; T7 {', '.join(T7_TYPES)}")
     p.add_argument("--heads", metavar="H", type=POSITIVE_INT,
                    help="attention heads (overrides the model type; required without it)")
     p.add_argument("--trans-window", metavar="Wt", type=POSITIVE_INT,

@@ -1,9 +1,11 @@
-"""Oracle 3: an independent pure-numpy T6 network (docs/network.md).
+"""Oracle 3: an independent pure-numpy T6 / T7 network (docs/network.md).
 
 ``forward`` is the reference network exactly as xiaothink's TF code computes it
 (non-causal, Wt crop, end padding); ``stream_forward`` *defines* the stream
 decoder: the same weights, everything causal (running sums of phi(k) and v,
 running mean for the thought vector, Pos[p], router state at p).
+A T7 network (``config.family``) has a second transformer expert, a three-way router and a
+temperature expert dividing the logits; t7_cpu_standard has no embedding GRU.
 Everything is computed in float64. Shapes: B batch, T length, E embed_dim,
 U rnn_units, R router_units, H heads, D head_dim, V vocab_size.
 """
@@ -86,26 +88,42 @@ class Block:
 
 
 @dataclass(frozen=True, eq=False)
-class T6Weights:
+class Transformer:
+    """One transformer expert (MemoryEnhancedTransformer_dense[_t7])."""
+    pos: np.ndarray                  # [P, E] position table
+    blocks: tuple                    # its Blocks
+    out: Dense                       # [E, U]
+
+
+@dataclass(frozen=True, eq=False)
+class Temperature:
+    """T7's temperature expert: max(softplus(LN(GRU(x)) W + b) + bias, 1e-6)."""
+    gru: GRU                         # E -> R
+    norm: Norm                       # eps 1e-3
+    dense: Dense                     # [R, 1], softplus
+    bias: float                      # temp_bias
+
+
+@dataclass(frozen=True, eq=False)
+class Weights:
     emb: np.ndarray                  # [V, E] token embedding
-    emb_gru: GRU                     # E -> E
-    emb_dense: Dense                 # [E, E], relu
-    bn: tuple                        # (gamma, beta, moving_mean, moving_variance), each [E]
+    emb_gru: GRU | None              # E -> E (None: a bare embedding, t7_cpu_standard)
+    emb_dense: Dense | None          # [E, E], relu
+    bn: tuple | None                 # (gamma, beta, moving_mean, moving_variance), each [E]
     router_gru: GRU                  # E -> R
     router_norm: Norm                # eps 1e-3
-    router_dense: Dense              # [R, 2], softmax
+    router_dense: Dense              # [R, experts], softmax
+    temperature: Temperature | None  # T7 only
     rnn_grus: tuple                  # n GRUs: E -> U, then U -> U
     lnl: Norm                        # ONE LayerNorm after every RNN-expert GRU, eps 1e-6
-    pos: np.ndarray                  # [P, E] position table
-    blocks: tuple                    # L Blocks
-    trans_out: Dense                 # [E, U]
-    expert_norms: tuple              # 2 Norms [U], eps 1e-3
+    transformers: tuple              # Transformer experts: experts/1 (and T7's experts/2)
+    expert_norms: tuple              # one Norm [U] per expert, eps 1e-3
     combined_norm: Norm              # eps 1e-3
     head: Dense                      # [U, V]
 
 
-def load_weights(prefix: str | Path, config: ModelConfig) -> T6Weights:
-    """Read every tensor the T6 network uses from a TF checkpoint (as float64)."""
+def load_weights(prefix: str | Path, config: ModelConfig) -> Weights:
+    """Read every tensor the network uses from a TF checkpoint (as float64)."""
     from ._tf import import_tf
     reader = import_tf().train.load_checkpoint(str(prefix))
 
@@ -121,8 +139,7 @@ def load_weights(prefix: str | Path, config: ModelConfig) -> T6Weights:
     def gru(name):
         return GRU(get(name + "/cell/kernel"), get(name + "/cell/recurrent_kernel"), get(name + "/cell/bias"))
 
-    def block(i):
-        p = f"{_TRF}transformer_blocks/{i}/"
+    def block(p):
         return Block(q=dense(p + "lmha/query_dense"), k=dense(p + "lmha/key_dense"),
                      v=dense(p + "lmha/value_dense"), combine=dense(p + "lmha/combine_heads"),
                      attn=dense(p + "attn_dense"), ln1=norm(p + "layernorm1", 1e-6),
@@ -132,17 +149,28 @@ def load_weights(prefix: str | Path, config: ModelConfig) -> T6Weights:
                      alpha=float(get(p + "alpha")[0]),
                      ffn1=dense(p + "ffn/layer_with_weights-0"), ffn2=dense(p + "ffn/layer_with_weights-1"))
 
-    return T6Weights(
-        emb=get(_EMB + "token_emb/embeddings"), emb_gru=gru(_EMB + "lstm1"), emb_dense=dense(_EMB + "dense"),
-        bn=tuple(get(_EMB + "bn/" + n) for n in ("gamma", "beta", "moving_mean", "moving_variance")),
+    def transformer(j, layers):
+        p = f"{_MOE}experts/{j}/"
+        return Transformer(pos=get(p + "position_embedding/position_embedding/embeddings"),
+                           blocks=tuple(block(f"{p}transformer_blocks/{i}/") for i in range(layers)),
+                           out=dense(p + "dense"))
+
+    has_gru = config.embed_gru
+    return Weights(
+        emb=get(_EMB + "token_emb/embeddings"),
+        emb_gru=gru(_EMB + "lstm1") if has_gru else None,
+        emb_dense=dense(_EMB + "dense") if has_gru else None,
+        bn=tuple(get(_EMB + "bn/" + n) for n in ("gamma", "beta", "moving_mean", "moving_variance"))
+        if has_gru else None,
         router_gru=gru(_MOE + "router_gru"), router_norm=norm(_MOE + "router_gru_norm", 1e-3),
         router_dense=dense(_MOE + "router_dense"),
+        temperature=Temperature(gru(_MOE + "temp_expert_gru"), norm(_MOE + "temp_expert_norm", 1e-3),
+                                dense(_MOE + "temp_expert_dense"), float(get(_MOE + "temp_bias")[0]))
+        if config.temperature else None,
         rnn_grus=tuple(gru(f"{_RNN}context_encoders/{i}") for i in range(config.rnn_layers)),
         lnl=norm(_RNN + "lnl", 1e-6),
-        pos=get(_TRF + "position_embedding/position_embedding/embeddings"),
-        blocks=tuple(block(i) for i in range(config.trans_layers)),
-        trans_out=dense(_TRF + "dense"),
-        expert_norms=tuple(norm(f"{_MOE}expert_norms/{i}", 1e-3) for i in range(2)),
+        transformers=tuple(transformer(j, layers) for j, (layers, _) in enumerate(config.transformers, start=1)),
+        expert_norms=tuple(norm(f"{_MOE}expert_norms/{i}", 1e-3) for i in range(config.num_experts)),
         combined_norm=norm(_MOE + "combined_norm", 1e-3), head=dense(_MOE + "next_token_predictor"))
 
 
@@ -171,14 +199,20 @@ def _running(x, causal):
     return np.cumsum(x, axis=1) if causal else np.broadcast_to(x.sum(1, keepdims=True), x.shape)
 
 
-def _embed(w: T6Weights, ids):                       # ids [B, T] -> x [B, T, E]
+def _softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def _embed(w: Weights, ids):                         # ids [B, T] -> x [B, T, E]
     e = w.emb[ids]                                   # [B, T, E]
+    if w.emb_gru is None:                            # a bare embedding (t7_cpu_standard)
+        return e
     d = np.maximum(w.emb_dense(w.emb_gru(e)), 0.0)   # [B, T, E]
     gamma, beta, mean, var = w.bn
     return (d - mean) / np.sqrt(var + 1e-3) * gamma + beta + e
 
 
-def _rnn_expert(w: T6Weights, x):                    # [B, T, E] -> [B, T, U]
+def _rnn_expert(w: Weights, x):                      # [B, T, E] -> [B, T, U]
     h = x
     for gru in w.rnn_grus:
         h = w.lnl(gru(h))
@@ -205,48 +239,59 @@ def _block(blk: Block, heads: int, y, causal, sums=None):   # [B, T, E] -> [B, T
     return blk.ln2(o + blk.ffn2(_gelu(blk.ffn1(o))))
 
 
-def _transformer(w: T6Weights, config: ModelConfig, x, causal, sums=None):   # [B, T, E] -> normed [B, T, U]
+def _transformer(tr: Transformer, norm: Norm, config: ModelConfig, x, causal, sums=None):   # [B, T, E] -> normed [B, T, U]
     T = x.shape[1]
-    if T > w.pos.shape[0]:
-        raise ValueError(f"sequence length {T} exceeds the position table ({w.pos.shape[0]})")
-    y = x + w.pos[:T]                                 # [B, T, E]
+    if T > tr.pos.shape[0]:
+        raise ValueError(f"sequence length {T} exceeds the position table ({tr.pos.shape[0]})")
+    y = x + tr.pos[:T]                                # [B, T, E]
     if not causal:
         y = y[:, max(0, T - config.trans_window):]   # [B, T', E] crop to the last Wt positions
-    for blk in w.blocks:
+    for blk in tr.blocks:
         y = _block(blk, config.num_heads, y, causal, sums)
-    out = w.expert_norms[1](w.trans_out(y))          # [B, T', U]
+    out = norm(tr.out(y))                             # [B, T', U]
     pad = T - out.shape[1]                            # zero-pad AT THE END (after the norm)
     return np.pad(out, ((0, 0), (0, pad), (0, 0)))   # [B, T, U]
 
 
-def _logits(w: T6Weights, config: ModelConfig, ids, causal):
+def _final(gru: GRU, x, causal):
+    """A GRU read for one value per sequence: its state after the last position (the reference),
+    or at every position (causal)."""
+    r = gru(x)                                       # [B, T, N] all states
+    return r if causal else r[:, -1:]                # [B, T or 1, N]
+
+
+def _logits(w: Weights, config: ModelConfig, ids, causal):
     ids = np.asarray(ids)
     x = _embed(w, ids)                                       # [B, T, E]
-    r = w.router_gru(x)                                      # [B, T, R] all states
-    if not causal:
-        r = r[:, -1:]                                        # [B, 1, R] final state: one weight per sequence
-    gate = _softmax(w.router_dense(w.router_norm(r)))        # [B, T or 1, 2]
-    n0 = w.expert_norms[0](_rnn_expert(w, x))                # [B, T, U]
-    n1 = _transformer(w, config, x, causal)                  # [B, T, U]
-    m = w.combined_norm(gate[..., :1] * n0 + gate[..., 1:] * n1)   # [B, T, U]
-    return w.head(m)                                         # [B, T, V]
+    gate = _softmax(w.router_dense(w.router_norm(_final(w.router_gru, x, causal))))   # [B, T or 1, experts]
+    outs = [w.expert_norms[0](_rnn_expert(w, x))]            # [B, T, U]
+    outs += [_transformer(tr, w.expert_norms[j], config, x, causal)
+             for j, tr in enumerate(w.transformers, start=1)]
+    m = w.combined_norm(sum(gate[..., j:j + 1] * o for j, o in enumerate(outs)))   # [B, T, U]
+    logits = w.head(m)                                       # [B, T, V]
+    if w.temperature is not None:                            # T7: logits / max(softplus(...) + bias, 1e-6)
+        t = w.temperature
+        temp = _softplus(t.dense(t.norm(_final(t.gru, x, causal)))) + t.bias      # [B, T or 1, 1]
+        logits = logits / np.maximum(temp, 1e-6)
+    return logits
 
 
-def forward(weights: T6Weights, config: ModelConfig, ids) -> np.ndarray:
+def forward(weights: Weights, config: ModelConfig, ids) -> np.ndarray:
     """The reference network, non-causal, as TF computes it: ids [B, T] -> logits [B, T, V]."""
     return _logits(weights, config, ids, causal=False)
 
 
-def stream_forward(weights: T6Weights, config: ModelConfig, ids) -> np.ndarray:
+def stream_forward(weights: Weights, config: ModelConfig, ids) -> np.ndarray:
     """The stream definition (docs/network.md, "Stream mode"), causal at every position: ids [B, T] -> logits [B, T, V]."""
     return _logits(weights, config, ids, causal=True)
 
 
-def window_state(w: T6Weights, config: ModelConfig, ids) -> dict[str, np.ndarray]:
+def window_state(w: Weights, config: ModelConfig, ids) -> dict[str, np.ndarray]:
     """The stream state after reading ``ids`` [B, T] with the reference's (window) semantics,
-    what the chunk graph must output: every GRU's final state, and per transformer layer the
-    sums of phi(k), v and the LN1 outputs over the (cropped) window, as the non-causal forward
-    computes them. Fields and shapes as mof.runtime.State."""
+    what the chunk graph must output: every GRU's final state, and per transformer block (over
+    every transformer expert, in order) the sums of phi(k), v and the LN1 outputs over the
+    (cropped) window, as the non-causal forward computes them. Fields and shapes as
+    mof.runtime.State."""
     ids = np.asarray(ids)
     x = _embed(w, ids)                                       # [B, T, E]
     rnn_h, h = [], x
@@ -255,14 +300,20 @@ def window_state(w: T6Weights, config: ModelConfig, ids) -> dict[str, np.ndarray
         rnn_h.append(states[:, -1])
         h = w.lnl(states)
     sums: list = []
-    _transformer(w, config, x, causal=False, sums=sums)
+    for j, tr in enumerate(w.transformers, start=1):
+        _transformer(tr, w.expert_norms[j], config, x, causal=False, sums=sums)
     L, B = len(sums), ids.shape[0]
     stack = lambda i, shape: (np.stack([s[i] for s in sums]) if L else np.zeros((0, B) + shape))
-    return {
-        "emb_h": w.emb_gru(w.emb[ids])[:, -1],              # [B, E]
-        "router_h": w.router_gru(x)[:, -1],                 # [B, R]
-        "rnn_h": np.stack(rnn_h),                           # [n, B, U]
-        "attn_z": stack(0, (config.num_heads, config.head_dim)),    # [L, B, H, D]
-        "attn_u": stack(1, (config.num_heads, config.head_dim)),    # [L, B, H, D]
-        "thought_c": stack(2, (config.embed_dim,)),                  # [L, B, E]
-    }
+    out = {}
+    if w.emb_gru is not None:
+        out["emb_h"] = w.emb_gru(w.emb[ids])[:, -1]          # [B, E]
+    out["router_h"] = w.router_gru(x)[:, -1]                 # [B, R]
+    if w.temperature is not None:
+        out["temp_h"] = w.temperature.gru(x)[:, -1]          # [B, R]
+    out.update({
+        "rnn_h": np.stack(rnn_h),                            # [n, B, U]
+        "attn_z": stack(0, (config.num_heads, config.head_dim)),    # [blocks, B, H, D]
+        "attn_u": stack(1, (config.num_heads, config.head_dim)),    # [blocks, B, H, D]
+        "thought_c": stack(2, (config.embed_dim,)),                  # [blocks, B, E]
+    })
+    return out

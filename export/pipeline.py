@@ -28,7 +28,7 @@ class ExportOptions:
     checkpoint: Path                  # prefix, folder with a 'checkpoint' file, or .index/.data file
     output: Optional[Path] = None     # bundle directory; default ./<name>.mof
     vocab: Optional[Path] = None      # default: the single vocab*.txt next to the checkpoint
-    model_type: Optional[str] = None  # a T6-family name; None = sizes from shapes + flags
+    model_type: Optional[str] = None  # a T6 or T7 model type; None = sizes from shapes + flags
     num_heads: Optional[int] = None
     trans_window: Optional[int] = None
     window: Optional[int] = None
@@ -77,7 +77,7 @@ def locate(opts: ExportOptions, progress: Progress) -> Located:
                        f"{EMBEDDING} has {config.vocab_size} rows")
     progress.log(f"      checkpoint {prefix} ({len(variables)} variables)")
     progress.log(f"      vocabulary {vocab_path} ({vocab.size} entries)")
-    progress.log("      model " + (opts.model_type or "custom T6") + ": " + ", ".join(
+    progress.log("      model " + (opts.model_type or f"custom {config.family.upper()}") + ": " + ", ".join(
         f"{k}={v}" for k, v in config.to_dict().items()))
     return Located(prefix, variables, config, vocab, vocab_path, output)
 
@@ -112,7 +112,7 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
         loc = locate(opts, progress)
         calibration = load_calibration_text(opts.calibration_text)
     cfg = loc.config
-    with progress.stage("build", "T6 network with xiaothink's code (tf_keras)"):
+    with progress.stage("build", f"{cfg.family.upper()} network with xiaothink's code (tf_keras)"):
         model = build_keras_model(cfg, opts.model_type)
     with progress.stage("restore", f"weights from {loc.prefix.name}"):
         restore(model, loc.prefix, loc.variables)

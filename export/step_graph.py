@@ -2,8 +2,9 @@
 
     logits, state_out = step(input_ids [B, C], position [B], state)
 
-It is the causal form of what xiaothink's code computes (docs/network.md, "Stream mode"): the three GRU
-stacks carry their hidden states; each transformer layer carries the running sums
+It is the causal form of what xiaothink's code computes (docs/network.md, "Stream mode"), for a T6
+or a T7 network (the config's family fields, not a separate builder): the GRUs carry their hidden
+states; each transformer block (of every transformer expert) carries the running sums
 z = Σ phi(k), u = Σ v (the code's attention is (q·z)/(q·z+1e-6) · u, see
 README) and c = Σ o of its LN1 outputs (the thought vector uses their running
 mean). A chunk of C >= 1 tokens is processed in parallel where the math allows
@@ -36,6 +37,7 @@ from .onnx_layers import LayerGraphBuilder as GraphBuilder
 EPS_KERAS = 1e-3      # Keras LayerNormalization / BatchNormalization default
 EPS_T6 = 1e-6         # the RNN expert's and the transformer blocks' LayerNorms
 ATTN_EPS = 1e-6       # denominator q·z + 1e-6
+TEMP_MIN = 1e-6       # T7: the temperature's floor (MoEModel_t7.apply_temperature)
 
 L1 = "layer_with_weights-1"
 
@@ -82,20 +84,35 @@ def _build(config: ModelConfig, get: Callable[[str], np.ndarray], window: bool):
     ids_t = g.op("Transpose", [INPUT_IDS], perm=[1, 0])                    # [C, B]
 
     # 1. embedding block: e = Emb[ids]; GRU over the chunk; x = BN(relu(g Wd + bd)) + e
+    #    (a bare embedding, x = e, without the GRU: t7_cpu_standard)
     e_t = g.op("Gather", [g.const(f32("layer_with_weights-0/token_emb/embeddings"), "emb"), ids_t],
                "embed", axis=0)                                             # [C, B, E]
-    y, emb_h = run_gru(e_t, initial("emb_h"), "layer_with_weights-0/lstm1", "emb_gru")   # [C, B, E]
-    d = g.op("Relu", [g.dense(y, f32("layer_with_weights-0/dense/kernel"),
-                              f32("layer_with_weights-0/dense/bias"), "emb_dense")])
-    scale, shift = batchnorm_affine(get, "layer_with_weights-0/bn")
-    x_t = g.op("Add", [g.op("Add", [g.op("Mul", [d, g.const(scale)]), g.const(shift)]), e_t], "x")  # [C, B, E]
+    new_state = {}
+    if c.embed_gru:
+        y, new_state["emb_h"] = run_gru(e_t, initial("emb_h"), "layer_with_weights-0/lstm1", "emb_gru")  # [C, B, E]
+        d = g.op("Relu", [g.dense(y, f32("layer_with_weights-0/dense/kernel"),
+                                  f32("layer_with_weights-0/dense/bias"), "emb_dense")])
+        scale, shift = batchnorm_affine(get, "layer_with_weights-0/bn")
+        x_t = g.op("Add", [g.op("Add", [g.op("Mul", [d, g.const(scale)]), g.const(shift)]), e_t], "x")  # [C, B, E]
+    else:
+        x_t = e_t
 
-    # 2. router: final GRU state -> softmax(LN(r) Wr + br)   (one weight pair per sequence)
-    _, router_h = run_gru(x_t, initial("router_h"), f"{L1}/router_gru", "router_gru")   # [B, R]
-    r = g.layer_norm(router_h, f32(f"{L1}/router_gru_norm/gamma"), f32(f"{L1}/router_gru_norm/beta"),
-                     EPS_KERAS, "router_ln")
+    # 2. router: final GRU state -> softmax(LN(r) Wr + br)   (one weight per expert and sequence)
+    _, new_state["router_h"] = run_gru(x_t, initial("router_h"), f"{L1}/router_gru", "router_gru")   # [B, R]
+    r = g.layer_norm(new_state["router_h"], f32(f"{L1}/router_gru_norm/gamma"),
+                     f32(f"{L1}/router_gru_norm/beta"), EPS_KERAS, "router_ln")
     w = g.op("Softmax", [g.dense(r, f32(f"{L1}/router_dense/kernel"), f32(f"{L1}/router_dense/bias"),
-                                 "router_dense")], axis=-1)                 # [B, 2]
+                                 "router_dense")], axis=-1)                 # [B, experts]
+
+    # 2b. T7's temperature expert: final GRU state -> max(softplus(LN(t) Wt + bt) + bias, 1e-6)
+    if c.temperature:
+        _, new_state["temp_h"] = run_gru(x_t, initial("temp_h"), f"{L1}/temp_expert_gru", "temp_gru")   # [B, R]
+        t_ = g.layer_norm(new_state["temp_h"], f32(f"{L1}/temp_expert_norm/gamma"),
+                          f32(f"{L1}/temp_expert_norm/beta"), EPS_KERAS, "temp_ln")
+        t_ = g.op("Softplus", [g.dense(t_, f32(f"{L1}/temp_expert_dense/kernel"),
+                                       f32(f"{L1}/temp_expert_dense/bias"), "temp_dense")])   # [B, 1]
+        temperature = g.op("Max", [g.op("Add", [t_, g.const(f32(f"{L1}/temp_bias"), "temp_bias")]),
+                                   g.const(np.float32(TEMP_MIN))], "temperature")          # [B, 1]
 
     # 3. RNN expert: h = LNl(GRU_i(h)) for each of n GRUs (one LayerNorm shared)
     lnl = (f32(f"{L1}/experts/0/lnl/gamma"), f32(f"{L1}/experts/0/lnl/beta"))
@@ -104,111 +121,116 @@ def _build(config: ModelConfig, get: Callable[[str], np.ndarray], window: bool):
         yi, hi = run_gru(h, initial("rnn_h", i), f"{L1}/experts/0/context_encoders/{i}", f"rnn_gru{i}")
         h = g.layer_norm(yi, *lnl, EPS_T6, f"lnl{i}")                              # [C, B, U]
         rnn_hs.append(g.op("Unsqueeze", [hi, zero]))                               # [1, B, U]
-    h_last = g.op("Gather", [h, i64(-1)], axis=0)                           # [B, U]
+    new_state["rnn_h"] = g.op("Concat", rnn_hs, axis=0)
+    outs = [g.op("Gather", [h, i64(-1)], axis=0)]                           # [B, U]
 
-    # 4. transformer expert: y = x + Pos[p + t]
+    # 4. transformer experts (T6: experts/1; T7: experts/1 and experts/2), y = x + Pos_j[p + t]
     C = g.op("Gather", [g.op("Shape", [INPUT_IDS]), i64(1)], axis=0)
     t = g.op("Range", [i64(0), C, i64(1)])                                  # [C]
     if window:
         pos = g.op("Unsqueeze", [t, i64([1])])                              # [C, 1]: positions 0..C-1
     else:
         pos = g.op("Add", [g.op("Unsqueeze", [t, i64([1])]), g.op("Unsqueeze", [POSITION, zero])])   # [C, B]
-    T = f"{L1}/experts/1"
-    yv = g.op("Add", [x_t, g.op("Gather", [g.const(f32(f"{T}/position_embedding/position_embedding/embeddings"),
-                                                   "pos_table"), pos], axis=0)])    # [C, B, E]
-    if window:
-        # the reference's crop: the transformer sees the last Wt positions only (Pos added before)
-        yv = g.op("Slice", [yv, i64([-c.trans_window]), i64([2**62]), zero])        # [C', B, E]
-    zs, us, cs = [], [], []
-    L, H, dh, E = c.trans_layers, c.num_heads, c.head_dim, c.embed_dim
-    if L:
-        if window:      # every position sees the whole window: sums broadcast, mean over C'
-            total = lambda v, carried: g.op("ReduceSum", [v, i64([0])], keepdims=1)       # [1, B, ...]
-            count = g.op("Cast", [g.op("Gather", [g.op("Shape", [yv]), i64(0)], axis=0)],
-                         to=TensorProto.FLOAT)                                          # C'
-        else:           # causal: running sums from the carried state, running mean
-            axis0 = i64(0)
-            total = lambda v, carried: g.op("Add", [g.op("CumSum", [v, axis0]), carried])  # [C, B, ...]
-            count = g.op("Unsqueeze", [g.op("Cast", [g.op("Add", [pos, i64(1)])], to=TensorProto.FLOAT),
-                                       i64([2])])                                       # [C, B, 1] = p+t+1
-        heads = i64([0, 0, H, dh])
-        merge = i64([0, 0, E])
+    H, dh, E = c.num_heads, c.head_dim, c.embed_dim
+    if window:      # every position sees the whole window: sums broadcast, mean over C'
+        total = lambda v, carried: g.op("ReduceSum", [v, i64([0])], keepdims=1)           # [1, B, ...]
+    else:           # causal: running sums from the carried state, running mean
+        total = lambda v, carried: g.op("Add", [g.op("CumSum", [v, zero]), carried])      # [C, B, ...]
+    heads = i64([0, 0, H, dh])
+    merge = i64([0, 0, E])
 
-        def per_layer(field):
-            """state [L, B, ...] -> L slices [1, B, ...] (one Split for all layers)"""
-            if window:
-                return [None] * L
-            parts = g.op("Split", [state_in(field), i64([1] * L)], axis=0, outputs=L)
-            return [parts] if L == 1 else parts
-        z_in, u_in, c_in = per_layer("attn_z"), per_layer("attn_u"), per_layer("thought_c")
-    for l in range(L):
-        P = f"{T}/transformer_blocks/{l}"
-        w_ = lambda n: f32(f"{P}/{n}/kernel")
-        b_ = lambda n: f32(f"{P}/{n}/bias")
-        dense = lambda v, n: g.dense(v, w_(n), b_(n), f"l{l}/{n.split('/')[-1]}")
-        phi = lambda v: g.op("Add", [g.op("Elu", [v], alpha=1.0), g.const(1.0)])
-        # q, k, v: one MatMul over the concatenated kernels (one activation quantization in int8),
-        # phi applied to q and k together
-        qkv = g.dense(yv, np.concatenate([w_("lmha/query_dense"), w_("lmha/key_dense"), w_("lmha/value_dense")], 1),
-                      np.concatenate([b_("lmha/query_dense"), b_("lmha/key_dense"), b_("lmha/value_dense")]),
-                      f"l{l}/qkv")                                          # [C, B, 3E]
-        qk, v = g.op("Split", [qkv, i64([2 * E, E])], axis=-1, outputs=2)
-        qk = g.op("Reshape", [phi(qk), i64([0, 0, 2 * H, dh])])            # [C, B, 2H, dh]
-        q, k = g.op("Split", [qk, i64([H, H])], axis=2, outputs=2)          # [C, B, H, dh]
-        v = g.op("Reshape", [v, heads])
-        z = total(k, z_in[l])                                               # [C or 1, B, H, dh]
-        u = total(v, u_in[l])
-        qz = g.op("ReduceSum", [g.op("Mul", [q, z]), i64([-1])], keepdims=1)  # [C, B, H, 1]
-        a = g.op("Mul", [g.op("Div", [qz, g.op("Add", [qz, g.const(ATTN_EPS)])]), u])           # [C, B, H, dh]
-        # combine_heads then attn_dense: two linear maps in a row, folded into one (in float64)
-        wc, bc = w_("lmha/combine_heads").astype(np.float64), b_("lmha/combine_heads").astype(np.float64)
-        wa, ba = w_("attn_dense").astype(np.float64), b_("attn_dense").astype(np.float64)
-        a = g.dense(g.op("Reshape", [a, merge]), (wc @ wa).astype(np.float32), (bc @ wa + ba).astype(np.float32),
-                    f"l{l}/attn_out")
-        o = g.layer_norm(g.op("Add", [yv, a]), f32(f"{P}/layernorm1/gamma"), f32(f"{P}/layernorm1/beta"),
-                         EPS_T6, f"l{l}/ln1")                               # [C, B, E]
-        csum = total(o, c_in[l])                                            # [C or 1, B, E]
-        # thought = alpha * dense2(gelu(dense1(mean))): alpha folded into dense2
-        alpha = f32(f"{P}/alpha").astype(np.float64)
-        t2 = "thought_processor/layer_with_weights-1"
-        thought = g.dense(g.gelu(dense(g.op("Div", [csum, count]), "thought_processor/layer_with_weights-0")),
-                          (w_(t2) * alpha).astype(np.float32), (b_(t2) * alpha).astype(np.float32), f"l{l}/thought2")
-        o = g.op("Add", [o, thought])
-        ffn = dense(g.gelu(dense(o, "ffn/layer_with_weights-0")), "ffn/layer_with_weights-1")
-        yv = g.layer_norm(g.op("Add", [o, ffn]), f32(f"{P}/layernorm2/gamma"), f32(f"{P}/layernorm2/beta"),
-                          EPS_T6, f"l{l}/ln2")
-        zs.append(z)
-        us.append(u)
-        cs.append(csum)
-    y_last = g.op("Gather", [yv, i64(-1)], axis=0)                          # [B, E]
-    out1 = g.dense(y_last, f32(f"{T}/dense/kernel"), f32(f"{T}/dense/bias"), "trans_out")   # [B, U]
+    def per_block(field):
+        """state [blocks, B, ...] -> one slice [1, B, ...] per block (one Split for all)"""
+        if window or not c.blocks:
+            return [None] * c.blocks
+        parts = g.op("Split", [state_in(field), i64([1] * c.blocks)], axis=0, outputs=c.blocks)
+        return [parts] if c.blocks == 1 else parts
+    z_in, u_in, c_in = per_block("attn_z"), per_block("attn_u"), per_block("thought_c")
+    zs, us, cs = [], [], []
+    first = 0                                                               # the expert's first block
+    for j, (layers, _) in enumerate(c.transformers, start=1):
+        T = f"{L1}/experts/{j}"
+        yv = g.op("Add", [x_t, g.op("Gather", [g.const(f32(f"{T}/position_embedding/position_embedding/embeddings"),
+                                                       f"pos_table{j}"), pos], axis=0)])    # [C, B, E]
+        if window:
+            # the reference's crop: the transformer sees the last Wt positions only (Pos added before)
+            yv = g.op("Slice", [yv, i64([-c.trans_window]), i64([2**62]), zero])    # [C', B, E]
+            count = g.op("Cast", [g.op("Gather", [g.op("Shape", [yv]), i64(0)], axis=0)],
+                         to=TensorProto.FLOAT)                                      # C'
+        else:
+            count = g.op("Unsqueeze", [g.op("Cast", [g.op("Add", [pos, i64(1)])], to=TensorProto.FLOAT),
+                                       i64([2])])                                   # [C, B, 1] = p+t+1
+        for l in range(layers):
+            b = first + l                                                   # the block's row in the state
+            P = f"{T}/transformer_blocks/{l}"
+            tag = f"l{b}"                                                   # node names: the block's state row
+            w_ = lambda n: f32(f"{P}/{n}/kernel")
+            b_ = lambda n: f32(f"{P}/{n}/bias")
+            dense = lambda v, n: g.dense(v, w_(n), b_(n), f"{tag}/{n.split('/')[-1]}")
+            phi = lambda v: g.op("Add", [g.op("Elu", [v], alpha=1.0), g.const(1.0)])
+            # q, k, v: one MatMul over the concatenated kernels (one activation quantization in int8),
+            # phi applied to q and k together
+            qkv = g.dense(yv, np.concatenate([w_("lmha/query_dense"), w_("lmha/key_dense"), w_("lmha/value_dense")], 1),
+                          np.concatenate([b_("lmha/query_dense"), b_("lmha/key_dense"), b_("lmha/value_dense")]),
+                          f"{tag}/qkv")                                     # [C, B, 3E]
+            qk, v = g.op("Split", [qkv, i64([2 * E, E])], axis=-1, outputs=2)
+            qk = g.op("Reshape", [phi(qk), i64([0, 0, 2 * H, dh])])        # [C, B, 2H, dh]
+            q, k = g.op("Split", [qk, i64([H, H])], axis=2, outputs=2)      # [C, B, H, dh]
+            v = g.op("Reshape", [v, heads])
+            z = total(k, z_in[b])                                           # [C or 1, B, H, dh]
+            u = total(v, u_in[b])
+            qz = g.op("ReduceSum", [g.op("Mul", [q, z]), i64([-1])], keepdims=1)  # [C, B, H, 1]
+            a = g.op("Mul", [g.op("Div", [qz, g.op("Add", [qz, g.const(ATTN_EPS)])]), u])       # [C, B, H, dh]
+            # combine_heads then attn_dense: two linear maps in a row, folded into one (in float64)
+            wc, bc = w_("lmha/combine_heads").astype(np.float64), b_("lmha/combine_heads").astype(np.float64)
+            wa, ba = w_("attn_dense").astype(np.float64), b_("attn_dense").astype(np.float64)
+            a = g.dense(g.op("Reshape", [a, merge]), (wc @ wa).astype(np.float32), (bc @ wa + ba).astype(np.float32),
+                        f"{tag}/attn_out")
+            o = g.layer_norm(g.op("Add", [yv, a]), f32(f"{P}/layernorm1/gamma"), f32(f"{P}/layernorm1/beta"),
+                             EPS_T6, f"{tag}/ln1")                          # [C, B, E]
+            csum = total(o, c_in[b])                                        # [C or 1, B, E]
+            # thought = alpha * dense2(gelu(dense1(mean))): alpha folded into dense2
+            alpha = f32(f"{P}/alpha").astype(np.float64)
+            t2 = "thought_processor/layer_with_weights-1"
+            thought = g.dense(g.gelu(dense(g.op("Div", [csum, count]), "thought_processor/layer_with_weights-0")),
+                              (w_(t2) * alpha).astype(np.float32), (b_(t2) * alpha).astype(np.float32),
+                              f"{tag}/thought2")
+            o = g.op("Add", [o, thought])
+            ffn = dense(g.gelu(dense(o, "ffn/layer_with_weights-0")), "ffn/layer_with_weights-1")
+            yv = g.layer_norm(g.op("Add", [o, ffn]), f32(f"{P}/layernorm2/gamma"), f32(f"{P}/layernorm2/beta"),
+                              EPS_T6, f"{tag}/ln2")
+            zs.append(z)
+            us.append(u)
+            cs.append(csum)
+        first += layers
+        y_last = g.op("Gather", [yv, i64(-1)], axis=0)                      # [B, E]
+        outs.append(g.dense(y_last, f32(f"{T}/dense/kernel"), f32(f"{T}/dense/bias"), f"trans_out{j}"))  # [B, U]
 
     # 5. mix and head (last position only)
-    n0 = g.layer_norm(h_last, f32(f"{L1}/expert_norms/0/gamma"), f32(f"{L1}/expert_norms/0/beta"), EPS_KERAS, "norm0")
-    n1 = g.layer_norm(out1, f32(f"{L1}/expert_norms/1/gamma"), f32(f"{L1}/expert_norms/1/beta"), EPS_KERAS, "norm1")
-    if window:
-        # xiaothink pads the cropped transformer output AT THE END: past Wt, the last position
-        # gets no transformer contribution (n1 = 0)
-        inside = g.op("Cast", [g.op("LessOrEqual", [C, i64(c.trans_window)])], to=TensorProto.FLOAT)
-        n1 = g.op("Mul", [n1, inside])
-    w0 = g.op("Slice", [w, i64([0]), i64([1]), i64([1])])
-    w1 = g.op("Slice", [w, i64([1]), i64([2]), i64([1])])
-    m = g.op("Add", [g.op("Mul", [n0, w0]), g.op("Mul", [n1, w1])])
-    m = g.layer_norm(m, f32(f"{L1}/combined_norm/gamma"), f32(f"{L1}/combined_norm/beta"), EPS_KERAS, "combined_norm")
+    mixed = None
+    for i, out in enumerate(outs):
+        n = g.layer_norm(out, f32(f"{L1}/expert_norms/{i}/gamma"), f32(f"{L1}/expert_norms/{i}/beta"),
+                         EPS_KERAS, f"norm{i}")                             # [B, U]
+        if window and i:
+            # xiaothink pads the cropped transformer output AT THE END: past Wt, the last position
+            # gets no transformer contribution (n = 0)
+            inside = g.op("Cast", [g.op("LessOrEqual", [C, i64(c.trans_window)])], to=TensorProto.FLOAT)
+            n = g.op("Mul", [n, inside])
+        term = g.op("Mul", [n, g.op("Slice", [w, i64([i]), i64([i + 1]), i64([1])])])
+        mixed = term if mixed is None else g.op("Add", [mixed, term])
+    m = g.layer_norm(mixed, f32(f"{L1}/combined_norm/gamma"), f32(f"{L1}/combined_norm/beta"), EPS_KERAS,
+                     "combined_norm")
     logits = g.dense(m, f32(f"{L1}/next_token_predictor/kernel"), f32(f"{L1}/next_token_predictor/bias"), "head")
+    if c.temperature:
+        logits = g.op("Div", [logits, temperature], "temperature_div")      # [B, V] / [B, 1]
 
     g.output_as(logits, LOGITS)
-    new_state = {
-        "emb_h": emb_h,
-        "router_h": router_h,
-        "rnn_h": g.op("Concat", rnn_hs, axis=0),
-    }
-    if L:
-        # all layers' sums at once: [C or 1, L*B, ...] -> last position -> [L, B, ...]
+    if c.blocks:
+        # all blocks' sums at once: [C or 1, blocks*B, ...] -> last position -> [blocks, B, ...]
         stack = lambda xs, shape: g.op("Reshape", [g.op("Gather", [g.op("Concat", xs, axis=1), i64(-1)], axis=0),
                                                    i64(shape)])
-        new_state.update(attn_z=stack(zs, [L, -1, H, dh]), attn_u=stack(us, [L, -1, H, dh]),
-                         thought_c=stack(cs, [L, -1, E]))
+        new_state.update(attn_z=stack(zs, [c.blocks, -1, H, dh]), attn_u=stack(us, [c.blocks, -1, H, dh]),
+                         thought_c=stack(cs, [c.blocks, -1, E]))
 
     inputs = [helper.make_tensor_value_info(INPUT_IDS, TensorProto.INT32, ["batch", "seq" if window else "chunk"])]
     if not window:
@@ -221,7 +243,7 @@ def _build(config: ModelConfig, get: Callable[[str], np.ndarray], window: bool):
         outputs.append(helper.make_tensor_value_info(name_out, TensorProto.FLOAT, shape))
         g.output_as(new_state[field], name_out)
     kind = "chunk" if window else "step"
-    model = helper.make_model(g.graph(f"mof_t6_{kind}", inputs, outputs),
+    model = helper.make_model(g.graph(f"mof_{c.family}_{kind}", inputs, outputs),
                               opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
                               producer_name=f"mof-export ({kind} graph)")
     model.ir_version = 8

@@ -1,4 +1,4 @@
-"""Make T6 checkpoints with random (but not default-initialised) weights.
+"""Make T6 and T7 checkpoints with random (but not default-initialised) weights.
 
 Used by the tests and the benchmarks: every variable, including BatchNorm
 statistics, LayerNorm gains and biases, is perturbed so that any mistake in
@@ -41,7 +41,7 @@ def randomize_weights(model, seed: int = 0, scale: float = 0.1) -> None:
 def make_checkpoint(folder: str | Path, config: ModelConfig, *, seed: int = 0,
                     vocab: Optional[Sequence[str]] = None, prefix: str = "ckpt",
                     model_type: Optional[str] = None) -> Path:
-    """Build, randomise and save a T6 model; write ``vocab.txt`` (xiaothink's format). Returns the prefix."""
+    """Build, randomise and save a T6 or T7 model; write ``vocab.txt`` (xiaothink's format). Returns the prefix."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model = build_keras_model(config, model_type)
@@ -59,6 +59,16 @@ def tiny_config(**overrides) -> ModelConfig:
     base = dict(vocab_size=60, embed_dim=16, rnn_units=24, router_units=8, rnn_layers=2,
                 trans_layers=2, num_heads=4, ffn_dim=32, max_positions=64, trans_window=6,
                 window=12)
+    base.update(overrides)
+    return ModelConfig(**base)
+
+
+def tiny_t7_config(**overrides) -> ModelConfig:
+    """A T7 small enough to build, export and check in seconds: n=2, experts/1 with L=2 blocks and
+    F=2E, experts/2 with L2=3 and F2=E, the temperature expert, Wt=6, W=12."""
+    base = dict(vocab_size=60, embed_dim=16, rnn_units=24, router_units=8, rnn_layers=2,
+                trans_layers=2, num_heads=4, ffn_dim=32, max_positions=64, trans_window=6,
+                window=12, family="t7", trans_layers_2=3, ffn_dim_2=16)
     base.update(overrides)
     return ModelConfig(**base)
 

@@ -60,7 +60,7 @@ def run_parity(tf_full: Callable, ort_sessions: dict, config: ModelConfig, atol:
                     f"max|Δlogit| {diff:.2e}  (atol {atol:.0e}, max|logit| {case.max_abs_logit:.1f})"
                     + ("" if got.shape == want.shape else f"  shape {got.shape} != {want.shape}"))
     return {
-        "reference": "tensorflow (xiaothink's T6 model, tf_keras, inference mode)",
+        "reference": f"tensorflow (xiaothink's {config.family.upper()} model, tf_keras, inference mode)",
         "atol": atol,
         "passed": all(c.ok for c in cases),
         "max_abs_diff": max(c.max_abs_diff for c in cases),

@@ -43,7 +43,7 @@ def check_step(model: Model, oracle_stream: Callable[[np.ndarray], np.ndarray],
         logits, _ = model.prefill(ids[:, :T])
         diff = float(np.abs(logits - ref[:, T - 1]).max())
         _line(log, record("oracle", T, diff), f"step   batch 2  seq {T:>4}  vs numpy stream", diff, atol)
-    if cfg.trans_layers == 0 and tf_full is not None:
+    if cfg.blocks == 0 and tf_full is not None:      # no transformer block: everything left is causal
         for T in [t for t in lengths if t <= cfg.trans_window]:
             logits, _ = model.prefill(ids[:, :T])
             diff = float(np.abs(logits - tf_full(ids[:, :T])[:, -1]).max())
@@ -85,12 +85,17 @@ def check_chunk(model: Model, oracle_state: Callable[[np.ndarray], dict], atol: 
         # sums over up to W positions grow with W: each field is compared relative to its scale
         # (max |value|, at least 1), the float32 rounding of a sum being relative to its size
         ref = oracle_state(ids[:, :T])
-        rel = {f: float(np.abs(getattr(state, f) - v).max() / max(1.0, float(np.abs(v).max())))
-               for f, v in ref.items() if v.size}
+        # every field of the model's state (T6 or T7 layout) must be there, and only those
+        fields = [f for f in state.names if f != "position"]
+        rel = {f: float(np.abs(getattr(state, f) - ref[f]).max() / max(1.0, float(np.abs(ref[f]).max())))
+               if f in ref else float("inf") for f in fields if f not in ref or ref[f].size}
+        rel.update({f: float("inf") for f in ref if f not in fields})
         worst = max(rel, key=rel.get)
         ok = bool(np.isfinite(rel[worst]) and rel[worst] <= atol)
+        abs_diff = (float(np.abs(getattr(state, worst) - ref[worst]).max()) if np.isfinite(rel[worst])
+                    else float("inf"))
         cases.append({"check": "oracle state", "batch": 2, "seq": T, "max_rel_diff": rel[worst],
-                      "max_abs_diff": float(np.abs(getattr(state, worst) - ref[worst]).max()), "ok": ok})
+                      "max_abs_diff": abs_diff, "ok": ok})
         log(f"  {'✓' if ok else '✗'} {f'chunk  batch 2  seq {T:>4}  state vs numpy window sums':<48} "
             f"max|Δ|/scale {rel[worst]:.2e}  (atol {atol:.0e}; worst: {worst})")
     return {"reference": "numpy oracle's non-causal state (export/oracle.py), relative to each field's scale",

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from mof.runtime.model import Model
-from mof.runtime.state import State
+from mof.runtime.config import ModelConfig
+from mof.runtime.state import State, batch_axis
 
-BATCH_AXIS = {"emb_h": 0, "router_h": 0, "rnn_h": 1, "attn_z": 1, "attn_u": 1, "thought_c": 1, "position": 0}
 
-
-def select_row(state: State, i: int) -> State:
+def select_row(state: State, i: int, config: ModelConfig) -> State:
     """Row i of a batched state, as a batch of one."""
-    return State(**{name: np.take(a, [i], axis=BATCH_AXIS[name]) for name, a in state.tensors()})
+    return State(**{name: np.take(a, [i], axis=batch_axis(config, name)) for name, a in state.tensors()})
 
 
 def random_state(model: Model, batch: int, seed: int = 0) -> State:
@@ -39,6 +38,6 @@ def row_coupling(model: Model, ids: np.ndarray, batch: int = 16, chunks=(1, 4)) 
     for chunk in chunks:
         toks = wins[:, :chunk]
         together, _ = model.step(toks, st)
-        alone = np.concatenate([model.step(toks[i:i + 1], select_row(st, i))[0] for i in range(batch)])
+        alone = np.concatenate([model.step(toks[i:i + 1], select_row(st, i, model.config))[0] for i in range(batch)])
         out[f"step_chunk{chunk}"] = float(np.abs(together - alone).max())
     return out

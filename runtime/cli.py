@@ -1,4 +1,4 @@
-"""mof-run: continue a prompt or chat with a T6 bundle on the CPU — no TensorFlow."""
+"""mof-run: continue a prompt or chat with a T6 or T7 bundle on the CPU — no TensorFlow."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .generate import MODES
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Generate text with a Xiaothink T6 bundle on the CPU (onnxruntime only). "
+        description="Generate text with a Xiaothink T6 or T7 bundle on the CPU (onnxruntime only). "
                     "With --prompt: one turn, then exit. Without: a conversation, one line per turn "
                     "(from the terminal or piped stdin); [CLEAN] clears the history, Ctrl-C stops "
                     "a reply, Ctrl-D (Windows: Ctrl-Z Enter) exits.",

@@ -1,14 +1,14 @@
 """The stream decoder's recurrent state: what the step graph carries from one call to the next.
 
-Per sequence, after tokens 0..p-1 (docs/network.md, "Stream mode"): the hidden states of the three
-GRU stacks, and per transformer layer the running sums of phi(k), of v and of
-the block's pre-thought outputs. A few thousand floats — no KV cache.
+Per sequence, after tokens 0..p-1 (docs/network.md, "Stream mode"): the hidden states of the
+GRUs, and per transformer block the running sums of phi(k), of v and of the block's pre-thought
+outputs. A few thousand floats — no KV cache. Which fields there are follows the model's config
+(T6 or T7, ``_tensor_shapes``); the manifest's ``state`` section lists them for other languages.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, fields, replace
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -20,30 +20,31 @@ from .errors import MofError
 
 def _tensor_shapes(config: ModelConfig) -> dict[str, list]:
     """field -> symbolic shape ("batch" dynamic) of every float tensor of a State, in the step
-    graph's input order; with L = 0 the attention sums have a zero leading dimension."""
+    graph's input order. The layout follows the config (the family is data): the embedding-block
+    GRU only when there is one, the temperature expert's GRU only in T7, one attention-sum row per
+    transformer block over all transformer experts (experts/1's blocks, then T7's experts/2's);
+    with no blocks the attention sums have a zero leading dimension."""
     c = config
-    return {
-        "emb_h": ["batch", c.embed_dim],                                  # embedding-block GRU
-        "router_h": ["batch", c.router_units],                            # router GRU
+    shapes = {}
+    if c.embed_gru:
+        shapes["emb_h"] = ["batch", c.embed_dim]                          # embedding-block GRU
+    shapes["router_h"] = ["batch", c.router_units]                        # router GRU
+    if c.temperature:
+        shapes["temp_h"] = ["batch", c.router_units]                      # temperature-expert GRU (T7)
+    shapes.update({
         "rnn_h": [c.rnn_layers, "batch", c.rnn_units],                    # RNN-expert GRUs
-        "attn_z": [c.trans_layers, "batch", c.num_heads, c.head_dim],     # sum phi(k)
-        "attn_u": [c.trans_layers, "batch", c.num_heads, c.head_dim],     # sum v
-        "thought_c": [c.trans_layers, "batch", c.embed_dim],              # sum of LN1 outputs
-    }
-
-
-def batch_axes(config: ModelConfig) -> dict[str, int]:
-    """field -> the axis its rows lie along (0 for position)."""
-    axes = {f: shape.index("batch") for f, shape in _tensor_shapes(config).items()}
-    axes["position"] = 0
-    return axes
+        "attn_z": [c.blocks, "batch", c.num_heads, c.head_dim],           # sum phi(k), per block
+        "attn_u": [c.blocks, "batch", c.num_heads, c.head_dim],           # sum v, per block
+        "thought_c": [c.blocks, "batch", c.embed_dim],                    # sum of LN1 outputs, per block
+    })
+    return shapes
 
 
 def state_shapes(config: ModelConfig) -> dict[str, list]:
     """field -> symbolic shape of every state tensor the step graph takes, in its input order
-    (L = 0 drops the attention sums)."""
+    (no transformer blocks: no attention sums)."""
     shapes = _tensor_shapes(config)
-    if not config.trans_layers:
+    if not config.blocks:
         for field in ("attn_z", "attn_u", "thought_c"):
             del shapes[field]
     return shapes
@@ -62,15 +63,31 @@ def expected_layout(config: ModelConfig, batch: int) -> dict[str, tuple[tuple[in
     return layout
 
 
-@dataclass(frozen=True)
+def batch_axis(config: ModelConfig, field: str) -> int:
+    """The axis of a State field that runs over the batch's sequences."""
+    if field == "position":
+        return 0
+    return _tensor_shapes(config)[field].index("batch")
+
+
 class State:
-    emb_h: np.ndarray        # [B, E]
-    router_h: np.ndarray     # [B, R]
-    rnn_h: np.ndarray        # [n, B, U]
-    attn_z: np.ndarray       # [L, B, H, dh]
-    attn_u: np.ndarray       # [L, B, H, dh]
-    thought_c: np.ndarray    # [L, B, E]
-    position: np.ndarray     # [B] int64: tokens consumed so far
+    """Named float32 tensors (the config's layout, ``expected_layout``) and ``position``; fields
+    read as attributes (``state.rnn_h``). Immutable: ``with_updates`` returns a new State."""
+
+    __slots__ = ("_tensors", "position")
+
+    def __init__(self, position: np.ndarray, **tensors: np.ndarray):
+        object.__setattr__(self, "_tensors", dict(tensors))   # field -> array, in layout order
+        object.__setattr__(self, "position", position)        # [B] int64: tokens consumed so far
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        try:
+            return object.__getattribute__(self, "_tensors")[name]
+        except KeyError:
+            raise AttributeError(f"this state has no field {name!r}") from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError("State is immutable; use with_updates")
 
     @classmethod
     def zeros(cls, config: ModelConfig, batch: int = 1) -> "State":
@@ -83,9 +100,17 @@ class State:
     def batch(self) -> int:
         return int(self.position.shape[0])
 
+    @property
+    def names(self) -> list[str]:
+        """Every field, the float tensors in layout order, then ``position``."""
+        return list(self._tensors) + ["position"]
+
     def check(self, config: ModelConfig) -> None:
-        """Shapes and dtypes must match the model; the message says actual vs expected."""
-        for name, (shape, dtype) in expected_layout(config, self.batch).items():
+        """Fields, shapes and dtypes must match the model; the message says actual vs expected."""
+        layout = expected_layout(config, self.batch)
+        if sorted(self.names) != sorted(layout):
+            raise MofError(f"state has fields {sorted(self.names)}, this model's are {sorted(layout)}")
+        for name, (shape, dtype) in layout.items():
             a = getattr(self, name)
             if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != dtype:
                 got = (a.shape, a.dtype) if isinstance(a, np.ndarray) else type(a).__name__
@@ -96,14 +121,15 @@ class State:
         """One state whose rows are the given states' rows, in order (a batch for one graph call)."""
         if len(states) == 1:
             return states[0]
-        axes = batch_axes(config)
-        return cls(**{f: np.concatenate([getattr(s, f) for s in states], axis=axes[f]) for f in axes})
+        return cls(**{f: np.concatenate([getattr(s, f) for s in states], axis=batch_axis(config, f))
+                      for f in states[0].names})
 
     def rows(self, config: ModelConfig) -> list["State"]:
         """The batch-1 state of every row (views, not copies: states are never mutated)."""
         if self.batch == 1:
             return [self]
-        axes = batch_axes(config)
+        axes = {f: batch_axis(config, f) for f in self.names}
+
         def row(a: np.ndarray, axis: int, i: int) -> np.ndarray:
             return a[(slice(None),) * axis + (slice(i, i + 1),)]
         return [State(**{f: row(getattr(self, f), ax, i) for f, ax in axes.items()}) for i in range(self.batch)]
@@ -113,8 +139,8 @@ class State:
         return {STATE_IN + f: getattr(self, f) for f in state_shapes(config)}
 
     def tensors(self) -> Iterator[tuple[str, np.ndarray]]:
-        for f in fields(self):
-            yield f.name, getattr(self, f.name)
+        yield from self._tensors.items()
+        yield "position", self.position
 
     # Saving: one layout, an .npz of the fields by name (State.to_bytes; a saved conversation
     # stores the same arrays under the prefix "state.") --------------------------------------
@@ -125,7 +151,7 @@ class State:
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], config: ModelConfig,
                     prefix: str = "") -> "State":
         """The state saved by ``to_arrays``, checked against ``config`` (MofError if it does not fit)."""
-        names = [f.name for f in fields(cls)]
+        names = list(_tensor_shapes(config)) + ["position"]
         got = sorted(k[len(prefix):] for k in arrays if k.startswith(prefix))
         if got != sorted(names):
             raise MofError(f"saved state has fields {got}, expected {sorted(names)}")
@@ -148,4 +174,8 @@ class State:
         return cls.from_arrays(arrays, config)
 
     def with_updates(self, **changes) -> "State":
-        return replace(self, **changes)
+        unknown = set(changes) - set(self.names)
+        if unknown:
+            raise MofError(f"state has no field {', '.join(sorted(unknown))}")
+        position = changes.pop("position", self.position)
+        return State(position, **{**self._tensors, **changes})

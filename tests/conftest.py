@@ -92,20 +92,51 @@ def run_cli():
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_ckpt, tmp_path_factory) -> Path:
     """The tiny checkpoint exported once (full, window and step graphs)."""
+    return _export_tiny(tiny_ckpt, tmp_path_factory.mktemp("bundle") / "tiny.mof")
+
+
+def _export_tiny(ckpt: Path, out: Path, **options) -> Path:
+    """mof-export's pipeline on a tiny checkpoint (H = 4, Wt = 6, W = 12, 40 tokens measured)."""
     from mof.export.pipeline import ExportOptions, export_checkpoint
     from mof.export.progress import Progress
-    out = tmp_path_factory.mktemp("bundle") / "tiny.mof"
-    opts = ExportOptions(checkpoint=tiny_ckpt, output=out, num_heads=4, trans_window=6, window=12,
-                         eval_tokens=40)
-    return export_checkpoint(opts, Progress(6, quiet=True))
+    opts = ExportOptions(checkpoint=ckpt, output=out, num_heads=4, trans_window=6, window=12,
+                         eval_tokens=40, **options)
+    return export_checkpoint(opts, Progress(6 + opts.int8, quiet=True))
+
+
+def _reference_model(config, prefix: Path):
+    """xiaothink's own Keras model for ``config``, restored from ``prefix``."""
+    from mof.export.checkpoint import list_variables
+    from mof.export.keras_model import build_keras_model, restore
+    model = build_keras_model(config)
+    restore(model, prefix, list_variables(prefix))
+    return model
 
 
 @pytest.fixture(scope="session")
 def tiny_tf_model(tiny_ckpt):
     """xiaothink's own Keras model restored from the tiny checkpoint (the reference)."""
-    from mof.export.checkpoint import list_variables
-    from mof.export.keras_model import build_keras_model, restore
     from mof.export.synthetic import tiny_config
-    model = build_keras_model(tiny_config())
-    restore(model, tiny_ckpt, list_variables(tiny_ckpt))
-    return model
+    return _reference_model(tiny_config(), tiny_ckpt)
+
+
+@pytest.fixture(scope="session")
+def tiny_t7_ckpt(ckpt_factory) -> Path:
+    """A tiny random-weight T7 checkpoint (n=2, L=2 + L2=3, Wt=6, W=12) with vocab.txt beside it."""
+    from mof.export.synthetic import tiny_t7_config
+    return ckpt_factory(tiny_t7_config(), seed=7)
+
+
+@pytest.fixture(scope="session")
+def tiny_t7_bundle(tiny_t7_ckpt, tmp_path_factory) -> Path:
+    """The tiny T7 checkpoint exported once, with int8 graphs (kept even if they miss the gates:
+    random weights; the gates are tested on a trained T7 in tests/quant)."""
+    return _export_tiny(tiny_t7_ckpt, tmp_path_factory.mktemp("bundle") / "tiny-t7.mof", int8=True,
+                        allow_degraded=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_t7_tf_model(tiny_t7_ckpt):
+    """xiaothink's own T7 Keras model (MoEModel_t7) restored from the tiny T7 checkpoint."""
+    from mof.export.synthetic import tiny_t7_config
+    return _reference_model(tiny_t7_config(), tiny_t7_ckpt)

@@ -40,3 +40,13 @@ def test_bench_plot(bench_run, tmp_path):
     png = tmp_path / "b.png"
     plot(bench_run[1], png)
     assert png.stat().st_size > 1000
+
+
+@pytest.mark.tf
+def test_bench_runs_a_t7_bundle(tiny_t7_bundle, tmp_path):
+    out = tmp_path / "b.json"
+    proc = subprocess.run([sys.executable, "-m", "mof.bench.cli", str(tiny_t7_bundle), "--decode-tokens", "8",
+                           "--prompt-lengths", "4", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    modes = {(r["mode"], r["precision"]) for r in json.loads(out.read_text())["results"]}
+    assert modes == {("stream", "fp32"), ("exact", "fp32"), ("stream", "int8"), ("exact", "int8")}

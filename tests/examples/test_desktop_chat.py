@@ -198,3 +198,19 @@ def test_command_line_help_and_a_bad_model():
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [f"desktop_chat.py: error: {ROOT / 'no-such.mof'} is not a directory"]
+
+
+@pytest.mark.tf
+def test_a_t7_bundle_chats_in_the_window(root, tiny_t7_bundle):
+    """The window knows no family: a T7 bundle (temperature expert, two transformer experts) streams
+    its reply as mof.runtime generates it."""
+    win = window(root, "--model", str(tiny_t7_bundle), "--int8", "--mode", "stream", "--form", "chat",
+                 "--seed", "5", "--max-tokens", "40")
+    win.entry.insert(0, "床前明月光，")
+    win.send_button.invoke()
+    pump(root, lambda: not win.busy)
+    prompt = '{"conversations": [{"role": "user", "content": "床前明月光，"}, {"role": "assistant", "content": "'
+    expect = "".join(Generator(win.model, prompt, SamplingConfig(max_tokens=40, seed=5, stop=('"}]}', '"}')),
+                               mode="stream"))
+    assert model_part(win.transcript_text()).rstrip("\n") == expect.rstrip("\n") and expect
+    assert "int8" in win.status_text() and "chat form" in win.status_text()

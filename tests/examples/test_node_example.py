@@ -182,3 +182,16 @@ def test_node_feeds_back_what_the_runtime_feeds_back(node_ready, models, tmp_pat
     assert py["ids"][0] == first and py["text"].startswith(a + a)
     assert node["ids"] == py["ids"] and node["text"] == py["text"]
     assert node["position"] == len(prompt) + len(py["text"])                 # characters read, not tokens
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("int8", [False, True], ids=["fp32", "int8"])
+def test_node_runs_a_t7_bundle_as_the_runtime_does(node_ready, tiny_t7_bundle, int8):
+    """A T7 bundle's state (temperature-expert GRU, two transformer experts' sums) is just the
+    manifest's field list to generate.js: the same greedy ids across refills."""
+    model = Model.load(tiny_t7_bundle, int8=int8)
+    prompt = "AB一丁七万丈三上下不与丐丑"
+    node = node_greedy(prompt, 30, int8, bundle=tiny_t7_bundle, refill_every=4)
+    py = python_greedy(model, prompt, 30, refill_every=4)
+    assert node["ids"] == py["ids"] and len(py["ids"]) == 30
+    assert node["refills"] == py["refills"] >= 3 and node["position"] == py["position"]

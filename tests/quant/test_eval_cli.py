@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from mof.runtime import DEFAULT_BUNDLE, Model
 from mof.runtime.decoder import PLAIN, StreamDecoder
@@ -54,3 +55,16 @@ def test_mof_eval_bad_text_is_one_line_and_exit_1(tmp_path):
         proc = mof_eval(DEFAULT_BUNDLE, *args)
         assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert proc.stderr.startswith("mof-eval: error: ")
+
+
+@pytest.mark.tf
+def test_mof_eval_on_a_t7_bundle(tiny_t7_bundle, tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text(HELDOUT.read_text(encoding="utf-8")[:80], encoding="utf-8")
+    out = tmp_path / "r.json"
+    proc = mof_eval(tiny_t7_bundle, "--text", text, "--tokens", 60, "--int8", "--json", out)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text(encoding="utf-8"))
+    rows = {r["policy"]: r for r in report["policies"]["policies"]}
+    assert rows["exact"]["mean_kl"] == 0.0 and {"plain", "R=6", "exact"} <= set(rows)
+    assert "int8" in proc.stdout and "exact" in proc.stdout

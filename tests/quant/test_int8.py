@@ -145,3 +145,52 @@ def test_mof_quantize_is_atomic_and_gated(trained_bundle, tmp_path, capsys, monk
 def test_not_a_bundle(tmp_path, capsys):
     assert quantize_main([str(tmp_path)]) == 1
     assert "not a mof bundle" in capsys.readouterr().err
+
+
+def test_t7_every_gru_and_large_weight_int8(tiny_t7_bundle):
+    """T7: four GRU kinds (embedding, router, temperature expert, RNN expert) rewritten, no weight
+    of 100+ floats left in float, and the rewrite computes the same function."""
+    m = Model.load(tiny_t7_bundle)
+    manifest = verify_bundle(tiny_t7_bundle)
+    ids = np.random.default_rng(1).integers(0, 60, size=(2, 9), dtype=np.int32)
+    for name in INT8_FILES:
+        fp32 = onnx.load(str(tiny_t7_bundle / manifest["graphs"][name]["fp32"]))
+        int8 = onnx.load(str(tiny_t7_bundle / manifest["graphs"][name]["int8"]))
+        rewritten, count = gru_to_matmuls(fp32)
+        assert count == 3 + m.config.rnn_layers
+        a, b = ort.InferenceSession(fp32.SerializeToString()), ort.InferenceSession(rewritten.SerializeToString())
+        for x, y in zip(a.run(None, _feeds(m.config, a, ids)), b.run(None, _feeds(m.config, b, ids))):
+            np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
+        assert large_float_initializers(fp32, 100) and large_float_initializers(int8, 100) == []
+        assert not any(n.op_type == "GRU" for n in int8.graph.node)
+    assert manifest["quantization"]["name"] == "rowwise-u8u8"
+    assert {"exact", "stream"} <= set(manifest["accuracy"])
+
+
+@pytest.fixture(scope="module")
+def trained_t7_bundle(tmp_path_factory):
+    """A tiny T7 (L = 1, L2 = 2, temperature expert) trained for 300 steps on the built-in text,
+    exported with int8 graphs: the accuracy gates on realistic weights."""
+    from mof.export.synthetic import tiny_t7_config
+    text = builtin_text()
+    cfg = tiny_t7_config(vocab_size=len(set(text) | {"▩"}), embed_dim=32, rnn_units=64, router_units=16,
+                         rnn_layers=1, trans_layers=1, trans_layers_2=2, num_heads=4, ffn_dim=64,
+                         ffn_dim_2=32, max_positions=128, trans_window=24, window=32)
+    folder = tmp_path_factory.mktemp("trained7")
+    train_checkpoint(folder, cfg, text, steps=300)
+    out = tmp_path_factory.mktemp("tb7") / "trained-t7.mof"
+    opts = ExportOptions(checkpoint=folder, output=out, num_heads=4, trans_window=24, window=32,
+                         eval_tokens=200, int8=True, full=False, window_graph=False)
+    return export_checkpoint(opts, Progress(7, quiet=True))
+
+
+def test_t7_int8_meets_the_gates_on_a_trained_model(trained_t7_bundle):
+    m = verify_bundle(trained_t7_bundle)
+    assert m["model"]["family"] == "t7"
+    acc = m["accuracy"]
+    for mode in ("exact", "stream"):
+        print("T7", mode, {k: acc[mode][k] for k in ("top1_agreement", "perplexity_change", "mean_kl")})
+        assert acc[mode]["passed"]
+        assert acc[mode]["top1_agreement"] >= 0.95 and acc[mode]["perplexity_change"] <= 0.05
+    text = "".join(Generator(Model.load(trained_t7_bundle, int8=True), "床前", SamplingConfig(seed=0, max_tokens=20)))
+    assert len(text) == 20

@@ -56,3 +56,39 @@ def test_prompts_and_stops_equal_xiaothinks(monkeypatch, form, ref_form):
     ours.clear()
     ref.clean_his()
     assert ours.history == ref.his == ""
+
+
+@pytest.mark.tf
+def test_a_t7_chat_is_xiaothinks_turn_for_turn(tiny_t7_bundle, tiny_t7_tf_model, monkeypatch):
+    """xiaothink's QianyanModel.chat has no T7 branch: the same chat template drives MoEModel_t7.
+    Its real loop on the T7 model against mof's ChatSession (exact mode) on the T7 bundle: the same
+    replies and the same history, turn after turn (each turn seeded alike). The loop re-reads the
+    bundle's W = 12 characters instead of its default 128: the tiny model's position table has 64."""
+    import dataclasses
+    import functools
+
+    import numpy as np
+    from xiaothink.llm.inference import test as xt
+    from xiaothink.llm.inference import test_formal
+
+    from mof.runtime import Model, SamplingConfig
+    from mof.runtime.session import ChatSession
+
+    model = Model.load(tiny_t7_bundle, threads=1)
+    monkeypatch.setattr(xt, "generate_texts_untilstr_loop",
+                        functools.partial(xt.generate_texts_untilstr_loop, window=model.config.window))
+    tokens = list(model.vocab.tokens)
+    ref = object.__new__(test_formal.QianyanModel)
+    ref.model, ref.his, ref.v_path, ref.use_patch, ref.imgzip_model_path = tiny_t7_tf_model, "", None, 0, None
+    ref.d = [{c: i for i, c in enumerate(tokens)}, np.array(tokens)]
+    ours = ChatSession(model, SamplingConfig(temperature=0.68, top_p=0.8, repetition_penalty=1.2,
+                                             max_tokens=24, seed=4), mode="exact", form="chat")
+    for text, seed in (("ABC 一丁", 4), ("七万\n丈", 9)):
+        np.random.seed(seed)
+        ours.sampling = dataclasses.replace(ours.sampling, seed=seed)
+        theirs = ref.chat(text, temp=0.68, max_len=24, form=1, ontime=False)
+        gen = ours.turn(text)
+        reply = "".join(gen)
+        ours.finish(gen)
+        assert reply == theirs and len(reply) == 24
+        assert ours.conversation.history == ref.his

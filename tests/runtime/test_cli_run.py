@@ -236,3 +236,25 @@ def test_chinese_text_through_pipes_without_a_utf8_locale(demo_bundle):
     assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")
     out = proc.stdout.decode("utf-8")
     assert len(out.rstrip("\n")) >= 8 and any("\u4e00" <= c <= "\u9fff" for c in out)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("int8", [False, True], ids=["fp32", "int8"])
+def test_a_t7_bundle_chats_saves_and_continues(tiny_t7_bundle, tmp_path, int8):
+    """mof-run knows no family: a T7 conversation (its state has temp_h) is saved and continued
+    exactly as in one session."""
+    saved = tmp_path / "chat.npz"
+    common = ["--model", tiny_t7_bundle, "--max-tokens", "8", "--seed", "2", "--mode", "stream",
+              "--refill-every", "4", "--temperature", "1.0", "--form", "chat"] + (["--int8"] if int8 else [])
+    code, _, err = _run([*common, "--save-state", saved], stdin="AB\n")
+    assert code == 0, err
+    code, out2, err = _run([*common, "--load-state", saved], stdin="CD\n")
+    assert code == 0, err
+    session = ChatSession(Model.load(tiny_t7_bundle, int8=int8), SamplingConfig(
+        temperature=1.0, top_p=0.8, repetition_penalty=1.2, max_tokens=8, seed=2), "stream", form="chat",
+        refill_every=4)
+    for text in ("AB", "CD"):
+        gen = session.turn(text)
+        reply = "".join(gen)
+        session.finish(gen)
+    assert out2 == reply.replace("\n", "\\n") + "\n" and "temp_h" in session.state.names

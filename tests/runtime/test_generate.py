@@ -43,6 +43,31 @@ def test_exact_mode_reproduces_xiaothinks_generate_loop(tiny_model, tiny_tf_mode
     assert gen.output == ours and len(ours) > 0
 
 
+@pytest.mark.tf
+@pytest.mark.parametrize("seed, temperature, top_p, penalty", [(0, 0.68, 0.8, 1.2), (2, 0.32, 0.95, 1.5)])
+def test_exact_mode_reproduces_xiaothinks_generate_loop_on_t7(tiny_t7_bundle, tiny_t7_tf_model, seed,
+                                                              temperature, top_p, penalty):
+    """The same, with xiaothink's MoEModel_t7 (its temperature expert divides the logits before
+    the loop's own temperature); fp32 and int8 graphs load from the same T7 bundle."""
+    from xiaothink.llm.inference import test as xt
+    model = Model.load(tiny_t7_bundle, threads=1)
+    tokens = list(model.vocab.tokens)
+    vocabdata = [{c: i for i, c in enumerate(tokens)}, np.array(tokens)]
+    prompt = "AB一丁七万丈三上下不与丐丑"
+    np.random.seed(seed)
+    theirs = xt.generate_texts_untilstr_loop(
+        tiny_t7_tf_model, vocabdata, prompt, num_generate=40, temperature=temperature, top_p=top_p,
+        stop_c="\x00", window=model.config.window, repetition_penalty=penalty)
+    sampling = SamplingConfig(temperature=temperature, top_p=top_p, repetition_penalty=penalty,
+                              max_tokens=40, seed=seed)
+    ours = "".join(Generator(model, prompt, sampling, mode="exact"))
+    assert ours == theirs and len(ours) == 40
+    # stream mode with R = 1 re-reads the window for every token: exact mode's text
+    assert "".join(Generator(model, prompt, sampling, mode="stream", refill_every=1)) == ours
+    int8 = Model.load(tiny_t7_bundle, int8=True, threads=1)
+    assert len("".join(Generator(int8, prompt, sampling, mode="stream"))) == 40
+
+
 @pytest.mark.parametrize("mode", ["stream", "exact"])
 def test_same_seed_same_text_different_seed_different_text(model, mode):
     cfg = dict(temperature=1.0, top_p=1.0, max_tokens=30)

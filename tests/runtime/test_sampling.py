@@ -44,9 +44,11 @@ def test_probabilities_are_a_distribution_over_kept_tokens(seed, top_p, top_k, m
     assert abs(float(probs.sum()) - 1) < 1e-5
     if top_k:
         assert np.count_nonzero(probs) <= top_k     # continuous logits: no ties
-    if top_p < 1 and not top_k and not min_p:
+    if top_p < 1 - 1e-6 and not top_k and not min_p:
         # the reference's nucleus: keep tokens whose inclusive cumulative probability is <= top_p
-        # (at least the likeliest one) — judged on the distribution before the cut
+        # (at least the likeliest one) — judged on the distribution before the cut. Not within
+        # float32 rounding of 1: there the cut depends on the last bit of a float32 running sum
+        # (hypothesis found top_p = 0.9999999999999999 at temperature 0.0625)
         full = Sampler(SamplingConfig(temperature=temperature, top_p=1.0), VOCAB).probabilities(
             _logits(seed), recent=[1, 2])
         order = np.argsort(full)[::-1]
