@@ -8,20 +8,17 @@ from a zero state. ``save``/``load`` keep a conversation across runs.
 
 from __future__ import annotations
 
-import io
-import json
 import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 
 from .chat import Conversation
 from .contract import GRAPH_FILES, GRAPH_STEP
 from .decoder import StreamDecoder
 from .errors import MofError
-from .files import atomic_write
+from .files import STATE_PREFIX, read_state_npz, write_state_npz
 from .generate import Generator
 from .model import Model
 from .sampling import SamplingConfig
@@ -30,7 +27,6 @@ from .state import State
 SAVE_FORMAT = "mof-session"
 SAVE_VERSION = 1
 MAX_SAVE_BYTES = 64 * 1024 * 1024
-STATE_PREFIX = "state."          # the State's arrays (State.to_arrays) inside the saved .npz
 
 
 class ChatSession:
@@ -85,29 +81,11 @@ class ChatSession:
                 "form": self.conversation.form, "history": self.conversation.history,
                 "consumed": self.consumed, "has_state": self.state is not None,
                 "since_refill": 0 if self.decoder is None else self.decoder.since_refill}
-        arrays = {"meta": np.array(json.dumps(meta, ensure_ascii=False))}
-        if self.state is not None:
-            arrays.update(self.state.to_arrays(prefix=STATE_PREFIX))
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        data = buf.getvalue()
-        atomic_write(path, data)
-        return len(data)
+        return write_state_npz(path, meta, self.state)
 
     def load(self, path: str | os.PathLike) -> None:
         path = Path(path)
-        try:
-            if path.stat().st_size > MAX_SAVE_BYTES:
-                raise MofError(f"{path} is too large to be a saved conversation")
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                arrays = {k: z[k] for k in z.files if k.startswith(STATE_PREFIX)}
-        except MofError:
-            raise
-        except FileNotFoundError:
-            raise MofError(f"{path} does not exist") from None
-        except Exception as e:   # np.load / json raise many types on junk (EOFError, BadZipFile, ...)
-            raise MofError(f"{path} is not a saved mof conversation ({type(e).__name__})") from None
+        meta, arrays = read_state_npz(path, MAX_SAVE_BYTES, "a saved mof conversation")
         if not isinstance(meta, dict) or meta.get("format") != SAVE_FORMAT:
             raise MofError(f"{path} is not a saved mof conversation")
         if meta.get("version") != SAVE_VERSION:

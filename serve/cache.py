@@ -12,8 +12,6 @@ a file that fails is skipped with a warning, never trusted.
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import logging
 import os
 import threading
@@ -22,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 
 from mof.runtime.errors import MofError
-from mof.runtime.files import atomic_write
+from mof.runtime.files import STATE_PREFIX, read_state_npz, write_state_npz
 from mof.runtime.state import State
 
 log = logging.getLogger("mof.serve")
@@ -33,7 +30,6 @@ log = logging.getLogger("mof.serve")
 FORMAT = "mof-state-cache"
 VERSION = 1
 MAX_FILE_BYTES = 64 * 1024 * 1024
-STATE_PREFIX = "state."
 
 
 @dataclass(frozen=True)
@@ -84,17 +80,21 @@ class StateCache:
     def put(self, entry: Entry) -> None:
         if entry.nbytes > self.max_bytes:
             return
-        key = (entry.refill_every, entry.text)
         with self._lock:
-            if key in self._entries:
-                self._remove(key, delete_file=False)
-            self._entries[key] = entry
-            self.bytes += entry.nbytes
-            self._lengths[len(entry.text)] = self._lengths.get(len(entry.text), 0) + 1
-            while self.bytes > self.max_bytes:
-                self._remove(next(iter(self._entries)), delete_file=True)
+            self._add(entry)
         if self.folder is not None:
             self._write(entry)
+
+    def _add(self, entry: Entry) -> None:
+        """Insert as the most recently used, then evict the least recently used beyond the bound."""
+        key = (entry.refill_every, entry.text)
+        if key in self._entries:
+            self._remove(key, delete_file=False)
+        self._entries[key] = entry
+        self.bytes += entry.nbytes
+        self._lengths[len(entry.text)] = self._lengths.get(len(entry.text), 0) + 1
+        while self.bytes > self.max_bytes:
+            self._remove(next(iter(self._entries)), delete_file=True)
 
     def _remove(self, key, delete_file: bool) -> None:
         entry = self._entries.pop(key)
@@ -117,22 +117,13 @@ class StateCache:
     def _write(self, entry: Entry) -> None:
         meta = {"format": FORMAT, "version": VERSION, "model": self.identity, "text": entry.text,
                 "refill_every": entry.refill_every, "since_refill": entry.since_refill, "ids": list(entry.ids)}
-        buf = io.BytesIO()
-        np.savez(buf, meta=np.array(json.dumps(meta, ensure_ascii=False)), **entry.state.to_arrays(STATE_PREFIX))
         try:
-            atomic_write(self._path(entry), buf.getvalue())
+            write_state_npz(self._path(entry), meta, entry.state)
         except OSError as e:
             log.warning("state cache: cannot write %s: %s", self.folder, e)
 
     def _read(self, path: Path) -> Entry:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise MofError("too large")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                arrays = {k: z[k] for k in z.files if k.startswith(STATE_PREFIX)}
-        except Exception as e:   # np.load / json raise many types on junk
-            raise MofError(f"not a state cache file ({type(e).__name__})") from None
+        meta, arrays = read_state_npz(path, MAX_FILE_BYTES, "a state cache file")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
             raise MofError("not a state cache file of this version")
         if meta.get("model") != self.identity:
@@ -159,12 +150,7 @@ class StateCache:
             except (MofError, OSError) as e:
                 log.warning("state cache: skipping %s: %s", path.name, e)
                 continue
-            key = (entry.refill_every, entry.text)
-            self._entries[key] = entry
-            self.bytes += entry.nbytes
-            self._lengths[len(entry.text)] = self._lengths.get(len(entry.text), 0) + 1
+            self._add(entry)
             loaded += 1
-        while self.bytes > self.max_bytes and self._entries:
-            self._remove(next(iter(self._entries)), delete_file=True)
         if loaded:
             log.info("state cache: %d conversations read from %s", len(self._entries), self.folder)
