@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import itertools
 import logging
 import threading
 import time
@@ -83,7 +82,6 @@ class Row:
 @dataclass
 class Ticket:
     """A submitted request: its rows, and how to cancel them."""
-    id: str
     sink: Sink
     top_logprobs: Optional[int] = None     # None: no logprobs; else alternatives per token
     mode: str = "stream"                   # how its rows decode
@@ -103,7 +101,6 @@ class Engine:
         self._waiting: collections.deque[Row] = collections.deque()
         self._active: list[Row] = []
         self._stopping = False
-        self._ids = itertools.count(1)
         self._thread = threading.Thread(target=self._run, name="mof-engine", daemon=True)
         self._recent: collections.deque = collections.deque()     # (time, tokens) of the last ticks
 
@@ -127,7 +124,7 @@ class Engine:
         if mode == "stream" and not 1 <= R <= model.config.window:
             raise ApiError(400, f"refill_every: from 1 to the window W = {model.config.window}",
                            param="refill_every", code="invalid_value")
-        ticket = Ticket(id=f"{next(self._ids):x}", sink=sink, top_logprobs=job.top_logprobs, mode=mode,
+        ticket = Ticket(sink=sink, top_logprobs=job.top_logprobs, mode=mode,
                         refill_every=R if mode == "stream" else None)
         entry = self.cache.lookup(job.prompt, R) if (self.cache is not None and mode == "stream") else None
         for i in range(job.n):
