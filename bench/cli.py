@@ -87,6 +87,27 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def rss_mb() -> float:
+    """This process's resident memory now in MB (VmRSS on Linux; NaN elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak (Linux: ``/proc/self/clear_refs`` "5" resets VmHWM to the current RSS),
+    so the next ``peak_rss_mb`` is the peak of what follows. False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
 def _peak_working_set_mb() -> float:
     """GetProcessMemoryInfo's PeakWorkingSetSize (Windows); NaN if it cannot be read."""
     import ctypes
@@ -154,9 +175,12 @@ def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequenc
             refill_every: Optional[int] = None) -> dict:
     from mof.runtime.model import Model
     from mof.runtime.sampling import Sampler, SamplingConfig
+    base = rss_mb()                       # the interpreter, numpy and onnxruntime, before the model
+    reset = reset_peak_rss()
     t = time.perf_counter()
-    model = Model.load(bundle, int8=precision == "int8", threads=threads)
+    model = Model.load(bundle, precision=precision, threads=threads)
     load_s = time.perf_counter() - t
+    load_peak = peak_rss_mb() - base if reset else float("nan")
     cfg = model.config
     R = refill_every or model.recommended_refill_every
     rng = np.random.default_rng(0)
@@ -201,8 +225,23 @@ def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequenc
             "ttft_s": prefill[head]["ttft_s"] if head else float("nan"),
             "load_s": load_s,
             "peak_rss_mb": peak_rss_mb(),
+            "rss_before_load_mb": base,
+            "load_peak_rss_mb": load_peak,                # above rss_before_load_mb, during Model.load
+            "steady_rss_mb": rss_mb() - base,             # above it, after this mode's decoding
         })
     return {"results": out}
+
+
+def precision_bytes(manifest, bundle: Path, precision: str) -> tuple[int, int]:
+    """(weight bytes, bundle bytes) of what decoding in ``precision`` loads: the weights file (or,
+    format 1, every initializer of the step and chunk graphs), and every file it opens."""
+    files = {manifest.graph_file(g, precision) for g in manifest.decoding_graphs}
+    weights = manifest.weights_file(precision)
+    on_disk = sum((bundle / f).stat().st_size for f in files | ({weights} if weights else set()))
+    if weights:
+        return (bundle / weights).stat().st_size, on_disk
+    step = manifest.graph_file("step", precision)         # format 1: each graph holds all of them
+    return (bundle / step).stat().st_size if step else on_disk, on_disk
 
 
 def _mode_bytes(manifest, bundle: Path, mode: str, precision: str, R: int) -> tuple[int, int]:
@@ -236,6 +275,7 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
     R = refill_every or min(manifest.recommended_refill_every, manifest.config.window)
     results, floor, sizes = [], {}, {}
     for precision in have:
+        weight_bytes, bundle_bytes = precision_bytes(manifest, bundle, precision)
         for mode in modes:
             wb, sizes[mode, precision] = _mode_bytes(manifest, bundle, mode, precision, R)
             floor[f"{mode}/{precision}"] = {"weight_bytes_per_token": wb, "floor_ms": wb / (bw * 1e9) * 1e3}
@@ -250,6 +290,10 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
             f = floor[f"{r['mode']}/{precision}"]
             r["floor_multiple"] = r["decode_ms_mean"] / f["floor_ms"] if f["floor_ms"] else float("nan")
             r["graph_bytes"] = sizes[r["mode"], precision]
+            r["weight_bytes"], r["bundle_bytes"] = weight_bytes, bundle_bytes
+            mb = weight_bytes / 2**20
+            r["memory_multiples"] = {"load_peak": r["load_peak_rss_mb"] / mb, "steady": r["steady_rss_mb"] / mb,
+                                     "disk": bundle_bytes / weight_bytes}
             results.append(r)
     return {"schema_version": SCHEMA_VERSION, "bundle": str(bundle),
             "model": manifest["model"], "threads": threads, "decode_tokens": decode_tokens,
@@ -261,16 +305,21 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
 
 def format_table(report: dict) -> str:
     lines = [f"{'mode':<13}{'prec':<6}{'load s':>7}{'TTFT s':>10}{'prefill tok/s':>14}"
-             f"{'p50 ms':>8}{'p95 ms':>8}{'mean ms':>8}{'tok/s':>8}{'x floor':>8}{'RSS MB':>8}{'graph MB':>9}"]
+             f"{'p50 ms':>8}{'p95 ms':>8}{'mean ms':>8}{'tok/s':>8}{'x floor':>8}{'weights MB':>11}"
+             f"{'load RSS':>10}{'steady':>8}{'disk':>6}"]
     for r in report["results"]:
         label = f"{r['mode']} R={r['refill_every']}" if r["mode"] == "stream" else r["mode"]
         lines.append(f"{label:<13}{r['precision']:<6}{r['load_s']:>7.2f}{r['ttft_s']:>10.3f}"
                      f"{r['prefill_tokens_per_s']:>14.0f}{r['decode_ms_p50']:>8.2f}{r['decode_ms_p95']:>8.2f}"
                      f"{r['decode_ms_mean']:>8.2f}{r['decode_tokens_per_s']:>8.1f}{r['floor_multiple']:>8.1f}"
-                     f"{r['peak_rss_mb']:>8.0f}{r['graph_bytes'] / 1e6:>9.1f}")
+                     f"{r['weight_bytes'] / 2**20:>11.1f}{r['memory_multiples']['load_peak']:>9.2f}x"
+                     f"{r['memory_multiples']['steady']:>7.2f}x{r['memory_multiples']['disk']:>5.2f}x")
     m = report["machine"]
     lines.append(f"memory read bandwidth {m['read_bandwidth_gbs']:.1f} GB/s; floor = weight bytes "
                  f"read per token (stream: a step + a chunk pass per R tokens) / bandwidth")
+    lines.append("load RSS / steady: resident memory above the process's before Model.load (peak while "
+                 "loading / after decoding), as multiples of the precision's weight bytes; disk: the files "
+                 "decoding opens / weight bytes")
     return "\n".join(lines)
 
 

@@ -10,13 +10,14 @@ from typing import Optional
 
 from mof.runtime.bundle import BundleWriter, check_writable_target
 from mof.runtime.config import ModelConfig
-from mof.runtime.contract import (GRAPH_CHUNK, GRAPH_FILES, GRAPH_FULL, GRAPH_STEP, GRAPH_WINDOW,
-                                  INT8_FILES, VOCAB_FILE)
+from mof.runtime.contract import (FP32, GRAPH_CHUNK, GRAPH_FILES, GRAPH_FULL, GRAPH_STEP, GRAPH_WINDOW,
+                                  INT8, INT8_FILES, QUANTIZED_GRAPHS, VOCAB_FILE)
 from mof.runtime.errors import MofError
 from mof.runtime.manifest import UNSAID_FORM, make_manifest
 from mof.runtime.vocab import Vocabulary
 
 from .checkpoint import EMBEDDING, list_variables, locate_checkpoint, read_shape_facts, resolve_config
+from .graph_store import store_graphs
 from .progress import Progress
 from .vocabulary import find_vocab_file, load_vocabulary
 
@@ -168,18 +169,23 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
     set_stream_report(manifest, stream)
     int8_blobs = {}
     if opts.int8:
-        from mof.quant.bundle_int8 import apply_int8, make_int8
+        from mof.quant.bundle_quant import apply_quantized, make_quantized
         with progress.stage("quantize", "int8 step and chunk graphs, accuracy vs fp32"):
-            int8_blobs, additions = make_int8(
-                blobs, manifest, loc.vocab, calibration_text=opts.calibration_text,
+            int8_blobs, additions = make_quantized(
+                INT8, blobs, manifest, loc.vocab, calibration_text=opts.calibration_text,
                 eval_tokens=opts.eval_tokens, allow_degraded=opts.allow_degraded, log=progress.log)
-            manifest = apply_int8(manifest, additions)
+            manifest = apply_quantized(manifest, INT8, additions)
     with progress.stage("write", f"bundle {loc.output}"):
         with BundleWriter(loc.output, force=opts.force) as w:
-            for name, blob in blobs.items():
-                w.path(GRAPH_FILES[name]).write_bytes(blob)
-            for name, blob in int8_blobs.items():
-                w.path(INT8_FILES[name]).write_bytes(blob)
+            for name in set(blobs) - set(QUANTIZED_GRAPHS):     # full / window: analysis graphs with
+                w.path(GRAPH_FILES[name]).write_bytes(blobs[name])  # their own weight layouts, embedded
+            stored = {FP32: store_graphs(w, FP32, {GRAPH_FILES[n]: blobs[n] for n in QUANTIZED_GRAPHS})}
+            if int8_blobs:
+                stored[INT8] = store_graphs(w, INT8, {INT8_FILES[n]: b for n, b in int8_blobs.items()})
+            manifest["weights"] = {p: info["file"] for p, info in stored.items()}
+            for p, info in stored.items():
+                progress.log(f"      {info['file']}: {info['bytes'] / 1e6:.1f} MB, {info['tensors']} "
+                             f"tensors stored once for {info['references']} references")
             w.path(VOCAB_FILE).write_text(loc.vocab.to_json(), encoding="utf-8")
             out = w.commit(manifest)
     return out

@@ -8,6 +8,6 @@ policies' fidelity against exact decoding (policies.py, mof-eval).
 
 def __getattr__(name):
     if name == "int8_accuracy":
-        from .bundle_int8 import int8_accuracy
+        from .bundle_quant import int8_accuracy
         return int8_accuracy
     raise AttributeError(name)

@@ -1,4 +1,4 @@
-"""mof-quantize: add int8 graphs to an existing bundle, with a measured accuracy report."""
+"""mof-quantize: add int8 or int4 graphs to an existing bundle, with a measured accuracy report."""
 
 from __future__ import annotations
 
@@ -19,24 +19,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         prog=PROG,
         description="Add int8 variants of a bundle's graphs (every large weight int8, GRUs "
                     "included; activations quantized per row, uint8 x uint8 products, so the "
-                    "results do not depend on the CPU), measure them against fp32 on real text, "
-                    "and record the report in the manifest. The bundle is replaced atomically. "
-                    "With --check: measure an int8 bundle on this machine, change nothing.",
-        epilog="Gates: int8 must agree with fp32's top-1 on >= 95%% of positions and raise "
-               "perplexity by at most 5%%, in exact and in stream mode; otherwise nothing is "
-               "written unless --allow-degraded (--check exits 1).")
+                    "results do not depend on the CPU) or, with --int4, 4-bit variants "
+                    "(onnxruntime's MatMulNBits), measure them against fp32 on real text, "
+                    "and record the report in the manifest. The bundle is replaced atomically "
+                    "and written in bundle format 2 (one weights file per precision). "
+                    "With --check: measure a quantized bundle on this machine, change nothing. "
+                    "With --upgrade: rewrite a format-1 bundle in format 2, nothing else.",
+        epilog="Gates: the quantized graphs must agree with fp32's top-1 on >= 95%% of positions "
+               "and raise perplexity by at most 5%%, in exact and in stream mode; otherwise "
+               "nothing is written unless --allow-degraded (--check exits 1).")
     p.add_argument("bundle", metavar="BUNDLE", type=Path, help="bundle directory made by mof-export")
+    p.add_argument("--int4", dest="precision", action="store_const", const="int4", default="int8",
+                   help="4-bit weights instead of int8 (a third precision: mof-run --int4)")
+    p.add_argument("--upgrade", action="store_true",
+                   help="rewrite a format-1 bundle (every graph with its own weights) in format 2 "
+                        "(one weights file per precision), in place; nothing is re-measured")
     p.add_argument("--calibration-text", metavar="FILE", type=Path,
                    help="UTF-8 text to measure on (default: built-in classical Chinese sample)")
     p.add_argument("--eval-tokens", metavar="N", type=int, default=None,
                    help="characters of that text to measure on (default 256; with --check: as many "
                         "as the bundle's own report)")
     p.add_argument("--check", action="store_true",
-                   help="re-measure the bundle's int8 graphs against fp32 on this machine and print "
+                   help="re-measure the bundle's int8 (or --int4) graphs against fp32 on this machine and print "
                         "the table next to the one recorded at export; the bundle is not changed")
     p.add_argument("--allow-degraded", action="store_true",
-                   help="keep the int8 graphs even when they miss the accuracy gates")
-    p.add_argument("--force", action="store_true", help="redo int8 graphs the bundle already has")
+                   help="keep the quantized graphs even when they miss the accuracy gates")
+    p.add_argument("--force", action="store_true", help="redo graphs of that precision the bundle already has")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     args = p.parse_args(argv)
@@ -44,7 +52,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.error("--eval-tokens must be at least 2")
     if args.check and (args.force or args.allow_degraded):
         p.error("--check changes nothing: --force and --allow-degraded do not apply")
-    from .bundle_int8 import quantize_bundle
+    if args.upgrade and (args.check or args.force or args.allow_degraded or args.precision != "int8"):
+        p.error("--upgrade only rewrites the bundle's format: it takes no other option")
+    from .bundle_quant import quantize_bundle, upgrade_bundle
 
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     if args.check:
@@ -53,9 +63,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     def work() -> int:
         t0 = time.perf_counter()
-        out = quantize_bundle(args.bundle, calibration_text=args.calibration_text,
-                              eval_tokens=args.eval_tokens or 256, allow_degraded=args.allow_degraded,
-                              force=args.force, log=log)
+        if args.upgrade:
+            out = upgrade_bundle(args.bundle, log=log)
+        else:
+            out = quantize_bundle(args.bundle, precision=args.precision,
+                                  calibration_text=args.calibration_text,
+                                  eval_tokens=args.eval_tokens or 256, allow_degraded=args.allow_degraded,
+                                  force=args.force, log=log)
         log(f"      done in {time.perf_counter() - t0:.1f} s")
         if not args.quiet:
             print(str(out))
@@ -65,14 +79,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                        unchanged="the bundle is unchanged")
 
 def check(args, log) -> int:
-    """mof-quantize --check: the int8 accuracy table measured here, next to the recorded one."""
-    from .bundle_int8 import int8_accuracy
+    """mof-quantize --check: the quantized precision's accuracy table measured here, next to the
+    recorded one."""
+    from .bundle_quant import quantized_accuracy
     from .calibration import load_calibration_text
     from .report import describe_machine, print_report
     text = source = None
     if args.calibration_text:
         text, source = load_calibration_text(args.calibration_text), args.calibration_text.name
-    report = int8_accuracy(args.bundle, text, args.eval_tokens, source)
+    report = quantized_accuracy(args.bundle, text, args.eval_tokens, source, precision=args.precision)
     say = lambda m: print(m, flush=True)
     print_report(report, say)
     rec = report.get("recorded") or {}
@@ -87,7 +102,7 @@ def check(args, log) -> int:
         where = rec.get("measured_on")
         say(f"        measured on: {describe_machine(where) if where else 'not recorded (made before issue 18)'}")
     if not report["passed"]:
-        log(f"{PROG}: int8 accuracy on this machine is below the gates (top-1 >= "
+        log(f"{PROG}: {args.precision} accuracy on this machine is below the gates (top-1 >= "
             f"{report['gates']['min_top1_agreement']:.0%}, perplexity change <= "
             f"+{report['gates']['max_perplexity_change']:.0%})")
         return 1

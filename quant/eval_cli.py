@@ -65,7 +65,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             model, text, args.tokens, args.text.name)}
         print(format_table(report["policies"]))
         if args.int8:      # the same table as mof-quantize --check: measured on this machine's CPU
-            from .bundle_int8 import int8_accuracy
+            from .bundle_quant import int8_accuracy
             from .report import print_report
             report["int8_vs_fp32"] = int8_accuracy(args.bundle, text, args.tokens, args.text.name, args.threads)
             print_report(report["int8_vs_fp32"], print)

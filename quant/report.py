@@ -1,4 +1,5 @@
-"""The accuracy report of int8 against fp32, in exact and stream modes, with its gates."""
+"""The accuracy report of a quantized precision (int8, int4) against fp32, in exact and stream modes,
+with its gates."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ from mof.runtime.model import Model
 
 from .accuracy import compare, exact_logits, perplexity, stream_logits
 
-MIN_TOP1 = 0.95            # int8 must pick fp32's top-1 at least this often
+MIN_TOP1 = 0.95            # a quantized precision must pick fp32's top-1 at least this often
 MAX_PPL_CHANGE = 0.05      # and its perplexity may rise at most this much
 
 
 def int8_report(fp32: Model, int8: Model, text: str, max_tokens: int, source: str,
                 stream_fp32: Optional[dict] = None) -> dict:
+    """``int8`` is the quantized model, of any precision (``int8.precision`` names its keys)."""
+    q = int8.precision
     ids = np.asarray(fp32.vocab.encode(text[: max_tokens + 1]), np.int32)
     targets = ids[1:]
-    report = {"text": source, "tokens": int(len(targets)), "gates": {
+    report = {"precision": q, "text": source, "tokens": int(len(targets)), "gates": {
         "min_top1_agreement": MIN_TOP1, "max_perplexity_change": MAX_PPL_CHANGE}}
     logits = {}
     for mode, fn in (("exact", exact_logits), ("stream", stream_logits)):
@@ -26,7 +29,7 @@ def int8_report(fp32: Model, int8: Model, text: str, max_tokens: int, source: st
         logits[mode] = a
         ppl_a, ppl_b = perplexity(a, targets), perplexity(b, targets)
         r = compare(a, b)
-        r.update(fp32_perplexity=ppl_a, int8_perplexity=ppl_b, perplexity_change=ppl_b / ppl_a - 1)
+        r.update({"fp32_perplexity": ppl_a, f"{q}_perplexity": ppl_b, "perplexity_change": ppl_b / ppl_a - 1})
         r["passed"] = bool(r["top1_agreement"] >= MIN_TOP1 and r["perplexity_change"] <= MAX_PPL_CHANGE)
         report[mode] = r
     report["stream_vs_exact_fp32"] = compare(logits["exact"], logits["stream"])
@@ -35,15 +38,16 @@ def int8_report(fp32: Model, int8: Model, text: str, max_tokens: int, source: st
 
 
 def print_report(report: dict, log: Callable[[str], None]) -> None:
-    log(f"      int8 vs fp32 on {report['tokens']} tokens of {report['text']} text:")
+    q = report.get("precision", "int8")
+    log(f"      {q} vs fp32 on {report['tokens']} tokens of {report['text']} text:")
     log(f"        {'mode':<7}{'top-1':>8}{'max|Δ|':>9}{'mean|Δ|':>9}{'mean KL':>10}"
-        f"{'ppl fp32':>10}{'ppl int8':>10}{'change':>8}")
+        f"{'ppl fp32':>10}{'ppl ' + q:>10}{'change':>8}")
     for mode in ("exact", "stream"):
         r = report[mode]
         mark = "✓" if r["passed"] else "✗"
         log(f"      {mark} {mode:<7}{r['top1_agreement']:>8.1%}{r['max_abs_diff']:>9.3f}"
             f"{r['mean_abs_diff']:>9.4f}{r['mean_kl']:>10.2e}{r['fp32_perplexity']:>10.2f}"
-            f"{r['int8_perplexity']:>10.2f}{r['perplexity_change']:>+8.1%}")
+            f"{r[q + '_perplexity']:>10.2f}{r['perplexity_change']:>+8.1%}")
     s = report["stream_vs_exact_fp32"]
     log(f"        stream vs exact (fp32): top-1 {s['top1_agreement']:.1%}, mean KL {s['mean_kl']:.3g}")
     if report.get("measured_on"):

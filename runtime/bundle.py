@@ -18,12 +18,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from .contract import FORMAT, FORMAT_VERSION, FP32, INT8, MANIFEST_FILE
+from .contract import FORMAT, MANIFEST_FILE, PRECISIONS, READABLE_VERSIONS
 from .errors import BundleError, MofError
 from .manifest import Manifest
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-PRECISIONS = (FP32, INT8)
 
 
 def sha256_file(path: Path) -> str:
@@ -153,9 +152,10 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{path} is not a {FORMAT} manifest")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise BundleError(
-            f"{path} has format_version {version!r}; this mof reads version {FORMAT_VERSION}")
+            f"{path} has format_version {version!r}; this mof reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))} (update mof, or re-export the bundle with this one)")
     return Manifest(manifest, where=str(bundle_dir))
 
 
@@ -218,4 +218,28 @@ def verify_bundle(bundle_dir: str | Path, hashed_when_read: Iterable[str] = (),
             if fname is not None and (not isinstance(fname, str) or fname not in files):
                 raise BundleError(f"{bundle_dir}: graph {gname}.{key} file {fname!r} is not in the "
                                   "manifest's files")
+    weights = manifest.get("weights", {})
+    if not isinstance(weights, dict) or any(
+            not isinstance(f, str) or f not in files for f in weights.values()):
+        raise BundleError(f"{bundle_dir}: manifest's 'weights' must name files of the bundle, "
+                          f"got {weights!r}")
     return manifest
+
+
+def file_identity(path: Path) -> tuple:
+    """What changes when a file is written, replaced or renamed over: device, inode, size and
+    modification and change times (ctime cannot be set back by a user program)."""
+    st = os.stat(path, follow_symlinks=False)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def check_unchanged(bundle_dir: Path, before: dict[str, tuple]) -> None:
+    """Files that onnxruntime opened itself must be the ones that were hashed: same identity as
+    before the hash check (``before``: name -> file_identity)."""
+    for name, ident in before.items():
+        try:
+            now = file_identity(bundle_dir / name)
+        except OSError:
+            now = None
+        if now != ident:
+            raise BundleError(f"{bundle_dir}: {name} changed while the bundle was being loaded")

@@ -5,7 +5,8 @@ The manifest schema is documented in docs/bundle-format.md.
 """
 
 FORMAT = "mof-bundle"          # manifest["format"]
-FORMAT_VERSION = 1             # manifest["format_version"]; bumped on incompatible changes
+FORMAT_VERSION = 2             # manifest["format_version"] written; bumped on incompatible changes
+READABLE_VERSIONS = (1, 2)     # 1: every graph embeds its own weights; 2: one weights file per precision
 
 MANIFEST_FILE = "manifest.json"
 VOCAB_FILE = "vocab.json"      # a JSON list of strings: id -> token
@@ -23,13 +24,21 @@ GRAPH_FILES = {
     GRAPH_CHUNK: "chunk.onnx",
 }
 
-# Precision keys inside manifest["graphs"][NAME].
+# Precision keys inside manifest["graphs"][NAME] and manifest["weights"].
 FP32 = "fp32"
-INT8 = "int8"
-INT8_FILES = {                 # int8 variants (mof-quantize / mof-export --int8) of the graphs decoding runs
-    GRAPH_STEP: "step.int8.onnx",
-    GRAPH_CHUNK: "chunk.int8.onnx",
-}
+INT8 = "int8"                  # per-row int8 (mof-quantize / mof-export --int8)
+INT4 = "int4"                  # 4-bit blocks, onnxruntime's MatMulNBits (mof-quantize --int4)
+PRECISIONS = (FP32, INT8, INT4)
+QUANTIZED_GRAPHS = (GRAPH_STEP, GRAPH_CHUNK)   # the graphs decoding runs: what int8 / int4 variants exist of
+INT8_FILES = {GRAPH_STEP: "step.int8.onnx", GRAPH_CHUNK: "chunk.int8.onnx"}
+INT4_FILES = {GRAPH_STEP: "step.int4.onnx", GRAPH_CHUNK: "chunk.int4.onnx"}
+QUANTIZED_FILES = {INT8: INT8_FILES, INT4: INT4_FILES}
+
+
+def weights_file(precision: str) -> str:
+    """Format 2: the one file holding every large weight of a precision's graphs, each stored once
+    (ONNX external data; manifest["weights"][precision] names it)."""
+    return f"weights.{precision}.bin"
 
 # Graph input/output names.
 INPUT_IDS = "input_ids"        # int32 [batch, seq]

@@ -58,8 +58,19 @@ class Manifest(dict):
                               "version of mof-export")
         return entry
 
+    @property
+    def format_version(self) -> int:
+        return self.get("format_version")
+
+    def weights_file(self, precision: str) -> Optional[str]:
+        """Format 2: the file holding the large weights of every ``precision`` graph (their one
+        allowed external-data location); None when the graphs embed their weights (format 1)."""
+        weights = self.get("weights")
+        name = weights.get(precision) if isinstance(weights, dict) else None
+        return name if isinstance(name, str) else None
+
     def graph_file(self, name: str, precision: str) -> Optional[str]:
-        """The file of graph ``name`` in ``precision`` ("fp32"/"int8"), None if there is none."""
+        """The file of graph ``name`` in ``precision`` ("fp32"/"int8"/"int4"), None if there is none."""
         graphs = self.get("graphs")
         entry = graphs.get(name) if isinstance(graphs, dict) else None
         file = entry.get(precision) if isinstance(entry, dict) else None

@@ -20,12 +20,13 @@ from typing import Optional, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from .bundle import read_manifest, read_verified, verify_bundle
+from .bundle import check_unchanged, file_identity, read_manifest, read_verified, verify_bundle
 from .config import ModelConfig
 from .contract import (FP32, GRAPH_CHUNK, GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, INT8, LOGITS, POSITION,
-                       STATE_OUT)
+                       PRECISIONS, STATE_OUT)
 from .errors import BundleError, MofError
 from .manifest import Manifest
+from .onnx_refs import ProtoError, external_locations
 from .state import State, state_shapes
 from .vocab import Vocabulary
 
@@ -53,7 +54,7 @@ class Model:
         self.manifest = manifest if isinstance(manifest, Manifest) else Manifest(manifest, str(bundle_dir))
         self.config: ModelConfig = config or self.manifest.config
         self.vocab = vocab
-        self.precision = precision                    # "fp32" or "int8"
+        self.precision = precision                    # "fp32", "int8" or "int4"
         self.sessions = sessions
         self._state_fields = list(state_shapes(self.config))
         self._outputs = {n: [o.name for o in s.get_outputs()] for n, s in sessions.items()}
@@ -78,19 +79,37 @@ class Model:
     # Loading ----------------------------------------------------------------------------
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike, int8: bool = False, threads: Optional[int] = None,
-             graphs: Optional[Sequence[str]] = None, window: Optional[int] = None) -> "Model":
+             graphs: Optional[Sequence[str]] = None, window: Optional[int] = None,
+             precision: Optional[str] = None) -> "Model":
         """Verify the bundle (format version, every file's sha256), then open its graphs
-        (default: the ones decoding runs, ``Manifest.decoding_graphs``).
+        (default: the ones decoding runs, ``Manifest.decoding_graphs``) in ``precision``
+        ("fp32", "int8" or "int4"; ``int8=True`` is ``precision="int8"``).
 
         ``window``: characters exact mode re-reads per token (and stream mode re-reads when the
         position table is full), instead of the bundle's; 1 to the position table's size."""
         bundle_dir = Path(bundle_dir)
-        precision = INT8 if int8 else FP32
+        precision = precision or (INT8 if int8 else FP32)
+        if precision not in PRECISIONS:
+            raise MofError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         manifest = read_manifest(bundle_dir)
         graphs = manifest.decoding_graphs if graphs is None else tuple(graphs)
         files = {name: manifest.graph_file(name, precision) for name in graphs}
-        # every file checked now; the graphs' sha256 on the very bytes handed to onnxruntime below
-        verify_bundle(bundle_dir, hashed_when_read=[f for f in files.values() if f], manifest=manifest)
+        for name, file in files.items():
+            if file is None:
+                manifest.graph(name)                  # a graph the bundle lacks: its own error
+                if precision != FP32:
+                    flag = "" if precision == INT8 else f" --{precision}"
+                    raise MofError(f"{bundle_dir} has no {precision} graphs; add them with: "
+                                   f"mof-quantize{flag} {bundle_dir}")
+                raise BundleError(f"{bundle_dir}: graph {name!r} has no {precision} file")
+        weights = manifest.weights_file(precision)
+        # Format 2: onnxruntime opens the graphs and their weights file itself (so the weights are
+        # read once, straight into its own buffers); what it opens must be what is hashed below.
+        opened = sorted(set(files.values()) | {weights}) if weights else []
+        identities = {f: file_identity(bundle_dir / f) for f in opened if (bundle_dir / f).is_file()}
+        # every file checked now; format 1's graphs on the very bytes handed to onnxruntime below
+        verify_bundle(bundle_dir, hashed_when_read=[] if weights else list(files.values()),
+                      manifest=manifest)
         config = manifest.config
         manifest.form                                 # a bad form is an error now, not mid-chat
         if window is not None:
@@ -105,26 +124,20 @@ class Model:
         so = session_options(threads)
         sessions = {}
         for name in graphs:
-            entry = manifest.graph(name)
             file = files[name]
-            if file is None:
-                if int8:
-                    raise MofError(f"{bundle_dir} has no int8 graphs; add them with: "
-                                   f"mof-quantize {bundle_dir}")
-                raise BundleError(f"{bundle_dir}: graph {name!r} has no {precision} file")
-            # From the verified bytes, not the path: nothing can be swapped in after the hash
-            # check, and a graph cannot pull external data from outside the bundle.
             data = read_verified(bundle_dir, manifest, file)
+            _check_external_data(data, weights, f"{bundle_dir}: {file}")
+            # Format 1: from the verified bytes, not the path: nothing can be swapped in after the
+            # hash check. Format 2: by path, so onnxruntime finds the weights file beside it.
+            source = str(bundle_dir / file) if weights else data
             try:
-                sess = ort.InferenceSession(data, sess_options=so, providers=["CPUExecutionProvider"])
+                sess = ort.InferenceSession(source, sess_options=so, providers=["CPUExecutionProvider"])
             except Exception as e:  # onnxruntime raises its own exception types
-                msg = str(e).splitlines()[0][:200]
-                if "external" in msg.lower():
-                    msg = "it refers to external data, which bundles may not use"
-                raise BundleError(f"{bundle_dir}: cannot load {file}: {msg}") from None
-            del data
-            _check_io(sess, entry, f"{bundle_dir.name}/{file}")
+                raise BundleError(f"{bundle_dir}: cannot load {file}: {str(e).splitlines()[0][:200]}") from None
+            del data, source
+            _check_io(sess, manifest.graph(name), f"{bundle_dir.name}/{file}")
             sessions[name] = sess
+        check_unchanged(bundle_dir, identities)
         return cls(bundle_dir, manifest, sessions, vocab, precision, config)
 
     # State ------------------------------------------------------------------------------
@@ -225,3 +238,19 @@ def _check_io(sess: ort.InferenceSession, entry: dict, where: str) -> None:
     if sorted(got_in) != sorted(want_in) or sorted(got_out) != sorted(want_out):
         raise BundleError(f"{where}: inputs {got_in} / outputs {got_out} do not match the manifest "
                           f"({want_in} / {want_out})")
+
+
+def _check_external_data(graph: bytes, weights: Optional[str], where: str) -> None:
+    """A graph may read external data from its precision's weights file only, and only in a
+    format-2 bundle (onnxruntime would otherwise look for the file beside the graph, or in the
+    working directory for format 1's graphs loaded from bytes)."""
+    try:
+        locations = set(external_locations(graph))
+    except ProtoError as e:
+        raise BundleError(f"{where} is not a valid ONNX graph ({e})") from None
+    allowed = {weights} if weights else set()
+    if locations - allowed:
+        bad = sorted(map(str, locations - allowed))[0]
+        raise BundleError(f"{where} refers to external data in {bad!r}; "
+                          + (f"only {weights} may hold its weights" if weights else
+                             "graphs of a format-1 bundle may not use external data"))

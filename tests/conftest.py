@@ -49,6 +49,10 @@ def fp32_bundle(tmp_path_factory) -> Path:
             (out / name).unlink()
     for key in ("quantization", "accuracy"):
         m.pop(key, None)
+    int8_weights = m.get("weights", {}).pop("int8", None)
+    if int8_weights:
+        del m["files"][int8_weights]
+        (out / int8_weights).unlink()
     (out / "manifest.json").write_text(json.dumps(m, ensure_ascii=False, indent=2), encoding="utf-8")
     return out
 

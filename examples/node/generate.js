@@ -70,8 +70,8 @@ function loadBundle(dir, { verify }) {
   }
   const manifest = readJson(path.join(dir, 'manifest.json'), 'manifest');
   if (manifest.format !== 'mof-bundle') fail(`${dir}: not a mof bundle (format ${JSON.stringify(manifest.format)})`);
-  if (manifest.format_version !== 1) {
-    fail(`${dir}: format_version ${manifest.format_version}; this program reads version 1`);
+  if (manifest.format_version !== 1 && manifest.format_version !== 2) {
+    fail(`${dir}: format_version ${manifest.format_version}; this program reads versions 1 and 2`);
   }
   const files = manifest.files || {};
   for (const name of Object.keys(files)) {
@@ -153,6 +153,14 @@ async function openGraph(ort, bundle, name, { int8, threads }) {
     logSeverityLevel: 3,
   };
   if (threads) options.intraOpNumThreads = threads;
+  // Format 2: the graph's large weights live in one file per precision (manifest.weights), shared
+  // by the step and chunk graphs; it is read and verified once and handed over as external data.
+  const weights = (bundle.manifest.weights || {})[precision];
+  if (weights) {
+    bundle.weightsData = bundle.weightsData || {};
+    bundle.weightsData[precision] = bundle.weightsData[precision] || bundle.read(weights, 'weights');
+    options.externalData = [{ path: weights, data: bundle.weightsData[precision] }];
+  }
   // From the verified bytes, not the path: nothing can be swapped in after the hash check.
   const session = await ort.InferenceSession.create(bundle.read(file, 'graph'), options);
   const want = (entry.inputs || []).map((t) => t.name).sort();

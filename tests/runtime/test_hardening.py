@@ -18,6 +18,7 @@ from mof.runtime.errors import MofError
 from mof.runtime.session import ChatSession
 
 GRAPH = "step.onnx"
+WEIGHTS = "weights.fp32.bin"
 
 
 @pytest.fixture
@@ -43,13 +44,15 @@ def _rehash(bundle, name):
     (lambda b: (b / GRAPH).write_bytes((b / GRAPH).read_bytes()[:-1] + b"\x00"), "sha256"),
     (lambda b: (b / GRAPH).write_bytes((b / GRAPH).read_bytes()[:1000]), "bytes, manifest says"),
     (lambda b: (b / "manifest.json").unlink(), "no manifest.json"),
-    (lambda b: _rewrite_manifest(b, lambda m: m.__setitem__("format_version", 2)), "format_version 2"),
+    (lambda b: _rewrite_manifest(b, lambda m: m.__setitem__("format_version", 3)), "format_version 3"),
+    (lambda b: (b / WEIGHTS).write_bytes((b / WEIGHTS).read_bytes()[:-1] + b"\x01"), "sha256"),
+    (lambda b: _rewrite_manifest(b, lambda m: m["weights"].__setitem__("fp32", "../w.bin")), "'weights' must name"),
     (lambda b: _rewrite_manifest(b, lambda m: m["files"].__setitem__("../../etc/passwd", m["files"][GRAPH])), "unsafe"),
     (lambda b: _rewrite_manifest(b, lambda m: m["graphs"]["step"].__setitem__("fp32", "/etc/passwd")), "not in the manifest"),
     (lambda b: ((b / GRAPH).rename(b / "real.onnx"), (b / GRAPH).symlink_to(b / "real.onnx")), "symbolic link"),
     (lambda b: os.link(b / GRAPH, b.parent / "elsewhere.onnx"), "hard-linked"),
     (lambda b: (b / "manifest.json").write_text("{" * 10**6), "not valid JSON"),
-], ids=["tampered", "truncated", "no-manifest", "version", "outside", "graph-outside", "symlink",
+], ids=["tampered", "truncated", "no-manifest", "version", "weights-tampered", "weights-outside", "outside", "graph-outside", "symlink",
         "hardlink", "manifest-bomb"])
 def test_bad_bundles_are_refused_with_one_line(bundle, damage, message):
     damage(bundle)
@@ -73,8 +76,50 @@ def test_graph_with_external_data_is_refused(bundle, tmp_path):
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [4])], [w])
     (bundle / "chunk.onnx").write_bytes(helper.make_model(graph).SerializeToString())
     _rehash(bundle, "chunk.onnx")
-    with pytest.raises(BundleError, match="chunk.onnx: it refers to external data"):
+    with pytest.raises(BundleError, match=r"chunk.onnx refers to external data in '../secret.bin'; "
+                                          r"only weights.fp32.bin may hold its weights"):
         Model.load(bundle, graphs=("chunk",))
+
+
+@pytest.mark.parametrize("location", ["weights.int8.bin", "vocab.json", "manifest.json", "unlisted.bin"])
+def test_a_graph_may_read_only_its_own_precisions_weights_file(bundle, location):
+    """Files inside the bundle too: an fp32 graph reading the int8 weights, the vocabulary or a
+    file the manifest does not list is refused before onnxruntime opens anything."""
+    onnx = pytest.importorskip("onnx")
+    (bundle / "unlisted.bin").write_bytes(bytes(64))
+    m = onnx.load(str(bundle / "chunk.onnx"), load_external_data=False)
+    t = next(t for t in m.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL)
+    next(e for e in t.external_data if e.key == "location").value = location
+    (bundle / "chunk.onnx").write_bytes(m.SerializeToString())
+    _rehash(bundle, "chunk.onnx")
+    with pytest.raises(BundleError, match=f"refers to external data in '{location}'"):
+        Model.load(bundle, graphs=("chunk",))
+
+
+@pytest.mark.parametrize("victim", [WEIGHTS, GRAPH])
+def test_a_file_changed_while_onnxruntime_opens_it_is_refused(bundle, monkeypatch, victim):
+    """Format 2: onnxruntime opens the graphs and the weights file by path, after the hash check.
+    A write in between (here: inside the session constructor) changes the file's identity."""
+    import mof.runtime.model as model_module
+    real = model_module.ort.InferenceSession
+
+    def tamper_then_open(*args, **kwargs):
+        path = bundle / victim
+        path.write_bytes(path.read_bytes())             # same bytes, but written: a new ctime
+        return real(*args, **kwargs)
+    monkeypatch.setattr(model_module.ort, "InferenceSession", tamper_then_open)
+    with pytest.raises(BundleError, match=f"{victim} changed while the bundle was being loaded"):
+        Model.load(bundle)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=3000))
+def test_external_reference_scan_never_crashes(data):
+    from mof.runtime.onnx_refs import ProtoError, external_locations
+    try:
+        assert isinstance(external_locations(data), list)
+    except ProtoError:
+        pass
 
 
 def test_graph_with_an_unknown_op_domain_is_refused(bundle):

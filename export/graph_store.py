@@ -1,0 +1,93 @@
+"""Storing a precision's graphs in a bundle (format 2): every large weight once, in one file.
+
+The step and chunk graphs (and full / window) use the same weights; format 1 embedded a copy
+in every graph. Here each initializer of at least ``EXTERNAL_MIN_BYTES`` moves to
+``weights.<precision>.bin`` as standard ONNX external data (location, offset, length),
+identical tensors stored once, each at an offset aligned to ``ALIGN`` so onnxruntime can
+map it; the graph files keep their structure and the small tensors. Loading is the
+runtime's (runtime/model.py): onnxruntime opens the graphs by path and reads the weights
+file once per graph session, after the runtime has checked every file and every external
+reference (runtime/onnx_refs.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Union
+
+from mof.runtime.bundle import BundleWriter
+from mof.runtime.contract import weights_file
+
+EXTERNAL_MIN_BYTES = 16 * 1024      # smaller tensors (biases, norms, scales) stay inside the graph
+ALIGN = 4096                         # offsets are page-aligned: onnxruntime maps such tensors
+
+
+def _subgraphs(graph):
+    from onnx import AttributeProto
+    yield graph
+    for node in graph.node:
+        for a in node.attribute:
+            if a.type == AttributeProto.GRAPH:
+                yield from _subgraphs(a.g)
+            elif a.type == AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    yield from _subgraphs(g)
+
+
+def _raw(t) -> bytes:
+    from onnx import numpy_helper
+    return t.raw_data if t.HasField("raw_data") else numpy_helper.to_array(t).tobytes()
+
+
+def store_graphs(writer: BundleWriter, precision: str,
+                 graphs: dict[str, Union[bytes, object]]) -> dict:
+    """Write ``graphs`` (file name -> model or serialized model) of one precision into the bundle
+    being built, their large weights deduplicated into ``weights_file(precision)``.
+    Returns {"file", "tensors" (stored), "references", "bytes"} for the caller's log."""
+    import onnx
+    from onnx import TensorProto
+
+    name = weights_file(precision)
+    offsets: dict[bytes, tuple[int, int]] = {}
+    refs = 0
+    with open(writer.path(name), "wb") as blob:
+        size = 0
+        models = {}
+        for file, model in graphs.items():
+            if isinstance(model, (bytes, bytearray)):
+                model = onnx.load_from_string(bytes(model))
+            for g in _subgraphs(model.graph):
+                for t in g.initializer:
+                    if t.data_location == TensorProto.EXTERNAL:
+                        raise ValueError(f"{file}: initializer {t.name} is already external data")
+                    raw = _raw(t)
+                    if len(raw) < EXTERNAL_MIN_BYTES:
+                        continue
+                    key = hashlib.sha256(raw).digest() + t.data_type.to_bytes(4, "little")
+                    if key not in offsets:
+                        pad = -size % ALIGN
+                        blob.write(b"\0" * pad)
+                        offsets[key] = (size + pad, len(raw))
+                        blob.write(raw)
+                        size += pad + len(raw)
+                    offset, length = offsets[key]
+                    for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data",
+                                  "uint64_data", "string_data"):
+                        t.ClearField(field)
+                    t.data_location = TensorProto.EXTERNAL
+                    del t.external_data[:]
+                    for k, v in (("location", name), ("offset", str(offset)), ("length", str(length))):
+                        entry = t.external_data.add()
+                        entry.key, entry.value = k, v
+                    refs += 1
+            models[file] = model
+    for file, model in models.items():
+        writer.path(file).write_bytes(model.SerializeToString())
+    return {"file": name, "tensors": len(offsets), "references": refs, "bytes": size}
+
+
+def load_graph(bundle_dir: Path, file: str):
+    """A bundle's graph as an onnx ModelProto with its weights in memory (either format)."""
+    import onnx
+    return onnx.load(str(Path(bundle_dir) / file), load_external_data=True)

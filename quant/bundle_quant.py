@@ -1,0 +1,214 @@
+"""Add quantized graphs (int8 or int4) to a bundle: quantize, measure against fp32, gate, record."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable, Optional
+
+from mof.runtime.bundle import BundleWriter, verify_bundle
+from mof.runtime.contract import (FORMAT_VERSION, FP32, INT4, INT8, MANIFEST_FILE, PRECISIONS,
+                                  QUANTIZED_FILES, QUANTIZED_GRAPHS)
+from mof.runtime.errors import MofError
+from mof.runtime.manifest import Manifest, model_config
+from mof.runtime.model import Model, session_options
+from mof.runtime.vocab import Vocabulary
+
+from .calibration import load_calibration_text
+from .report import int8_report, print_report
+
+
+def _quantizer(precision: str):
+    """(what the log says about the scheme, ModelProto -> ModelProto, the scheme's manifest record)."""
+    if precision == INT8:
+        from .int8 import quantize_model, scheme
+        return ("weights int8 per output channel; activations uint8 with one scale per row; "
+                "uint8 x uint8 products (exact on every x86 CPU)", quantize_model, scheme())
+    if precision == INT4:
+        from .int4 import describe, quantize_model_int4, scheme_int4
+        return describe(), quantize_model_int4, scheme_int4()
+    raise MofError(f"cannot quantize to {precision!r}")
+
+
+def sections(manifest: dict, precision: str) -> dict:
+    """The manifest's record of a quantized precision: {"quantization", "accuracy"} (int8 keeps
+    them at the top level, where format 1 put them; other precisions under their own key)."""
+    if precision == INT8:
+        return {k: manifest[k] for k in ("quantization", "accuracy") if k in manifest}
+    rec = manifest.get(precision)
+    return rec if isinstance(rec, dict) else {}
+
+
+def make_quantized(precision: str, fp32_blobs: dict[str, bytes], manifest: dict, vocab: Vocabulary, *,
+                   calibration_text: Optional[Path], eval_tokens: int, allow_degraded: bool,
+                   log: Callable[[str], None]) -> tuple[dict[str, bytes], dict]:
+    """Quantize every graph of QUANTIZED_GRAPHS (graph name -> fp32 bytes) the same way. Returns
+    (graph name -> quantized bytes, manifest additions: the scheme, the accuracy report and, when
+    the manifest has a stream policy table, the table with this precision's ms per token)."""
+    import onnx
+    import onnxruntime as ort
+
+    what, quantize, scheme = _quantizer(precision)
+    files = QUANTIZED_FILES[precision]
+    log(f"      {what}")
+    blobs = {}
+    for name in QUANTIZED_GRAPHS:
+        q = quantize(onnx.load_from_string(fp32_blobs[name]))
+        blobs[name] = q.SerializeToString()
+        log(f"      {files[name]}: {len(blobs[name]) / 1e6:.1f} MB "
+            f"(fp32 {len(fp32_blobs[name]) / 1e6:.1f} MB)")
+    so = session_options(None)
+    models = {}
+    for p, source in ((FP32, fp32_blobs), (precision, blobs)):
+        sessions = {n: ort.InferenceSession(source[n], sess_options=so, providers=["CPUExecutionProvider"])
+                    for n in QUANTIZED_GRAPHS}
+        models[p] = Model(Path("."), manifest, sessions, vocab, p)
+    text = load_calibration_text(calibration_text)
+    source = calibration_text.name if calibration_text else "built-in"
+    report = int8_report(models[FP32], models[precision], text, eval_tokens, source)
+    report["measured_on"] = measured_on()
+    print_report(report, log)
+    if not report["passed"]:
+        msg = (f"{precision} accuracy below the gates (top-1 agreement >= "
+               f"{report['gates']['min_top1_agreement']:.0%}, perplexity change <= "
+               f"+{report['gates']['max_perplexity_change']:.0%}): exact "
+               f"{report['exact']['top1_agreement']:.1%} / {report['exact']['perplexity_change']:+.1%}, "
+               f"stream {report['stream']['top1_agreement']:.1%} / {report['stream']['perplexity_change']:+.1%}")
+        if not allow_degraded:
+            raise MofError(msg + "; nothing written (use --allow-degraded to keep it anyway)")
+        log(f"      WARNING: {msg}; kept because of --allow-degraded")
+    record = {"quantization": scheme, "accuracy": report}
+    additions = dict(record) if precision == INT8 else {precision: record}
+    if manifest.get("stream", {}).get("policies"):      # the policy table gains this precision's ms/token
+        from .policies import add_timings, format_table
+        additions["stream"] = add_timings(manifest["stream"], precision, models[precision], text, eval_tokens)
+        for line in format_table(additions["stream"]).splitlines():
+            log("      " + line)
+    return blobs, additions
+
+
+def measured_on() -> dict:
+    """The machine an accuracy report was measured on: CPU model, the SIMD flags that choose
+    onnxruntime's int8 kernels, onnxruntime's version."""
+    import onnxruntime as ort
+    from .int8 import cpu_features
+    return {"cpu": cpu_features(), "onnxruntime": ort.__version__}
+
+
+def quantized_accuracy(bundle_dir: Path, text: Optional[str] = None, eval_tokens: Optional[int] = None,
+                       source: Optional[str] = None, threads: Optional[int] = None,
+                       precision: str = INT8) -> dict:
+    """Measure a bundle's ``precision`` graphs against its fp32 graphs on this machine (exact and
+    stream mode). ``text`` defaults to the built-in sample, ``eval_tokens`` to what the manifest's
+    report used. Returns the same table as the manifest's accuracy record (with ``measured_on``
+    this machine), plus ``recorded``: the manifest's own figures and where they were measured."""
+    bundle_dir = Path(bundle_dir)
+    fp32 = Model.load(bundle_dir, threads=threads)
+    quant = Model.load(bundle_dir, precision=precision, threads=threads)
+    rec = sections(fp32.manifest, precision)
+    recorded = rec.get("accuracy") or {}
+    if eval_tokens is None:
+        eval_tokens = int(recorded.get("tokens") or 256)
+    if text is None:
+        text, source = load_calibration_text(None), "built-in"
+    report = int8_report(fp32, quant, text, eval_tokens, source or "given")
+    report["measured_on"] = measured_on()
+    report["recorded"] = {k: recorded.get(k) for k in ("text", "tokens", "exact", "stream", "measured_on")
+                          if k in recorded}
+    report["quantization"] = rec.get("quantization")
+    return report
+
+
+def int8_accuracy(bundle_dir: Path, text: Optional[str] = None, eval_tokens: Optional[int] = None,
+                  source: Optional[str] = None, threads: Optional[int] = None) -> dict:
+    """``quantized_accuracy`` of the int8 graphs (the library's documented entry point)."""
+    return quantized_accuracy(bundle_dir, text, eval_tokens, source, threads, INT8)
+
+
+def apply_quantized(manifest: dict, precision: str, additions: dict) -> dict:
+    manifest = dict(manifest)
+    manifest["graphs"] = {k: dict(v) for k, v in manifest["graphs"].items()}
+    for name, file in QUANTIZED_FILES[precision].items():
+        manifest["graphs"][name][precision] = file
+    manifest.update(additions)
+    return manifest
+
+
+def quantize_bundle(bundle_dir: Path, *, precision: str = INT8, calibration_text: Optional[Path] = None,
+                    eval_tokens: int = 256, allow_degraded: bool = False, force: bool = False,
+                    log: Callable[[str], None] = print) -> Path:
+    """Add ``precision`` graphs to an existing bundle, atomically (the bundle is replaced as a whole).
+    The result is a format-2 bundle: a format-1 bundle's graphs are rewritten with their weights
+    in one file per precision (docs/bundle-format.md)."""
+    from mof.export.graph_store import load_graph, store_graphs
+    bundle_dir = Path(bundle_dir)
+    manifest = verify_bundle(bundle_dir)
+    if precision not in QUANTIZED_FILES:
+        raise MofError(f"cannot quantize to {precision!r}")
+    if any(precision in manifest["graphs"].get(n, {}) for n in QUANTIZED_GRAPHS) and not force:
+        raise MofError(f"{bundle_dir} already has {precision} graphs (use --force to redo them)")
+    missing = [n for n in QUANTIZED_GRAPHS if n not in manifest["graphs"]]
+    if missing:
+        raise MofError(f"{bundle_dir} has no {', '.join(missing)} graph; re-export it with this mof-export")
+    model_config(manifest)
+    vocab = Vocabulary.from_json_file(bundle_dir / manifest["vocab"]["file"])
+    fp32 = {n: load_graph(bundle_dir, manifest["graphs"][n][FP32]).SerializeToString() for n in QUANTIZED_GRAPHS}
+    blobs, additions = make_quantized(precision, fp32, manifest, vocab, calibration_text=calibration_text,
+                                      eval_tokens=eval_tokens, allow_degraded=allow_degraded, log=log)
+    del fp32
+    new_manifest = apply_quantized({k: v for k, v in manifest.items() if k != "files"}, precision, additions)
+    with BundleWriter(bundle_dir, force=True) as w:
+        weights = copy_bundle_files(w, bundle_dir, manifest, leave_out=precision, log=log)
+        info = store_graphs(w, precision, {QUANTIZED_FILES[precision][n]: b for n, b in blobs.items()})
+        log(f"      {info['file']}: {info['bytes'] / 1e6:.1f} MB, {info['tensors']} tensors stored once "
+            f"for {info['references']} references")
+        weights[precision] = info["file"]
+        new_manifest["weights"] = {p: weights[p] for p in PRECISIONS if p in weights}
+        new_manifest["format_version"] = FORMAT_VERSION
+        return w.commit(new_manifest)
+
+
+def copy_bundle_files(w: BundleWriter, bundle_dir: Path, manifest: dict, leave_out: Optional[str] = None,
+                      log: Callable[[str], None] = print) -> dict[str, str]:
+    """Put a verified bundle's files into the bundle ``w`` is building, except the graphs (and
+    weights file) of precision ``leave_out``, in format 2: a precision that already has its
+    weights file is copied as it is, a format-1 precision's step and chunk graphs are rewritten
+    with their weights in one file (full.onnx and window.onnx, for analysis, are copied: their
+    weights are laid out differently). Returns precision -> weights file."""
+    from mof.export.graph_store import load_graph, store_graphs
+    old = Manifest(manifest, str(bundle_dir))
+    weights, written = {}, set()
+    for p in PRECISIONS:
+        files = {g[p] for n, g in manifest["graphs"].items()      # the decoding graphs; full.onnx and
+                 if n in QUANTIZED_GRAPHS and isinstance(g, dict) and isinstance(g.get(p), str)}  # window.onnx
+                                                                    # keep their own weights
+        written |= files | ({old.weights_file(p)} if old.weights_file(p) else set())
+        if p == leave_out or not files:
+            continue
+        if old.weights_file(p):
+            for f in files | {old.weights_file(p)}:
+                shutil.copy2(bundle_dir / f, w.path(f))   # own copies: bundles hold no hard links
+            weights[p] = old.weights_file(p)
+        else:
+            info = store_graphs(w, p, {f: load_graph(bundle_dir, f) for f in sorted(files)})
+            log(f"      {', '.join(sorted(files))} -> {info['file']}: {info['bytes'] / 1e6:.1f} MB, "
+                f"{info['tensors']} tensors stored once for {info['references']} references")
+            weights[p] = info["file"]
+    for name in manifest["files"]:                        # vocabulary and anything else listed
+        if name not in written and name != MANIFEST_FILE:
+            shutil.copy2(bundle_dir / name, w.path(name))
+    return weights
+
+
+def upgrade_bundle(bundle_dir: Path, log: Callable[[str], None] = print) -> Path:
+    """Rewrite a format-1 bundle in format 2 (one weights file per precision), in place and
+    atomically; the graphs compute exactly what they did, nothing is re-measured."""
+    bundle_dir = Path(bundle_dir)
+    manifest = verify_bundle(bundle_dir)
+    if manifest.get("format_version") == FORMAT_VERSION:
+        raise MofError(f"{bundle_dir} is already format {FORMAT_VERSION}")
+    with BundleWriter(bundle_dir, force=True) as w:
+        weights = copy_bundle_files(w, bundle_dir, manifest, log=log)
+        new_manifest = {k: v for k, v in manifest.items() if k != "files"}
+        new_manifest.update(format_version=FORMAT_VERSION, weights=weights)
+        return w.commit(new_manifest)

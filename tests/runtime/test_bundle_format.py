@@ -1,0 +1,107 @@
+"""Bundle format 2 (one weights file per precision) and format 1 (each graph with its own weights):
+both load, compute the same, and mof-quantize --upgrade turns one into the other."""
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from mof.runtime import DEFAULT_BUNDLE, Model
+from mof.runtime.bundle import BundleError, verify_bundle
+from mof.runtime.contract import FP32, INT8, weights_file
+
+onnx = pytest.importorskip("onnx")
+
+
+def make_format1(src, dst):
+    """A format-1 copy of a format-2 bundle: every graph embeds its weights, no 'weights' section."""
+    shutil.copytree(src, dst)
+    m = json.loads((dst / "manifest.json").read_text(encoding="utf-8"))
+    for graph in m["graphs"].values():
+        for precision in (FP32, INT8):
+            name = graph.get(precision)
+            if isinstance(name, str):
+                data = onnx.load(str(dst / name)).SerializeToString()     # external data read in
+                (dst / name).write_bytes(data)
+                m["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    for precision, name in m.pop("weights").items():
+        (dst / name).unlink()
+        del m["files"][name]
+    m["format_version"] = 1
+    (dst / "manifest.json").write_text(json.dumps(m, ensure_ascii=False), encoding="utf-8")
+    return dst
+
+
+@pytest.fixture(scope="module")
+def format1(tmp_path_factory):
+    return make_format1(DEFAULT_BUNDLE, tmp_path_factory.mktemp("v1") / "demo-v1.mof")
+
+
+def _logits(model):
+    ids = model.vocab.encode("床前明月光，疑是地上霜。举头望明月，")
+    a, state = model.refill(ids)
+    b, _ = model.step([ids[:2]], state)                  # a chunk of two steps
+    return a, b
+
+
+@pytest.mark.parametrize("precision", [FP32, INT8])
+def test_format1_and_format2_compute_the_same(format1, precision):
+    v1, v2 = Model.load(format1, precision=precision), Model.load(DEFAULT_BUNDLE, precision=precision)
+    assert v1.manifest.format_version == 1 and v2.manifest.format_version == 2
+    for a, b in zip(_logits(v1), _logits(v2)):
+        diff = float(np.abs(a - b).max())
+        print(f"{precision}: format 1 vs format 2 max |Δlogit| {diff}")
+        assert diff == 0.0
+
+
+def test_weights_are_stored_once_per_precision():
+    """Every external tensor of the step and chunk graphs points into the precision's weights file,
+    and no two distinct offsets hold the same bytes."""
+    m = verify_bundle(DEFAULT_BUNDLE)
+    for precision in (FP32, INT8):
+        assert m["weights"][precision] == weights_file(precision)
+        blob = (DEFAULT_BUNDLE / weights_file(precision)).read_bytes()
+        spans, refs = {}, 0
+        for graph in ("step", "chunk"):
+            g = onnx.load(str(DEFAULT_BUNDLE / m["graphs"][graph][precision]), load_external_data=False)
+            for t in g.graph.initializer:
+                if t.data_location == onnx.TensorProto.EXTERNAL:
+                    e = {x.key: x.value for x in t.external_data}
+                    assert e["location"] == weights_file(precision)
+                    off, n = int(e["offset"]), int(e["length"])
+                    spans[(off, n)] = hashlib.sha256(blob[off:off + n]).hexdigest()
+                    refs += 1
+        assert refs > len(spans) > 0                                  # shared by both graphs
+        assert len(set(spans.values())) == len(spans)                 # each content once
+        stored = sum(n for _, n in spans)
+        assert stored <= len(blob) <= stored + 4096 * len(spans)      # nothing else but alignment
+        print(f"{precision}: {refs} references to {len(spans)} tensors, {stored} bytes in a "
+              f"{len(blob)}-byte file")
+
+
+def test_upgrade_rewrites_format1_as_the_shipped_format2(format1, tmp_path):
+    from mof.quant.cli import main
+    up = tmp_path / "up.mof"
+    shutil.copytree(format1, up)
+    assert main([str(up), "--upgrade", "-q"]) == 0
+    m = verify_bundle(up)
+    assert m["format_version"] == 2
+    for precision in (FP32, INT8):
+        assert (up / weights_file(precision)).read_bytes() == (DEFAULT_BUNDLE / weights_file(precision)).read_bytes()
+    for a, b in zip(_logits(Model.load(up, int8=True)), _logits(Model.load(DEFAULT_BUNDLE, int8=True))):
+        assert np.array_equal(a, b)
+    assert main([str(up), "--upgrade", "-q"]) == 1                  # already format 2: an error, no change
+
+
+def test_format1_graph_with_external_data_is_refused(format1, tmp_path):
+    bad = tmp_path / "bad.mof"
+    shutil.copytree(format1, bad)
+    shutil.copy(DEFAULT_BUNDLE / "chunk.onnx", bad / "chunk.onnx")   # a format-2 graph: external refs
+    m = json.loads((bad / "manifest.json").read_text(encoding="utf-8"))
+    data = (bad / "chunk.onnx").read_bytes()
+    m["files"]["chunk.onnx"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (bad / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+    with pytest.raises(BundleError, match="graphs of a format-1 bundle may not use external data"):
+        Model.load(bad)
