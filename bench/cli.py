@@ -235,7 +235,7 @@ def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequenc
 def precision_bytes(manifest, bundle: Path, precision: str) -> tuple[int, int]:
     """(weight bytes, bundle bytes) of what decoding in ``precision`` loads: the weights file (or,
     format 1, every initializer of the step and chunk graphs), and every file it opens."""
-    files = {manifest.graph_file(g, precision) for g in manifest.decoding_graphs}
+    files = {manifest.graph_file(g, precision) for g in manifest.decoding_graphs(precision)}
     weights = manifest.weights_file(precision)
     on_disk = sum((bundle / f).stat().st_size for f in files | ({weights} if weights else set()))
     if weights:

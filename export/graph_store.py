@@ -3,8 +3,8 @@
 The step and chunk graphs (and full / window) use the same weights; format 1 embedded a copy
 in every graph. Here each initializer of at least ``EXTERNAL_MIN_BYTES`` moves to
 ``weights.<precision>.bin`` as standard ONNX external data (location, offset, length),
-identical tensors stored once, each at an offset aligned to ``ALIGN`` so onnxruntime can
-map it; the graph files keep their structure and the small tensors. Loading is the
+identical tensors stored once, large ones at page-aligned offsets so onnxruntime can map
+them; the graph files keep their structure and the small tensors. Loading is the
 runtime's (runtime/model.py): onnxruntime opens the graphs by path and reads the weights
 file once per graph session, after the runtime has checked every file and every external
 reference (runtime/onnx_refs.py).
@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Union
+from typing import Callable, Union
 
 from mof.runtime.bundle import BundleWriter
-from mof.runtime.contract import weights_file
+from mof.runtime.contract import (FORMAT_VERSION, GRAPH_DECODE, GRAPH_FILES, PRECISIONS, QUANTIZED_FILES,
+                                  QUANTIZED_GRAPHS, weights_file)
 
-EXTERNAL_MIN_BYTES = 16 * 1024      # smaller tensors (biases, norms, scales) stay inside the graph
-ALIGN = 4096                         # offsets are page-aligned: onnxruntime maps such tensors
+EXTERNAL_MIN_BYTES = 1024           # smaller tensors (scalars, shapes, small scales) stay inside the graph
+ALIGN = 4096                        # large tensors' offsets are page-aligned: onnxruntime maps them
+ALIGN_SMALL = 64                    # tensors under LARGE bytes: cache-line aligned (read, not mapped)
+LARGE = 64 * 1024
 
 
 def _subgraphs(graph):
@@ -66,7 +69,7 @@ def store_graphs(writer: BundleWriter, precision: str,
                         continue
                     key = hashlib.sha256(raw).digest() + t.data_type.to_bytes(4, "little")
                     if key not in offsets:
-                        pad = -size % ALIGN
+                        pad = -size % (ALIGN if len(raw) >= LARGE else ALIGN_SMALL)
                         blob.write(b"\0" * pad)
                         offsets[key] = (size + pad, len(raw))
                         blob.write(raw)
@@ -85,6 +88,27 @@ def store_graphs(writer: BundleWriter, precision: str,
     for file, model in models.items():
         writer.path(file).write_bytes(model.SerializeToString())
     return {"file": name, "tensors": len(offsets), "references": refs, "bytes": size}
+
+
+def store_precision(w: BundleWriter, manifest: dict, precision: str, graphs: dict, log: Callable[[str], None]) -> None:
+    """Write a precision's step and chunk graphs (graph name -> model or bytes) and the decode
+    graph made of them, their weights once in the precision's weights file; record them in
+    ``manifest`` (format 2)."""
+    from mof.runtime.manifest import graph_entry, model_config
+
+    from .merge import with_decode
+    files = QUANTIZED_FILES.get(precision, GRAPH_FILES)
+    info = store_graphs(w, precision, {files[n]: g for n, g in with_decode(graphs).items()})
+    log(f"      {', '.join(files[n] for n in (*QUANTIZED_GRAPHS, GRAPH_DECODE))} -> {info['file']}: "
+        f"{info['bytes'] / 1e6:.1f} MB, {info['tensors']} tensors stored once for {info['references']} references")
+    graphs_section = manifest["graphs"]
+    if GRAPH_DECODE not in graphs_section:
+        graphs_section[GRAPH_DECODE] = {k: v for k, v in graph_entry(GRAPH_DECODE, model_config(manifest)).items()
+                                        if k not in PRECISIONS}
+    for n in (*QUANTIZED_GRAPHS, GRAPH_DECODE):
+        graphs_section[n] = {**graphs_section[n], precision: files[n]}
+    manifest["weights"] = {**manifest.get("weights", {}), precision: info["file"]}
+    manifest["format_version"] = FORMAT_VERSION
 
 
 def load_graph(bundle_dir: Path, file: str):

@@ -10,14 +10,14 @@ from typing import Optional
 
 from mof.runtime.bundle import BundleWriter, check_writable_target
 from mof.runtime.config import ModelConfig
-from mof.runtime.contract import (FP32, GRAPH_CHUNK, GRAPH_FILES, GRAPH_FULL, GRAPH_STEP, GRAPH_WINDOW,
-                                  INT8, INT8_FILES, QUANTIZED_GRAPHS, VOCAB_FILE)
+from mof.runtime.contract import (FP32, GRAPH_CHUNK, GRAPH_FILES, GRAPH_FULL, GRAPH_STEP, GRAPH_WINDOW, INT8,
+                                  QUANTIZED_GRAPHS, VOCAB_FILE)
 from mof.runtime.errors import MofError
 from mof.runtime.manifest import UNSAID_FORM, make_manifest
 from mof.runtime.vocab import Vocabulary
 
 from .checkpoint import EMBEDDING, list_variables, locate_checkpoint, read_shape_facts, resolve_config
-from .graph_store import store_graphs
+from .graph_store import store_precision
 from .progress import Progress
 from .vocabulary import find_vocab_file, load_vocabulary
 
@@ -179,13 +179,9 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
         with BundleWriter(loc.output, force=opts.force) as w:
             for name in set(blobs) - set(QUANTIZED_GRAPHS):     # full / window: analysis graphs with
                 w.path(GRAPH_FILES[name]).write_bytes(blobs[name])  # their own weight layouts, embedded
-            stored = {FP32: store_graphs(w, FP32, {GRAPH_FILES[n]: blobs[n] for n in QUANTIZED_GRAPHS})}
+            store_precision(w, manifest, FP32, {n: blobs[n] for n in QUANTIZED_GRAPHS}, progress.log)
             if int8_blobs:
-                stored[INT8] = store_graphs(w, INT8, {INT8_FILES[n]: b for n, b in int8_blobs.items()})
-            manifest["weights"] = {p: info["file"] for p, info in stored.items()}
-            for p, info in stored.items():
-                progress.log(f"      {info['file']}: {info['bytes'] / 1e6:.1f} MB, {info['tensors']} "
-                             f"tensors stored once for {info['references']} references")
+                store_precision(w, manifest, INT8, int8_blobs, progress.log)
             w.path(VOCAB_FILE).write_text(loc.vocab.to_json(), encoding="utf-8")
             out = w.commit(manifest)
     return out

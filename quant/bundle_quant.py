@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from mof.runtime.bundle import BundleWriter, verify_bundle
-from mof.runtime.contract import (FORMAT_VERSION, FP32, INT4, INT8, MANIFEST_FILE, PRECISIONS,
+from mof.runtime.contract import (FORMAT_VERSION, FP32, GRAPH_DECODE, INT4, INT8, MANIFEST_FILE, PRECISIONS,
                                   QUANTIZED_FILES, QUANTIZED_GRAPHS)
 from mof.runtime.errors import MofError
 from mof.runtime.manifest import Manifest, model_config
@@ -128,8 +128,8 @@ def int8_accuracy(bundle_dir: Path, text: Optional[str] = None, eval_tokens: Opt
 def apply_quantized(manifest: dict, precision: str, additions: dict) -> dict:
     manifest = dict(manifest)
     manifest["graphs"] = {k: dict(v) for k, v in manifest["graphs"].items()}
-    for name, file in QUANTIZED_FILES[precision].items():
-        manifest["graphs"][name][precision] = file
+    for name in QUANTIZED_GRAPHS:
+        manifest["graphs"][name][precision] = QUANTIZED_FILES[precision][name]
     manifest.update(additions)
     return manifest
 
@@ -140,7 +140,7 @@ def quantize_bundle(bundle_dir: Path, *, precision: str = INT8, calibration_text
     """Add ``precision`` graphs to an existing bundle, atomically (the bundle is replaced as a whole).
     The result is a format-2 bundle: a format-1 bundle's graphs are rewritten with their weights
     in one file per precision (docs/bundle-format.md)."""
-    from mof.export.graph_store import load_graph, store_graphs
+    from mof.export.graph_store import load_graph
     bundle_dir = Path(bundle_dir)
     manifest = verify_bundle(bundle_dir)
     if precision not in QUANTIZED_FILES:
@@ -157,58 +157,53 @@ def quantize_bundle(bundle_dir: Path, *, precision: str = INT8, calibration_text
                                       eval_tokens=eval_tokens, allow_degraded=allow_degraded, log=log)
     del fp32
     new_manifest = apply_quantized({k: v for k, v in manifest.items() if k != "files"}, precision, additions)
+    from mof.export.graph_store import store_precision
     with BundleWriter(bundle_dir, force=True) as w:
-        weights = copy_bundle_files(w, bundle_dir, manifest, leave_out=precision, log=log)
-        info = store_graphs(w, precision, {QUANTIZED_FILES[precision][n]: b for n, b in blobs.items()})
-        log(f"      {info['file']}: {info['bytes'] / 1e6:.1f} MB, {info['tensors']} tensors stored once "
-            f"for {info['references']} references")
-        weights[precision] = info["file"]
-        new_manifest["weights"] = {p: weights[p] for p in PRECISIONS if p in weights}
-        new_manifest["format_version"] = FORMAT_VERSION
+        copy_bundle_files(w, bundle_dir, manifest, new_manifest, leave_out=precision, log=log)
+        store_precision(w, new_manifest, precision, blobs, log)
         return w.commit(new_manifest)
 
 
-def copy_bundle_files(w: BundleWriter, bundle_dir: Path, manifest: dict, leave_out: Optional[str] = None,
-                      log: Callable[[str], None] = print) -> dict[str, str]:
+def copy_bundle_files(w: BundleWriter, bundle_dir: Path, manifest: dict, new_manifest: dict,
+                      leave_out: Optional[str] = None, log: Callable[[str], None] = print) -> None:
     """Put a verified bundle's files into the bundle ``w`` is building, except the graphs (and
-    weights file) of precision ``leave_out``, in format 2: a precision that already has its
-    weights file is copied as it is, a format-1 precision's step and chunk graphs are rewritten
-    with their weights in one file (full.onnx and window.onnx, for analysis, are copied: their
-    weights are laid out differently). Returns precision -> weights file."""
-    from mof.export.graph_store import load_graph, store_graphs
+    weights file) of precision ``leave_out``, in format 2, and record them in ``new_manifest``:
+    a precision that already has its weights file is copied as it is; a format-1 precision's
+    step and chunk graphs are rewritten with their weights in one file, with the decode graph
+    (full.onnx and window.onnx, for analysis, are copied: their weights are laid out differently)."""
+    from mof.export.graph_store import load_graph, store_precision
     old = Manifest(manifest, str(bundle_dir))
-    weights, written = {}, set()
+    written = set()
+    new_manifest["graphs"] = {k: dict(v) for k, v in new_manifest["graphs"].items()}
+    new_manifest["weights"] = {}
     for p in PRECISIONS:
-        files = {g[p] for n, g in manifest["graphs"].items()      # the decoding graphs; full.onnx and
-                 if n in QUANTIZED_GRAPHS and isinstance(g, dict) and isinstance(g.get(p), str)}  # window.onnx
-                                                                    # keep their own weights
-        written |= files | ({old.weights_file(p)} if old.weights_file(p) else set())
+        files = {n: g[p] for n, g in manifest["graphs"].items()      # the decoding graphs; full.onnx
+                 if n in (*QUANTIZED_GRAPHS, GRAPH_DECODE)               # and window.onnx keep their
+                 and isinstance(g, dict) and isinstance(g.get(p), str)}  # own weights
+        weights = old.weights_file(p)
+        written |= set(files.values()) | ({weights} if weights else set())
         if p == leave_out or not files:
             continue
-        if old.weights_file(p):
-            for f in files | {old.weights_file(p)}:
+        if weights:
+            for f in set(files.values()) | {weights}:
                 shutil.copy2(bundle_dir / f, w.path(f))   # own copies: bundles hold no hard links
-            weights[p] = old.weights_file(p)
+            new_manifest["weights"][p] = weights
         else:
-            info = store_graphs(w, p, {f: load_graph(bundle_dir, f) for f in sorted(files)})
-            log(f"      {', '.join(sorted(files))} -> {info['file']}: {info['bytes'] / 1e6:.1f} MB, "
-                f"{info['tensors']} tensors stored once for {info['references']} references")
-            weights[p] = info["file"]
+            store_precision(w, new_manifest, p, {n: load_graph(bundle_dir, files[n]) for n in QUANTIZED_GRAPHS}, log)
     for name in manifest["files"]:                        # vocabulary and anything else listed
         if name not in written and name != MANIFEST_FILE:
             shutil.copy2(bundle_dir / name, w.path(name))
-    return weights
+    new_manifest["format_version"] = FORMAT_VERSION
 
 
 def upgrade_bundle(bundle_dir: Path, log: Callable[[str], None] = print) -> Path:
-    """Rewrite a format-1 bundle in format 2 (one weights file per precision), in place and
-    atomically; the graphs compute exactly what they did, nothing is re-measured."""
+    """Rewrite a format-1 bundle in format 2 (one weights file per precision, the decode graph),
+    in place and atomically; the graphs compute exactly what they did, nothing is re-measured."""
     bundle_dir = Path(bundle_dir)
     manifest = verify_bundle(bundle_dir)
     if manifest.get("format_version") == FORMAT_VERSION:
         raise MofError(f"{bundle_dir} is already format {FORMAT_VERSION}")
     with BundleWriter(bundle_dir, force=True) as w:
-        weights = copy_bundle_files(w, bundle_dir, manifest, log=log)
         new_manifest = {k: v for k, v in manifest.items() if k != "files"}
-        new_manifest.update(format_version=FORMAT_VERSION, weights=weights)
+        copy_bundle_files(w, bundle_dir, manifest, new_manifest, log=log)
         return w.commit(new_manifest)

@@ -17,11 +17,14 @@ GRAPH_WINDOW = "window"        # input_ids [batch, seq] -> logits [batch, V] (la
 GRAPH_STEP = "step"            # input_ids [batch, chunk] + position + state -> logits [batch, V] + state
 GRAPH_CHUNK = "chunk"          # input_ids [batch, seq] -> logits [batch, V] + state, with the reference's
                                # (window) semantics from a zero state: the stream decoder's refills
+GRAPH_DECODE = "decode"        # step's inputs + REFILL_INPUT: chunk if refill else step, in one graph
+                               # whose weights one onnxruntime session holds once (what mof.runtime runs)
 GRAPH_FILES = {
     GRAPH_FULL: "full.onnx",
     GRAPH_WINDOW: "window.onnx",
     GRAPH_STEP: "step.onnx",
     GRAPH_CHUNK: "chunk.onnx",
+    GRAPH_DECODE: "decode.onnx",
 }
 
 # Precision keys inside manifest["graphs"][NAME] and manifest["weights"].
@@ -30,8 +33,8 @@ INT8 = "int8"                  # per-row int8 (mof-quantize / mof-export --int8)
 INT4 = "int4"                  # 4-bit blocks, onnxruntime's MatMulNBits (mof-quantize --int4)
 PRECISIONS = (FP32, INT8, INT4)
 QUANTIZED_GRAPHS = (GRAPH_STEP, GRAPH_CHUNK)   # the graphs decoding runs: what int8 / int4 variants exist of
-INT8_FILES = {GRAPH_STEP: "step.int8.onnx", GRAPH_CHUNK: "chunk.int8.onnx"}
-INT4_FILES = {GRAPH_STEP: "step.int4.onnx", GRAPH_CHUNK: "chunk.int4.onnx"}
+INT8_FILES = {GRAPH_STEP: "step.int8.onnx", GRAPH_CHUNK: "chunk.int8.onnx", GRAPH_DECODE: "decode.int8.onnx"}
+INT4_FILES = {GRAPH_STEP: "step.int4.onnx", GRAPH_CHUNK: "chunk.int4.onnx", GRAPH_DECODE: "decode.int4.onnx"}
 QUANTIZED_FILES = {INT8: INT8_FILES, INT4: INT4_FILES}
 
 
@@ -44,6 +47,7 @@ def weights_file(precision: str) -> str:
 INPUT_IDS = "input_ids"        # int32 [batch, seq]
 LOGITS = "logits"              # float32
 POSITION = "position"          # int64 [batch]: position of the chunk's first token (step graph)
+REFILL_INPUT = "refill"        # bool []: the decode graph runs the chunk graph (true) or the step graph
 
 # Recurrent state of the step graph: input STATE_IN + field, output STATE_OUT + field.
 STATE_IN = "state."

@@ -12,8 +12,8 @@ from typing import Any, Optional, Sequence
 
 from .chat import FORMS
 from .config import ModelConfig
-from .contract import (FORMAT, FORMAT_VERSION, FP32, GRAPH_CHUNK, GRAPH_FILES, GRAPH_FULL, GRAPH_STEP,
-                       GRAPH_WINDOW, INPUT_IDS, LOGITS, POSITION, VOCAB_FILE)
+from .contract import (FORMAT, FORMAT_VERSION, FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_FILES, GRAPH_FULL,
+                       GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, LOGITS, POSITION, REFILL_INPUT, VOCAB_FILE)
 from .errors import BundleError
 from .state import state_io, state_shapes
 
@@ -59,6 +59,14 @@ class Manifest(dict):
         return entry
 
     @property
+    def network_identity(self) -> str:
+        """What a saved state belongs to: the fp32 step graph's sha256 and, in format 2, its
+        weights file's (the graph file alone no longer holds the weights)."""
+        step = self.file_sha256(GRAPH_FILES[GRAPH_STEP])
+        weights = self.weights_file(FP32)
+        return f"{step}/{self.file_sha256(weights)}" if weights else step
+
+    @property
     def format_version(self) -> int:
         return self.get("format_version")
 
@@ -76,13 +84,15 @@ class Manifest(dict):
         file = entry.get(precision) if isinstance(entry, dict) else None
         return file if isinstance(file, str) else None
 
-    @property
-    def decoding_graphs(self) -> tuple[str, ...]:
-        """The graphs generation runs: step and chunk (window and step before the chunk graph)."""
+    def decoding_graphs(self, precision: str = FP32) -> tuple[str, ...]:
+        """The graphs generation runs in ``precision``: the decode graph (step and chunk in one,
+        weights held once), else step and chunk, else (before the chunk graph) window and step."""
+        if self.graph_file(GRAPH_DECODE, precision):
+            return (GRAPH_DECODE,)
         return DECODING_GRAPHS if self.graph_file(GRAPH_CHUNK, FP32) else LEGACY_DECODING_GRAPHS
 
     def has_precision(self, precision: str, graphs: Optional[Sequence[str]] = None) -> bool:
-        return all(self.graph_file(g, precision) for g in (graphs or self.decoding_graphs))
+        return all(self.graph_file(g, precision) for g in (graphs or self.decoding_graphs(precision)))
 
     @property
     def vocab_file(self) -> str:
@@ -129,6 +139,10 @@ def graph_entry(graph: str, config: ModelConfig) -> dict[str, Any]:
             "outputs": [_tensor(LOGITS, "float32", ["batch", V])]
                        + [_tensor(o, "float32", shape) for _, o, shape in io],
         }
+    if graph == GRAPH_DECODE:
+        step = graph_entry(GRAPH_STEP, config)
+        return {**step, FP32: GRAPH_FILES[graph],
+                "inputs": step["inputs"] + [_tensor(REFILL_INPUT, "bool", [])]}
     if graph == GRAPH_CHUNK:
         return {
             FP32: GRAPH_FILES[graph],

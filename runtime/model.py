@@ -22,8 +22,8 @@ import onnxruntime as ort
 
 from .bundle import check_unchanged, file_identity, read_manifest, read_verified, verify_bundle
 from .config import ModelConfig
-from .contract import (FP32, GRAPH_CHUNK, GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, INT8, LOGITS, POSITION,
-                       PRECISIONS, STATE_OUT)
+from .contract import (FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, INT8, LOGITS,
+                       POSITION, PRECISIONS, REFILL_INPUT, STATE_OUT)
 from .errors import BundleError, MofError
 from .manifest import Manifest
 from .onnx_refs import ProtoError, external_locations
@@ -82,7 +82,8 @@ class Model:
              graphs: Optional[Sequence[str]] = None, window: Optional[int] = None,
              precision: Optional[str] = None) -> "Model":
         """Verify the bundle (format version, every file's sha256), then open its graphs
-        (default: the ones decoding runs, ``Manifest.decoding_graphs``) in ``precision``
+        (default: the ones decoding runs, ``Manifest.decoding_graphs``: the decode graph, or the
+        step and chunk graphs of bundles without it) in ``precision``
         ("fp32", "int8" or "int4"; ``int8=True`` is ``precision="int8"``).
 
         ``window``: characters exact mode re-reads per token (and stream mode re-reads when the
@@ -92,7 +93,7 @@ class Model:
         if precision not in PRECISIONS:
             raise MofError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         manifest = read_manifest(bundle_dir)
-        graphs = manifest.decoding_graphs if graphs is None else tuple(graphs)
+        graphs = manifest.decoding_graphs(precision) if graphs is None else tuple(graphs)
         files = {name: manifest.graph_file(name, precision) for name in graphs}
         for name, file in files.items():
             if file is None:
@@ -161,7 +162,6 @@ class Model:
         return self._run_step(self._ids(ids), state)
 
     def _run_step(self, ids: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        sess = self._session(GRAPH_STEP)
         if not isinstance(state, State):
             raise MofError(f"state must be a mof State, got {type(state).__name__}")
         state.check(self.config)
@@ -172,8 +172,7 @@ class Model:
         if int(end.max()) > P:
             raise MofError(f"position {int(end.max())} exceeds the position table ({P}); "
                            f"re-prefill the last {self.config.window} tokens from a fresh state")
-        feeds = {INPUT_IDS: ids, POSITION: state.position, **state.feeds(self.config)}
-        got = dict(zip(self._outputs[GRAPH_STEP], sess.run(None, feeds)))
+        got = self._run(GRAPH_STEP, {INPUT_IDS: ids, POSITION: state.position, **state.feeds(self.config)})
         updates = {f: got[STATE_OUT + f] for f in self._state_fields}
         return got[LOGITS], state.with_updates(position=end.astype(np.int64), **updates)
 
@@ -195,7 +194,7 @@ class Model:
         if GRAPH_CHUNK not in self.manifest.get("graphs", {}):
             raise MofError(f"{self.bundle_dir} has no chunk graph (stream decoding's refills); "
                            "re-export it with this version of mof-export")
-        got = dict(zip(self._outputs.get(GRAPH_CHUNK, ()), self._session(GRAPH_CHUNK).run(None, {INPUT_IDS: ids})))
+        got = self._run(GRAPH_CHUNK, {INPUT_IDS: ids})
         B, T = ids.shape
         return got[LOGITS], State.zeros(self.config, B).with_updates(      # L = 0: no attention sums
             position=np.full(B, T, np.int64), **{f: got[STATE_OUT + f] for f in self._state_fields})
@@ -205,10 +204,23 @@ class Model:
         """The reference's next-token logits: the network over the last W tokens of each row
         (the chunk graph's logits; the window graph's for bundles made before it)."""
         ids = self._ids(ids)[:, -self.config.window:]
-        graph = GRAPH_CHUNK if GRAPH_CHUNK in self.sessions else GRAPH_WINDOW
-        return self._session(graph).run(None, {INPUT_IDS: ids})[0]
+        if GRAPH_CHUNK in self.sessions or GRAPH_DECODE in self.sessions:
+            return self._run(GRAPH_CHUNK, {INPUT_IDS: ids})[LOGITS]
+        return self._session(GRAPH_WINDOW).run(None, {INPUT_IDS: ids})[0]
 
     # Helpers ----------------------------------------------------------------------------
+    def _run(self, graph: str, feeds: dict) -> dict[str, np.ndarray]:
+        """Run the step or chunk graph (output name -> array): its own session, or the decode
+        graph's branch (``refill``), which reads the step graph's inputs — for a chunk pass,
+        a zero state of the batch, which the chunk branch ignores."""
+        if graph in self.sessions or GRAPH_DECODE not in self.sessions:
+            return dict(zip(self._outputs.get(graph, ()), self._session(graph).run(None, feeds)))
+        if graph == GRAPH_CHUNK:
+            B = feeds[INPUT_IDS].shape[0]
+            feeds = {**self.initial_state(B).feeds(self.config), POSITION: np.zeros(B, np.int64), **feeds}
+        feeds[REFILL_INPUT] = np.array(graph == GRAPH_CHUNK)
+        return dict(zip(self._outputs[GRAPH_DECODE], self.sessions[GRAPH_DECODE].run(None, feeds)))
+
     def _session(self, name: str) -> ort.InferenceSession:
         try:
             return self.sessions[name]

@@ -15,7 +15,6 @@ from typing import Optional
 
 
 from .chat import Conversation
-from .contract import GRAPH_FILES, GRAPH_STEP
 from .decoder import StreamDecoder
 from .errors import MofError
 from .files import STATE_PREFIX, read_state_npz, write_state_npz
@@ -72,7 +71,7 @@ class ChatSession:
 
     # Saving ---------------------------------------------------------------------------
     def _identity(self) -> str:
-        return self.model.manifest.file_sha256(GRAPH_FILES[GRAPH_STEP])
+        return self.model.manifest.network_identity
 
     def save(self, path: str | os.PathLike) -> int:
         """Write the conversation (history, state) atomically; returns the file's size."""

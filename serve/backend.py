@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 from mof.runtime.bundle_default import DEFAULT_BUNDLE
-from mof.runtime.contract import GRAPH_FILES, GRAPH_STEP
 from mof.runtime.model import Model
 
 from .cache import StateCache
@@ -33,7 +32,7 @@ def open_engine(config: ServeConfig, metrics: Metrics, model: Optional[Model] = 
     model = model or Model.load(config.model or DEFAULT_BUNDLE, int8=config.int8, threads=config.threads)
     cache = None
     if config.cache_mb > 0:
-        identity = f"{model.manifest.file_sha256(GRAPH_FILES[GRAPH_STEP])}/{model.precision}"
+        identity = f"{model.manifest.network_identity}/{model.precision}"
         cache = StateCache(int(config.cache_mb * 2 ** 20), identity, model.config, config.state_dir)
     engine = Engine(model, config, metrics, cache)
     engine.start()

@@ -16,9 +16,14 @@ onnx = pytest.importorskip("onnx")
 
 
 def make_format1(src, dst):
-    """A format-1 copy of a format-2 bundle: every graph embeds its weights, no 'weights' section."""
+    """A format-1 copy of a format-2 bundle: every graph embeds its weights, no 'weights' section,
+    no decode graph."""
     shutil.copytree(src, dst)
     m = json.loads((dst / "manifest.json").read_text(encoding="utf-8"))
+    for name in m["graphs"].pop("decode").values():        # format 1 had no decode graph
+        if isinstance(name, str) and name.endswith(".onnx"):
+            (dst / name).unlink()
+            del m["files"][name]
     for graph in m["graphs"].values():
         for precision in (FP32, INT8):
             name = graph.get(precision)
@@ -105,3 +110,39 @@ def test_format1_graph_with_external_data_is_refused(format1, tmp_path):
     (bad / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
     with pytest.raises(BundleError, match="graphs of a format-1 bundle may not use external data"):
         Model.load(bad)
+
+
+@pytest.mark.parametrize("precision", [FP32, INT8])
+def test_the_decode_graph_computes_what_step_and_chunk_do(precision):
+    """Decoding loads the decode graph (one session, the weights once); it must give the step and
+    chunk graphs' results bit for bit, for a batch of rows at different positions."""
+    merged = Model.load(DEFAULT_BUNDLE, precision=precision)
+    apart = Model.load(DEFAULT_BUNDLE, precision=precision, graphs=("step", "chunk"))
+    assert list(merged.sessions) == ["decode"]
+    ids = np.array([merged.vocab.encode("床前明月光，疑是地上霜。"), merged.vocab.encode("白日依山尽，黄河入海流。")])
+    (a, sa), (b, sb) = merged.refill(ids), apart.refill(ids)
+    assert np.array_equal(a, b)
+    for f in sa.names:
+        assert np.array_equal(getattr(sa, f), getattr(sb, f))
+    for chunk in (ids[:, :1], ids[:, 1:4]):
+        (a, sa), (b, sb) = merged.step(chunk, sa), apart.step(chunk, sb)
+        assert np.array_equal(a, b) and np.array_equal(sa.position, sb.position)
+    assert np.array_equal(merged.exact_logits(ids), apart.exact_logits(ids))
+
+
+def test_network_identity_covers_the_weights_file(tmp_path):
+    """A saved state belongs to the network: in format 2 the step graph's hash alone would not
+    tell two models with the same shapes apart, so the weights file's hash is part of it."""
+    from mof.runtime.bundle import read_manifest
+    other = tmp_path / "other.mof"
+    shutil.copytree(DEFAULT_BUNDLE, other)
+    w = other / weights_file(FP32)
+    data = bytearray(w.read_bytes())
+    data[-1] ^= 1
+    w.write_bytes(bytes(data))
+    m = json.loads((other / "manifest.json").read_text(encoding="utf-8"))
+    m["files"][w.name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (other / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+    a, b = read_manifest(DEFAULT_BUNDLE), read_manifest(other)
+    assert a.file_sha256("step.onnx") == b.file_sha256("step.onnx")
+    assert a.network_identity != b.network_identity

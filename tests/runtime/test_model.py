@@ -132,8 +132,11 @@ def test_manifest_describes_the_step_graph(demo_bundle, model):
     assert names_in[:2] == ["input_ids", "position"]
     assert [f["input"] for f in m["state"]["fields"]] == names_in[2:]
     assert [f["output"] for f in m["state"]["fields"]] == [t["name"] for t in step["outputs"]][1:]
-    sess = model.sessions["step"]
-    assert sorted(i.name for i in sess.get_inputs()) == sorted(names_in)
+    sess = model.sessions["decode"]                  # what decoding loads: step's inputs + refill
+    assert sorted(i.name for i in sess.get_inputs()) == sorted(names_in + ["refill"])
+    assert [t["name"] for t in m["graphs"]["decode"]["inputs"]] == names_in + ["refill"]
+    step_only = Model.load(demo_bundle, graphs=("step",)).sessions["step"]
+    assert sorted(i.name for i in step_only.get_inputs()) == sorted(names_in)
     assert m["state"]["bytes_per_sequence"] == 4 * m["state"]["floats_per_sequence"]
     assert m["validation"]["step"]["passed"]
     assert m["recommended_mode"] in ("stream", "exact")
