@@ -5,11 +5,12 @@
 1. builds a full-size model of the type (default t6_beta_dense; any T6 or T7 type; V = 16000,
    random weights) with xiaothink's code and exports it with mof-export --int8
    --allow-degraded --no-full (random weights make int8's top-1 agreement meaningless, see
-   README), timing the export, unless DIR already holds them;
+   README), timing the export, unless DIR already holds them; adds int4 graphs (mof-quantize
+   --int4 --allow-degraded) and rewrites a format-1 bundle in format 2 (mof-quantize --upgrade);
 2. runs xiaothink's own generation loop (generate_texts_untilstr_loop, window 128, TF) and
    times it per generated character;
 3. runs mof-bench on the bundle (stream with the refill rule at R = 16, plain stream without
-   refills, and exact; fp32 and int8, fresh process each);
+   refills, and exact; fp32, int8 and int4, fresh process each), with load and steady memory;
 4. writes benchmarks/results/<date>/headline.{json,md,png} (headline-<type>.* for other types
    than t6_beta_dense): per-token latency and the ratio to the TensorFlow reference, bundle
    sizes and export time, with the machine description.
@@ -45,8 +46,11 @@ def ensure_bundle(work: Path, model_type: str, no_window: bool) -> tuple[Path, P
                        + (["--no-window"] if no_window else []), check=True)
         export_s = time.perf_counter() - t0
     m = json.loads((bundle / "manifest.json").read_text())
-    if "int8" not in m["graphs"]["step"]:
-        subprocess.run(["mof-quantize", str(bundle), "--allow-degraded"], check=True)
+    if m["format_version"] == 1:                 # made before bundle format 2: same graphs, rewritten
+        subprocess.run(["mof-quantize", str(bundle), "--upgrade"], check=True)
+    for flag, precision in (([], "int8"), (["--int4"], "int4")):
+        if precision not in m["graphs"]["step"]:
+            subprocess.run(["mof-quantize", str(bundle), "--allow-degraded", *flag], check=True)
     return ckpt, bundle, export_s
 
 
@@ -109,7 +113,7 @@ def main() -> int:
     # minutes); the ratio uses the mean of the two
     tf_loop = tf_reference(ckpt, bundle, args.tf_tokens, mt)
     tf_before = tf_loop()
-    report = benchmark(bundle, ["fp32", "int8"], ["stream", "plain", "exact"], [16, 128, 512],
+    report = benchmark(bundle, ["fp32", "int8", "int4"], ["stream", "plain", "exact"], [16, 128, 512],
                        args.decode_tokens, None, refill_every=args.refill_every)
     tf_after = tf_loop()
     tf_ms = (tf_before + tf_after) / 2
@@ -139,6 +143,16 @@ def main() -> int:
     return 0
 
 
+def memory_cells(r: dict) -> str:
+    """Load peak RSS, steady RSS and bundle bytes of a result, each with its multiple of the
+    precision's weight bytes (what mof-bench measured; blank for runs made before it did)."""
+    if "memory_multiples" not in r:
+        return " | | "
+    x, w = r["memory_multiples"], r["weight_bytes"] / 2**20
+    return (f"{r['load_peak_rss_mb']:.0f} ({x['load_peak']:.2f}×) | {r['steady_rss_mb']:.0f} ({x['steady']:.2f}×) | "
+            f"{r['bundle_bytes'] / 2**20:.0f} ({x['disk']:.2f}× of {w:.0f} MB weights)")
+
+
 def render(report: dict, out: Path, stem: str) -> None:
     """headline.md (or headline-TYPE.md) and the plot, from a run's report."""
     from mof.bench.cli import format_table, plot
@@ -146,15 +160,16 @@ def render(report: dict, out: Path, stem: str) -> None:
     b, m, tf = report["export"], report["machine"], report["tf_reference"]
     mt, tf_ms = b["model_type"], tf["ms_per_token"]
     rows = ["| decoding | precision | mean ms/token | p50 ms | p95 ms | tokens/s | × TF reference | "
-            "× plain stream | × memory floor | TTFT (128) s |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-            f"| TF reference (xiaothink loop) | fp32 | {tf_ms:.0f} | | | {1e3 / tf_ms:.2f} | 1 | | | |"]
+            "× plain stream | × memory floor | TTFT (128) s | load peak RSS MB | steady RSS MB | bundle MB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            f"| TF reference (xiaothink loop) | fp32 | {tf_ms:.0f} | | | {1e3 / tf_ms:.2f} | 1 | | | | | | |"]
     names = {"stream": f"stream, refill every {b['refill_every']}", "plain": "plain stream (no refill)",
              "exact": "exact"}
     for r in report["results"]:
         rows.append(f"| {names[r['mode']]} | {r['precision']} | {r['decode_ms_mean']:.1f} | {r['decode_ms_p50']:.1f} | "
                     f"{r['decode_ms_p95']:.1f} | {r['decode_tokens_per_s']:.1f} | {r['speedup_vs_tf']:.1f} | "
-                    f"{r['over_plain_stream']:.2f} | {r['floor_multiple']:.1f} | {r['ttft_s']:.3f} |")
+                    f"{r['over_plain_stream']:.2f} | {r['floor_multiple']:.1f} | {r['ttft_s']:.3f} | "
+                    + memory_cells(r) + " |")
     flags = f"--model-type {mt} --int8 --allow-degraded --no-full{' --no-window' if b['no_window'] else ''}"
     sizes = ", ".join(f"{k} {v} MB" for k, v in b["files_mb"].items() if k.endswith(".onnx"))
     export = (f"export {b['export_wall_s']:.0f} s (`mof-export {flags}`)" if b["export_wall_s"] else
@@ -173,7 +188,10 @@ def render(report: dict, out: Path, stem: str) -> None:
           "token, mean over the decoded tokens (stream's refills, one chunk-graph pass every R tokens, "
           "are in the mean and the p95, not the p50); the TF reference is xiaothink's own loop (a full pass over the last 128 characters "
           "per character, plus its Python sampling), timed before and after mof-bench "
-          f"({tf['before_ms']:.0f} and {tf['after_ms']:.0f} ms per token; the ratios use their mean)."]
+          f"({tf['before_ms']:.0f} and {tf['after_ms']:.0f} ms per token; the ratios use their mean). "
+          "Memory (mof-bench, a fresh process per precision): resident memory above the process's before "
+          "Model.load — its peak while loading and after decoding — and the files decoding opens, each as "
+          "a multiple of the precision's weight bytes (MB = 2^20 bytes)."]
     if report.get("note"):
         md += ["", report["note"]]
     (out / f"{stem}.md").write_text("\n".join(md) + "\n")

@@ -19,6 +19,7 @@ import hashlib
 from mof.runtime.contract import REFILL_INPUT
 
 STEP_PREFIX, CHUNK_PREFIX = "step/", "chunk/"
+HOIST_MIN_BYTES = 1024          # the weights: what the branches share (what the weights file stores)
 
 
 def _graphs_in(node):
@@ -31,11 +32,17 @@ def _graphs_in(node):
 
 
 def _hoist(graph, store: dict, renamed: dict) -> None:
-    """Move every initializer of ``graph`` and its subgraphs into ``store`` (content name ->
-    tensor); ``renamed``: old name -> content name."""
+    """Move every initializer of at least HOIST_MIN_BYTES of ``graph`` and its subgraphs into
+    ``store`` (content name -> tensor); ``renamed``: old name -> content name. Small ones (scalars,
+    epsilons, shapes) stay where they are: onnxruntime's fusions look for them as constants of
+    the graph they are used in."""
     from onnx import TensorProto, numpy_helper
+    keep = []
     for t in graph.initializer:
         raw = t.raw_data if t.HasField("raw_data") else numpy_helper.to_array(t).tobytes()
+        if len(raw) < HOIST_MIN_BYTES:
+            keep.append(t)
+            continue
         key = hashlib.sha256(raw + repr((t.data_type, tuple(t.dims))).encode()).hexdigest()[:24]
         name = f"w.{key}"
         renamed[t.name] = name
@@ -44,7 +51,11 @@ def _hoist(graph, store: dict, renamed: dict) -> None:
             copy.CopyFrom(t)
             copy.name = name
             store[name] = copy
+    kept = [TensorProto() for _ in keep]
+    for k, t in zip(kept, keep):
+        k.CopyFrom(t)
     del graph.initializer[:]
+    graph.initializer.extend(kept)
     for node in graph.node:
         for g in _graphs_in(node):
             _hoist(g, store, renamed)
@@ -52,6 +63,7 @@ def _hoist(graph, store: dict, renamed: dict) -> None:
 
 def _defined(graph, names: set) -> set:
     names.update(i.name for i in graph.input)
+    names.update(t.name for t in graph.initializer)
     for node in graph.node:
         names.update(o for o in node.output if o)
         for g in _graphs_in(node):
@@ -60,7 +72,7 @@ def _defined(graph, names: set) -> set:
 
 
 def _rename(graph, mapping: dict, prefix: str) -> None:
-    for v in list(graph.input) + list(graph.output) + list(graph.value_info):
+    for v in list(graph.input) + list(graph.output) + list(graph.value_info) + list(graph.initializer):
         v.name = mapping.get(v.name, v.name)
     for node in graph.node:
         node.input[:] = [mapping.get(x, x) for x in node.input]
@@ -84,7 +96,7 @@ def _branch(model, prefix: str, store: dict):
     mapping.update(renamed)
     _rename(graph, mapping, prefix)
     body = helper.make_graph(list(graph.node), prefix.rstrip("/"), [], list(graph.output),
-                             value_info=list(graph.value_info))
+                             initializer=list(graph.initializer), value_info=list(graph.value_info))
     return body, outputs
 
 
