@@ -32,8 +32,8 @@ except ImportError:          # Debian/Ubuntu ship Tk for Python separately (pyth
 
 from mof.runtime import DEFAULT_BUNDLE, Model, SamplingConfig
 from mof.runtime.chat import FORMS
-from mof.runtime.cli_common import (add_sampling_arguments, number, run_command, sampling_from_args,
-                                    utf8_stdio)
+from mof.runtime.cli_common import (add_precision_flags, add_sampling_arguments, number, run_command,
+                                    sampling_from_args, utf8_stdio)
 from mof.runtime.generate import MODES
 from mof.runtime.session import ChatSession
 
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
                "as poems); --form raw continues each message as plain text.")
     p.add_argument("--model", metavar="BUNDLE", type=Path, default=DEFAULT_BUNDLE,
                    help="bundle directory (default: the demo model shipped with mof)")
-    p.add_argument("--int8", action="store_true", help="use the bundle's int8 graphs")
+    add_precision_flags(p)
     p.add_argument("--mode", choices=MODES,
                    help="default: the bundle's measured recommendation")
     p.add_argument("--form", choices=FORMS,
@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load(args) -> dict:
     """The model and settings ``args`` name (errors here come before any window opens)."""
-    model = Model.load(args.model, int8=args.int8, threads=args.threads)
+    model = Model.load(args.model, precision=args.precision, threads=args.threads)
     return {"model": model, "sampling": sampling_from_args(args),
             "mode": args.mode or model.recommended_mode, "form": args.form or model.form}
 

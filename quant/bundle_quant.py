@@ -25,8 +25,9 @@ def _quantizer(precision: str):
         return ("weights int8 per output channel; activations uint8 with one scale per row; "
                 "uint8 x uint8 products (exact on every x86 CPU)", quantize_model, scheme())
     if precision == INT4:
-        from .int4 import describe, quantize_model_int4, scheme_int4
-        return describe(), quantize_model_int4, scheme_int4()
+        from .int4 import quantize_model_int4, scheme
+        record = scheme()
+        return f"weights {record['weights']}; {record['kernel']}", quantize_model_int4, record
     raise MofError(f"cannot quantize to {precision!r}")
 
 

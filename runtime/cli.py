@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .cli_common import add_sampling_arguments, number, run_command, sampling_from_args, utf8_stdio
+from .cli_common import (add_precision_flags, add_sampling_arguments, number, run_command, sampling_from_args,
+                         utf8_stdio)
 from .errors import MofError
 
 PROG = "mof-run"
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                "it answers; --form raw continues your text). Sampling defaults follow xiaothink's chat.")
     p.add_argument("--model", metavar="BUNDLE", type=Path, default=DEFAULT_BUNDLE,
                    help="bundle directory (default: the shipped demo model)")
-    p.add_argument("--int8", action="store_true", help="use the bundle's int8 graphs")
+    add_precision_flags(p)
     p.add_argument("--mode", choices=MODES,
                    help="stream: recurrent state, constant cost per token; exact: re-read the last W "
                         "characters per token, as xiaothink does (default: the bundle's measured "
@@ -84,7 +85,7 @@ def run(args) -> int:
     from .model import Model
     from .session import ChatSession
 
-    model = Model.load(args.model, int8=args.int8, threads=args.threads, window=args.window)
+    model = Model.load(args.model, precision=args.precision, threads=args.threads, window=args.window)
     mode = args.mode or model.recommended_mode
     if args.refill_every is not None and mode != "stream":
         raise MofError("--refill-every applies to stream mode; add --mode stream")

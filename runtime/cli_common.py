@@ -42,6 +42,20 @@ def utf8_stdio() -> None:
                 pass
 
 
+def add_precision_flags(parser: argparse.ArgumentParser, verb: str = "use") -> None:
+    """--precision {fp32,int8,int4}, with --int8 and --int4 as its short forms, into ``dest``
+    "precision". Unset, it is left out of the namespace when the parser's argument_default is
+    SUPPRESS (a config dataclass supplies the default), else it is None (= fp32)."""
+    from .contract import INT4, INT8, PRECISIONS
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--precision", choices=PRECISIONS,
+                   help=f"which of the bundle's graphs to {verb}: fp32 (default), int8 or int4")
+    g.add_argument("--int8", dest="precision", action="store_const", const=INT8,
+                   help="same as --precision int8")
+    g.add_argument("--int4", dest="precision", action="store_const", const=INT4,
+                   help="same as --precision int4")
+
+
 # The sampling flags: SamplingConfig field -> (flag options, help). Defaults are SamplingConfig's;
 # argparse leaves an unset flag out (SUPPRESS), so the dataclass's default applies.
 def _sampling_flags() -> dict[str, tuple[dict, str]]:

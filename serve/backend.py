@@ -24,12 +24,12 @@ log = logging.getLogger("mof.serve")
 class ModelInfo:
     """What the HTTP side needs to know of the model it serves."""
     form: str              # the bundle's prompt form (chat messages are rendered in it)
-    precision: str         # "fp32" or "int8"
+    precision: str         # "fp32", "int8" or "int4"
 
 
 def open_engine(config: ServeConfig, metrics: Metrics, model: Optional[Model] = None) -> Engine:
     """Load the bundle (unless ``model`` is given), make its state cache, start an engine on it."""
-    model = model or Model.load(config.model or DEFAULT_BUNDLE, int8=config.int8, threads=config.threads)
+    model = model or Model.load(config.model or DEFAULT_BUNDLE, precision=config.precision, threads=config.threads)
     cache = None
     if config.cache_mb > 0:
         identity = f"{model.manifest.network_identity}/{model.precision}"

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from mof.runtime.cli_common import number, run_command
+from mof.runtime.cli_common import add_precision_flags, number, run_command
 
 from .config import ServeConfig
 
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Call it with the openai client: OpenAI(base_url='http://127.0.0.1:8000/v1', api_key='KEY'). "
                "The API key can also come from the MOF_API_KEY environment variable.")
     p.add_argument("--model", metavar="BUNDLE", type=Path, help="bundle directory (default: the shipped demo model)")
-    p.add_argument("--int8", action="store_true", help="run the bundle's int8 graphs")
+    add_precision_flags(p, "run")
     p.add_argument("--form", choices=FORMS,
                    help="how chat messages are rendered: xiaothink's templates, byte for byte, or raw "
                         "(the last user message, continued) (default: the form the bundle records)")

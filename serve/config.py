@@ -10,7 +10,7 @@ from typing import Optional
 @dataclass(frozen=True)
 class ServeConfig:
     model: Optional[Path] = None          # bundle directory; None = the demo shipped with mof
-    int8: bool = False                    # run the bundle's int8 graphs
+    precision: str = "fp32"               # which graphs to run: fp32, int8 or int4
     host: str = "127.0.0.1"               # address to listen on (loopback: this machine only)
     port: int = 8000                      # TCP port
     form: Optional[str] = None            # chat messages' template (runtime/chat.py); None = the bundle's

@@ -197,6 +197,9 @@ def settings_from_args(args: dict) -> tuple[ServeConfig, int, Optional[tuple[int
     import dataclasses
     from pathlib import Path
     args = dict(args)
+    if "int8" in args:                         # int8=true: the short form of precision=int8, as --int8
+        if str(args.pop("int8")).lower() in ("1", "true", "yes", "on"):
+            args.setdefault("precision", "int8")
     replicas = int(args.pop("replicas", 1))
     autoscale = args.pop("autoscale", None)
     bounds = tuple(int(x) for x in str(autoscale).split(":")) if autoscale else None

@@ -128,8 +128,11 @@ def test_ray_settings_from_args_and_the_example_config():
     import yaml
     from pathlib import Path
     from mof.serve.ray_app import app_builder, settings_from_args
-    config, replicas, bounds = settings_from_args({"model": "x.mof", "int8": "true", "replicas": "2", "max_batch": 8})
-    assert (config.model, config.int8, config.max_batch, replicas, bounds) == (Path("x.mof"), True, 8, 2, None)
+    config, replicas, bounds = settings_from_args({"model": "x.mof", "precision": "int4", "replicas": "2",
+                                                   "max_batch": 8})
+    assert (config.model, config.precision, config.max_batch, replicas, bounds) == (Path("x.mof"), "int4", 8, 2, None)
+    assert settings_from_args({"int8": "true"})[0].precision == "int8"        # the short form, as --int8
+    assert settings_from_args({"int8": "false"})[0].precision == "fp32"
     assert settings_from_args({"autoscale": "1:4", "api_key": 123})[2:] == ((1, 4),)
     assert settings_from_args({"api_key": 123})[0].api_key == "123"
     with pytest.raises(ValueError, match="unknown mof-serve setting 'modle'"):
@@ -140,5 +143,5 @@ def test_ray_settings_from_args_and_the_example_config():
     app = yaml.safe_load(example.read_text())["applications"][0]
     assert app["import_path"] == "mof.serve.ray_app:app_builder"
     config, replicas, _ = settings_from_args(app["args"])
-    assert config.int8 and replicas == 2
+    assert config.precision == "int8" and replicas == 2
     assert type(app_builder(app["args"])).__name__ == "Application"
