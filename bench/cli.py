@@ -267,7 +267,8 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
     have = [p for p in precisions if manifest.has_precision(p)]
     missing = sorted(set(precisions) - set(have))
     if missing:
-        log(f"{PROG}: {bundle.name} has no {', '.join(missing)} graphs (add int8 with mof-quantize); skipped")
+        log(f"{PROG}: {bundle.name} has no {', '.join(missing)} graphs (add them with mof-quantize "
+            f"[--int4]); skipped")
     if not have:
         raise MofError(f"{bundle} has none of the requested precisions")
     log(f"{PROG}: measuring memory read bandwidth …")
@@ -362,11 +363,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     from mof.runtime.bundle_default import DEFAULT_BUNDLE
     from mof.runtime.cli_common import utf8_stdio
+    from mof.runtime.contract import PRECISIONS
     utf8_stdio()
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("bundle", nargs="?", type=Path, default=DEFAULT_BUNDLE,
                    help="bundle directory (default: the shipped demo model)")
-    p.add_argument("--precisions", default="fp32,int8", help="comma list (default fp32,int8)")
+    p.add_argument("--precisions", default="fp32,int8,int4",
+                   help="comma list of fp32, int8 and int4; those the bundle lacks are skipped "
+                        "(default fp32,int8,int4)")
     p.add_argument("--modes", default="stream,exact",
                    help="comma list of stream (the refill rule), plain (stream without refills, for "
                         "comparison) and exact (default stream,exact)")
@@ -381,6 +385,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         lengths = [int(x) for x in args.prompt_lengths.split(",")]
         modes = args.modes.split(",")
+        if any(x not in PRECISIONS for x in args.precisions.split(",")):
+            p.error(f"--precisions takes {', '.join(PRECISIONS)}")
         if any(m not in MODES for m in modes) or min(lengths) < 1 or args.decode_tokens < 1 \
                 or (args.refill_every is not None and args.refill_every < 1):
             raise ValueError
