@@ -98,6 +98,44 @@ def rss_mb() -> float:
     return float("nan")
 
 
+class AnonPeak:
+    """The peak of this process's anonymous (private) resident memory while the ``with`` block runs,
+    sampled every ``interval`` s from /proc/self/status RssAnon (Linux; NaN elsewhere). RSS also
+    counts file pages a program maps — onnxruntime maps the weights file while it repacks the
+    weights — which the kernel can drop and re-read under memory pressure; private memory it
+    cannot."""
+
+    def __init__(self, interval: float = 0.002):
+        self.interval, self.peak_mb = interval, float("nan")
+
+    @staticmethod
+    def read() -> float:
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return float("nan")
+
+    def __enter__(self) -> "AnonPeak":
+        import threading
+        self._stop = threading.Event()
+        self.peak_mb = self.read()
+
+        def sample():
+            while not self._stop.wait(self.interval):
+                self.peak_mb = max(self.peak_mb, self.read())
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self.read())
+
+
 def reset_peak_rss() -> bool:
     """Start a new peak (Linux: ``/proc/self/clear_refs`` "5" resets VmHWM to the current RSS),
     so the next ``peak_rss_mb`` is the peak of what follows. False where that is not possible."""
@@ -176,9 +214,11 @@ def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequenc
     from mof.runtime.model import Model
     from mof.runtime.sampling import Sampler, SamplingConfig
     base = rss_mb()                       # the interpreter, numpy and onnxruntime, before the model
+    base_anon = AnonPeak.read()
     reset = reset_peak_rss()
     t = time.perf_counter()
-    model = Model.load(bundle, precision=precision, threads=threads)
+    with AnonPeak() as anon:
+        model = Model.load(bundle, precision=precision, threads=threads)
     load_s = time.perf_counter() - t
     load_peak = peak_rss_mb() - base if reset else float("nan")
     cfg = model.config
@@ -227,6 +267,7 @@ def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequenc
             "peak_rss_mb": peak_rss_mb(),
             "rss_before_load_mb": base,
             "load_peak_rss_mb": load_peak,                # above rss_before_load_mb, during Model.load
+            "load_peak_anon_mb": anon.peak_mb - base_anon,  # private memory only (file pages excluded)
             "steady_rss_mb": rss_mb() - base,             # above it, after this mode's decoding
         })
     return {"results": out}
@@ -294,6 +335,7 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
             r["weight_bytes"], r["bundle_bytes"] = weight_bytes, bundle_bytes
             mb = weight_bytes / 2**20
             r["memory_multiples"] = {"load_peak": r["load_peak_rss_mb"] / mb, "steady": r["steady_rss_mb"] / mb,
+                                     "load_peak_anon": r["load_peak_anon_mb"] / mb,
                                      "disk": bundle_bytes / weight_bytes}
             results.append(r)
     return {"schema_version": SCHEMA_VERSION, "bundle": str(bundle),
@@ -307,19 +349,21 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
 def format_table(report: dict) -> str:
     lines = [f"{'mode':<13}{'prec':<6}{'load s':>7}{'TTFT s':>10}{'prefill tok/s':>14}"
              f"{'p50 ms':>8}{'p95 ms':>8}{'mean ms':>8}{'tok/s':>8}{'x floor':>8}{'weights MB':>11}"
-             f"{'load RSS':>10}{'steady':>8}{'disk':>6}"]
+             f"{'load RSS':>10}{'private':>9}{'steady':>8}{'disk':>6}"]
     for r in report["results"]:
         label = f"{r['mode']} R={r['refill_every']}" if r["mode"] == "stream" else r["mode"]
         lines.append(f"{label:<13}{r['precision']:<6}{r['load_s']:>7.2f}{r['ttft_s']:>10.3f}"
                      f"{r['prefill_tokens_per_s']:>14.0f}{r['decode_ms_p50']:>8.2f}{r['decode_ms_p95']:>8.2f}"
                      f"{r['decode_ms_mean']:>8.2f}{r['decode_tokens_per_s']:>8.1f}{r['floor_multiple']:>8.1f}"
                      f"{r['weight_bytes'] / 2**20:>11.1f}{r['memory_multiples']['load_peak']:>9.2f}x"
+                     f"{r['memory_multiples']['load_peak_anon']:>8.2f}x"
                      f"{r['memory_multiples']['steady']:>7.2f}x{r['memory_multiples']['disk']:>5.2f}x")
     m = report["machine"]
     lines.append(f"memory read bandwidth {m['read_bandwidth_gbs']:.1f} GB/s; floor = weight bytes "
                  f"read per token (stream: a step + a chunk pass per R tokens) / bandwidth")
     lines.append("load RSS / steady: resident memory above the process's before Model.load (peak while "
-                 "loading / after decoding), as multiples of the precision's weight bytes; disk: the files "
+                 "loading / after decoding), as multiples of the precision's weight bytes; private: the load "
+                 "peak of private memory alone (without the mapped weights file's pages); disk: the files "
                  "decoding opens / weight bytes")
     return "\n".join(lines)
 
