@@ -12,12 +12,10 @@ from mof.runtime import DEFAULT_BUNDLE, Model
 from mof.runtime.bundle import BundleError, verify_bundle
 from mof.runtime.contract import FP32, INT8, weights_file
 
-onnx = pytest.importorskip("onnx")
-
-
 def make_format1(src, dst):
     """A format-1 copy of a format-2 bundle: every graph embeds its weights, no 'weights' section,
     no decode graph."""
+    onnx = pytest.importorskip("onnx")                   # the [export] extra
     shutil.copytree(src, dst)
     m = json.loads((dst / "manifest.json").read_text(encoding="utf-8"))
     for name in m["graphs"].pop("decode").values():        # format 1 had no decode graph
@@ -64,6 +62,7 @@ def test_format1_and_format2_compute_the_same(format1, precision):
 def test_weights_are_stored_once_per_precision():
     """Every external tensor of the step and chunk graphs points into the precision's weights file,
     and no two distinct offsets hold the same bytes."""
+    onnx = pytest.importorskip("onnx")
     m = verify_bundle(DEFAULT_BUNDLE)
     for precision in (FP32, INT8):
         assert m["weights"][precision] == weights_file(precision)
