@@ -1,7 +1,7 @@
 """Storing a precision's graphs in a bundle (format 2): every large weight once, in one file.
 
-The step and chunk graphs (and full / window) use the same weights; format 1 embedded a copy
-in every graph. Here each initializer of at least ``EXTERNAL_MIN_BYTES`` moves to
+The step, chunk and decode graphs use the same weights; format 1 embedded a copy in every
+graph. Here each initializer of at least ``EXTERNAL_MIN_BYTES`` moves to
 ``weights.<precision>.bin`` as standard ONNX external data (location, offset, length),
 identical tensors stored once, large ones at page-aligned offsets so onnxruntime can map
 them; the graph files keep their structure and the small tensors. Loading is the
@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Callable, Union
 
 from mof.runtime.bundle import BundleWriter
-from mof.runtime.contract import (FORMAT_VERSION, GRAPH_DECODE, GRAPH_FILES, PRECISIONS, QUANTIZED_FILES,
-                                  QUANTIZED_GRAPHS, weights_file)
+from mof.runtime.contract import FORMAT_VERSION, GRAPH_FILES, QUANTIZED_FILES, QUANTIZED_GRAPHS, weights_file
 
 EXTERNAL_MIN_BYTES = 1024           # smaller tensors (scalars, shapes, small scales) stay inside the graph
 ALIGN = 4096                        # large tensors' offsets are page-aligned: onnxruntime maps them
@@ -90,23 +89,18 @@ def store_graphs(writer: BundleWriter, precision: str,
     return {"file": name, "tensors": len(offsets), "references": refs, "bytes": size}
 
 
-def store_precision(w: BundleWriter, manifest: dict, precision: str, graphs: dict, log: Callable[[str], None]) -> None:
-    """Write a precision's step and chunk graphs (graph name -> model or bytes) and the decode
-    graph made of them, their weights once in the precision's weights file; record them in
-    ``manifest`` (format 2)."""
-    from mof.runtime.manifest import graph_entry, model_config
-
-    from .merge import with_decode
+def store_precision(w: BundleWriter, manifest: dict, precision: str, graphs: dict,
+                    log: Callable[[str], None]) -> None:
+    """Write a precision's decoding graphs (graph name -> model or bytes: step, chunk and, when
+    there is one, decode), their weights once in the precision's weights file, and record them
+    in ``manifest`` (format 2)."""
     files = QUANTIZED_FILES.get(precision, GRAPH_FILES)
-    info = store_graphs(w, precision, {files[n]: g for n, g in with_decode(graphs).items()})
-    log(f"      {', '.join(files[n] for n in (*QUANTIZED_GRAPHS, GRAPH_DECODE))} -> {info['file']}: "
-        f"{info['bytes'] / 1e6:.1f} MB, {info['tensors']} tensors stored once for {info['references']} references")
-    graphs_section = manifest["graphs"]
-    if GRAPH_DECODE not in graphs_section:
-        graphs_section[GRAPH_DECODE] = {k: v for k, v in graph_entry(GRAPH_DECODE, model_config(manifest)).items()
-                                        if k not in PRECISIONS}
-    for n in (*QUANTIZED_GRAPHS, GRAPH_DECODE):
-        graphs_section[n] = {**graphs_section[n], precision: files[n]}
+    names = [n for n in QUANTIZED_GRAPHS if n in graphs]
+    info = store_graphs(w, precision, {files[n]: graphs[n] for n in names})
+    log(f"      {', '.join(files[n] for n in names)} -> {info['file']}: {info['bytes'] / 1e6:.1f} MB, "
+        f"{info['tensors']} tensors stored once for {info['references']} references")
+    for n in names:
+        manifest["graphs"][n] = {**manifest["graphs"][n], precision: files[n]}
     manifest["weights"] = {**manifest.get("weights", {}), precision: info["file"]}
     manifest["format_version"] = FORMAT_VERSION
 

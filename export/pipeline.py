@@ -10,8 +10,8 @@ from typing import Optional
 
 from mof.runtime.bundle import BundleWriter, check_writable_target
 from mof.runtime.config import ModelConfig
-from mof.runtime.contract import (FP32, GRAPH_CHUNK, GRAPH_FILES, GRAPH_FULL, GRAPH_STEP, GRAPH_WINDOW, INT8,
-                                  QUANTIZED_GRAPHS, VOCAB_FILE)
+from mof.runtime.contract import (FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_FILES, GRAPH_FULL, GRAPH_STEP,
+                                  GRAPH_WINDOW, INT8, QUANTIZED_GRAPHS, VOCAB_FILE)
 from mof.runtime.errors import MofError
 from mof.runtime.manifest import UNSAID_FORM, make_manifest
 from mof.runtime.vocab import Vocabulary
@@ -104,9 +104,9 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
     from . import oracle
     from .convert import to_onnx
     from .keras_model import build_keras_model, restore, window_function
-    from .step_graph import build_chunk_graph, build_step_graph, checkpoint_getter
+    from .step_graph import build_chunk_graph, build_decode_graph, build_step_graph, checkpoint_getter
     from .validate import run_parity
-    from .validate_step import check_chunk, check_step
+    from .validate_step import check_chunk, check_decode, check_step
 
     progress = progress or Progress(STAGES + opts.int8)
     with progress.stage("locate", "checkpoint, vocabulary and model sizes"):
@@ -118,7 +118,7 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
     with progress.stage("restore", f"weights from {loc.prefix.name}"):
         restore(model, loc.prefix, loc.variables)
     converted = [n for n, on in ((GRAPH_FULL, opts.full), (GRAPH_WINDOW, opts.window_graph)) if on]
-    what = (f"{' and '.join(converted)} with tf2onnx (opset 17), " if converted else "") + "step and chunk graphs"
+    what = (f"{' and '.join(converted)} with tf2onnx (opset 17), " if converted else "") + "step, chunk and decode graphs"
     with progress.stage("convert", what):
         graphs = {}
         if opts.full:
@@ -128,6 +128,7 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
         get = checkpoint_getter(loc.prefix)
         graphs[GRAPH_STEP] = build_step_graph(cfg, get)
         graphs[GRAPH_CHUNK] = build_chunk_graph(cfg, get)
+        graphs[GRAPH_DECODE] = build_decode_graph(cfg, get)
         blobs = {name: g.SerializeToString() for name, g in graphs.items()}
         del graphs
         for name, blob in blobs.items():
@@ -147,13 +148,16 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
                     for name, blob in blobs.items()}
         tf_full = lambda ids: model(ids, training=False).numpy()
         report = run_parity(tf_full, sessions, cfg, opts.atol, progress.log, seed=opts.seed)
-        runtime_model = Model(loc.output, manifest, sessions, loc.vocab, "fp32")
+        separate = {n: sess for n, sess in sessions.items() if n != GRAPH_DECODE}
+        runtime_model = Model(loc.output, manifest, separate, loc.vocab, "fp32")       # step and chunk
         weights = oracle.load_weights(loc.prefix, cfg)
         report["step"] = check_step(runtime_model, lambda ids: oracle.stream_forward(weights, cfg, ids),
                                     tf_full, opts.atol, progress.log, seed=opts.seed + 1)
         report["chunk"] = check_chunk(runtime_model, lambda ids: oracle.window_state(weights, cfg, ids),
                                       opts.atol, progress.log, seed=opts.seed + 2)
-        checked = report["cases"] + report["step"]["cases"] + report["chunk"]["cases"]
+        decode_model = Model(loc.output, manifest, {GRAPH_DECODE: sessions[GRAPH_DECODE]}, loc.vocab, "fp32")
+        report["decode"] = check_decode(runtime_model, decode_model, opts.atol, progress.log, seed=opts.seed + 3)
+        checked = report["cases"] + report["step"]["cases"] + report["chunk"]["cases"] + report["decode"]["cases"]
         failed = [c for c in checked if not c["ok"]]
         if failed:
             worst = max(c.get("max_rel_diff", c["max_abs_diff"]) for c in failed)
@@ -162,18 +166,19 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
         report["passed"] = True
         progress.log(f"      all {len(checked)} cases within atol {opts.atol:g}")
         source = opts.calibration_text.name if opts.calibration_text else "built-in"
-        stream = policy_table(runtime_model, calibration, opts.eval_tokens, source,
+        stream = policy_table(decode_model, calibration, opts.eval_tokens, source,     # what decoding runs
                               None if opts.int8 else progress.log)
-        del sessions, runtime_model
+        del sessions, runtime_model, decode_model
     manifest["validation"] = report
     set_stream_report(manifest, stream)
     int8_blobs = {}
     if opts.int8:
         from mof.quant.bundle_quant import apply_quantized, make_quantized
-        with progress.stage("quantize", "int8 step and chunk graphs, accuracy vs fp32"):
+        with progress.stage("quantize", "int8 step, chunk and decode graphs, accuracy vs fp32"):
             int8_blobs, additions = make_quantized(
-                INT8, blobs, manifest, loc.vocab, calibration_text=opts.calibration_text,
-                eval_tokens=opts.eval_tokens, allow_degraded=opts.allow_degraded, log=progress.log)
+                INT8, {n: blobs[n] for n in QUANTIZED_GRAPHS}, manifest, loc.vocab,
+                calibration_text=opts.calibration_text, eval_tokens=opts.eval_tokens,
+                allow_degraded=opts.allow_degraded, log=progress.log)
             manifest = apply_quantized(manifest, INT8, additions)
     with progress.stage("write", f"bundle {loc.output}"):
         with BundleWriter(loc.output, force=opts.force) as w:

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from mof.runtime.config import ModelConfig
-from mof.runtime.contract import INPUT_IDS, LOGITS, ONNX_OPSET, POSITION, STATE_IN
+from mof.runtime.contract import INPUT_IDS, LOGITS, ONNX_OPSET, POSITION, REFILL_INPUT, STATE_IN
 from mof.runtime.state import state_io, state_shapes
 
 from .onnx_layers import LayerGraphBuilder as GraphBuilder
@@ -44,21 +44,29 @@ L1 = "layer_with_weights-1"
 
 def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
     """``get(name)`` returns a checkpoint variable (name without the ATTRIBUTES suffix)."""
-    return _build(config, get, window=False)
+    return _build(config, get, "step")
 
 
 def build_chunk_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
     """The exact-semantics chunk graph: ids [B, K] from a zero state -> last logits + state."""
-    return _build(config, get, window=True)
+    return _build(config, get, "chunk")
 
 
-def _build(config: ModelConfig, get: Callable[[str], np.ndarray], window: bool):
-    """One network, two semantics: ``window=False`` the causal step graph (state in, running
-    sums), ``window=True`` the chunk graph (zero state, whole-window sums, Wt crop)."""
+def build_decode_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
+    """Step and chunk in one graph: the step graph's inputs + ``refill`` (see the module doc)."""
+    return _build(config, get, "decode")
+
+
+def _build(config: ModelConfig, get: Callable[[str], np.ndarray], kind: str):
+    """One network, three graphs: ``step`` the causal step graph (state in, running sums),
+    ``chunk`` the window semantics (zero state, whole-window sums, Wt crop), ``decode`` either,
+    chosen by the ``refill`` input."""
     from onnx import TensorProto, helper
 
     c = config
-    g = GraphBuilder("chunk" if window else "step")
+    window = kind == "chunk"                # the chunk graph alone: no state inputs
+    dual = kind == "decode"                 # both semantics, selected by REFILL_INPUT
+    g = GraphBuilder(kind)
     f32 = lambda name: np.asarray(get(name), np.float32)
     i64 = lambda v: g.const(v, dtype=np.int64)
     zero = i64([0])
@@ -132,10 +140,15 @@ def _build(config: ModelConfig, get: Callable[[str], np.ndarray], window: bool):
     else:
         pos = g.op("Add", [g.op("Unsqueeze", [t, i64([1])]), g.op("Unsqueeze", [POSITION, zero])])   # [C, B]
     H, dh, E = c.num_heads, c.head_dim, c.embed_dim
+    whole = lambda v: g.op("ReduceSum", [v, i64([0])], keepdims=1)          # [1, B, ...]
+    running = lambda v, carried: g.op("Add", [g.op("CumSum", [v, zero]), carried])         # [C, B, ...]
     if window:      # every position sees the whole window: sums broadcast, mean over C'
-        total = lambda v, carried: g.op("ReduceSum", [v, i64([0])], keepdims=1)           # [1, B, ...]
+        total = lambda v, carried: whole(v)
+    elif dual:      # refill: the whole window's sums (+ the zero state fed); else running sums
+        total = lambda v, carried: g.op("Where", [REFILL_INPUT, g.op("Add", [whole(v), carried]),
+                                                  running(v, carried)])
     else:           # causal: running sums from the carried state, running mean
-        total = lambda v, carried: g.op("Add", [g.op("CumSum", [v, zero]), carried])      # [C, B, ...]
+        total = running
     heads = i64([0, 0, H, dh])
     merge = i64([0, 0, E])
 
@@ -152,14 +165,21 @@ def _build(config: ModelConfig, get: Callable[[str], np.ndarray], window: bool):
         T = f"{L1}/experts/{j}"
         yv = g.op("Add", [x_t, g.op("Gather", [g.const(f32(f"{T}/position_embedding/position_embedding/embeddings"),
                                                        f"pos_table{j}"), pos], axis=0)])    # [C, B, E]
-        if window:
-            # the reference's crop: the transformer sees the last Wt positions only (Pos added before)
-            yv = g.op("Slice", [yv, i64([-c.trans_window]), i64([2**62]), zero])    # [C', B, E]
+        running_count = g.op("Unsqueeze", [g.op("Cast", [g.op("Add", [pos, i64(1)])], to=TensorProto.FLOAT),
+                                           i64([2])])                               # [C, B, 1] = p+t+1
+        if window or dual:
+            # the reference's crop: the transformer sees the last Wt positions only (Pos added before);
+            # the decode graph crops only when it refills
+            start = (i64([-c.trans_window]) if window else
+                     g.op("Where", [REFILL_INPUT, i64([-c.trans_window]), i64([-2**62])]))
+            yv = g.op("Slice", [yv, start, i64([2**62]), zero])                    # [C', B, E]
             count = g.op("Cast", [g.op("Gather", [g.op("Shape", [yv]), i64(0)], axis=0)],
                          to=TensorProto.FLOAT)                                      # C'
+            if dual:
+                count = g.op("Where", [REFILL_INPUT, count,
+                                       g.op("Slice", [running_count, start, i64([2**62]), zero])])
         else:
-            count = g.op("Unsqueeze", [g.op("Cast", [g.op("Add", [pos, i64(1)])], to=TensorProto.FLOAT),
-                                       i64([2])])                                   # [C, B, 1] = p+t+1
+            count = running_count
         for l in range(layers):
             b = first + l                                                   # the block's row in the state
             P = f"{T}/transformer_blocks/{l}"
@@ -211,10 +231,12 @@ def _build(config: ModelConfig, get: Callable[[str], np.ndarray], window: bool):
     for i, out in enumerate(outs):
         n = g.layer_norm(out, f32(f"{L1}/expert_norms/{i}/gamma"), f32(f"{L1}/expert_norms/{i}/beta"),
                          EPS_KERAS, f"norm{i}")                             # [B, U]
-        if window and i:
+        if (window or dual) and i:
             # xiaothink pads the cropped transformer output AT THE END: past Wt, the last position
             # gets no transformer contribution (n = 0)
             inside = g.op("Cast", [g.op("LessOrEqual", [C, i64(c.trans_window)])], to=TensorProto.FLOAT)
+            if dual:
+                inside = g.op("Where", [REFILL_INPUT, inside, g.const(np.float32(1.0))])
             n = g.op("Mul", [n, inside])
         term = g.op("Mul", [n, g.op("Slice", [w, i64([i]), i64([i + 1]), i64([1])])])
         mixed = term if mixed is None else g.op("Add", [mixed, term])
@@ -242,7 +264,8 @@ def _build(config: ModelConfig, get: Callable[[str], np.ndarray], window: bool):
             inputs.append(helper.make_tensor_value_info(name_in, TensorProto.FLOAT, shape))
         outputs.append(helper.make_tensor_value_info(name_out, TensorProto.FLOAT, shape))
         g.output_as(new_state[field], name_out)
-    kind = "chunk" if window else "step"
+    if dual:
+        inputs.append(helper.make_tensor_value_info(REFILL_INPUT, TensorProto.BOOL, []))
     model = helper.make_model(g.graph(f"mof_{c.family}_{kind}", inputs, outputs),
                               opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
                               producer_name=f"mof-export ({kind} graph)")

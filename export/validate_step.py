@@ -102,3 +102,31 @@ def check_chunk(model: Model, oracle_state: Callable[[np.ndarray], dict], atol: 
             "atol": atol, "passed": all(c["ok"] for c in cases),
             "max_rel_diff": max(c["max_rel_diff"] for c in cases), "cases": cases}
 
+
+
+def check_decode(separate: Model, decode: Model, atol: float, log: Callable[[str], None], seed: int = 3) -> dict:
+    """The decode graph (step and chunk in one, what mof.runtime loads) against the step and chunk
+    graphs: a refill and a step after it, batch 2, at the parity lengths; logits and every state
+    field. ``separate`` runs the two graphs, ``decode`` the one."""
+    cfg = separate.config
+    rng = np.random.default_rng(seed)
+    lengths = parity_lengths(cfg)
+    ids = rng.integers(0, cfg.vocab_size, size=(2, max(lengths) + 3), dtype=np.int32)
+    cases = []
+
+    def diff(a, b):
+        (la, sa), (lb, sb) = a, b
+        return max([float(np.abs(la - lb).max())] +
+                   [float(np.abs(getattr(sa, f) - getattr(sb, f)).max()) for f in sa.names])
+    for T in lengths:
+        ra, rb = separate.chunk(ids[:, :T]), decode.chunk(ids[:, :T])
+        d_refill = diff(ra, rb)
+        d_step = diff(separate.step(ids[:, T:T + 3], ra[1]), decode.step(ids[:, T:T + 3], rb[1]))
+        for kind, d in (("refill", d_refill), ("step after it", d_step)):
+            ok = bool(np.isfinite(d) and d <= atol)
+            cases.append({"check": kind, "batch": 2, "seq": T, "max_abs_diff": d, "ok": ok})
+            log(f"  {'✓' if ok else '✗'} {f'decode batch 2  seq {T:>4}  {kind} vs separate graphs':<48} "
+                f"max|Δ| {d:.2e}  (atol {atol:.0e})")
+    return {"reference": "the step and chunk graphs (logits and every state field)", "atol": atol,
+            "passed": all(c["ok"] for c in cases),
+            "max_abs_diff": max(c["max_abs_diff"] for c in cases), "cases": cases}

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from mof.runtime.bundle import BundleWriter, verify_bundle
-from mof.runtime.contract import (FORMAT_VERSION, FP32, GRAPH_DECODE, INT4, INT8, MANIFEST_FILE, PRECISIONS,
-                                  QUANTIZED_FILES, QUANTIZED_GRAPHS)
+from mof.runtime.contract import (FORMAT_VERSION, FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_STEP, INT4, INT8,
+                                  MANIFEST_FILE, PRECISIONS, QUANTIZED_FILES, QUANTIZED_GRAPHS)
 from mof.runtime.errors import MofError
 from mof.runtime.manifest import Manifest, model_config
 from mof.runtime.model import Model, session_options
@@ -43,7 +43,7 @@ def sections(manifest: dict, precision: str) -> dict:
 def make_quantized(precision: str, fp32_blobs: dict[str, bytes], manifest: dict, vocab: Vocabulary, *,
                    calibration_text: Optional[Path], eval_tokens: int, allow_degraded: bool,
                    log: Callable[[str], None]) -> tuple[dict[str, bytes], dict]:
-    """Quantize every graph of QUANTIZED_GRAPHS (graph name -> fp32 bytes) the same way. Returns
+    """Quantize every graph given (graph name -> fp32 bytes: step, chunk, decode) the same way. Returns
     (graph name -> quantized bytes, manifest additions: the scheme, the accuracy report and, when
     the manifest has a stream policy table, the table with this precision's ms per token)."""
     import onnx
@@ -53,16 +53,17 @@ def make_quantized(precision: str, fp32_blobs: dict[str, bytes], manifest: dict,
     files = QUANTIZED_FILES[precision]
     log(f"      {what}")
     blobs = {}
-    for name in QUANTIZED_GRAPHS:
+    for name in fp32_blobs:
         q = quantize(onnx.load_from_string(fp32_blobs[name]))
         blobs[name] = q.SerializeToString()
         log(f"      {files[name]}: {len(blobs[name]) / 1e6:.1f} MB "
             f"(fp32 {len(fp32_blobs[name]) / 1e6:.1f} MB)")
     so = session_options(None)
     models = {}
+    run = [GRAPH_DECODE] if GRAPH_DECODE in blobs else list(blobs)     # measure what decoding runs
     for p, source in ((FP32, fp32_blobs), (precision, blobs)):
         sessions = {n: ort.InferenceSession(source[n], sess_options=so, providers=["CPUExecutionProvider"])
-                    for n in QUANTIZED_GRAPHS}
+                    for n in run}
         models[p] = Model(Path("."), manifest, sessions, vocab, p)
     text = load_calibration_text(calibration_text)
     source = calibration_text.name if calibration_text else "built-in"
@@ -130,7 +131,8 @@ def apply_quantized(manifest: dict, precision: str, additions: dict) -> dict:
     manifest = dict(manifest)
     manifest["graphs"] = {k: dict(v) for k, v in manifest["graphs"].items()}
     for name in QUANTIZED_GRAPHS:
-        manifest["graphs"][name][precision] = QUANTIZED_FILES[precision][name]
+        if name in manifest["graphs"]:
+            manifest["graphs"][name][precision] = QUANTIZED_FILES[precision][name]
     manifest.update(additions)
     return manifest
 
@@ -148,12 +150,13 @@ def quantize_bundle(bundle_dir: Path, *, precision: str = INT8, calibration_text
         raise MofError(f"cannot quantize to {precision!r}")
     if any(precision in manifest["graphs"].get(n, {}) for n in QUANTIZED_GRAPHS) and not force:
         raise MofError(f"{bundle_dir} already has {precision} graphs (use --force to redo them)")
-    missing = [n for n in QUANTIZED_GRAPHS if n not in manifest["graphs"]]
+    missing = [n for n in (GRAPH_STEP, GRAPH_CHUNK) if n not in manifest["graphs"]]
     if missing:
         raise MofError(f"{bundle_dir} has no {', '.join(missing)} graph; re-export it with this mof-export")
     model_config(manifest)
     vocab = Vocabulary.from_json_file(bundle_dir / manifest["vocab"]["file"])
-    fp32 = {n: load_graph(bundle_dir, manifest["graphs"][n][FP32]).SerializeToString() for n in QUANTIZED_GRAPHS}
+    fp32 = {n: load_graph(bundle_dir, manifest["graphs"][n][FP32]).SerializeToString()
+            for n in QUANTIZED_GRAPHS if n in manifest["graphs"]}
     blobs, additions = make_quantized(precision, fp32, manifest, vocab, calibration_text=calibration_text,
                                       eval_tokens=eval_tokens, allow_degraded=allow_degraded, log=log)
     del fp32
@@ -170,8 +173,9 @@ def copy_bundle_files(w: BundleWriter, bundle_dir: Path, manifest: dict, new_man
     """Put a verified bundle's files into the bundle ``w`` is building, except the graphs (and
     weights file) of precision ``leave_out``, in format 2, and record them in ``new_manifest``:
     a precision that already has its weights file is copied as it is; a format-1 precision's
-    step and chunk graphs are rewritten with their weights in one file, with the decode graph
-    (full.onnx and window.onnx, for analysis, are copied: their weights are laid out differently)."""
+    step and chunk graphs are rewritten with their weights in one file (full.onnx and window.onnx,
+    for analysis, are copied: their weights are laid out differently). A format-1 bundle has no
+    decode graph, and gets none: it is built from the checkpoint (mof-export)."""
     from mof.export.graph_store import load_graph, store_precision
     old = Manifest(manifest, str(bundle_dir))
     written = set()
@@ -179,7 +183,7 @@ def copy_bundle_files(w: BundleWriter, bundle_dir: Path, manifest: dict, new_man
     new_manifest["weights"] = {}
     for p in PRECISIONS:
         files = {n: g[p] for n, g in manifest["graphs"].items()      # the decoding graphs; full.onnx
-                 if n in (*QUANTIZED_GRAPHS, GRAPH_DECODE)               # and window.onnx keep their
+                 if n in QUANTIZED_GRAPHS                                # and window.onnx keep their
                  and isinstance(g, dict) and isinstance(g.get(p), str)}  # own weights
         weights = old.weights_file(p)
         written |= set(files.values()) | ({weights} if weights else set())
@@ -190,7 +194,7 @@ def copy_bundle_files(w: BundleWriter, bundle_dir: Path, manifest: dict, new_man
                 shutil.copy2(bundle_dir / f, w.path(f))   # own copies: bundles hold no hard links
             new_manifest["weights"][p] = weights
         else:
-            store_precision(w, new_manifest, p, {n: load_graph(bundle_dir, files[n]) for n in QUANTIZED_GRAPHS}, log)
+            store_precision(w, new_manifest, p, {n: load_graph(bundle_dir, f) for n, f in files.items()}, log)
     for name in manifest["files"]:                        # vocabulary and anything else listed
         if name not in written and name != MANIFEST_FILE:
             shutil.copy2(bundle_dir / name, w.path(name))
@@ -198,8 +202,8 @@ def copy_bundle_files(w: BundleWriter, bundle_dir: Path, manifest: dict, new_man
 
 
 def upgrade_bundle(bundle_dir: Path, log: Callable[[str], None] = print) -> Path:
-    """Rewrite a format-1 bundle in format 2 (one weights file per precision, the decode graph),
-    in place and atomically; the graphs compute exactly what they did, nothing is re-measured."""
+    """Rewrite a format-1 bundle in format 2 (one weights file per precision), in place and
+    atomically; the graphs compute exactly what they did, nothing is re-measured."""
     bundle_dir = Path(bundle_dir)
     manifest = verify_bundle(bundle_dir)
     if manifest.get("format_version") == FORMAT_VERSION:

@@ -32,7 +32,8 @@ FP32 = "fp32"
 INT8 = "int8"                  # per-row int8 (mof-quantize / mof-export --int8)
 INT4 = "int4"                  # 4-bit blocks, onnxruntime's MatMulNBits (mof-quantize --int4)
 PRECISIONS = (FP32, INT8, INT4)
-QUANTIZED_GRAPHS = (GRAPH_STEP, GRAPH_CHUNK)   # the graphs decoding runs: what int8 / int4 variants exist of
+QUANTIZED_GRAPHS = (GRAPH_STEP, GRAPH_CHUNK, GRAPH_DECODE)   # the graphs decoding runs (decode: when the bundle
+                                                             # has it), what int8 / int4 variants exist of
 INT8_FILES = {GRAPH_STEP: "step.int8.onnx", GRAPH_CHUNK: "chunk.int8.onnx", GRAPH_DECODE: "decode.int8.onnx"}
 INT4_FILES = {GRAPH_STEP: "step.int4.onnx", GRAPH_CHUNK: "chunk.int4.onnx", GRAPH_DECODE: "decode.int4.onnx"}
 QUANTIZED_FILES = {INT8: INT8_FILES, INT4: INT4_FILES}

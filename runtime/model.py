@@ -210,10 +210,10 @@ class Model:
 
     # Helpers ----------------------------------------------------------------------------
     def _run(self, graph: str, feeds: dict) -> dict[str, np.ndarray]:
-        """Run the step or chunk graph (output name -> array): its own session, or the decode
-        graph's branch (``refill``), which reads the step graph's inputs — for a chunk pass,
-        a zero state of the batch, which the chunk branch ignores."""
-        if graph in self.sessions or GRAPH_DECODE not in self.sessions:
+        """Run the step or chunk graph (output name -> array): the decode graph when it is loaded
+        (what decoding runs), with ``refill`` false, or true and the chunk graph's start — a zero
+        state, position 0; else the graph's own session."""
+        if GRAPH_DECODE not in self.sessions:
             return dict(zip(self._outputs.get(graph, ()), self._session(graph).run(None, feeds)))
         if graph == GRAPH_CHUNK:
             B = feeds[INPUT_IDS].shape[0]

@@ -111,22 +111,28 @@ def test_format1_graph_with_external_data_is_refused(format1, tmp_path):
         Model.load(bad)
 
 
-@pytest.mark.parametrize("precision", [FP32, INT8])
-def test_the_decode_graph_computes_what_step_and_chunk_do(precision):
+@pytest.mark.parametrize("precision, atol", [(FP32, 0.0), (INT8, 1e-5)])
+def test_the_decode_graph_computes_what_step_and_chunk_do(precision, atol):
     """Decoding loads the decode graph (one session, the weights once); it must give the step and
-    chunk graphs' results bit for bit, for a batch of rows at different positions."""
+    chunk graphs' results, for a batch of rows: bit for bit in fp32 (the same ops), within 1e-5
+    in int8 (onnxruntime fuses the dequantizations of the two graphs differently: ~1e-6 seen)."""
     merged = Model.load(DEFAULT_BUNDLE, precision=precision)
     apart = Model.load(DEFAULT_BUNDLE, precision=precision, graphs=("step", "chunk"))
     assert list(merged.sessions) == ["decode"]
     ids = np.array([merged.vocab.encode("床前明月光，疑是地上霜。"), merged.vocab.encode("白日依山尽，黄河入海流。")])
     (a, sa), (b, sb) = merged.refill(ids), apart.refill(ids)
-    assert np.array_equal(a, b)
+    worst = float(np.abs(a - b).max())
     for f in sa.names:
-        assert np.array_equal(getattr(sa, f), getattr(sb, f))
+        worst = max(worst, float(np.abs(getattr(sa, f) - getattr(sb, f)).max()))
     for chunk in (ids[:, :1], ids[:, 1:4]):
         (a, sa), (b, sb) = merged.step(chunk, sa), apart.step(chunk, sb)
-        assert np.array_equal(a, b) and np.array_equal(sa.position, sb.position)
-    assert np.array_equal(merged.exact_logits(ids), apart.exact_logits(ids))
+        assert np.array_equal(sa.position, sb.position)
+        worst = max(worst, float(np.abs(a - b).max()))
+    worst = max(worst, float(np.abs(merged.exact_logits(ids) - apart.exact_logits(ids)).max()))
+    print(f"{precision}: decode graph vs step + chunk graphs, max |Δ| {worst:.2e}")
+    assert worst <= atol
+    one, _ = merged.refill(ids[:1])                               # rows stay independent
+    assert np.array_equal(one, merged.refill(ids)[0][:1])
 
 
 def test_network_identity_covers_the_weights_file(tmp_path):

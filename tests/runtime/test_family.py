@@ -2,6 +2,7 @@
 before T7 (no family fields, like the shipped demo) are T6. No TensorFlow needed."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -17,10 +18,15 @@ T6 = dict(vocab_size=60, embed_dim=16, rnn_units=24, router_units=8, rnn_layers=
 T7 = dict(T6, family="t7", trans_layers_2=3, ffn_dim_2=16)
 
 
-def test_a_manifest_without_family_fields_is_t6(demo_bundle):
-    manifest = json.loads((demo_bundle / "manifest.json").read_text(encoding="utf-8"))
-    assert "family" not in manifest["model"]          # the shipped bundle predates T7
-    model = Model.load(demo_bundle)
+def test_a_manifest_without_family_fields_is_t6(demo_bundle, tmp_path):
+    """Bundles made before T7 have no family fields: they are T6."""
+    old = tmp_path / "pre-t7.mof"
+    shutil.copytree(demo_bundle, old)
+    manifest = json.loads((old / "manifest.json").read_text(encoding="utf-8"))
+    for key in ("family", "trans_layers_2", "ffn_dim_2", "embed_gru"):
+        manifest["model"].pop(key)
+    (old / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    model = Model.load(old)
     assert (model.config.family, model.config.trans_layers_2, model.config.embed_gru) == ("t6", 0, True)
     assert list(state_shapes(model.config)) == [f["field"] for f in manifest["state"]["fields"]]
     assert ModelConfig.from_dict(ModelConfig(**T6).to_dict()) == ModelConfig(**T6)
