@@ -41,6 +41,8 @@ def _feeds(cfg, sess, ids, seed=None):
             for k, v in list(feeds.items()):
                 if k.startswith("state."):
                     feeds[k] = rng.uniform(-0.9, 0.9, v.shape).astype(np.float32)
+    if "refill" in names:                          # the decode graph, as the step graph
+        feeds["refill"] = np.array(False)
     return feeds
 
 
