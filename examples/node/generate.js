@@ -18,7 +18,7 @@ const { parseArgs } = require('node:util');
 
 const PROG = 'generate.js';
 const DEFAULT_BUNDLE = path.resolve(__dirname, '..', '..', 'runtime', 'demo', 't6-demo.mof');
-const USAGE = `usage: node ${PROG} [--model BUNDLE] [--prompt TEXT] [--max-new-tokens N] [--int8] [--ids]
+const USAGE = `usage: node ${PROG} [--model BUNDLE] [--prompt TEXT] [--max-new-tokens N] [--int8 | --int4] [--ids]
                    [--refill-every R] [--threads N] [--no-verify]
 
 Continue TEXT greedily (argmax) with a mof bundle's stream decoder (step and chunk graphs, the
@@ -29,6 +29,7 @@ refill rule of docs/bundle-format.md) and print the continuation; tokens/s go to
   --prompt TEXT         text to continue (default: 床前明月光，)
   --max-new-tokens N    tokens to generate (default 64)
   --int8                use the bundle's int8 graphs
+  --int4                use the bundle's int4 graphs (onnxruntime's MatMulNBits)
   --refill-every R      re-read the last W-R+1 characters with the chunk graph every R tokens
                         (default: the bundle's recommended_refill_every; 1 = exact mode's logits)
   --ids                 print JSON {"prompt_ids", "ids", "text", ...} instead of streaming the text
@@ -139,12 +140,11 @@ function encode(bundle, chars) {
 
 // ---- the graphs ---------------------------------------------------------------------------------
 
-async function openGraph(ort, bundle, name, { int8, threads }) {
+async function openGraph(ort, bundle, name, { precision, threads }) {
   const entry = (bundle.manifest.graphs || {})[name];
   if (!entry) fail(`${bundle.dir}: the bundle has no ${name} graph`);
-  const precision = int8 ? 'int8' : 'fp32';
   const file = entry[precision];
-  if (!file) fail(int8 ? `${bundle.dir} has no int8 graphs; add them with: mof-quantize ${bundle.dir}`
+  if (!file) fail(precision !== 'fp32' ? `${bundle.dir} has no ${precision} graphs; add them with: mof-quantize${precision === 'int4' ? ' --int4' : ''} ${bundle.dir}`
     : `${bundle.dir}: the ${name} graph has no fp32 file`);
   const options = {
     executionProviders: ['cpu'],
@@ -253,6 +253,7 @@ function parse(argv) {
         'max-new-tokens': { type: 'string' },
         'refill-every': { type: 'string' },
         int8: { type: 'boolean' },
+        int4: { type: 'boolean' },
         ids: { type: 'boolean' },
         threads: { type: 'string' },
         'no-verify': { type: 'boolean' },
@@ -268,13 +269,14 @@ function parse(argv) {
     if (!/^\d+$/.test(text) || Number(text) < low) fail(`--${name}: expected an integer >= ${low}, got ${JSON.stringify(text)}`);
     return Number(text);
   };
+  if (values.int8 && values.int4) fail('--int8 and --int4 exclude each other');
   return {
     help: values.help,
     model: values.model ? path.resolve(values.model) : DEFAULT_BUNDLE,
     prompt: values.prompt ?? '床前明月光，',
     maxNewTokens: integer('max-new-tokens', values['max-new-tokens'], 0) ?? 64,
     refillEvery: integer('refill-every', values['refill-every'], 1),
-    int8: !!values.int8,
+    precision: values.int4 ? 'int4' : values.int8 ? 'int8' : 'fp32',
     ids: !!values.ids,
     threads: integer('threads', values.threads, 1),
     verify: !values['no-verify'],
