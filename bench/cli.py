@@ -71,15 +71,23 @@ def machine_info() -> dict:
             "onnxruntime": ort.__version__, "numpy": np.__version__, "platform": platform.platform()}
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory in MB: VmHWM on Linux (unlike ru_maxrss it is not
-    inherited across exec), ru_maxrss on macOS (bytes there), the peak working set on Windows."""
+def status_mb(key: str) -> float:
+    """A memory line of /proc/self/status (VmRSS, VmHWM, RssAnon, …) in MB; NaN where there is none."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
+    return float("nan")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB: VmHWM on Linux (unlike ru_maxrss it is not
+    inherited across exec), ru_maxrss on macOS (bytes there), the peak working set on Windows."""
+    peak = status_mb("VmHWM")
+    if peak == peak:                                  # not NaN
+        return peak
     if sys.platform == "win32":
         return _peak_working_set_mb()
     import resource                                   # POSIX only
@@ -89,13 +97,7 @@ def peak_rss_mb() -> float:
 
 def rss_mb() -> float:
     """This process's resident memory now in MB (VmRSS on Linux; NaN elsewhere)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
+    return status_mb("VmRSS")
 
 
 class AnonPeak:
@@ -110,13 +112,7 @@ class AnonPeak:
 
     @staticmethod
     def read() -> float:
-        try:
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return float("nan")
+        return status_mb("RssAnon")
 
     def __enter__(self) -> "AnonPeak":
         import threading
