@@ -61,8 +61,9 @@ def quantize_table(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.rint(t / scale), -127, 127).astype(np.int8), scale
 
 
-def quantize_rowwise(model, min_elements: int = 1):
-    """Rewrite ``model`` (an fp32 ModelProto whose GRUs are already MatMuls) in place; returns it."""
+def quantize_rowwise(model, min_elements: int = 1, matmuls: bool = True):
+    """Rewrite ``model`` (an fp32 ModelProto whose GRUs are already MatMuls) in place; returns it.
+    ``matmuls=False``: the Gather tables only (int4.py puts the MatMul weights in MatMulNBits)."""
     from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
     main = model.graph
@@ -131,7 +132,7 @@ def quantize_rowwise(model, min_elements: int = 1):
                     continue
                 new_nodes.append(node)
                 continue
-            init = scope.get(node.input[1]) if node.op_type == "MatMul" else None
+            init = scope.get(node.input[1]) if node.op_type == "MatMul" and matmuls else None
             if (init is None or init.data_type not in floats
                     or len(init.dims) != 2 or int(np.prod(init.dims)) < min_elements):
                 new_nodes.append(node)
@@ -178,7 +179,7 @@ def quantize_rowwise(model, min_elements: int = 1):
     keep = [t for t in main.initializer if t.name not in replaced or t.name in used]
     del main.initializer[:]
     main.initializer.extend(keep)
-    if not done_weights:
+    if matmuls and not done_weights:
         raise MofError("no MatMul with a constant weight found to quantize")
     return model
 
