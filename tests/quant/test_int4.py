@@ -2,6 +2,7 @@
 no large float weight, and close to fp32 on the demo bundle (a real chat-trained small T6)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -17,14 +18,16 @@ from mof.runtime.errors import MofError
 from mof.runtime.model import Model
 from mof.runtime.vocab import Vocabulary
 
-from pathlib import Path
-
 HELDOUT = Path(__file__).resolve().parents[1] / "fixtures" / "demo_ckpt" / "heldout.txt"
 TOKENS = 256
-# Measured on the demo, 256 characters of heldout.txt, with the defaults (benchmarks/int4_blocks.py has
-# the 512-character figures): exact/stream top-1 agreement TODO, perplexity change TODO.
+# Measured with the defaults (block 32, accuracy_level 4, asymmetric) on the demo, 256 characters of
+# heldout.txt, Intel Xeon (AVX-512 VNNI), onnxruntime 1.32.0: top-1 agreement exact 92.6 % / stream 91.8 %,
+# perplexity change +0.82 % / +0.97 %, mean KL 0.0159 / 0.0159 (benchmarks/results/2026-11-28/int4_blocks.md
+# has 512 characters and every block size). Below int8's 95 % top-1 gate: int4 on this 96-wide model does
+# not reach it. Bounds with margin for other CPUs (accuracy_level 4's int8 kernels differ by CPU):
 MIN_TOP1 = 0.88
-MAX_PPL_CHANGE = 0.04
+MAX_PPL_CHANGE = 0.03
+MAX_MEAN_KL = 0.03
 
 
 def _nodes(graph, depth=0):
@@ -112,3 +115,4 @@ def test_int4_agrees_with_fp32_on_the_demo(demo_bundle, int4_graphs):
         assert r["max_abs_diff"] > 1e-3, "int4 must not be fp32 in disguise"
         assert r["top1_agreement"] >= MIN_TOP1
         assert change <= MAX_PPL_CHANGE
+        assert r["mean_kl"] <= MAX_MEAN_KL
