@@ -20,6 +20,9 @@ step.onnx and chunk.onnx quantized with each block size (symmetric, both accurac
 asymmetric b32 too), against its fp32 and int8 graphs: one-token step latency and one 113-token
 chunk pass at batch 1, medians of interleaved rounds in this one process (the VM's speed drifts:
 compare ratios to fp32 / int8 of the same run).
+Also: a cross-check of mof.quant.int4 against onnxruntime's MatMulNBitsQuantizer (only when onnx-ir,
+which that module imports and mof does not depend on, is importable), row coupling (``--add-rows``), and
+which weight group costs the most accuracy (``--sensitivity``).
 Writes DIR/results.json, and with --out the .json and .md result files.
 """
 

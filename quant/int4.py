@@ -36,7 +36,7 @@ from mof.runtime.errors import MofError
 
 from .gru_rewrite import gru_to_matmuls
 from .int8 import large_float_initializers
-from .rowwise import quantize_rowwise
+from .rowwise import quantize_rowwise, used_names
 
 BLOCK_SIZE = 32            # weights per scale along K (16, 32, 64, 128, ...: a power of 2 >= 16)
 ACCURACY_LEVEL = 4         # MatMulNBits compute: 0 = unset (fp32), 4 = int8 activations (per block)
@@ -132,17 +132,7 @@ def quantize_matmuls_nbits(model, block_size: int = BLOCK_SIZE, accuracy_level: 
         graph.node.extend(new_nodes)
 
     walk(model.graph, {})
-    used = set()
-
-    def collect(graph):
-        for n in graph.node:
-            used.update(n.input)
-            for a in n.attribute:
-                if a.type == AttributeProto.GRAPH:
-                    collect(a.g)
-                for g in a.graphs:
-                    collect(g)
-    collect(model.graph)
+    used = used_names(model.graph)
     dropped = {n for n in packed_names if n not in used}
     for graph in {id(owners[n]): owners[n] for n in dropped}.values():    # one pass per graph
         keep = [t for t in graph.initializer if t.name not in dropped]

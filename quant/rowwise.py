@@ -165,23 +165,27 @@ def quantize_rowwise(model, min_elements: int = 1, matmuls: bool = True):
         graph.node.extend(new_nodes)
 
     walk(main, {})
-    used = set()
-
-    def collect(graph):
-        for n in graph.node:
-            used.update(n.input)
-            for a in n.attribute:
-                if a.type == AttributeProto.GRAPH:
-                    collect(a.g)
-                for g in a.graphs:
-                    collect(g)
-    collect(main)
+    used = used_names(main)
     keep = [t for t in main.initializer if t.name not in replaced or t.name in used]
     del main.initializer[:]
     main.initializer.extend(keep)
     if matmuls and not done_weights:
         raise MofError("no MatMul with a constant weight found to quantize")
     return model
+
+
+def used_names(graph) -> set[str]:
+    """Every value name a node of ``graph`` or of its subgraphs (Loop / If / Scan bodies) reads."""
+    from onnx import AttributeProto
+    used: set[str] = set()
+    for n in graph.node:
+        used.update(n.input)
+        for a in n.attribute:
+            if a.type == AttributeProto.GRAPH:
+                used |= used_names(a.g)
+            for g in a.graphs:
+                used |= used_names(g)
+    return used
 
 
 def saturation_risks(model) -> list[str]:
