@@ -61,8 +61,9 @@ def quantize_table(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.rint(t / scale), -127, 127).astype(np.int8), scale
 
 
-def quantize_rowwise(model, min_elements: int = 1):
-    """Rewrite ``model`` (an fp32 ModelProto whose GRUs are already MatMuls) in place; returns it."""
+def quantize_rowwise(model, min_elements: int = 1, matmuls: bool = True):
+    """Rewrite ``model`` (an fp32 ModelProto whose GRUs are already MatMuls) in place; returns it.
+    ``matmuls=False``: the Gather tables only (int4.py puts the MatMul weights in MatMulNBits)."""
     from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
     main = model.graph
@@ -131,7 +132,7 @@ def quantize_rowwise(model, min_elements: int = 1):
                     continue
                 new_nodes.append(node)
                 continue
-            init = scope.get(node.input[1]) if node.op_type == "MatMul" else None
+            init = scope.get(node.input[1]) if node.op_type == "MatMul" and matmuls else None
             if (init is None or init.data_type not in floats
                     or len(init.dims) != 2 or int(np.prod(init.dims)) < min_elements):
                 new_nodes.append(node)
@@ -164,23 +165,27 @@ def quantize_rowwise(model, min_elements: int = 1):
         graph.node.extend(new_nodes)
 
     walk(main, {})
-    used = set()
-
-    def collect(graph):
-        for n in graph.node:
-            used.update(n.input)
-            for a in n.attribute:
-                if a.type == AttributeProto.GRAPH:
-                    collect(a.g)
-                for g in a.graphs:
-                    collect(g)
-    collect(main)
+    used = used_names(main)
     keep = [t for t in main.initializer if t.name not in replaced or t.name in used]
     del main.initializer[:]
     main.initializer.extend(keep)
-    if not done_weights:
+    if matmuls and not done_weights:
         raise MofError("no MatMul with a constant weight found to quantize")
     return model
+
+
+def used_names(graph) -> set[str]:
+    """Every value name a node of ``graph`` or of its subgraphs (Loop / If / Scan bodies) reads."""
+    from onnx import AttributeProto
+    used: set[str] = set()
+    for n in graph.node:
+        used.update(n.input)
+        for a in n.attribute:
+            if a.type == AttributeProto.GRAPH:
+                used |= used_names(a.g)
+            for g in a.graphs:
+                used |= used_names(g)
+    return used
 
 
 def saturation_risks(model) -> list[str]:
