@@ -31,15 +31,6 @@ def _quantizer(precision: str):
     raise MofError(f"cannot quantize to {precision!r}")
 
 
-def sections(manifest: dict, precision: str) -> dict:
-    """The manifest's record of a quantized precision: {"quantization", "accuracy"} (int8 keeps
-    them at the top level, where format 1 put them; other precisions under their own key)."""
-    if precision == INT8:
-        return {k: manifest[k] for k in ("quantization", "accuracy") if k in manifest}
-    rec = manifest.get(precision)
-    return rec if isinstance(rec, dict) else {}
-
-
 def make_quantized(precision: str, fp32_blobs: dict[str, bytes], manifest: dict, vocab: Vocabulary, *,
                    calibration_text: Optional[Path], eval_tokens: int, allow_degraded: bool,
                    log: Callable[[str], None]) -> tuple[dict[str, bytes], dict]:
@@ -107,7 +98,7 @@ def quantized_accuracy(bundle_dir: Path, text: Optional[str] = None, eval_tokens
     bundle_dir = Path(bundle_dir)
     fp32 = Model.load(bundle_dir, threads=threads)
     quant = Model.load(bundle_dir, precision=precision, threads=threads)
-    rec = sections(fp32.manifest, precision)
+    rec = fp32.manifest.precision_record(precision)
     recorded = rec.get("accuracy") or {}
     if eval_tokens is None:
         eval_tokens = int(recorded.get("tokens") or 256)

@@ -102,6 +102,9 @@ def run(args) -> int:
     interactive = sys.stdin.isatty() and args.prompt is None
     print(f"{PROG}: {model.bundle_dir.name}, {decoding} ({why}), {form} form, {model.precision}",
           file=sys.stderr)
+    warning = model.manifest.accuracy_warning(model.precision)
+    if warning:
+        print(f"{PROG}: note: {warning}", file=sys.stderr)
     if args.load_state:
         session.load(args.load_state)
         if interactive:

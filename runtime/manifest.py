@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 from .chat import FORMS
 from .config import ModelConfig
 from .contract import (FORMAT, FORMAT_VERSION, FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_FILES, GRAPH_FULL,
-                       GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, LOGITS, POSITION, REFILL_INPUT, VOCAB_FILE)
+                       GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, INT8, LOGITS, POSITION, REFILL_INPUT, VOCAB_FILE)
 from .errors import BundleError
 from .state import state_io, state_shapes
 
@@ -57,6 +57,28 @@ class Manifest(dict):
             raise BundleError(f"{self.where}: bundle has no {name!r} graph; re-export it with this "
                               "version of mof-export")
         return entry
+
+    def precision_record(self, precision: str) -> dict:
+        """What the bundle records of a quantized precision: {"quantization", "accuracy"} (int8 at
+        the manifest's top level, where bundles always had it; others under their own key)."""
+        if precision == INT8:
+            return {k: self[k] for k in ("quantization", "accuracy") if isinstance(self.get(k), dict)}
+        rec = self.get(precision)
+        return rec if isinstance(rec, dict) else {}
+
+    def accuracy_warning(self, precision: str) -> Optional[str]:
+        """One line when ``precision`` was kept below the accuracy gates (mof-quantize
+        --allow-degraded), else None."""
+        acc = self.precision_record(precision).get("accuracy") or {}
+        if acc.get("passed") is not False:
+            return None
+        gates, parts = acc.get("gates") or {}, []
+        for mode in ("exact", "stream"):
+            r = acc.get(mode) or {}
+            if isinstance(r.get("top1_agreement"), (int, float)):
+                parts.append(f"{mode} top-1 {r['top1_agreement']:.1%}")
+        return (f"{precision} was kept below the accuracy gates (top-1 agreement with fp32 >= "
+                f"{gates.get('min_top1_agreement', 0.95):.0%}): {', '.join(parts) or 'see the manifest'}")
 
     @property
     def network_identity(self) -> str:

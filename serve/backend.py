@@ -30,6 +30,9 @@ class ModelInfo:
 def open_engine(config: ServeConfig, metrics: Metrics, model: Optional[Model] = None) -> Engine:
     """Load the bundle (unless ``model`` is given), make its state cache, start an engine on it."""
     model = model or Model.load(config.model or DEFAULT_BUNDLE, precision=config.precision, threads=config.threads)
+    warning = model.manifest.accuracy_warning(model.precision)
+    if warning:
+        log.warning("mof-serve: %s", warning)
     cache = None
     if config.cache_mb > 0:
         identity = f"{model.manifest.network_identity}/{model.precision}"

@@ -258,3 +258,13 @@ def test_a_t7_bundle_chats_saves_and_continues(tiny_t7_bundle, tmp_path, int8):
         reply = "".join(gen)
         session.finish(gen)
     assert out2 == reply.replace("\n", "\\n") + "\n" and "temp_h" in session.state.names
+
+
+def test_int4_runs_and_says_it_missed_the_gates(capsys):
+    """The demo's int4 graphs were kept below the accuracy gates (mof-quantize --int4
+    --allow-degraded): mof-run runs them and says so, with the recorded figures."""
+    code, out, err = _main(["--int4", "--seed", "0", "--max-tokens", "8", "--prompt", "你好"], capsys)
+    assert code == 0 and out.strip()
+    assert "int4 was kept below the accuracy gates" in err and "top-1" in err
+    code, out, err = _main(["--int8", "--seed", "0", "--max-tokens", "8", "--prompt", "你好"], capsys)
+    assert code == 0 and "below the accuracy gates" not in err
