@@ -150,6 +150,7 @@ async function openGraph(ort, bundle, name, { precision, threads }) {
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
     interOpNumThreads: 1,
+    enableCpuMemArena: false,   // as mof.runtime: activations freed after each call
     logSeverityLevel: 3,
   };
   if (threads) options.intraOpNumThreads = threads;
