@@ -134,7 +134,7 @@ def quantize_bundle(bundle_dir: Path, *, precision: str = INT8, calibration_text
     """Add ``precision`` graphs to an existing bundle, atomically (the bundle is replaced as a whole).
     The result is a format-2 bundle: a format-1 bundle's graphs are rewritten with their weights
     in one file per precision (docs/bundle-format.md)."""
-    from mof.export.graph_store import load_graph
+    from mof.export.graph_store import load_graph, store_precision
     bundle_dir = Path(bundle_dir)
     manifest = verify_bundle(bundle_dir)
     if precision not in QUANTIZED_FILES:
@@ -152,7 +152,6 @@ def quantize_bundle(bundle_dir: Path, *, precision: str = INT8, calibration_text
                                       eval_tokens=eval_tokens, allow_degraded=allow_degraded, log=log)
     del fp32
     new_manifest = apply_quantized({k: v for k, v in manifest.items() if k != "files"}, precision, additions)
-    from mof.export.graph_store import store_precision
     with BundleWriter(bundle_dir, force=True) as w:
         copy_bundle_files(w, bundle_dir, manifest, new_manifest, leave_out=precision, log=log)
         store_precision(w, new_manifest, precision, blobs, log)
