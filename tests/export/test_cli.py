@@ -35,8 +35,9 @@ def test_export_force_and_progress_in_a_real_process(tiny_ckpt, tmp_path, run_cl
         assert f"{stage} done in" in stderr
     manifest = verify_bundle(out)
     v = manifest["validation"]
-    cases = len(v["cases"]) + len(v["step"]["cases"]) + len(v["chunk"]["cases"])
+    cases = len(v["cases"]) + len(v["step"]["cases"]) + len(v["chunk"]["cases"]) + len(v["decode"]["cases"])
     assert len(v["cases"]) == 3 * 2 * 6        # graphs (full, window, chunk) x batches x lengths
+    assert len(v["decode"]["cases"]) == 2 * 6 and v["decode"]["max_abs_diff"] == 0.0   # refill, step x lengths
     assert stderr.count("✓") == cases and "✗" not in stderr
     assert "recommended: " in stderr and "stream policies vs exact" in stderr
     assert "oneDNN" not in stderr and "cuda" not in stderr.lower()
