@@ -116,8 +116,8 @@ def check_decode(separate: Model, decode: Model, atol: float, log: Callable[[str
 
     def diff(a, b):
         (la, sa), (lb, sb) = a, b
-        return max([float(np.abs(la - lb).max())] +
-                   [float(np.abs(getattr(sa, f) - getattr(sb, f)).max()) for f in sa.names])
+        return max([float(np.abs(la - lb).max())] +        # (fields may be empty: no blocks, L = 0)
+                   [float(np.abs(getattr(sa, f) - getattr(sb, f)).max(initial=0.0)) for f in sa.names])
     for T in lengths:
         ra, rb = separate.chunk(ids[:, :T]), decode.chunk(ids[:, :T])
         d_refill = diff(ra, rb)

@@ -51,6 +51,9 @@ def test_bundle_matches_tensorflow(shape, ckpt_factory, tmp_path):
     chunk = report["chunk"]
     assert chunk["passed"] and chunk["max_rel_diff"] <= 1e-4
     assert {c["seq"] for c in chunk["cases"]} == {c["seq"] for c in report["cases"]}
+    decode = report["decode"]                  # step and chunk in one graph: their results, exactly
+    assert decode["passed"] and decode["max_abs_diff"] == 0.0
+    assert {c["seq"] for c in decode["cases"]} == {c["seq"] for c in report["cases"]}
 
     step = report["step"]
     assert step["passed"] and step["max_abs_diff"] <= 1e-4
