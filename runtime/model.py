@@ -26,6 +26,7 @@ from .contract import (FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_STEP, GRAPH_WINDOW
                        POSITION, PRECISIONS, REFILL_INPUT, STATE_OUT)
 from .errors import BundleError, MofError
 from .manifest import Manifest
+from .memory import release_after
 from .onnx_refs import ProtoError, external_locations
 from .state import State, state_shapes
 from .vocab import Vocabulary
@@ -217,13 +218,17 @@ class Model:
         """Run the step or chunk graph (output name -> array): the decode graph when it is loaded
         (what decoding runs), with ``refill`` false, or true and the chunk graph's start — a zero
         state, position 0; else the graph's own session."""
+        tokens = int(feeds[INPUT_IDS].size)
         if GRAPH_DECODE not in self.sessions:
-            return dict(zip(self._outputs.get(graph, ()), self._session(graph).run(None, feeds)))
-        if graph == GRAPH_CHUNK:
-            B = feeds[INPUT_IDS].shape[0]
-            feeds = {**self.initial_state(B).feeds(self.config), POSITION: np.zeros(B, np.int64), **feeds}
-        feeds[REFILL_INPUT] = np.array(graph == GRAPH_CHUNK)
-        return dict(zip(self._outputs[GRAPH_DECODE], self.sessions[GRAPH_DECODE].run(None, feeds)))
+            got = dict(zip(self._outputs.get(graph, ()), self._session(graph).run(None, feeds)))
+        else:
+            if graph == GRAPH_CHUNK:
+                B = feeds[INPUT_IDS].shape[0]
+                feeds = {**self.initial_state(B).feeds(self.config), POSITION: np.zeros(B, np.int64), **feeds}
+            feeds[REFILL_INPUT] = np.array(graph == GRAPH_CHUNK)
+            got = dict(zip(self._outputs[GRAPH_DECODE], self.sessions[GRAPH_DECODE].run(None, feeds)))
+        release_after(tokens)                     # long reads: their activations back to the system
+        return got
 
     def _session(self, name: str) -> ort.InferenceSession:
         try:

@@ -140,3 +140,17 @@ def test_manifest_describes_the_step_graph(demo_bundle, model):
     assert m["state"]["bytes_per_sequence"] == 4 * m["state"]["floats_per_sequence"]
     assert m["validation"]["step"]["passed"]
     assert m["recommended_mode"] in ("stream", "exact")
+
+
+def test_freed_memory_is_handed_back_after_long_reads_only(model, monkeypatch):
+    """runtime/memory.py: malloc_trim after a call that read >= TRIM_MIN_TOKENS tokens (a long
+    prompt), not after steps or refills (it would slow them: the memory is faulted in again)."""
+    import mof.runtime.memory as memory
+    calls = []
+    monkeypatch.setattr(memory, "_TRIM", lambda pad: calls.append(pad) or 1)
+    ids = np.arange(memory.TRIM_MIN_TOKENS) % model.config.vocab_size
+    _, state = model.refill(ids[:model.config.window])
+    model.step(ids[:1], state)
+    assert calls == []
+    model.prefill(ids)
+    assert calls == [0]
