@@ -11,6 +11,7 @@ from mof.runtime.contract import INPUT_IDS, LOGITS, ONNX_OPSET
 from mof.runtime.errors import MofError
 
 from ._tf import import_tf
+from .onnx_walk import all_graphs
 
 
 def _erfc_handler(ctx, node, name, args):
@@ -43,17 +44,11 @@ def _check_supported(model, messages: Sequence[str]) -> None:
         raise MofError(f"tf2onnx could not convert every op: {bad[-1]}")
     unknown = set()
 
-    def walk(graph):
+    for graph in all_graphs(model.graph):
         for node in graph.node:
             domain = node.domain or ""
             if domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type, domain):
                 unknown.add(node.op_type)
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    walk(attr.g)
-                for g in attr.graphs:
-                    walk(g)
-    walk(model.graph)
     if unknown:
         raise MofError(f"converted graph contains non-ONNX ops: {', '.join(sorted(unknown))}")
 

@@ -19,22 +19,12 @@ from typing import Callable, Union
 from mof.runtime.bundle import BundleWriter
 from mof.runtime.contract import FORMAT_VERSION, GRAPH_FILES, QUANTIZED_FILES, QUANTIZED_GRAPHS, weights_file
 
+from .onnx_walk import all_graphs
+
 EXTERNAL_MIN_BYTES = 1024           # smaller tensors (scalars, shapes, small scales) stay inside the graph
 ALIGN = 4096                        # large tensors' offsets are page-aligned: onnxruntime maps them
 ALIGN_SMALL = 64                    # tensors under LARGE bytes: cache-line aligned (read, not mapped)
 LARGE = 64 * 1024
-
-
-def _subgraphs(graph):
-    from onnx import AttributeProto
-    yield graph
-    for node in graph.node:
-        for a in node.attribute:
-            if a.type == AttributeProto.GRAPH:
-                yield from _subgraphs(a.g)
-            elif a.type == AttributeProto.GRAPHS:
-                for g in a.graphs:
-                    yield from _subgraphs(g)
 
 
 def _raw(t) -> bytes:
@@ -59,7 +49,7 @@ def store_graphs(writer: BundleWriter, precision: str,
         for file, model in graphs.items():
             if isinstance(model, (bytes, bytearray)):
                 model = onnx.load_from_string(bytes(model))
-            for g in _subgraphs(model.graph):
+            for g in all_graphs(model.graph):
                 for t in g.initializer:
                     if t.data_location == TensorProto.EXTERNAL:
                         raise ValueError(f"{file}: initializer {t.name} is already external data")

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mof.export.onnx_walk import node_graphs
 from mof.runtime.errors import MofError
 
 from .gru_rewrite import gru_to_matmuls
@@ -90,7 +91,7 @@ def quantize_matmuls_nbits(model, block_size: int = BLOCK_SIZE, accuracy_level: 
     """Replace, in place, every MatMul of ``model`` (main graph and Loop/If/Scan bodies) whose
     weight is a 2-D float initializer in scope by a MatMulNBits node. Returns {fp32 weight name:
     [packed, scales(, zero points)] initializer names} (a weight two MatMuls share is packed once)."""
-    from onnx import AttributeProto, TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper, numpy_helper
     _check_options(block_size, accuracy_level)
     packed_names: dict[str, list[str]] = {}
     owners: dict[str, object] = {}                  # initializer name -> the graph holding it
@@ -111,11 +112,8 @@ def quantize_matmuls_nbits(model, block_size: int = BLOCK_SIZE, accuracy_level: 
             owners[t.name] = graph
         new_nodes = []
         for node in graph.node:
-            for a in node.attribute:                       # Loop / If / Scan bodies
-                if a.type == AttributeProto.GRAPH:
-                    walk(a.g, scope)
-                for g in a.graphs:
-                    walk(g, scope)
+            for g in node_graphs(node):                    # Loop / If / Scan bodies
+                walk(g, scope)
             init = scope.get(node.input[1]) if node.op_type == "MatMul" else None
             if (init is None or init.data_type != TensorProto.FLOAT or len(init.dims) != 2
                     or int(np.prod(init.dims)) < min_elements):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mof.export.onnx_walk import all_graphs
 from mof.runtime.errors import MofError
 
 from .gru_rewrite import gru_to_matmuls
@@ -56,21 +57,14 @@ def scheme() -> dict:
 def large_float_initializers(model, limit: int = LARGE_FLOAT_LIMIT) -> list[tuple[str, int]]:
     """Float initializers with more than ``limit`` elements, in the graph and every subgraph."""
     import numpy as np
-    from onnx import AttributeProto, TensorProto
+    from onnx import TensorProto
     found = []
 
-    def walk(graph):
+    for graph in all_graphs(model.graph):
         for t in graph.initializer:
             n = int(np.prod(t.dims)) if len(t.dims) else 1
             if t.data_type in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16) and n > limit:
                 found.append((t.name, n))
-        for node in graph.node:
-            for a in node.attribute:
-                if a.type == AttributeProto.GRAPH:
-                    walk(a.g)
-                for g in a.graphs:
-                    walk(g)
-    walk(model.graph)
     return found
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mof.export.onnx_walk import all_graphs, node_graphs
 from mof.runtime.errors import MofError
 
 SCHEME = {
@@ -64,7 +65,7 @@ def quantize_table(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def quantize_rowwise(model, min_elements: int = 1, matmuls: bool = True):
     """Rewrite ``model`` (an fp32 ModelProto whose GRUs are already MatMuls) in place; returns it.
     ``matmuls=False``: the Gather tables only (int4.py puts the MatMul weights in MatMulNBits)."""
-    from onnx import AttributeProto, TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper, numpy_helper
 
     main = model.graph
     opset = _opset(model)
@@ -113,11 +114,8 @@ def quantize_rowwise(model, min_elements: int = 1, matmuls: bool = True):
         quantized_inputs: dict[str, tuple[str, str]] = {}
         new_nodes = []
         for node in graph.node:
-            for a in node.attribute:                       # Loop / If / Scan bodies
-                if a.type == AttributeProto.GRAPH:
-                    walk(a.g, scope)
-                for g in a.graphs:
-                    walk(g, scope)
+            for g in node_graphs(node):                    # Loop / If / Scan bodies
+                walk(g, scope)
             if node.op_type == "Gather":
                 init = scope.get(node.input[0])                 # the table; indices may be constant too
                 axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
@@ -176,34 +174,22 @@ def quantize_rowwise(model, min_elements: int = 1, matmuls: bool = True):
 
 def used_names(graph) -> set[str]:
     """Every value name a node of ``graph`` or of its subgraphs (Loop / If / Scan bodies) reads."""
-    from onnx import AttributeProto
-    used: set[str] = set()
-    for n in graph.node:
-        used.update(n.input)
-        for a in n.attribute:
-            if a.type == AttributeProto.GRAPH:
-                used |= used_names(a.g)
-            for g in a.graphs:
-                used |= used_names(g)
-    return used
+    return {name for g in all_graphs(graph) for n in g.node for name in n.input}
 
 
 def saturation_risks(model) -> list[str]:
     """MatMulInteger / ConvInteger / DynamicQuantizeMatMul nodes whose int8 products can saturate a
     16-bit pair sum on x86 CPUs without VNNI (vpmaddubsw: uint8 activations x int8 weights with
     |w| > 63, or int8 activations). Empty for graphs made by ``quantize_rowwise``."""
-    from onnx import AttributeProto, TensorProto, numpy_helper
+    from onnx import TensorProto, numpy_helper
     risks = []
 
     def walk(graph, scope):
         scope = dict(scope)
         scope.update({t.name: t for t in graph.initializer})
         for node in graph.node:
-            for a in node.attribute:
-                if a.type == AttributeProto.GRAPH:
-                    walk(a.g, scope)
-                for g in a.graphs:
-                    walk(g, scope)
+            for g in node_graphs(node):
+                walk(g, scope)
             if node.op_type not in ("MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul",
                                     "MatMulIntegerToFloat", "QLinearMatMul"):
                 continue
