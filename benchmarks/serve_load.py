@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,8 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+
+from mof.serve.probe import free_port, wait_healthy
 
 HERE = Path(__file__).resolve().parent
 PROMPTS = ["床前明月光，", "春眠不觉晓，", "白日依山尽，", "红豆生南国，", "千山鸟飞绝，", "空山不见人，",
@@ -73,12 +74,6 @@ def baseline(bundle: Path, int8: bool, tokens: int, runs: int = 3) -> float:
             pass
         best = max(best, gen.stats.decode_tokens_per_s)
     return best
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def one_request(client, url: str, model: str, i: int, tokens: int) -> dict:
@@ -176,16 +171,8 @@ def main() -> int:
     rows = []
     try:
         import httpx
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(url + "/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("mof-serve did not start")
-            time.sleep(0.2)
+        if not wait_healthy(url, lambda: server.poll() is None, timeout=300, interval=0.2):
+            raise SystemExit("mof-serve did not start")
         model_id = httpx.get(url + "/v1/models").json()["data"][0]["id"]
         asyncio.run(level(url, model_id, 1, 1, 8, 60))                        # warm-up
         for c in levels:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 
@@ -11,12 +10,7 @@ import pytest
 
 from mof.runtime import DEFAULT_BUNDLE, Model
 from mof.serve.config import ServeConfig
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from mof.serve.probe import wait_healthy
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +23,6 @@ def running(config: ServeConfig = ServeConfig(), model=None, timeout: float = 30
             wait: bool = True):
     """Serve ``create_app(config, model, backend)`` on 127.0.0.1 (a free port); yields the base URL
     (once the model is loaded, unless ``wait`` is false or the config names a bundle to load)."""
-    import httpx
     import uvicorn
     from mof.serve.app import create_app
     app = create_app(config, model, backend)
@@ -45,11 +38,9 @@ def running(config: ServeConfig = ServeConfig(), model=None, timeout: float = 30
     port = server.servers[0].sockets[0].getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     try:
-        if wait and (model is not None or config.model is None):
-            while httpx.get(url + "/health").status_code != 200:     # preloaded: ready at once
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the model did not load")
-                time.sleep(0.02)
+        if wait and (model is not None or config.model is None):     # preloaded: ready at once
+            if not wait_healthy(url, thread.is_alive, deadline - time.monotonic(), interval=0.02):
+                raise RuntimeError("the model did not load")
         yield url
     finally:
         server.should_exit = True

@@ -6,14 +6,13 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi", reason="mof-serve needs the [serve] extra")
 
-from .conftest import free_port  # noqa: E402
+from mof.serve.probe import free_port, wait_healthy  # noqa: E402
 
 SERVE = [sys.executable, "-m", "mof.serve.cli"]
 
@@ -34,15 +33,8 @@ def test_sigterm_drains_the_open_stream_then_exits(tmp_path):
     proc = subprocess.Popen(SERVE + ["--port", str(port), "--log-level", "warning", "--state-dir", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
-            time.sleep(0.1)
+        assert wait_healthy(url, lambda: proc.poll() is None, timeout=60), \
+            proc.stderr.read() if proc.poll() is not None else "no answer within 60 s"
         with httpx.stream("POST", url + "/v1/completions", timeout=60,
                           json={"model": "t6-demo", "prompt": "床前", "max_tokens": 300, "stream": True}) as r:
             lines = r.iter_lines()
