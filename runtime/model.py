@@ -113,9 +113,9 @@ class Model:
         # read once, straight into its own buffers); what it opens must be what is hashed below.
         opened = sorted(set(files.values()) | {weights}) if weights else []
         identities = {f: file_identity(bundle_dir / f) for f in opened if (bundle_dir / f).is_file()}
-        # every file checked now; format 1's graphs on the very bytes handed to onnxruntime below
-        verify_bundle(bundle_dir, hashed_when_read=[] if weights else list(files.values()),
-                      manifest=manifest)
+        # every file checked now; the graphs' sha256 on the very bytes read below (format 1 hands
+        # them to onnxruntime, format 2 scans their external references)
+        verify_bundle(bundle_dir, hashed_when_read=list(files.values()), manifest=manifest)
         config = manifest.config
         manifest.form                                 # a bad form is an error now, not mid-chat
         if window is not None:
