@@ -10,7 +10,9 @@ Schemes (each applied to the GRU-rewritten fp32 graph, like mof-quantize):
                  Gather tables stay fp32. Needs the onnx-ir package (measured with onnx-ir 1.1.0,
                  pip install onnx-ir==1.1.0), which mof itself does not use: without it these
                  schemes are left out
-  rowwise-u8u8   mof.quant.rowwise: per-row activations, uint8 x uint8 MatMulInteger (chosen)
+  rowwise-u8s8   mof.quant.rowwise: per-row activations, uint8 x 7-bit int8 MatMulIntegerToFloat
+                 (chosen; before it, rowwise-u8u8: the same with 8-bit weights stored uint8 and
+                 MatMulInteger uint8 x uint8, results/2026-11-28/int8_schemes.md)
 
 Accuracy is int8 against fp32 on tests/fixtures/demo_ckpt/heldout.txt (512 characters, the
 demo manifest's calibration), exact and stream mode. ``--emulate-cpu MODEL`` re-runs the int8
@@ -80,7 +82,7 @@ SCHEMES = {
     "dynamic-7bit": lambda m: q_dynamic(m, True),
     "nbits8-b32": lambda m: q_nbits(m, 32),
     "nbits8-b128": lambda m: q_nbits(m, 128),
-    "rowwise-u8u8": q_rowwise,
+    "rowwise-u8s8": q_rowwise,
 }
 
 

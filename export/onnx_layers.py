@@ -28,15 +28,17 @@ class LayerGraphBuilder(GraphBuilder):
                                self.op("Add", [e, self.const(1.0)])], "gelu")
 
     def keras_gru(self, x_tbi: str, h0_1bu: str, kernel: np.ndarray, recurrent: np.ndarray,
-                  bias: np.ndarray, hint: str) -> tuple[str, str]:
+                  bias: np.ndarray, hint: str, sequence: bool = True) -> tuple[str, str]:
         """Keras GRU (reset_after=True) as an ONNX GRU (linear_before_reset=1).
 
-        x [T, B, in], h0 [1, B, U] -> (Y [T, 1, B, U], Y_h [1, B, U]). Gate order z, r, h in both.
+        x [T, B, in], h0 [1, B, U] -> (Y [T, 1, B, U], Y_h [1, B, U]); ``sequence=False``: Y is
+        not written (its output left empty, returned as None). Gate order z, r, h in both.
         """
         U = recurrent.shape[0]
         W = self.const(kernel.T[None], f"{hint}/W")                        # [1, 3U, in]
         R = self.const(recurrent.T[None], f"{hint}/R")                     # [1, 3U, U]
         B = self.const(np.concatenate([bias[0], bias[1]])[None], f"{hint}/B")   # [1, 6U]
-        y, y_h = self.op("GRU", [x_tbi, W, R, B, "", h0_1bu], hint, outputs=2,
-                         hidden_size=int(U), linear_before_reset=1)
-        return y, y_h
+        y, y_h = self.name(hint), self.name(hint)
+        self.op_named("GRU", [x_tbi, W, R, B, "", h0_1bu], [y if sequence else "", y_h],
+                      hidden_size=int(U), linear_before_reset=1)
+        return (y if sequence else None), y_h

@@ -82,10 +82,12 @@ def _build(config: ModelConfig, get: Callable[[str], np.ndarray], kind: str):
             return state_in(field)
         return g.op("Gather", [state_in(field), i64(index)], axis=0)
 
-    def run_gru(x_tbi, h0_bu, prefix, hint):
-        """-> (Y [T, B, U], h_T [B, U])"""
-        y, y_h = g.keras_gru(x_tbi, g.op("Unsqueeze", [h0_bu, zero]), *gru_weights(get, prefix), hint)
-        return g.op("Squeeze", [y, i64([1])]), g.op("Squeeze", [y_h, zero])
+    def run_gru(x_tbi, h0_bu, prefix, hint, sequence=True):
+        """-> (Y [T, B, U], h_T [B, U]); ``sequence=False``: h_T alone (Y is None, the GRU writes
+        none — int8's rewrite then keeps no per-step outputs in its Loop)"""
+        y, y_h = g.keras_gru(x_tbi, g.op("Unsqueeze", [h0_bu, zero]), *gru_weights(get, prefix), hint,
+                             sequence=sequence)
+        return (g.op("Squeeze", [y, i64([1])]) if sequence else None), g.op("Squeeze", [y_h, zero])
 
     # Everything runs time-major ([C, B, ...]): the GRU ops want it, and a layer's state slice
     # [1, B, ...] then broadcasts over the chunk with no reshaping.
@@ -106,7 +108,8 @@ def _build(config: ModelConfig, get: Callable[[str], np.ndarray], kind: str):
         x_t = e_t
 
     # 2. router: final GRU state -> softmax(LN(r) Wr + br)   (one weight per expert and sequence)
-    _, new_state["router_h"] = run_gru(x_t, initial("router_h"), f"{L1}/router_gru", "router_gru")   # [B, R]
+    _, new_state["router_h"] = run_gru(x_t, initial("router_h"), f"{L1}/router_gru", "router_gru",
+                                       sequence=False)                       # [B, R]
     r = g.layer_norm(new_state["router_h"], f32(f"{L1}/router_gru_norm/gamma"),
                      f32(f"{L1}/router_gru_norm/beta"), EPS_KERAS, "router_ln")
     w = g.op("Softmax", [g.dense(r, f32(f"{L1}/router_dense/kernel"), f32(f"{L1}/router_dense/bias"),
@@ -114,7 +117,8 @@ def _build(config: ModelConfig, get: Callable[[str], np.ndarray], kind: str):
 
     # 2b. T7's temperature expert: final GRU state -> max(softplus(LN(t) Wt + bt) + bias, 1e-6)
     if c.temperature:
-        _, new_state["temp_h"] = run_gru(x_t, initial("temp_h"), f"{L1}/temp_expert_gru", "temp_gru")   # [B, R]
+        _, new_state["temp_h"] = run_gru(x_t, initial("temp_h"), f"{L1}/temp_expert_gru", "temp_gru",
+                                         sequence=False)                     # [B, R]
         t_ = g.layer_norm(new_state["temp_h"], f32(f"{L1}/temp_expert_norm/gamma"),
                           f32(f"{L1}/temp_expert_norm/beta"), EPS_KERAS, "temp_ln")
         t_ = g.op("Softplus", [g.dense(t_, f32(f"{L1}/temp_expert_dense/kernel"),
@@ -126,9 +130,12 @@ def _build(config: ModelConfig, get: Callable[[str], np.ndarray], kind: str):
     lnl = (f32(f"{L1}/experts/0/lnl/gamma"), f32(f"{L1}/experts/0/lnl/beta"))
     h, rnn_hs = x_t, []
     for i in range(c.rnn_layers):
-        yi, hi = run_gru(h, initial("rnn_h", i), f"{L1}/experts/0/context_encoders/{i}", f"rnn_gru{i}")
-        h = g.layer_norm(yi, *lnl, EPS_T6, f"lnl{i}")                              # [C, B, U]
-        rnn_hs.append(g.op("Unsqueeze", [hi, zero]))                               # [1, B, U]
+        last = i == c.rnn_layers - 1            # past the last GRU only the last position is read:
+        yi, hi = run_gru(h, initial("rnn_h", i), f"{L1}/experts/0/context_encoders/{i}", f"rnn_gru{i}",
+                         sequence=not last)
+        h_i = g.op("Unsqueeze", [hi, zero])                                        # [1, B, U]
+        h = g.layer_norm(h_i if last else yi, *lnl, EPS_T6, f"lnl{i}")             # [C or 1, B, U]
+        rnn_hs.append(h_i)
     new_state["rnn_h"] = g.op("Concat", rnn_hs, axis=0)
     outs = [g.op("Gather", [h, i64(-1)], axis=0)]                           # [B, U]
 
@@ -144,9 +151,14 @@ def _build(config: ModelConfig, get: Callable[[str], np.ndarray], kind: str):
     running = lambda v, carried: g.op("Add", [g.op("CumSum", [v, zero]), carried])         # [C, B, ...]
     if window:      # every position sees the whole window: sums broadcast, mean over C'
         total = lambda v, carried: whole(v)
-    elif dual:      # refill: the whole window's sums (+ the zero state fed); else running sums
-        total = lambda v, carried: g.op("Where", [REFILL_INPUT, g.op("Add", [whole(v), carried]),
-                                                  running(v, carried)])
+    elif dual:      # refill: the whole window's sums (+ the zero state fed) [1, B, ...]; else running
+                    # sums [C, B, ...]. The running branch reads only the last row when refilling, so
+                    # a refill's sums stay one row and the thought vectors below are computed for
+                    # one position, not for every position of the chunk
+        tail = g.op("Where", [REFILL_INPUT, i64([-1]), i64([0])])
+        total = lambda v, carried: g.op(
+            "Where", [REFILL_INPUT, g.op("Add", [whole(v), carried]),
+                      running(g.op("Slice", [v, tail, i64([2**62]), zero]), carried)])
     else:           # causal: running sums from the carried state, running mean
         total = running
     heads = i64([0, 0, H, dh])
@@ -173,11 +185,12 @@ def _build(config: ModelConfig, get: Callable[[str], np.ndarray], kind: str):
             start = (i64([-c.trans_window]) if window else
                      g.op("Where", [REFILL_INPUT, i64([-c.trans_window]), i64([-2**62])]))
             yv = g.op("Slice", [yv, start, i64([2**62]), zero])                    # [C', B, E]
-            count = g.op("Cast", [g.op("Gather", [g.op("Shape", [yv]), i64(0)], axis=0)],
-                         to=TensorProto.FLOAT)                                      # C'
-            if dual:
-                count = g.op("Where", [REFILL_INPUT, count,
-                                       g.op("Slice", [running_count, start, i64([2**62]), zero])])
+            # the mean's count: C' ([1, 1, 1], the window's), or p+t+1 ([C, B, 1], running)
+            window_count = g.op("Reshape", [g.op("Cast", [g.op("Shape", [yv], start=0, end=1)], to=TensorProto.FLOAT),
+                                            i64([1, 1, 1])])
+            count = (window_count if window else
+                     g.op("Where", [REFILL_INPUT, window_count,
+                                    g.op("Slice", [running_count, tail, i64([2**62]), zero])]))
         else:
             count = running_count
         for l in range(layers):
@@ -209,10 +222,16 @@ def _build(config: ModelConfig, get: Callable[[str], np.ndarray], kind: str):
             o = g.layer_norm(g.op("Add", [yv, a]), f32(f"{P}/layernorm1/gamma"), f32(f"{P}/layernorm1/beta"),
                              EPS_T6, f"{tag}/ln1")                          # [C, B, E]
             csum = total(o, c_in[b])                                        # [C or 1, B, E]
+            mean_of = (csum, count)
+            if l == layers - 1:
+                # past the expert's last block only its last position is read: its thought vector,
+                # FFN and LN2 for that position alone ([1, B, E]; the state keeps csum whole)
+                last = lambda v: g.op("Slice", [v, i64([-1]), i64([2**62]), zero])
+                o, mean_of = last(o), (last(csum), last(count))
             # thought = alpha * dense2(gelu(dense1(mean))): alpha folded into dense2
             alpha = f32(f"{P}/alpha").astype(np.float64)
             t2 = "thought_processor/layer_with_weights-1"
-            thought = g.dense(g.gelu(dense(g.op("Div", [csum, count]), "thought_processor/layer_with_weights-0")),
+            thought = g.dense(g.gelu(dense(g.op("Div", list(mean_of)), "thought_processor/layer_with_weights-0")),
                               (w_(t2) * alpha).astype(np.float32), (b_(t2) * alpha).astype(np.float32),
                               f"{tag}/thought2")
             o = g.op("Add", [o, thought])

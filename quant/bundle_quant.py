@@ -22,8 +22,8 @@ def _quantizer(precision: str):
     """(what the log says about the scheme, ModelProto -> ModelProto, the scheme's manifest record)."""
     if precision == INT8:
         from .int8 import quantize_model, scheme
-        return ("weights int8 per output channel; activations uint8 with one scale per row; "
-                "uint8 x uint8 products (exact on every x86 CPU)", quantize_model, scheme())
+        return ("weights 7-bit int8 per output channel; activations uint8 with one scale per row; "
+                "uint8 x int8 products that cannot saturate (exact on every x86 CPU)", quantize_model, scheme())
     if precision == INT4:
         from .int4 import quantize_model_int4, scheme
         record = scheme()

@@ -18,7 +18,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Add int8 variants of a bundle's graphs (every large weight int8, GRUs "
-                    "included; activations quantized per row, uint8 x uint8 products, so the "
+                    "included; activations quantized per row, uint8 x 7-bit int8 products, so the "
                     "results do not depend on the CPU) or, with --int4, 4-bit variants "
                     "(onnxruntime's MatMulNBits), measure them against fp32 on real text, "
                     "and record the report in the manifest. The bundle is replaced atomically "

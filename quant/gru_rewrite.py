@@ -70,8 +70,9 @@ def gru_to_matmuls(model) -> tuple[object, int]:
             batch = g.op("Slice", [g.op("Shape", [ins[0]]), g.const([1], dtype=np.int64),
                                    g.const([2], dtype=np.int64)])
             h0 = g.op("ConstantOfShape", [g.op("Concat", [batch, g.const([U], dtype=np.int64)], axis=0)])
-        y, h_last = g.matmul_gru(ins[0], h0, W.T.copy(), R.T.copy(), B.reshape(2, 3 * U), f"gru{k}")
         outs = list(node.output) + [""] * (2 - len(node.output))
+        y, h_last = g.matmul_gru(ins[0], h0, W.T.copy(), R.T.copy(), B.reshape(2, 3 * U), f"gru{k}",
+                                 sequence=bool(outs[0]))
         if outs[0]:
             g.op_named("Unsqueeze", [y, g.const([1], dtype=np.int64)], [outs[0]])     # [T, 1, B, U]
         if outs[1]:

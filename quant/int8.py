@@ -2,9 +2,10 @@
 
 Pipeline per graph (any graph of the bundle: window, step, or any other built the same way):
 rewrite GRU ops as MatMuls + Loop (gru_rewrite), then ``quantize_rowwise`` (rowwise.py) —
-weights int8 per output channel stored as uint8 with zero point 128, activations uint8 with
-one symmetric scale per row, MatMulInteger uint8 x uint8 (exact on every x86 CPU: no
-u8 x s8 16-bit saturation, whether or not the CPU has VNNI), Gather tables int8 per row.
+weights int8 in [-64, 64] per output channel, activations uint8 with one symmetric scale per
+row (GRU hidden states: a fixed one), MatMulIntegerToFloat uint8 x int8 (exact on every x86 CPU:
+7-bit weights cannot saturate vpmaddubsw's 16-bit pair sums, whether or not the CPU has VNNI),
+Gather tables int8 per row.
 """
 
 from __future__ import annotations
@@ -81,5 +82,5 @@ def quantize_model(model):
     risks = saturation_risks(q)
     if risks:
         raise MofError(f"int8 graph could saturate on CPUs without VNNI: {risks[0]}")
-    q.producer_name = "mof-quantize (per-row int8, uint8 x uint8)"
+    q.producer_name = "mof-quantize (per-row int8, uint8 x int8, 7-bit weights)"
     return q

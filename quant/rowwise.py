@@ -5,18 +5,26 @@ bodies, in an enclosing one) becomes
 
     x_scale = ReduceMax(Abs(x), last axis) * (1/127)                      # one scale per row
     x_u8    = QuantizeLinear(x / x_scale, 1.0, 128)                       # uint8 in [1, 255]
-    y       = DequantizeLinear(MatMulInteger(x_u8, W_u8, 128, 128), w_scale, axis=-1) * x_scale
+    y       = MatMulIntegerToFloat(x_u8, W_s8, 1.0, w_scale, 128) * x_scale
 
-with W_u8 = round(W / w_scale) + 128 in [1, 255], w_scale = max|W[:, n]| / 127, one per output column. Gather
-tables (token and position embeddings) keep one int8 row and one scale per entry.
+with W_s8 = round(W / w_scale) in [-64, 64], w_scale = max|W[:, n]| / 64, one per output column
+(7-bit weights), and MatMulIntegerToFloat onnxruntime's fused product: the exact int32 sum,
+converted to float and multiplied by w_scale in the kernel's epilogue (no int32 tensor written,
+no separate DequantizeLinear). A GRU's recurrent product h R (marked by the GRU rewrite,
+``UNIT_INPUT``) reads a hidden state that is never outside [-1, 1] (a convex mix of tanh outputs
+from a zero state), so it has a fixed scale: x_u8 = QuantizeLinear(h * 127, 1.0, 128), and the
+product is MatMulIntegerToFloat(x_u8, W_s8, 1.0, w_scale / 127, 128) — three ops in the Loop body
+instead of eight. Gather tables (token and position embeddings) keep one int8 row and one scale
+per entry.
 
-Why no CPU can compute anything else: both MatMulInteger operands are uint8, so onnxruntime's
-MLAS runs its U8U8 kernels, which widen both to 16 bits and multiply-add pairs with
-vpmaddwd/pmaddwd (SSE2, AVX2, AVX-512) or vpdpbuud (AVX-VNNI-INT8) — every product
-(|a-128|·|b-128| <= 127² = 16129, a pair <= 32258) and every int32 sum is exact. The u8×s8
-kernels (vpmaddubsw on AVX2 without VNNI saturates a pair of products at 32767) are never
-used. Every other step is per element or per row, so a row's result does not depend on
-which rows share its batch.
+Why no x86 CPU can compute anything else: uint8 activations x int8 weights run MLAS's U8S8
+kernels — vpmaddubsw on AVX2 and AVX-512BW without VNNI, which adds two u8 x s8 products in a
+saturating int16; vpdpbusd with VNNI; AMX — and with |w| <= 64 a pair is at most
+2 * 255 * 64 = 32640 < 32767, so nothing saturates and every kernel returns the exact int32 sum
+(uint8 x uint8, the scheme before, was exact too, at half the speed: MLAS widens both to 16 bits).
+x / x_scale is an IEEE division and QuantizeLinear's scale is 1.0, so no kernel's choice of a
+reciprocal can change a bit; every other step is per element, per row or per column, so a row's
+result does not depend on which rows share its batch.
 """
 
 from __future__ import annotations
@@ -26,18 +34,23 @@ import numpy as np
 from mof.export.onnx_walk import all_graphs, node_graphs
 from mof.runtime.errors import MofError
 
+from .onnx_builder import UNIT_INPUT
+
 SCHEME = {
-    "name": "rowwise-u8u8",
-    "weights": "int8 range [-127, 127] per output column, stored uint8 with zero point 128 (MatMul); "
+    "name": "rowwise-u8s8",
+    "weights": "int8 range [-64, 64] per output column (7 bits: no u8 x s8 pair can saturate); "
                "int8 per row (Gather tables)",
     "activations": "uint8 with zero point 128, symmetric, one scale per row (last axis), computed at "
-                   "run time in the graph",
-    "kernel": "MatMulInteger uint8 x uint8 (MLAS U8U8: 16-bit multiply-adds, exact on every x86 CPU)",
+                   "run time in the graph; GRU hidden states (always in [-1, 1]) with the fixed scale 1/127",
+    "kernel": "MatMulIntegerToFloat uint8 x int8 (MLAS U8S8: exact int32 sums on every x86 CPU, "
+              "VNNI or not)",
     "rows_independent": True,
     "tool": "mof.quant.rowwise, GRU ops rewritten as MatMuls + Loop",
 }
 
-ZP = 128
+ZP = 128                # activations: uint8 = round(x / x_scale) + 128
+W_MAX = 64              # weights: int8 in [-W_MAX, W_MAX]; 2 * 255 * W_MAX <= 32767
+MS_DOMAIN = "com.microsoft"
 
 
 def _opset(model) -> int:
@@ -48,11 +61,10 @@ def _opset(model) -> int:
 
 
 def quantize_weight(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """[K, N] float -> (uint8 [K, N] = round(w / s) + 128, scale [N] float32)."""
+    """[K, N] float -> (int8 [K, N] = round(w / s) in [-64, 64], scale s [N] float32)."""
     amax = np.abs(w).max(axis=0).astype(np.float32)
-    scale = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
-    q = np.clip(np.rint(w / scale), -127, 127).astype(np.int16) + ZP
-    return q.astype(np.uint8), scale
+    scale = np.where(amax > 0, amax / np.float32(W_MAX), np.float32(1)).astype(np.float32)
+    return np.clip(np.rint(w / scale), -W_MAX, W_MAX).astype(np.int8), scale
 
 
 def quantize_table(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -82,6 +94,7 @@ def quantize_rowwise(model, min_elements: int = 1, matmuls: bool = True):
     one = lambda: const("mofq/one", np.array(1, np.float32))
     zp = lambda: const("mofq/zp128", np.array(ZP, np.uint8))
     axes = lambda: const("mofq/axes_last", np.array([-1], np.int64))
+    c127 = lambda: const("mofq/c127", np.array(127, np.float32))
 
     done_weights: dict[str, tuple[str, str]] = {}
     done_tables: dict[str, tuple[str, str]] = {}
@@ -103,7 +116,15 @@ def quantize_rowwise(model, min_elements: int = 1, matmuls: bool = True):
         return done[name]
 
     def weight(name, arr):
-        return stored(done_weights, quantize_weight, ("/u8", "/scale"), name, arr)
+        return stored(done_weights, quantize_weight, ("/s8", "/scale"), name, arr)
+
+    def unit_scale(ws):
+        """w_scale / 127 beside w_scale: the product's scale when x has the fixed scale 1/127."""
+        name = ws + "/127"
+        if name not in consts:
+            s = next(numpy_helper.to_array(t) for t in main.initializer if t.name == ws)
+            const(name, (s / np.float32(127)).astype(np.float32))
+        return name
 
     def table(name, arr):
         return stored(done_tables, quantize_table, ("/i8", "/row_scale"), name, arr)
@@ -137,6 +158,18 @@ def quantize_rowwise(model, min_elements: int = 1, matmuls: bool = True):
                 continue
             wq, ws = weight(init.name, numpy_helper.to_array(init))
             x = node.input[0]
+            if node.doc_string == UNIT_INPUT:
+                # a GRU hidden state, never outside [-1, 1]: the fixed scale 1/127 (x * 127 is one
+                # IEEE multiply; QuantizeLinear's scale 1.0 leaves nothing to a kernel's choice)
+                if (x, "unit") not in quantized_inputs:
+                    h127, xq = uid("h_127"), uid("h_u8")
+                    new_nodes += [helper.make_node("Mul", [x, c127()], [h127]),
+                                  helper.make_node("QuantizeLinear", [h127, one(), zp()], [xq])]
+                    quantized_inputs[(x, "unit")] = (xq, None)
+                xq, _ = quantized_inputs[(x, "unit")]
+                new_nodes.append(helper.make_node("MatMulIntegerToFloat", [xq, wq, one(), unit_scale(ws), zp()],
+                                                  list(node.output), domain=MS_DOMAIN))
+                continue
             if x not in quantized_inputs:
                 absx, amax, scale, unit, xq = uid("abs"), uid("amax"), uid("x_scale"), uid("x_div"), uid("x_u8")
                 nodes = [helper.make_node("Abs", [x], [absx])]
@@ -154,15 +187,17 @@ def quantize_rowwise(model, min_elements: int = 1, matmuls: bool = True):
                 new_nodes += nodes
                 quantized_inputs[x] = (xq, scale)
             xq, scale = quantized_inputs[x]
-            acc, cols = uid("acc_i32"), uid("acc_f")
-            # acc * w_scale per column (DequantizeLinear of int32), then * x_scale per row
-            new_nodes += [helper.make_node("MatMulInteger", [xq, wq, zp(), zp()], [acc]),
-                          helper.make_node("DequantizeLinear", [acc, ws], [cols], axis=-1),
+            cols = uid("acc_f")
+            # the exact int32 sum * w_scale per column (in the kernel), then * x_scale per row
+            new_nodes += [helper.make_node("MatMulIntegerToFloat", [xq, wq, one(), ws, zp()], [cols],
+                                           domain=MS_DOMAIN),
                           helper.make_node("Mul", [cols, scale], list(node.output))]
         del graph.node[:]
         graph.node.extend(new_nodes)
 
     walk(main, {})
+    if done_weights and not any(o.domain == MS_DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     used = used_names(main)
     keep = [t for t in main.initializer if t.name not in replaced or t.name in used]
     del main.initializer[:]
@@ -180,7 +215,7 @@ def used_names(graph) -> set[str]:
 def saturation_risks(model) -> list[str]:
     """MatMulInteger / ConvInteger / DynamicQuantizeMatMul nodes whose int8 products can saturate a
     16-bit pair sum on x86 CPUs without VNNI (vpmaddubsw: uint8 activations x int8 weights with
-    |w| > 63, or int8 activations). Empty for graphs made by ``quantize_rowwise``."""
+    |w| > 64, or int8 activations). Empty for graphs made by ``quantize_rowwise``."""
     from onnx import TensorProto, numpy_helper
     risks = []
 
@@ -201,9 +236,9 @@ def saturation_risks(model) -> list[str]:
                 continue                                   # u8 x u8: 16-bit multiply-adds, exact
             if w.data_type == TensorProto.INT8:
                 peak = int(np.abs(numpy_helper.to_array(w).astype(np.int16)).max())
-                if peak <= 63:
-                    continue                               # 255 * 63 * 2 = 32130 < 32767
-                risks.append(f"{node.name or node.output[0]}: u8 x s8 with |w| up to {peak} (> 63)")
+                if peak <= W_MAX:
+                    continue                               # 2 * 255 * 64 = 32640 < 32767
+                risks.append(f"{node.name or node.output[0]}: u8 x s8 with |w| up to {peak} (> {W_MAX})")
                 continue
             risks.append(f"{node.name or node.output[0]}: weight type {w.data_type}")
     walk(model.graph, {})

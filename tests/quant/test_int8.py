@@ -80,7 +80,7 @@ def test_no_large_float_weight_left(size, ckpt_factory, tmp_path):
         assert large_float_initializers(int8, limit) == []
         assert not any(n.op_type == "GRU" for n in int8.graph.node)
     assert manifest["quantization"]["weights"].startswith("int8")
-    assert manifest["quantization"]["name"] == "rowwise-u8u8" and "reduce_range" not in manifest["quantization"]
+    assert manifest["quantization"]["name"] == "rowwise-u8s8" and "reduce_range" not in manifest["quantization"]
     assert manifest["accuracy"]["measured_on"]["cpu"]["machine"]
 
 
@@ -165,7 +165,7 @@ def test_t7_every_gru_and_large_weight_int8(tiny_t7_bundle):
             np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
         assert large_float_initializers(fp32, 100) and large_float_initializers(int8, 100) == []
         assert not any(n.op_type == "GRU" for n in int8.graph.node)
-    assert manifest["quantization"]["name"] == "rowwise-u8u8"
+    assert manifest["quantization"]["name"] == "rowwise-u8s8"
     assert {"exact", "stream"} <= set(manifest["accuracy"])
 
 

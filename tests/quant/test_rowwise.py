@@ -60,14 +60,14 @@ def test_no_product_can_saturate_without_vnni(tiny_bundle):
         q = quantize_model(fp32)
         assert saturation_risks(q) == []
         kinds = {n.op_type for n in q.graph.node}
-        assert "MatMulInteger" in kinds and "DynamicQuantizeMatMul" not in kinds
+        assert "MatMulIntegerToFloat" in kinds and "DynamicQuantizeMatMul" not in kinds
         risky = saturation_risks(_dynamic(onnx.load(str(tiny_bundle / f"{name}.onnx"))))
         assert risky and "|w| up to" in risky[0]                            # 8-bit s8 weights, u8 x s8
 
 
-def _matmul_model(w: np.ndarray):
+def _matmul_model(w: np.ndarray, doc_string: str = ""):
     K, N = w.shape
-    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], doc_string=doc_string)], "g",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", 2, K])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", 2, N])],
                           [numpy_helper.from_array(w, "w")])
@@ -76,22 +76,51 @@ def _matmul_model(w: np.ndarray):
     return m
 
 
+def _weights(w: np.ndarray):
+    w_scale = (np.abs(w).max(0) / np.float32(64)).astype(np.float32)
+    return np.clip(np.rint(w / w_scale), -64, 64).astype(np.int64), w_scale
+
+
 def _emulate(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """The scheme's arithmetic in numpy, with exact (unsaturated) integer products."""
-    w_scale = np.abs(w).max(0) / np.float32(127)
-    w_q = np.clip(np.rint(w / w_scale), -127, 127).astype(np.int64)
+    w_q, w_scale = _weights(w)
     x_scale = np.abs(x).max(-1, keepdims=True) * np.float32(1 / 127)
     with np.errstate(invalid="ignore"):                                      # 0/0 in an all-zero row
         x_q = np.nan_to_num(np.clip(np.rint(x / x_scale), -128, 127)).astype(np.int64)   # +128 and back
     acc = x_q @ w_q                                                          # exact int64
-    return ((acc.astype(np.float32) * w_scale.astype(np.float32)) * x_scale).astype(np.float32)
+    return ((acc.astype(np.float32) * w_scale) * x_scale).astype(np.float32)
+
+
+def _emulate_unit(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The fixed-scale path (GRU hidden states, |x| <= 1): x_q = round(x * 127)."""
+    w_q, w_scale = _weights(w)
+    x_q = np.clip(np.rint(x * np.float32(127)), -128, 127).astype(np.int64)
+    return ((x_q @ w_q).astype(np.float32) * (w_scale / np.float32(127))).astype(np.float32)
+
+
+def test_the_fixed_scale_path_computes_the_exact_integer_arithmetic():
+    from mof.quant.onnx_builder import UNIT_INPUT
+    rng = np.random.default_rng(1)
+    K, N = 192, 40
+    w = rng.normal(0, 1, (K, N)).astype(np.float32)
+    w[:, ::3] = np.abs(w).max()                   # columns at +64 everywhere
+    x = np.tanh(rng.normal(0, 2, (4, 2, K))).astype(np.float32)
+    x[0] = 1.0                                    # rows at u8 255: the largest pair sums
+    q = quantize_rowwise(_matmul_model(w, UNIT_INPUT))
+    kinds = [n.op_type for n in q.graph.node]
+    assert kinds == ["Mul", "QuantizeLinear", "MatMulIntegerToFloat"]     # no per-row scale
+    assert saturation_risks(q) == []
+    got = ort.InferenceSession(q.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, _emulate_unit(x, w), rtol=2e-6, atol=0)
+    assert np.abs(got[0]).max() > 0.9 * np.abs(x[0] @ w).max()             # 2*255*64 pairs, unsaturated
+    np.testing.assert_allclose(got, x @ w, rtol=0, atol=0.03 * np.abs(x @ w).max())
 
 
 def test_onnxruntime_computes_the_exact_integer_arithmetic():
     rng = np.random.default_rng(0)
     K, N = 256, 48
     w = rng.normal(0, 1, (K, N)).astype(np.float32)
-    w[::2] = np.abs(w[::2]).max()                 # columns full of +127: saturates u8 x s8 pair sums
+    w[::2] = np.abs(w[::2]).max()                 # rows of +64: the largest u8 x s8 pair sums
     x = rng.normal(0, 1, (5, 2, K)).astype(np.float32)
     x[0] = np.abs(x[0]).max()                     # rows at +127 (u8 255) everywhere
     x[1, 0] = 0.0                                 # an all-zero row

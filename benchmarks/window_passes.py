@@ -1,0 +1,167 @@
+"""Decode graphs side by side: a window pass (exact, refill) and a step, timed in interleaved rounds,
+and where each spends its time (onnxruntime's profiler, by op type).
+
+    python benchmarks/window_passes.py GRAPH.onnx [GRAPH.onnx ...] [--threads N] [--rounds 5]
+                                       [--profile] [--json FILE] [--md FILE]
+
+Each GRAPH is a decode graph (``decode.onnx``, ``decode.int8.onnx``, ``decode.int4.onnx`` of a
+bundle, or one built by hand — e.g. by an older checkout of mof, to compare before and after);
+a format-2 graph finds its weights file beside it. The model's sizes come from the
+``manifest.json`` beside the first graph (or ``--bundle``). Every graph is loaded in this one
+process with mof.runtime's session options; each round runs every graph on the same random ids:
+a 128-token exact pass (``refill`` true, W tokens from a zero state), a 113-token refill
+(K = W - R + 1 for W = 128, R = 16) and a one-token step, so the ratios between graphs are
+measured side by side.
+
+With ``--threads 1`` the time is the process's CPU time (robust on a machine shared with other
+jobs); otherwise wall-clock time. ``--profile`` adds one profiled run per graph and pass
+(onnxruntime's profiler inflates small ops, so read its table as shares, not as milliseconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def load_config(bundle: Path):
+    from mof.runtime.manifest import Manifest
+    return Manifest(json.loads((bundle / "manifest.json").read_text()), str(bundle)).config
+
+
+def feeds(config, ids: np.ndarray, refill: bool) -> dict:
+    from mof.runtime.contract import INPUT_IDS, POSITION, REFILL_INPUT
+    from mof.runtime.state import State
+    B = ids.shape[0]
+    return {INPUT_IDS: ids.astype(np.int32), POSITION: np.zeros(B, np.int64),
+            **State.zeros(config, B).feeds(config), REFILL_INPUT: np.array(refill)}
+
+
+def session(path: Path, threads: int, profile: str | None = None):
+    import onnxruntime as ort
+    from mof.runtime.model import session_options
+    so = session_options(threads)
+    if profile:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile
+    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def passes(config, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, config.vocab_size, (1, 128))
+    window = min(128, config.window)
+    return {f"exact{window}": feeds(config, ids[:, -window:], True),
+            f"refill{window - 15}": feeds(config, ids[:, -(window - 15):], True),
+            "step": feeds(config, ids[:, :1], False)}
+
+
+def time_interleaved(sessions: dict, cases: dict, rounds: int, clock) -> dict:
+    """{graph: {pass: [ms, ...]}}: every graph runs every pass once per repetition, in turn."""
+    for s in sessions.values():
+        for f in cases.values():
+            s.run(None, f)
+    out = {g: {c: [] for c in cases} for g in sessions}
+    for _ in range(rounds):
+        for g, s in sessions.items():
+            for c, f in cases.items():
+                for _ in range(10 if c == "step" else 3):
+                    t = clock()
+                    s.run(None, f)
+                    out[g][c].append((clock() - t) * 1e3)
+    return out
+
+
+def profile_ops(path: Path, f: dict, threads: int, runs: int) -> dict:
+    """Kernel time by op type (ms per run, share) from onnxruntime's profiler."""
+    with tempfile.TemporaryDirectory() as tmp:
+        s = session(path, threads, profile=str(Path(tmp) / "p"))
+        for _ in range(runs + 1):
+            s.run(None, f)
+        events = json.loads(Path(s.end_profiling()).read_text())
+    by: dict[str, list] = {}
+    seen_first = {}
+    for e in events:
+        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
+            continue
+        name = e["name"]
+        if name not in seen_first:             # the first (warm-up) run is not counted
+            seen_first[name] = True
+            continue
+        op = e["args"].get("op_name", "?")
+        by.setdefault(op, [0.0, 0])
+        by[op][0] += e["dur"] / 1e3 / runs
+        by[op][1] += 1
+    total = sum(v[0] for v in by.values()) or 1.0
+    return {op: {"ms": round(ms, 3), "share": round(ms / total, 4), "calls": calls // runs}
+            for op, (ms, calls) in sorted(by.items(), key=lambda kv: -kv[1][0])}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("graphs", nargs="+", type=Path, metavar="GRAPH.onnx")
+    p.add_argument("--bundle", type=Path, help="the bundle whose manifest gives the sizes "
+                                               "(default: the first graph's folder)")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1: CPU time)")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--profile", action="store_true", help="also profile each graph's passes by op type")
+    p.add_argument("--json", type=Path)
+    p.add_argument("--md", type=Path)
+    args = p.parse_args()
+    missing = [str(g) for g in args.graphs if not g.is_file()]
+    if missing:
+        p.error(f"no such graph: {missing[0]}")
+    config = load_config(args.bundle or args.graphs[0].parent)
+    names = {}
+    for g in args.graphs:                       # unique labels: file name, with its folder if needed
+        label = g.name if sum(x.name == g.name for x in args.graphs) == 1 else f"{g.parent.name}/{g.name}"
+        names[label] = g
+    clock = time.process_time if args.threads == 1 else time.perf_counter
+    cases = passes(config)
+    print(f"loading {len(names)} graphs …", file=sys.stderr)
+    sessions = {n: session(g, args.threads) for n, g in names.items()}
+    print(f"timing {', '.join(cases)} in {args.rounds} interleaved rounds …", file=sys.stderr)
+    times = time_interleaved(sessions, cases, args.rounds, clock)
+    from mof.bench.cli import machine_info
+    report = {"machine": machine_info(), "threads": args.threads,
+              "clock": "process CPU time" if args.threads == 1 else "wall clock", "graphs": {}}
+    base = next(iter(names))
+    lines = [f"| graph | " + " | ".join(f"{c} median (min) ms | × {base}" for c in cases) + " |",
+             "|---|" + "---|---|" * len(cases)]
+    for n in names:
+        row = {c: {"median_ms": float(np.median(v)), "min_ms": float(np.min(v))} for c, v in times[n].items()}
+        report["graphs"][n] = {"file": str(names[n]), "passes": row}
+        cells = []
+        for c in cases:
+            ratio = row[c]["median_ms"] / float(np.median(times[base][c]))
+            cells.append(f"{row[c]['median_ms']:.2f} ({row[c]['min_ms']:.2f}) | {ratio:.2f}")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    if args.profile:
+        for n, g in names.items():
+            report["graphs"][n]["profile"] = {}
+            for c in ("refill" + str(min(128, config.window) - 15), "step"):
+                print(f"profiling {n} {c} …", file=sys.stderr)
+                ops = profile_ops(g, cases[c], args.threads, runs=3 if c != "step" else 20)
+                report["graphs"][n]["profile"][c] = ops
+                lines += ["", f"{n}, {c}: kernel time by op type (profiled; shares)", "",
+                          "| op | share | calls |", "|---|---|---|"]
+                lines += [f"| {op} | {v['share']:.1%} | {v['calls']} |" for op, v in list(ops.items())[:12]]
+    m = report["machine"]
+    text = "\n".join([f"Machine: {m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']}; "
+                      f"{args.threads} thread(s), {report['clock']}.", ""] + lines) + "\n"
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.md:
+        args.md.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
