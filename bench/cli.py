@@ -3,8 +3,9 @@
 Each (precision) runs in a fresh worker process, so load time and peak RSS are its own.
 Per precision and mode: time to first token and prefill tokens/s for several prompt
 lengths; per-token decode latency p50/p95 (model call + sampling) over N tokens.
-Also: the machine's memory read bandwidth and the weight bytes each mode reads per
-token, so every decode figure can be read as a multiple of the memory floor.
+Also: the weight bytes each mode reads per token and the time onnxruntime's own kernel
+needs to read that many (the memory floor), and for every window pass its multiply-accumulates
+against this machine's peak (the compute floor; bench/roofline.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import os
 import platform
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -24,28 +24,13 @@ import numpy as np
 
 from mof.runtime.errors import MofError
 
+from . import roofline
+
 PROG = "mof-bench"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2             # 2: probe-timed floors, window passes (docs/bench.md)
 
 
 # --- machine -------------------------------------------------------------------------------
-def read_bandwidth_gbs(mb: int = 512, repeats: int = 5, threads: int = 0) -> float:
-    """Best-of-N read bandwidth: threads each sum a disjoint part of a large array."""
-    threads = threads or os.cpu_count() or 1
-    a = np.ones(mb * 1024 * 1024 // 8, np.float64)
-    parts = np.array_split(a, threads)
-    best = 0.0
-    for _ in range(repeats):
-        ts = [threading.Thread(target=np.sum, args=(p,)) for p in parts]
-        t = time.perf_counter()
-        for th in ts:
-            th.start()
-        for th in ts:
-            th.join()
-        best = max(best, a.nbytes / (time.perf_counter() - t) / 1e9)
-    return best
-
-
 def cpu_name() -> str:
     """The CPU's model name: /proc/cpuinfo on Linux, sysctl on macOS, platform.processor() else."""
     try:
@@ -232,21 +217,27 @@ def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequenc
             if mode == "plain" and L > cfg.max_positions:
                 continue
             t = time.perf_counter()
-            logits = _decoder(model, mode, R).feed(ids[:L])     # stream/exact read the last K/W only
+            dec = _decoder(model, mode, R)
+            logits = dec.feed(ids[:L])                          # stream/exact read the last K/W only
             sampler.sample(logits, ids[:L][-cfg.window:])
             dt = time.perf_counter() - t
-            prefill[str(L)] = {"ttft_s": dt, "tokens_per_s": L / dt}
+            prefill[str(L)] = {"ttft_s": dt, "tokens_per_s": L / dt,
+                               "tokens": roofline.prefill_tokens(dec, mode, L)}
         P = min(128, max(lengths))
         text = ids[:P].tolist()
         dec = _decoder(model, mode, R)
         logits = dec.feed(text)
-        times = []
+        times, passes = [], []
         for _ in range(decode_tokens):
             t = time.perf_counter()
             tok = sampler.sample(logits, text[-cfg.window:])
             text.append(tok)
+            refills = dec.refills
             logits = dec.feed([tok])
             times.append(time.perf_counter() - t)
+            n = roofline.pass_tokens(dec, mode, refills, len(text))
+            if n:
+                passes.append([n, times[-1] * 1e3])
         ms = np.array(times) * 1e3
         head = "128" if "128" in prefill else max(prefill, key=int, default=None)   # headline prompt
         out.append({
@@ -256,6 +247,7 @@ def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequenc
             "decode_ms_mean": float(ms.mean()),
             "decode_tokens_per_s": float(1e3 / ms.mean()),
             "prefill": prefill,
+            "window_passes": passes,                      # [tokens, ms] of each token that ran one
             "prompt_length": int(head) if head else None,
             "prefill_tokens_per_s": prefill[head]["tokens_per_s"] if head else float("nan"),
             "ttft_s": prefill[head]["ttft_s"] if head else float("nan"),
@@ -308,15 +300,18 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
             f"[--int4]); skipped")
     if not have:
         raise MofError(f"{bundle} has none of the requested precisions")
-    log(f"{PROG}: measuring memory read bandwidth …")
-    bw = read_bandwidth_gbs()
     R = refill_every or min(manifest.recommended_refill_every, manifest.config.window)
-    results, floor, sizes = [], {}, {}
+    results, sizes, mode_bytes = [], {}, {}
+    for precision in have:
+        for mode in modes:
+            mode_bytes[mode, precision], sizes[mode, precision] = _mode_bytes(manifest, bundle, mode, precision, R)
+    measured = roofline.measure(manifest, bundle, have, mode_bytes, threads, log) if roofline.have_onnx() else None
+    if measured is None:
+        log(f"{PROG}: {roofline.NO_ONNX}")
+    floor = measured["floor"] if measured else {
+        f"{m}/{p}": {"weight_bytes_per_token": None, "floor_ms": None} for m, p in mode_bytes}
     for precision in have:
         weight_bytes, bundle_bytes = precision_bytes(manifest, bundle, precision)
-        for mode in modes:
-            wb, sizes[mode, precision] = _mode_bytes(manifest, bundle, mode, precision, R)
-            floor[f"{mode}/{precision}"] = {"weight_bytes_per_token": wb, "floor_ms": wb / (bw * 1e9) * 1e3}
         log(f"{PROG}: {precision}: {', '.join(modes)} (stream refills every {R}) …")
         cmd = [sys.executable, "-m", "mof.bench.cli", "--_worker", str(bundle), precision,
                ",".join(modes), ",".join(map(str, lengths)), str(decode_tokens), str(threads or 0),
@@ -327,6 +322,7 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
         for r in json.loads(proc.stdout)["results"]:
             f = floor[f"{r['mode']}/{precision}"]
             r["floor_multiple"] = r["decode_ms_mean"] / f["floor_ms"] if f["floor_ms"] else float("nan")
+            roofline.annotate(r, measured)
             r["graph_bytes"] = sizes[r["mode"], precision]
             r["weight_bytes"], r["bundle_bytes"] = weight_bytes, bundle_bytes
             mb = weight_bytes / 2**20
@@ -337,7 +333,7 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
     return {"schema_version": SCHEMA_VERSION, "bundle": str(bundle),
             "model": manifest["model"], "threads": threads, "decode_tokens": decode_tokens,
             "prompt_lengths": list(lengths),
-            "machine": {**machine_info(), "read_bandwidth_gbs": bw},
+            "machine": {**machine_info(), **(measured["machine"] if measured else {"read_bandwidth_gbs": None})},
             "floor": floor, "results": results,
             "date": time.strftime("%Y-%m-%d")}
 
@@ -355,8 +351,9 @@ def format_table(report: dict) -> str:
                      f"{r['memory_multiples']['load_peak_anon']:>8.2f}x"
                      f"{r['memory_multiples']['steady']:>7.2f}x{r['memory_multiples']['disk']:>5.2f}x")
     m = report["machine"]
-    lines.append(f"memory read bandwidth {m['read_bandwidth_gbs']:.1f} GB/s; floor = weight bytes "
-                 f"read per token (stream: a step + a chunk pass per R tokens) / bandwidth")
+    lines.append("x floor: mean ms / the memory floor, the time onnxruntime's MatMul in the precision's kernel "
+                 "needs to read the weight bytes the mode reads per token (stream: a step + a chunk pass per R "
+                 f"tokens); the largest probe read {m['read_bandwidth_gbs'] or float('nan'):.1f} GB/s")
     lines.append("load RSS / steady: resident memory above the process's before Model.load (peak while "
                  "loading / after decoding), as multiples of the precision's weight bytes; private: the load "
                  "peak of private memory alone (without the mapped weights file's pages); disk: the files "
@@ -371,7 +368,8 @@ def plot(report: dict, path: Path) -> None:
     rs = report["results"]
     labels = [f"{r['mode']}\n{r['precision']}" for r in rs]
     tps = [r["decode_tokens_per_s"] for r in rs]
-    floors = [1e3 / report["floor"][f"{r['mode']}/{r['precision']}"]["floor_ms"] for r in rs]
+    floors = [1e3 / f if (f := report["floor"][f"{r['mode']}/{r['precision']}"]["floor_ms"]) else float("nan")
+              for r in rs]
     colors = ["#4a7ab7"] * len(rs)
     if "tf_reference" in report:                      # benchmarks/headline.py adds the baseline
         labels.insert(0, "TF reference\n(xiaothink)")
@@ -440,6 +438,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
     print(format_table(report))
+    print()
+    print(roofline.format_passes(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     if args.plot:

@@ -50,3 +50,19 @@ def test_bench_runs_a_t7_bundle(tiny_t7_bundle, tmp_path):
     assert proc.returncode == 0, proc.stderr
     modes = {(r["mode"], r["precision"]) for r in json.loads(out.read_text())["results"]}
     assert modes == {("stream", "fp32"), ("exact", "fp32"), ("stream", "int8"), ("exact", "int8")}
+
+
+def test_bench_without_onnx(demo_bundle, tmp_path):
+    """A runtime-only install (no onnx): mof-bench still runs; the floors and MACs are skipped, said once."""
+    out = tmp_path / "b.json"
+    code = ("import sys; sys.modules['onnx'] = None; from mof.bench.cli import main; "
+            f"sys.exit(main([{str(demo_bundle)!r}, '--precisions', 'fp32', '--modes', 'stream', "
+            f"'--decode-tokens', '4', '--prompt-lengths', '4', '--json', {str(out)!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("no onnx package") == 1
+    report = json.loads(out.read_text())
+    r, = report["results"]
+    assert r["passes"] and all(e["macs"] is None for e in r["passes"])
+    assert report["floor"]["stream/fp32"]["floor_ms"] is None
+    assert "MACs and compute floor skipped" in proc.stdout

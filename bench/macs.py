@@ -1,0 +1,178 @@
+"""Multiply-accumulates of a window pass, counted from the decode graph and the pass's token count.
+
+Every MatMul-like node (MatMul, Gemm, FusedMatMul, MatMulInteger, MatMulIntegerToFloat,
+MatMulNBits, GRU) of the graph and of the graphs its nodes hold (``mof.export.onnx_walk``) is a
+``Site``: its weight's shape [K, N] and how often it runs in a pass of T tokens (batch 1):
+
+- at top level, on the pass's tokens (T rows: the graph's time axis), or on one row — the last
+  position (a ``Gather`` of one position: the head, the trans-out dense), a recurrence's final
+  state (the router) or a state input (an int8 GRU's first recurrent step);
+- in a ``Loop`` body, once per iteration: the int8/int4 GRUs are a top-level first step plus a
+  ``Loop`` over the remaining T - 1 tokens; a ``Scan`` body once per token;
+- an fp32 ``GRU``: T × 3H × (I + H) per direction.
+
+Which tensors carry the time axis is propagated from the inputs with a ``chunk`` dimension
+(``input_ids``): outputs of a node carry it if an input does, except ``Shape``/``Size``, a
+``Gather`` of one position (a scalar index), a recurrence's final state (GRU/RNN/LSTM outputs
+1+, a Loop's/Scan's carried values). tests/bench/test_macs.py checks the count against the
+shapes onnxruntime's profiler records for every kernel call of the demo's decode graphs.
+
+Needs the onnx package (the [quant] extra); ``count_sites`` returns None without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+MATMUL_OPS = ("MatMul", "Gemm", "FusedMatMul", "MatMulInteger", "MatMulIntegerToFloat", "MatMulNBits")
+RECURRENT_OPS = ("GRU", "RNN", "LSTM")
+TIME_DIM = "chunk"               # the symbolic dimension of input_ids a pass's tokens run along
+ONE_ROW = "one"                  # Site.rows: one row per call (batch 1)
+TOKENS = "tokens"                # ... the pass's T tokens
+
+
+@dataclass(frozen=True)
+class Site:
+    op: str              # op type (GRU: the whole recurrence)
+    k: int               # the reduction length: the A operand's last dimension (GRU: input size I)
+    n: int               # output columns (GRU: gates × hidden size × directions)
+    rows: str            # TOKENS (T rows per call) or ONE_ROW
+    loops: tuple = ()    # the bodies it sits in, outermost first: "Loop" (T - 1 runs), "Scan" (T)
+    recurrent_k: int = 0  # GRU/RNN/LSTM: the hidden size H its recurrent weight multiplies
+
+    def calls(self, tokens: int) -> int:
+        """How many times the node runs in a pass of ``tokens`` tokens."""
+        c = 1
+        for kind in self.loops:
+            c *= max(tokens - 1, 0) if kind == "Loop" else tokens
+        return c
+
+    def rows_per_call(self, tokens: int) -> int:
+        return tokens if self.rows == TOKENS else 1
+
+    def macs(self, tokens: int) -> int:
+        return self.calls(tokens) * self.rows_per_call(tokens) * (self.k + self.recurrent_k) * self.n
+
+
+@dataclass(frozen=True)
+class GraphMacs:
+    sites: tuple          # every Site of the graph
+    kernels: tuple        # the MatMul-like op types it contains (sorted)
+    nbits: tuple          # MatMulNBits: ((bits, block_size, accuracy_level), ...) found
+
+    def macs(self, tokens: int) -> int:
+        """Multiply-accumulates of one pass over ``tokens`` tokens, batch 1."""
+        return sum(s.macs(tokens) for s in self.sites)
+
+    def executions(self, tokens: int) -> Iterator[tuple[str, int, int, int]]:
+        """(op, rows per call, K, calls) per site: what a profiler of the pass would record."""
+        for s in self.sites:
+            yield s.op, s.rows_per_call(tokens), s.k, s.calls(tokens)
+
+
+def _scalar(consts: dict, name: str) -> bool:
+    shape = consts.get(name)
+    return shape is not None and len(shape) == 0
+
+
+def _attrs(node) -> dict:
+    from onnx import helper
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _matmul_site(node, weights: dict, rows: str, loops: tuple) -> Optional[Site]:
+    op = node.op_type
+    a = _attrs(node)
+    if op == "MatMulNBits":
+        return Site(op, int(a["K"]), int(a["N"]), rows, loops)
+    if len(node.input) < 2:
+        return None
+    shape = weights.get(node.input[1])
+    if shape is None or len(shape) < 2:       # both operands computed: not a weight product
+        return None
+    k, n = int(shape[-2]), int(shape[-1])
+    if op == "Gemm" and a.get("transB", 0):
+        k, n = n, k
+    if op == "FusedMatMul" and a.get("transB", 0):
+        k, n = n, k
+    return Site(op, k, n, rows, loops)
+
+
+def _recurrent_site(node, weights: dict, rows: str, loops: tuple) -> Optional[Site]:
+    w, r = weights.get(node.input[1]), weights.get(node.input[2])
+    if w is None or r is None:
+        return None
+    dirs, gates_h, i = (int(x) for x in w)
+    h = int(r[-1])
+    return Site(node.op_type, i, dirs * gates_h, rows, loops, recurrent_k=h)
+
+
+def _walk(graph, weights: dict, consts: dict, time: set, loops: tuple, sites: list,
+          kernels: set, nbits: set) -> None:
+    from mof.export.onnx_walk import node_graphs
+    from onnx import numpy_helper
+    weights = {**weights, **{t.name: tuple(t.dims) for t in graph.initializer}}
+    consts = {**consts, **{t.name: tuple(t.dims) for t in graph.initializer}}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value":
+                    consts[node.output[0]] = tuple(numpy_helper.to_array(a.t).shape)
+        timed = any(i in time for i in node.input if i)
+        in_body = bool(loops)
+        rows = TOKENS if timed and not in_body else ONE_ROW
+        if node.op_type in MATMUL_OPS:
+            kernels.add(node.op_type)
+            site = _matmul_site(node, weights, rows, loops)
+            if site:
+                sites.append(site)
+            if node.op_type == "MatMulNBits":
+                a = _attrs(node)
+                nbits.add((int(a.get("bits", 4)), int(a["block_size"]), int(a.get("accuracy_level", 0))))
+        elif node.op_type in RECURRENT_OPS:
+            kernels.add(node.op_type)
+            site = _recurrent_site(node, weights, rows, loops)
+            if site:
+                sites.append(site)
+        for body in node_graphs(node):
+            kind = node.op_type if node.op_type in ("Loop", "Scan") else "If"
+            inner = loops + ((kind,) if kind != "If" else ())
+            _walk(body, weights, consts, set(), inner, sites, kernels, nbits)
+        # which outputs carry the time axis
+        outs = list(node.output)
+        if node.op_type == "Loop":                     # a body may read outer tokens implicitly:
+            outs = outs[len(node.input) - 2:]          # its scan outputs run along the tokens; the
+        elif node.op_type == "Scan":                   # carried values are final states
+            carried = len(node.input) - int(_attrs(node).get("num_scan_inputs", 0))
+            outs = outs[carried:]
+        elif not timed or node.op_type in ("Shape", "Size"):
+            continue
+        elif node.op_type == "Gather" and _scalar(consts, node.input[1]) and node.input[0] in time:
+            continue                                   # one position of the tokens
+        elif node.op_type in RECURRENT_OPS:
+            outs = outs[:1]                            # Y; Y_h / Y_c are final states
+        if not loops:
+            time.update(o for o in outs if o)
+
+
+def count_sites(path: Path) -> Optional[GraphMacs]:
+    """The MatMul-like sites of the ONNX graph at ``path`` (its weights are not read), or None when
+    the onnx package is not installed."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    model = onnx.load(str(path), load_external_data=False)
+    g = model.graph
+    time = set()
+    for i in g.input:
+        dims = i.type.tensor_type.shape.dim
+        if any(d.dim_param == TIME_DIM for d in dims):
+            time.add(i.name)
+    sites: list = []
+    kernels: set = set()
+    nbits: set = set()
+    _walk(g, {}, {}, time, (), sites, kernels, nbits)
+    return GraphMacs(tuple(sites), tuple(sorted(kernels)), tuple(sorted(nbits)))
