@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import logging
 import os
@@ -25,10 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, argument_default=argparse.SUPPRESS,
         description="Serve a mof bundle over the OpenAI API (POST /v1/chat/completions, /v1/completions; "
-                    "GET /v1/models, /health, /metrics). Many conversations are decoded together, one "
-                    "graph call per token; a follow-up turn continues its conversation's cached state.",
-        epilog="Call it with the openai client: OpenAI(base_url='http://127.0.0.1:8000/v1', api_key='KEY'). "
-               "The API key can also come from the MOF_API_KEY environment variable.")
+                    "GET /v1/models, /health, /metrics; POST /tokenize, /detokenize) and a chat page at /. "
+                    "Many conversations are decoded together, one graph call per token; a follow-up turn "
+                    "continues its conversation's cached state.",
+        epilog="Open http://127.0.0.1:8000/ in a browser to chat, or call it with the openai client: "
+               "OpenAI(base_url='http://127.0.0.1:8000/v1', api_key='KEY'). Give the API key with "
+               "--api-key-file or the MOF_API_KEY environment variable to keep it out of `ps`.")
     p.add_argument("--model", metavar="BUNDLE", type=Path, help="bundle directory (default: the shipped demo model)")
     add_precision_flags(p, "run")
     p.add_argument("--form", choices=FORMS,
@@ -37,15 +40,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help=f"address to listen on (default {d.host}: this machine only)")
     p.add_argument("--port", type=number(int, lambda v: 0 <= v < 65536, "a port number"),
                    help=f"TCP port (default {d.port})")
-    p.add_argument("--api-key", metavar="KEY",
-                   help="require 'Authorization: Bearer KEY' on /v1/* (default: $MOF_API_KEY, else none)")
+    k = p.add_mutually_exclusive_group()
+    k.add_argument("--api-key", metavar="KEY",
+                   help="require 'Authorization: Bearer KEY' on /v1/*, /tokenize and /detokenize "
+                        "(visible to other users in `ps`: prefer --api-key-file or $MOF_API_KEY; default: "
+                        "$MOF_API_KEY, else none)")
+    k.add_argument("--api-key-file", metavar="FILE", type=Path,
+                   help="read the API key from FILE's first line")
+    p.add_argument("--cors-origin", metavar="ORIGIN", action="append", dest="cors_origins",
+                   help="let browser pages from ORIGIN (e.g. http://localhost:3000) call the API; repeatable, "
+                        "'*' for any (default: none)")
     p.add_argument("--model-name", metavar="NAME",
                    help="the model id clients pass (default: the bundle folder's name without .mof)")
     e = p.add_argument_group("capacity")
     e.add_argument("--max-batch", type=positive, metavar="N",
                    help=f"conversations decoded together per graph call (default {d.max_batch})")
     e.add_argument("--max-conversations", type=positive, metavar="N",
-                   help=f"requests held at once, decoding or waiting; more get 429 (default {d.max_conversations})")
+                   help="rows (conversations) held at once, decoding or waiting for a batch slot; more "
+                        f"requests queue (default {d.max_conversations})")
+    e.add_argument("--max-queue", type=number(int, lambda v: v >= 0, "an integer >= 0"), metavar="N",
+                   help="requests that wait, first come first served, while every slot is taken; beyond "
+                        f"that 429 (default {d.max_queue}; 0 = refuse at once)")
+    e.add_argument("--queue-timeout", type=number(float, lambda v: v >= 0, "a number >= 0"), metavar="S",
+                   help=f"seconds a request may wait in the queue before a 429 (default {d.queue_timeout:g})")
+    e.add_argument("--max-n", type=positive, metavar="N",
+                   help=f"the most choices (n) one request may ask (default {d.max_n})")
     e.add_argument("--max-window-reads", type=positive, metavar="N",
                    help="prompts, refills and exact windows read per tick at most; the others wait a "
                         f"tick while every one-token step goes on (default {d.max_window_reads})")
@@ -77,6 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _read_key(path: Path) -> str:
+    from mof.runtime.errors import MofError
+    try:
+        with open(path, encoding="utf-8") as f:
+            key = f.readline(4096).strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise MofError(f"--api-key-file {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    if not key:
+        raise MofError(f"--api-key-file {path}: its first line is empty")
+    return key
+
+
 def _bounds(text: str) -> tuple[int, int]:
     try:
         lo, hi = (int(x) for x in text.split(":"))
@@ -105,8 +136,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise MofError(f"mof-serve needs the [serve] extra: pip install 'mof[serve]' ({e.name} is missing)")
         level = args.pop("log_level", "info")
         args.pop("debug", None)
-        if "api_key" not in args and os.environ.get("MOF_API_KEY"):
+        key_file = args.pop("api_key_file", None)
+        if key_file is not None:
+            args["api_key"] = _read_key(key_file)
+        elif "api_key" not in args and os.environ.get("MOF_API_KEY"):
             args["api_key"] = os.environ["MOF_API_KEY"]
+        if "cors_origins" in args:
+            args["cors_origins"] = tuple(args["cors_origins"])
         fields = {f.name for f in dataclasses.fields(ServeConfig)}
         config = ServeConfig(**{k: v for k, v in args.items() if k in fields})
         _check(config)
@@ -116,8 +152,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # uvicorn drains on SIGTERM / Ctrl-C, then re-raises the signal under the handler it found:
         # for SIGTERM that is this no-op, so a drained server exits 0 (Ctrl-C still exits 130)
         signal.signal(signal.SIGTERM, lambda *_: None)
-        uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=level,
-                    timeout_graceful_shutdown=int(config.drain_seconds) or None)
+        app = create_app(config)
+
+        class Draining(uvicorn.Server):
+            """Shutting down, the app ends its own open requests when --drain-seconds run out (an
+            error event and [DONE] for each stream), so uvicorn never has to cancel them."""
+            async def shutdown(self, sockets=None):
+                drain = asyncio.ensure_future(app.state.server.drain(config.drain_seconds))
+                try:
+                    await super().shutdown(sockets)
+                finally:
+                    drain.cancel()
+        # uvicorn's own cut-off, a safety net well after the app's
+        Draining(uvicorn.Config(app, host=config.host, port=config.port, log_level=level,
+                                timeout_graceful_shutdown=int(config.drain_seconds) + 10)).run()
         return 0
 
     return run_command(PROG, run, debug="debug" in args)

@@ -17,7 +17,9 @@ class ServeConfig:
     api_key: Optional[str] = None         # if set, /v1/* requires "Authorization: Bearer KEY"
     max_batch: int = 32                   # conversations decoded together, one row each per graph call
     max_window_reads: int = 4             # prompts, refills and exact windows read per tick at most
-    max_conversations: int = 256          # requests admitted at once (decoding + waiting); more -> 429
+    max_conversations: int = 256          # rows admitted at once (decoding + waiting for a batch slot)
+    max_queue: int = 512                  # requests waiting for admission beyond that; more -> 429
+    queue_timeout: float = 120.0          # seconds a request may wait for admission; then 429
     threads: Optional[int] = None         # onnxruntime intra-op threads; None = one per core
     cache_mb: float = 256.0               # state cache bound, MiB of states and texts (0 = no cache)
     state_dir: Optional[Path] = None      # keep the state cache in this folder across restarts
@@ -27,3 +29,4 @@ class ServeConfig:
     max_n: int = 8                        # the most choices (n) per request
     drain_seconds: float = 30.0           # on SIGTERM / Ctrl-C: time open requests get to finish
     model_name: Optional[str] = None      # the id /v1/models lists; None = the bundle folder's stem
+    cors_origins: tuple[str, ...] = ()    # browser origins allowed to call the API (CORS); () = none

@@ -34,7 +34,7 @@ from typing import Optional
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 
-from .backend import ModelInfo, open_engine
+from .backend import ModelInfo, admit, model_info, open_engine
 from .config import ServeConfig
 from .engine import Event, Sink
 from .metrics import Metrics
@@ -56,11 +56,12 @@ class EngineReplica:
     """One engine and its state cache; ``generate`` streams a request's events."""
 
     def __init__(self, config: ServeConfig):
+        self.config = config
         self.engine = open_engine(config, Metrics())
         self.replica = serve.get_replica_context().replica_id.unique_id
 
     def info(self) -> ModelInfo:
-        return ModelInfo(self.engine.model.form, self.engine.model.precision)
+        return model_info(self.engine.model)
 
     @serve.multiplexed(max_num_models_per_replica=AFFINITY_SLOTS)
     async def conversation(self, key: str) -> str:
@@ -78,7 +79,7 @@ class EngineReplica:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(queue.put_nowait, event)
         try:
-            ticket = self.engine.submit(job, sink)
+            ticket = await admit(self.engine, job, sink, self.config.queue_timeout)
         except ApiError as e:
             yield {"error": {"status": e.status, "message": e.message, "param": e.param, "code": e.code,
                              "retry_after": e.retry_after}}
@@ -185,9 +186,9 @@ def build(config: ServeConfig, replicas: int = 1, autoscale: Optional[tuple[int,
             "target_ongoing_requests": max(1, config.max_batch // 2)})
     else:
         engines = EngineReplica.options(num_replicas=replicas)
-    engines = engines.options(max_ongoing_requests=config.max_conversations,
-                              ray_actor_options={"num_cpus": 0})
-    return Ingress.options(max_ongoing_requests=config.max_conversations,
+    held = config.max_conversations + config.max_queue       # admitted, and waiting in the engine's queue
+    engines = engines.options(max_ongoing_requests=held, ray_actor_options={"num_cpus": 0})
+    return Ingress.options(max_ongoing_requests=held,
                            ray_actor_options={"num_cpus": 0}).bind(engines.bind(config), config)
 
 

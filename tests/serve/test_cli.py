@@ -50,3 +50,72 @@ def test_sigterm_drains_the_open_stream_then_exits(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _start(args, tmp_path, env=None):
+    import os
+    port = free_port()
+    proc = subprocess.Popen(SERVE + ["--port", str(port), "--log-level", "warning"] + args,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    if not wait_healthy(url, lambda: proc.poll() is None, timeout=60):
+        proc.kill()
+        raise AssertionError(proc.communicate()[1] or "no answer within 60 s")
+    return proc, url
+
+
+def test_a_drain_timeout_ends_open_streams_with_an_error_and_done(tmp_path):
+    """--drain-seconds 1 with a long stream open: the stream gets an error event then [DONE], the
+    log says so in one line and shows no traceback, new connections are refused, exit 0."""
+    proc, url = _start(["--drain-seconds", "1"], tmp_path)
+    try:
+        with httpx.stream("POST", url + "/v1/completions", timeout=60,
+                          json={"model": "t6-demo", "prompt": "床", "max_tokens": 4096, "mode": "exact",
+                                "stream": True}) as r:
+            lines = r.iter_lines()
+            assert next(lines).startswith("data: ")
+            proc.send_signal(signal.SIGTERM)
+            import time
+            time.sleep(0.3)
+            with pytest.raises(httpx.ConnectError):           # no new connections while draining
+                httpx.get(url + "/health", timeout=5)
+            rest = [line for line in lines if line]
+        assert rest[-1] == "data: [DONE]"
+        error = json.loads(rest[-2][6:])["error"]
+        assert error["type"] == "server_error" and "shut down" in error["message"]
+        assert proc.wait(timeout=30) == 0
+        log = proc.stderr.read()
+        assert "Traceback" not in log and "CancelledError" not in log, log
+        assert len([ln for ln in log.splitlines() if "drain" in ln]) == 1, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("how", ["file", "env"])
+def test_the_api_key_from_a_file_or_the_environment(tmp_path, how):
+    key_file = tmp_path / "key"
+    key_file.write_text("s3cret\n")
+    args, env = (["--api-key-file", str(key_file)], None) if how == "file" else ([], {"MOF_API_KEY": "s3cret"})
+    proc, url = _start(args, tmp_path, env)
+    try:
+        assert httpx.get(url + "/v1/models").status_code == 401
+        assert httpx.get(url + "/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        if how == "file":
+            assert "s3cret" not in " ".join(proc.args)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_bad_api_key_file_is_one_line(tmp_path):
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    for path, says in ((tmp_path / "missing", "cannot read it"), (empty, "first line is empty")):
+        out = subprocess.run(SERVE + ["--api-key-file", str(path)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1 and says in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    out = subprocess.run(SERVE + ["--api-key", "a", "--api-key-file", str(empty)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and "not allowed with" in out.stderr
