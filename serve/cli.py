@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import os
 import signal
@@ -12,17 +11,16 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from mof.runtime.cli_common import add_precision_flags, number, run_command
+from mof.runtime.cli_common import add_precision_flags, run_command
 
-from .config import ServeConfig
+from .config import POSITIVE, SETTINGS, ServeConfig
 
 PROG = "mof-serve"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mof.runtime.chat import FORMS
-    d = ServeConfig()
-    positive = number(int, lambda v: v >= 1, "an integer >= 1")
+    """The flags, one per ServeConfig field (config.py: its help, how it parses, its group), plus
+    --int8/--int4, --api-key-file, the Ray flags and the logging ones."""
     p = argparse.ArgumentParser(
         prog=PROG, argument_default=argparse.SUPPRESS,
         description="Serve a mof bundle over the OpenAI API (POST /v1/chat/completions, /v1/completions; "
@@ -32,68 +30,56 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Open http://127.0.0.1:8000/ in a browser to chat, or call it with the openai client: "
                "OpenAI(base_url='http://127.0.0.1:8000/v1', api_key='KEY'). Give the API key with "
                "--api-key-file or the MOF_API_KEY environment variable to keep it out of `ps`.")
-    p.add_argument("--model", metavar="BUNDLE", type=Path, help="bundle directory (default: the shipped demo model)")
-    add_precision_flags(p, "run")
-    p.add_argument("--form", choices=FORMS,
-                   help="how chat messages are rendered: xiaothink's templates, byte for byte, or raw "
-                        "(the last user message, continued) (default: the form the bundle records)")
-    p.add_argument("--host", help=f"address to listen on (default {d.host}: this machine only)")
-    p.add_argument("--port", type=number(int, lambda v: 0 <= v < 65536, "a port number"),
-                   help=f"TCP port (default {d.port})")
-    k = p.add_mutually_exclusive_group()
-    k.add_argument("--api-key", metavar="KEY",
-                   help="require 'Authorization: Bearer KEY' on /v1/*, /tokenize and /detokenize "
-                        "(visible to other users in `ps`: prefer --api-key-file or $MOF_API_KEY; default: "
-                        "$MOF_API_KEY, else none)")
-    k.add_argument("--api-key-file", metavar="FILE", type=Path,
-                   help="read the API key from FILE's first line")
-    p.add_argument("--cors-origin", metavar="ORIGIN", action="append", dest="cors_origins",
-                   help="let browser pages from ORIGIN (e.g. http://localhost:3000) call the API; repeatable, "
-                        "'*' for any (default: none)")
-    p.add_argument("--model-name", metavar="NAME",
-                   help="the model id clients pass (default: the bundle folder's name without .mof)")
-    e = p.add_argument_group("capacity")
-    e.add_argument("--max-batch", type=positive, metavar="N",
-                   help=f"conversations decoded together per graph call (default {d.max_batch})")
-    e.add_argument("--max-conversations", type=positive, metavar="N",
-                   help="rows (conversations) held at once, decoding or waiting for a batch slot; more "
-                        f"requests queue (default {d.max_conversations})")
-    e.add_argument("--max-queue", type=number(int, lambda v: v >= 0, "an integer >= 0"), metavar="N",
-                   help="requests that wait, first come first served, while every slot is taken; beyond "
-                        f"that 429 (default {d.max_queue}; 0 = refuse at once)")
-    e.add_argument("--queue-timeout", type=number(float, lambda v: v >= 0, "a number >= 0"), metavar="S",
-                   help=f"seconds a request may wait in the queue before a 429 (default {d.queue_timeout:g})")
-    e.add_argument("--max-n", type=positive, metavar="N",
-                   help=f"the most choices (n) one request may ask (default {d.max_n})")
-    e.add_argument("--max-window-reads", type=positive, metavar="N",
-                   help="prompts, refills and exact windows read per tick at most; the others wait a "
-                        f"tick while every one-token step goes on (default {d.max_window_reads})")
-    e.add_argument("--threads", type=positive, help="onnxruntime intra-op threads (default: one per core)")
-    e.add_argument("--max-tokens-limit", type=positive, metavar="N",
-                   help=f"the largest max_tokens a request may ask (default {d.max_tokens_limit})")
-    e.add_argument("--max-prompt-chars", type=positive, metavar="N",
-                   help=f"longest rendered prompt (default {d.max_prompt_chars})")
-    e.add_argument("--max-body-bytes", type=positive, metavar="N",
-                   help=f"largest request body (default {d.max_body_bytes})")
-    c = p.add_argument_group("state cache")
-    c.add_argument("--cache-mb", type=number(float, lambda v: v >= 0, "a number >= 0"), metavar="MB",
-                   help=f"memory for cached conversation states, MiB (default {d.cache_mb:g}; 0 = off)")
-    c.add_argument("--state-dir", type=Path, metavar="DIR",
-                   help="also keep the cached states in DIR, read back at the next start")
+    groups = {"server": p}
+    for f in SETTINGS.values():
+        m = f.metadata
+        if f.name == "precision":
+            add_precision_flags(p, "run")                 # --precision, and --int8 / --int4 for short
+            continue
+        where = groups.get(m["group"]) or groups.setdefault(m["group"], p.add_argument_group(m["group"]))
+        if f.name == "api_key":
+            where = where.add_mutually_exclusive_group()
+            where.add_argument("--api-key-file", metavar="FILE", type=Path,
+                               help="read the API key from FILE's first line")
+        kw = dict(dest=f.name, type=_arg_type(m["parse"]), help=_help(f))
+        if m["metavar"]:
+            kw["metavar"] = m["metavar"]
+        if m["repeat"]:
+            kw["action"] = "append"
+        if getattr(m["parse"], "choices", None):
+            kw["choices"] = m["parse"].choices
+        where.add_argument(m["flag"] or "--" + f.name.replace("_", "-"), **kw)
     r = p.add_argument_group("Ray Serve (the [ray] extra)")
     r.add_argument("--ray", action="store_true",
                    help="run the engines as Ray Serve replicas behind one HTTP ingress (docs/serving.md)")
-    r.add_argument("--replicas", type=positive, metavar="N", help="engine replicas (default 1)")
+    r.add_argument("--replicas", type=_arg_type(POSITIVE), metavar="N", help="engine replicas (default 1)")
     r.add_argument("--autoscale", metavar="MIN:MAX", type=_bounds,
                    help="let Ray Serve scale the engine replicas between MIN and MAX")
     r.add_argument("--ray-address", metavar="ADDR",
                    help="join this Ray cluster (e.g. 'auto' after `ray start --head`; default: a local Ray)")
-    p.add_argument("--drain-seconds", type=number(float, lambda v: v >= 0, "a number >= 0"),
-                   help=f"on Ctrl-C / SIGTERM, time open requests get to finish (default {d.drain_seconds:g})")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
                    help="server log level (default info)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
+
+
+def _arg_type(parse):
+    """A ServeConfig parser as an argparse type (its ValueError becomes argparse's one-line error)."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def _help(f) -> str:
+    text = f.metadata["help"]
+    if "default" in text:
+        return text
+    default = f"{f.default:g}" if isinstance(f.default, float) else f.default
+    return f"{text} (default {default})"
 
 
 def _read_key(path: Path) -> str:
@@ -143,8 +129,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args["api_key"] = os.environ["MOF_API_KEY"]
         if "cors_origins" in args:
             args["cors_origins"] = tuple(args["cors_origins"])
-        fields = {f.name for f in dataclasses.fields(ServeConfig)}
-        config = ServeConfig(**{k: v for k, v in args.items() if k in fields})
+        config = ServeConfig(**{k: v for k, v in args.items() if k in SETTINGS})
         _check(config)
         logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if ray_args:

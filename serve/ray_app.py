@@ -35,7 +35,7 @@ from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 
 from .backend import ModelInfo, admit, model_info, open_engine
-from .config import ServeConfig
+from .config import POSITIVE, SETTINGS, ServeConfig, parse_setting
 from .engine import Event, Sink
 from .metrics import Metrics
 from .protocol import ApiError, Job
@@ -194,37 +194,25 @@ def build(config: ServeConfig, replicas: int = 1, autoscale: Optional[tuple[int,
 
 def settings_from_args(args: dict) -> tuple[ServeConfig, int, Optional[tuple[int, int]]]:
     """Ray's application ``args`` (strings from the command line, YAML scalars from a config file)
-    -> (ServeConfig, replicas, autoscale bounds). Unknown names are an error, not ignored."""
-    import dataclasses
-    from pathlib import Path
+    -> (ServeConfig, replicas, autoscale bounds), each setting read by ServeConfig's own parser
+    (config.py, as mof-serve's flags are). Unknown names and bad values are errors, not ignored."""
     args = dict(args)
     if "int8" in args:                         # int8=true: the short form of precision=int8, as --int8
         if str(args.pop("int8")).lower() in ("1", "true", "yes", "on"):
             args.setdefault("precision", "int8")
-    replicas = int(args.pop("replicas", 1))
+    replicas = POSITIVE(str(args.pop("replicas", 1)))
     autoscale = args.pop("autoscale", None)
     bounds = tuple(int(x) for x in str(autoscale).split(":")) if autoscale else None
     if bounds is not None and (len(bounds) != 2 or not 0 <= bounds[0] <= bounds[1] or bounds[1] < 1):
         raise ValueError(f"autoscale must be MIN:MAX with 0 <= MIN <= MAX, got {autoscale!r}")
-    types = {f.name: str(f.type) for f in dataclasses.fields(ServeConfig)}
     given = {}
     for name, value in args.items():
-        if name not in types:
-            raise ValueError(f"unknown mof-serve setting {name!r}; known: replicas, autoscale, {', '.join(types)}")
-        kind = types[name]
-        if value is None:
-            pass
-        elif kind == "bool":
-            value = str(value).lower() in ("1", "true", "yes", "on")
-        elif "Path" in kind:
-            value = Path(value)
-        elif "int" in kind:
-            value = int(value)
-        elif "float" in kind:
-            value = float(value)
-        else:
-            value = str(value)
-        given[name] = value
+        if name not in SETTINGS:
+            raise ValueError(f"unknown mof-serve setting {name!r}; known: replicas, autoscale, {', '.join(SETTINGS)}")
+        try:
+            given[name] = parse_setting(name, value)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
     return ServeConfig(**given), replicas, bounds
 
 

@@ -141,6 +141,13 @@ def test_ray_settings_from_args_and_the_example_config():
         settings_from_args({"modle": "x.mof"})
     with pytest.raises(ValueError, match="autoscale"):
         settings_from_args({"autoscale": "4:1"})
+    with pytest.raises(ValueError, match="max_batch: expected an integer >= 1, got 0"):   # as --max-batch 0
+        settings_from_args({"max_batch": 0})
+    with pytest.raises(ValueError, match="precision: expected one of fp32, int8, int4"):
+        settings_from_args({"precision": "int9"})
+    assert settings_from_args({"cors_origins": ["http://a", "http://b"], "queue_timeout": 5})[0] == \
+        ServeConfig(cors_origins=("http://a", "http://b"), queue_timeout=5.0)
+    assert settings_from_args({"threads": None, "state_dir": "/tmp/s"})[0].state_dir == Path("/tmp/s")
     example = Path(__file__).parents[2] / "examples" / "ray" / "serve_config.yaml"
     app = yaml.safe_load(example.read_text())["applications"][0]
     assert app["import_path"] == "mof.serve.ray_app:app_builder"
