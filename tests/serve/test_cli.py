@@ -119,3 +119,36 @@ def test_a_bad_api_key_file_is_one_line(tmp_path):
     out = subprocess.run(SERVE + ["--api-key", "a", "--api-key-file", str(empty)], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 2 and "not allowed with" in out.stderr
+
+
+def test_every_setting_is_a_flag_with_its_default():
+    from mof.serve.cli import build_parser
+    from mof.serve.config import SETTINGS, ServeConfig
+    parser = build_parser()
+    dests = {a.dest: a for a in parser._actions}
+    assert set(SETTINGS) <= set(dests), set(SETTINGS) - set(dests)
+    assert ServeConfig(**{k: v for k, v in vars(parser.parse_args([])).items() if k in SETTINGS}) == ServeConfig()
+    args = vars(parser.parse_args(["--max-queue", "0", "--queue-timeout", "2.5", "--cors-origin", "http://a",
+                                   "--cors-origin", "http://b", "--int8", "--max-n", "3"]))
+    assert (args["max_queue"], args["queue_timeout"], args["cors_origins"], args["precision"], args["max_n"]) == \
+        (0, 2.5, ["http://a", "http://b"], "int8", 3)
+    help_text = parser.format_help()
+    assert "(default 512)" in help_text and "(default 120)" in help_text
+
+
+def test_the_docs_name_only_flags_that_exist_and_the_demos_form():
+    """docs/serving.md: every mof-serve flag it names is in --help (serve_load.py's and Ray's own
+    commands aside), and it says which form the demo bundle records."""
+    import re
+    from pathlib import Path
+    from mof.runtime import DEFAULT_BUNDLE
+    from mof.runtime.bundle import read_manifest
+    docs = (Path(__file__).parents[2] / "docs" / "serving.md").read_text(encoding="utf-8")
+    help_text = subprocess.run(SERVE + ["--help"], capture_output=True, text=True, check=True).stdout
+    known = set(re.findall(r"--[a-z][a-z0-9-]*", help_text))
+    others = {"--levels", "--tokens", "--requests", "--time-limit", "--burst", "--name", "--out",   # serve_load.py
+              "--head", "--address"}                                                             # ray start
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", docs))
+    assert named - known - others == set()
+    form = read_manifest(DEFAULT_BUNDLE).form
+    assert f"the demo bundle records the `{form}` form" in docs
