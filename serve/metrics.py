@@ -51,6 +51,10 @@ class Metrics:
         self.cached_tokens.inc(usage.cached_tokens)
         self.completion_tokens.inc(usage.completion_tokens)
 
+    def render_requests(self) -> bytes:
+        """The HTTP request counts alone (a Ray ingress: the engines' metrics are the replicas')."""
+        return generate_latest(self.registry.restricted_registry(["mof_requests_total", "mof_requests_created"]))
+
     def render(self, cache=None) -> bytes:
         if cache is not None:
             self.cache_entries.set(len(cache))

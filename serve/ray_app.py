@@ -39,6 +39,7 @@ from .config import POSITIVE, SETTINGS, ServeConfig, parse_setting
 from .engine import Event, Sink
 from .metrics import Metrics
 from .protocol import ApiError, Job
+from .ray_stats import merge_metrics, merge_status, start_reporting, stats_actor
 
 log = logging.getLogger("mof.serve")
 
@@ -57,8 +58,15 @@ class EngineReplica:
 
     def __init__(self, config: ServeConfig):
         self.config = config
-        self.engine = open_engine(config, Metrics())
+        self.metrics = Metrics()
+        self.engine = open_engine(config, self.metrics)
         self.replica = serve.get_replica_context().replica_id.unique_id
+        start_reporting(self.replica, self._status, lambda: self.metrics.render(self.engine.cache))
+
+    def _status(self) -> dict:
+        length, wait = self.engine.queue_status()
+        return {"active": self.engine.active, "queued": self.engine.waiting, "queue_length": length,
+                "queue_wait_s": round(wait, 3)}
 
     def info(self) -> ModelInfo:
         return model_info(self.engine.model)
@@ -120,14 +128,28 @@ class RayBackend:
 
     cache = None                      # the caches live in the replicas
 
-    def __init__(self, handle):
-        self.handle = handle
+    def __init__(self, handle, stats=None):
+        self.handle, self.stats = handle, stats      # stats: the ReplicaStats actor (ray_stats.py)
 
     def load(self) -> ModelInfo:
         return self.handle.info.remote().result()
 
-    def status(self) -> dict:
-        return {}
+    async def _reports(self) -> dict:
+        if self.stats is None:
+            return {}
+        try:
+            return await self.stats.collect.remote()
+        except Exception as e:                      # /health must answer even so
+            log.warning("replica stats unavailable: %s", type(e).__name__)
+            return {}
+
+    async def status(self) -> dict:
+        """/health's counts, summed over the replicas that reported in the last seconds, and each one's."""
+        return merge_status(await self._reports())
+
+    async def replica_metrics(self) -> bytes:
+        """Every replica's metrics, each sample labelled with its replica (appended to /metrics)."""
+        return merge_metrics(await self._reports())
 
     def stop(self) -> None:
         pass
@@ -174,7 +196,7 @@ class Ingress:
 
     def __serve_build_asgi_app__(self):
         from .app import create_app
-        return create_app(self.config, backend=RayBackend(self.engines))
+        return create_app(self.config, backend=RayBackend(self.engines, stats_actor()))
 
 
 def build(config: ServeConfig, replicas: int = 1, autoscale: Optional[tuple[int, int]] = None):

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -19,18 +21,20 @@ async def health(request: Request):
         status = "error" if server.load_error else "loading"
         return JSONResponse({"status": status, "detail": server.load_error}, status_code=503)
     info = server.info
+    status = server.backend.status()
+    if inspect.isawaitable(status):                  # Ray: gathered from the replicas
+        status = await status
     return {"status": "ok", "model": server.model_id, "precision": info.precision, "mode": info.mode,
-            "refill_every": info.refill_every, "max_queue": server.config.max_queue, **server.backend.status()}
+            "refill_every": info.refill_every, "max_queue": server.config.max_queue, **status}
 
 
 @router.get("/metrics")
 async def metrics(request: Request):
     server = request.app.state.server
-    text = server.metrics.render(getattr(server.backend, "cache", None))
-    replicas = getattr(server.backend, "replica_metrics", None)        # Ray: the engines' own, gathered
-    if replicas is not None:
-        text += await replicas()
-    return Response(text, media_type=CONTENT_TYPE_LATEST)
+    replicas = getattr(server.backend, "replica_metrics", None)
+    if replicas is not None:          # Ray: the ingress's request counts, then the engines' own, gathered
+        return Response(server.metrics.render_requests() + await replicas(), media_type=CONTENT_TYPE_LATEST)
+    return Response(server.metrics.render(getattr(server.backend, "cache", None)), media_type=CONTENT_TYPE_LATEST)
 
 
 def _card(server) -> dict:
