@@ -30,7 +30,7 @@ from mof.runtime.model import Model
 from . import routes_completions, routes_info, routes_page, routes_tokens
 from .backend import LocalBackend, ModelInfo
 from .config import ServeConfig
-from .http import CountRequests
+from .http_common import CountRequests
 from .metrics import Metrics
 from .protocol import ApiError
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from .engine import Event
-from .http import SSE_DONE, ClientWatch, check_key, read_body, sse
+from .http_common import SSE_DONE, ClientWatch, check_key, read_body, sse
 from .protocol import ApiError, ChatBody, CompletionBody, chat_job, completion_job, parse
 
 router = APIRouter()

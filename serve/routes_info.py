@@ -8,7 +8,7 @@ import inspect
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from .http import check_key
+from .http_common import check_key
 from .metrics import CONTENT_TYPE_LATEST
 
 router = APIRouter()

@@ -8,7 +8,7 @@ from typing import Optional
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from .http import check_key, read_body
+from .http_common import check_key, read_body
 from .protocol import ApiError, parse
 
 router = APIRouter()

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -30,21 +29,23 @@ def _wait_for(url: str, key: str, value: int, timeout: float = 10) -> dict:
         time.sleep(0.01)
 
 
-def test_requests_wait_in_order_for_a_free_slot(demo_model):
-    """One slot, a long stream in it: three requests queue, are answered in the order they came
+def test_requests_wait_in_order_for_a_free_slot(demo_model, monkeypatch):
+    """One slot, a long stream in it: three requests queue, are admitted in the order they came
     once it ends, and none gets a 429."""
-    with running(ServeConfig(max_conversations=1), demo_model) as url:
-        finished: list[int] = []
-        lock = threading.Lock()
+    from mof.serve.engine import Engine
+    admitted: list[int] = []                              # the prompt lengths, in the engine's admission order
+    real = Engine._admit
 
+    def recording(self, ticket):
+        admitted.append(ticket.rows[0].usage.prompt_tokens)
+        return real(self, ticket)
+    monkeypatch.setattr(Engine, "_admit", recording)
+    with running(ServeConfig(max_conversations=1), demo_model) as url:
         def one(i: int) -> int:
-            r = httpx.post(url + "/v1/completions", timeout=60,
-                           json={"model": MODEL, "prompt": f"{i}", "max_tokens": 3, "seed": i})
-            with lock:
-                finished.append(i)
-            return r.status_code
+            return httpx.post(url + "/v1/completions", timeout=60,
+                              json={"model": MODEL, "prompt": "白" * (i + 2), "max_tokens": 3, "seed": i}).status_code
         with httpx.stream("POST", url + "/v1/completions", json=LONG, timeout=60) as long:
-            lines = long.iter_lines()
+            lines = long.iter_lines()                    # (kept: a dropped iterator closes the stream)
             next(lines)
             with ThreadPoolExecutor(3) as pool:
                 futures = []
@@ -57,7 +58,7 @@ def test_requests_wait_in_order_for_a_free_slot(demo_model):
                 assert "mof_queue_length 3.0" in metrics
                 long.close()                                   # the slot frees
                 assert [f.result() for f in futures] == [200, 200, 200]
-        assert finished == [0, 1, 2]
+        assert admitted == [1, 2, 3, 4]                        # the long stream ("床"), then in order
         metrics = httpx.get(url + "/metrics").text
         assert "mof_queue_wait_seconds_count 4.0" in metrics and "mof_rejected_requests_total{" not in metrics
 
