@@ -2,6 +2,11 @@
 
     python benchmarks/serve_load.py [--model BUNDLE] [--int8] [--levels 1,4,16,64] [--tokens 64]
                                     [--requests 2] [--time-limit 600] [--name demo] [--ray --replicas N]
+    python benchmarks/serve_load.py --burst 300        # 300 chats at once against mof-serve's defaults
+
+With ``--burst N`` the server runs with its default capacity flags (none given) and N clients send
+one streaming chat each at the same moment: the figures are how many completed, how many got a
+429 or a 5xx, and the latency a burst costs (the admission queue absorbs what the slots cannot).
 
 1. Baseline, in this process: one stream with mof.runtime's Generator (the bundle's decoding, the
    same sampling), decode tokens/s — what one conversation gets without a server.
@@ -76,15 +81,20 @@ def baseline(bundle: Path, int8: bool, tokens: int, runs: int = 3) -> float:
     return best
 
 
-async def one_request(client, url: str, model: str, i: int, tokens: int) -> dict:
-    body = {"model": model, "prompt": PROMPTS[i % len(PROMPTS)], "max_tokens": tokens, "seed": i,
+async def one_request(client, url: str, model: str, i: int, tokens: int, chat: bool = False) -> dict:
+    body = {"model": model, "max_tokens": tokens, "seed": i,
             "temperature": 0.8, "stream": True, "stream_options": {"include_usage": True}}
+    if chat:
+        body["messages"] = [{"role": "user", "content": f"{i}：{PROMPTS[i % len(PROMPTS)]}"}]
+    else:
+        body["prompt"] = PROMPTS[i % len(PROMPTS)]
     t0 = time.perf_counter()
     times, usage, done, error = [], None, False, None
     try:
-        async with client.stream("POST", url + "/v1/completions", json=body) as r:
+        async with client.stream("POST", url + ("/v1/chat/completions" if chat else "/v1/completions"),
+                                 json=body) as r:
             if r.status_code != 200:
-                return {"ok": False, "error": f"HTTP {r.status_code}"}
+                return {"ok": False, "error": f"HTTP {r.status_code}", "status": r.status_code}
             async for line in r.aiter_lines():
                 if not line.startswith("data: "):
                     continue
@@ -97,22 +107,24 @@ async def one_request(client, url: str, model: str, i: int, tokens: int) -> dict
                     break
                 if chunk.get("usage"):
                     usage = chunk["usage"]
-                if chunk["choices"] and chunk["choices"][0]["text"]:
+                if chunk["choices"] and (chunk["choices"][0].get("text")
+                                         or chunk["choices"][0].get("delta", {}).get("content")):
                     times.append(time.perf_counter())
     except Exception as e:  # a failed request is a result, not a crash of the benchmark
         return {"ok": False, "error": f"{type(e).__name__}: {e}"}
-    ok = done and error is None and usage is not None and usage["completion_tokens"] == tokens
-    return {"ok": ok, "error": error, "ttft": times[0] - t0 if times else None,
+    ok = done and error is None and usage is not None and (chat or usage["completion_tokens"] == tokens)
+    return {"ok": ok, "error": error, "status": 200, "ttft": times[0] - t0 if times else None,
             "itl": list(np.diff(times)), "tokens": usage["completion_tokens"] if usage else 0}
 
 
-async def level(url: str, model: str, clients: int, requests: int, tokens: int, limit: float) -> dict:
+async def level(url: str, model: str, clients: int, requests: int, tokens: int, limit: float,
+                chat: bool = False) -> dict:
     import httpx
     results: list[dict] = []
 
     async def worker(c: int, client) -> None:
         for k in range(requests):
-            results.append(await one_request(client, url, model, c * requests + k, tokens))
+            results.append(await one_request(client, url, model, c * requests + k, tokens, chat))
 
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
     async with httpx.AsyncClient(timeout=limit, limits=limits) as client:
@@ -129,6 +141,9 @@ async def level(url: str, model: str, clients: int, requests: int, tokens: int, 
     pct = lambda xs, q: float(np.percentile(xs, q) * 1000) if xs else float("nan")   # noqa: E731
     return {"clients": clients, "requests": expected, "completed": len(ok), "failed": expected - len(ok),
             "errors": sorted({str(r.get("error")) for r in results if not r["ok"]})[:3],
+            "http_429": sum(r.get("status") == 429 for r in results),
+            "http_5xx": sum((r.get("status") or 0) >= 500 for r in results),
+            "not_finished": expected - len(results),
             "wall_s": wall, "tokens": sum(r["tokens"] for r in ok),
             "tokens_per_s": sum(r["tokens"] for r in ok) / wall,
             "ttft_p50_ms": pct(ttft, 50), "ttft_p95_ms": pct(ttft, 95),
@@ -148,11 +163,17 @@ def main() -> int:
     p.add_argument("--max-batch", type=int, default=64, help="mof-serve --max-batch (default 64)")
     p.add_argument("--ray", action="store_true", help="serve with mof-serve --ray (a local Ray Serve)")
     p.add_argument("--replicas", type=int, default=1, help="with --ray: engine replicas (default 1)")
+    p.add_argument("--burst", type=int, metavar="N",
+                   help="instead of the levels: N streaming chats at once against mof-serve's default capacity "
+                        "flags (--max-batch and --max-conversations are not passed)")
     p.add_argument("--name", default=None, help="result file suffix (default: the bundle's name)")
     p.add_argument("--out", type=Path, default=HERE / "results" / date.today().isoformat())
     args = p.parse_args()
-    levels = [int(x) for x in args.levels.split(",")]
-    name = (args.name or args.model.name.removesuffix(".mof")) + (f"_ray{args.replicas}" if args.ray else "")
+    levels = [args.burst] if args.burst else [int(x) for x in args.levels.split(",")]
+    name = (args.name or args.model.name.removesuffix(".mof")) + (f"_ray{args.replicas}" if args.ray else "") \
+        + (f"_burst{args.burst}" if args.burst else "")
+    if args.burst:
+        args.requests = 1
 
     print(f"baseline: one stream with mof.runtime ({'int8' if args.int8 else 'fp32'}) ...", flush=True)
     one_before = baseline(args.model, args.int8, args.tokens)
@@ -163,9 +184,9 @@ def main() -> int:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    capacity = [] if args.burst else ["--max-batch", str(args.max_batch), "--max-conversations", str(max(levels) * 2)]
     cmd = [sys.executable, "-m", "mof.serve.cli", "--model", str(args.model), "--port", str(port),
-           "--max-batch", str(args.max_batch), "--max-conversations", str(max(levels) * 2),
-           "--log-level", "warning"] + (["--int8"] if args.int8 else []) \
+           "--log-level", "warning"] + capacity + (["--int8"] if args.int8 else []) \
         + (["--ray", "--replicas", str(args.replicas)] if args.ray else [])
     server = subprocess.Popen(cmd)
     rows = []
@@ -177,12 +198,15 @@ def main() -> int:
         asyncio.run(level(url, model_id, 1, 1, 8, 60))                        # warm-up
         for c in levels:
             print(f"{c} concurrent streams ...", flush=True)
-            row = asyncio.run(level(url, model_id, c, args.requests, args.tokens, args.time_limit))
+            row = asyncio.run(level(url, model_id, c, args.requests, args.tokens, args.time_limit,
+                                    chat=bool(args.burst)))
             rows.append(row)
             print(f"  {row['tokens_per_s']:.1f} tokens/s ({row['tokens_per_s'] / one_before:.2f}x one stream), "
-                  f"failed {row['failed']}, TTFT p50 {row['ttft_p50_ms']:.0f} ms, "
+                  f"failed {row['failed']} (429: {row['http_429']}, 5xx: {row['http_5xx']}), "
+                  f"TTFT p50 {row['ttft_p50_ms']:.0f} ms, "
                   f"ITL p50 {row['itl_p50_ms']:.1f} ms", flush=True)
         metrics = httpx.get(url + "/metrics").text
+        queue_waits = [ln for ln in metrics.splitlines() if ln.startswith("mof_queue_wait_seconds_")]
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -199,7 +223,9 @@ def main() -> int:
               "cpu": cpu_name(), "cores": __import__("os").cpu_count(), "tokens_per_request": args.tokens,
               "one_stream_tokens_per_s": one, "one_stream_before_after": [one_before, one_after],
               "graph_costs_ms": costs, "levels": rows,
-              "batch_rows_per_tick": [ln for ln in metrics.splitlines() if ln.startswith("mof_batch_rows_")]}
+              "batch_rows_per_tick": [ln for ln in metrics.splitlines() if ln.startswith("mof_batch_rows_")],
+              "queue_wait_seconds": queue_waits,
+              "server_flags": capacity or "mof-serve's defaults", "burst": args.burst}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"serve_load_{name}{'_int8' if args.int8 else ''}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
@@ -212,10 +238,13 @@ def main() -> int:
              f"{costs['step_ms_batch16']:.2f} ms at batch 16, {costs['step_ms_batch64']:.2f} ms at batch 64; "
              f"one refill of K = {costs['refill_K']} tokens (every R = {costs['refill_every']} tokens per "
              f"stream) {costs['refill_ms']:.1f} ms.", "",
-             "| streams | requests | failed | tokens/s | × one stream | TTFT p50 | TTFT p95 | ITL p50 | ITL p95 |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"Server capacity flags: {' '.join(capacity) or 'the defaults'}" +
+             (f"; a burst of {args.burst} streaming chats sent at once." if args.burst else "."), "",
+             "| streams | requests | failed | 429 | 5xx | tokens/s | × one stream | TTFT p50 | TTFT p95 | ITL p50 | ITL p95 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['clients']} | {r['requests']} | {r['failed']} | {r['tokens_per_s']:.1f} | "
+        lines.append(f"| {r['clients']} | {r['requests']} | {r['failed']} | {r['http_429']} | {r['http_5xx']} | "
+                     f"{r['tokens_per_s']:.1f} | "
                      f"{r['vs_one_stream']:.2f} | {r['ttft_p50_ms']:.0f} ms | {r['ttft_p95_ms']:.0f} ms | "
                      f"{r['itl_p50_ms']:.1f} ms | {r['itl_p95_ms']:.1f} ms |")
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -1,9 +1,13 @@
 """Where requests are decoded: ``LocalBackend`` runs the engine in this process (``mof-serve``);
 ``mof.serve.ray_app.RayBackend`` sends them to engine replicas on a Ray cluster. The app talks to
-either through the same three calls: ``load()``, ``await submit(job, sink)``, ``stop()``."""
+either through the same calls: ``load()``, ``await submit(job, sink)``, ``status()``, ``stop()``.
+``submit`` returns once the request is admitted: a request that finds every slot taken waits in
+the engine's FIFO queue for up to ``--queue-timeout`` seconds (``admit``)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Optional
@@ -15,7 +19,9 @@ from .cache import StateCache
 from .config import ServeConfig
 from .engine import Engine, Sink, Ticket
 from .metrics import Metrics
-from .protocol import Job
+from mof.runtime.vocab import Vocabulary
+
+from .protocol import ApiError, Job
 
 log = logging.getLogger("mof.serve")
 
@@ -25,6 +31,47 @@ class ModelInfo:
     """What the HTTP side needs to know of the model it serves."""
     form: str              # the bundle's prompt form (chat messages are rendered in it)
     precision: str         # "fp32", "int8" or "int4"
+    mode: str              # the bundle's recommended decoding mode ("stream" or "exact")
+    refill_every: Optional[int]   # stream mode's recommended R
+    vocab: Vocabulary      # for /tokenize and /detokenize
+
+
+def model_info(model: Model) -> ModelInfo:
+    return ModelInfo(model.form, model.precision, model.recommended_mode,
+                     model.recommended_refill_every if model.recommended_mode == "stream" else None, model.vocab)
+
+
+async def admit(engine: Engine, job: Job, sink: Sink, timeout: float) -> Ticket:
+    """Submit ``job`` and wait (FIFO) until the engine admits it: ApiError 429 after ``timeout``
+    seconds in the queue (or at once when the queue is full). Cancelled while it waits (its client
+    left), it leaves the queue."""
+    loop = asyncio.get_running_loop()
+    admitted = loop.create_future()
+
+    def settle(error) -> None:
+        if not admitted.done():
+            admitted.set_result(error)
+
+    def on_admit(error) -> None:           # from the engine's thread
+        with contextlib.suppress(RuntimeError):          # the loop is gone: nobody waits
+            loop.call_soon_threadsafe(settle, error)
+    ticket = engine.submit(job, sink, on_admit)
+    if ticket.admitted:
+        return ticket
+    try:
+        error = await asyncio.wait_for(asyncio.shield(admitted), timeout)
+    except asyncio.TimeoutError:
+        if not engine.withdraw(ticket, timed_out=True):
+            return ticket                                 # admitted at the last moment
+        raise ApiError(429, f"every slot stayed taken for {timeout:g} s (--queue-timeout); try again shortly",
+                       code="queue_timeout", retry_after=1) from None
+    except asyncio.CancelledError:
+        if not engine.withdraw(ticket):
+            ticket.cancel()
+        raise
+    if error is not None:
+        raise error
+    return ticket
 
 
 def open_engine(config: ServeConfig, metrics: Metrics, model: Optional[Model] = None) -> Engine:
@@ -57,13 +104,19 @@ class LocalBackend:
 
     def load(self) -> ModelInfo:
         self.engine = open_engine(self.config, self.metrics, self._model)
-        return ModelInfo(self.engine.model.form, self.engine.model.precision)
+        return model_info(self.engine.model)
 
     async def submit(self, job: Job, sink: Sink) -> Ticket:
-        return self.engine.submit(job, sink)
+        return await admit(self.engine, job, sink, self.config.queue_timeout)
 
     def status(self) -> dict:
-        return {"active": self.engine.active, "queued": self.engine.waiting}
+        length, wait = self.engine.queue_status()
+        return {"active": self.engine.active, "queued": self.engine.waiting, "queue_length": length,
+                "queue_wait_s": round(wait, 3)}
+
+    def open_requests(self) -> int:
+        """Rows decoding or waiting, and requests queued: what a drain waits for."""
+        return 0 if self.engine is None else self.engine.active + self.engine.waiting + self.engine.queue_status()[0]
 
     def stop(self) -> None:
         if self.engine is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import asyncio
 import logging
 import os
 import signal
@@ -11,70 +11,87 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from mof.runtime.cli_common import add_precision_flags, number, run_command
+from mof.runtime.cli_common import add_precision_flags, run_command
 
-from .config import ServeConfig
+from .config import POSITIVE, SETTINGS, ServeConfig
 
 PROG = "mof-serve"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mof.runtime.chat import FORMS
-    d = ServeConfig()
-    positive = number(int, lambda v: v >= 1, "an integer >= 1")
+    """The flags, one per ServeConfig field (config.py: its help, how it parses, its group), plus
+    --int8/--int4, --api-key-file, the Ray flags and the logging ones."""
     p = argparse.ArgumentParser(
         prog=PROG, argument_default=argparse.SUPPRESS,
         description="Serve a mof bundle over the OpenAI API (POST /v1/chat/completions, /v1/completions; "
-                    "GET /v1/models, /health, /metrics). Many conversations are decoded together, one "
-                    "graph call per token; a follow-up turn continues its conversation's cached state.",
-        epilog="Call it with the openai client: OpenAI(base_url='http://127.0.0.1:8000/v1', api_key='KEY'). "
-               "The API key can also come from the MOF_API_KEY environment variable.")
-    p.add_argument("--model", metavar="BUNDLE", type=Path, help="bundle directory (default: the shipped demo model)")
-    add_precision_flags(p, "run")
-    p.add_argument("--form", choices=FORMS,
-                   help="how chat messages are rendered: xiaothink's templates, byte for byte, or raw "
-                        "(the last user message, continued) (default: the form the bundle records)")
-    p.add_argument("--host", help=f"address to listen on (default {d.host}: this machine only)")
-    p.add_argument("--port", type=number(int, lambda v: 0 <= v < 65536, "a port number"),
-                   help=f"TCP port (default {d.port})")
-    p.add_argument("--api-key", metavar="KEY",
-                   help="require 'Authorization: Bearer KEY' on /v1/* (default: $MOF_API_KEY, else none)")
-    p.add_argument("--model-name", metavar="NAME",
-                   help="the model id clients pass (default: the bundle folder's name without .mof)")
-    e = p.add_argument_group("capacity")
-    e.add_argument("--max-batch", type=positive, metavar="N",
-                   help=f"conversations decoded together per graph call (default {d.max_batch})")
-    e.add_argument("--max-conversations", type=positive, metavar="N",
-                   help=f"requests held at once, decoding or waiting; more get 429 (default {d.max_conversations})")
-    e.add_argument("--max-window-reads", type=positive, metavar="N",
-                   help="prompts, refills and exact windows read per tick at most; the others wait a "
-                        f"tick while every one-token step goes on (default {d.max_window_reads})")
-    e.add_argument("--threads", type=positive, help="onnxruntime intra-op threads (default: one per core)")
-    e.add_argument("--max-tokens-limit", type=positive, metavar="N",
-                   help=f"the largest max_tokens a request may ask (default {d.max_tokens_limit})")
-    e.add_argument("--max-prompt-chars", type=positive, metavar="N",
-                   help=f"longest rendered prompt (default {d.max_prompt_chars})")
-    e.add_argument("--max-body-bytes", type=positive, metavar="N",
-                   help=f"largest request body (default {d.max_body_bytes})")
-    c = p.add_argument_group("state cache")
-    c.add_argument("--cache-mb", type=number(float, lambda v: v >= 0, "a number >= 0"), metavar="MB",
-                   help=f"memory for cached conversation states, MiB (default {d.cache_mb:g}; 0 = off)")
-    c.add_argument("--state-dir", type=Path, metavar="DIR",
-                   help="also keep the cached states in DIR, read back at the next start")
+                    "GET /v1/models, /health, /metrics; POST /tokenize, /detokenize) and a chat page at /. "
+                    "Many conversations are decoded together, one graph call per token; a follow-up turn "
+                    "continues its conversation's cached state.",
+        epilog="Open http://127.0.0.1:8000/ in a browser to chat, or call it with the openai client: "
+               "OpenAI(base_url='http://127.0.0.1:8000/v1', api_key='KEY'). Give the API key with "
+               "--api-key-file or the MOF_API_KEY environment variable to keep it out of `ps`.")
+    groups = {"server": p}
+    for f in SETTINGS.values():
+        m = f.metadata
+        if f.name == "precision":
+            add_precision_flags(p, "run")                 # --precision, and --int8 / --int4 for short
+            continue
+        where = groups.get(m["group"]) or groups.setdefault(m["group"], p.add_argument_group(m["group"]))
+        if f.name == "api_key":
+            where = where.add_mutually_exclusive_group()
+            where.add_argument("--api-key-file", metavar="FILE", type=Path,
+                               help="read the API key from FILE's first line")
+        kw = dict(dest=f.name, type=_arg_type(m["parse"]), help=_help(f))
+        if m["metavar"]:
+            kw["metavar"] = m["metavar"]
+        if m["repeat"]:
+            kw["action"] = "append"
+        if getattr(m["parse"], "choices", None):
+            kw["choices"] = m["parse"].choices
+        where.add_argument(m["flag"] or "--" + f.name.replace("_", "-"), **kw)
     r = p.add_argument_group("Ray Serve (the [ray] extra)")
     r.add_argument("--ray", action="store_true",
                    help="run the engines as Ray Serve replicas behind one HTTP ingress (docs/serving.md)")
-    r.add_argument("--replicas", type=positive, metavar="N", help="engine replicas (default 1)")
+    r.add_argument("--replicas", type=_arg_type(POSITIVE), metavar="N", help="engine replicas (default 1)")
     r.add_argument("--autoscale", metavar="MIN:MAX", type=_bounds,
                    help="let Ray Serve scale the engine replicas between MIN and MAX")
     r.add_argument("--ray-address", metavar="ADDR",
                    help="join this Ray cluster (e.g. 'auto' after `ray start --head`; default: a local Ray)")
-    p.add_argument("--drain-seconds", type=number(float, lambda v: v >= 0, "a number >= 0"),
-                   help=f"on Ctrl-C / SIGTERM, time open requests get to finish (default {d.drain_seconds:g})")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
                    help="server log level (default info)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
+
+
+def _arg_type(parse):
+    """A ServeConfig parser as an argparse type (its ValueError becomes argparse's one-line error)."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def _help(f) -> str:
+    text = f.metadata["help"]
+    if "default" in text:
+        return text
+    default = f"{f.default:g}" if isinstance(f.default, float) else f.default
+    return f"{text} (default {default})"
+
+
+def _read_key(path: Path) -> str:
+    from mof.runtime.errors import MofError
+    try:
+        with open(path, encoding="utf-8") as f:
+            key = f.readline(4096).strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise MofError(f"--api-key-file {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    if not key:
+        raise MofError(f"--api-key-file {path}: its first line is empty")
+    return key
 
 
 def _bounds(text: str) -> tuple[int, int]:
@@ -105,10 +122,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise MofError(f"mof-serve needs the [serve] extra: pip install 'mof[serve]' ({e.name} is missing)")
         level = args.pop("log_level", "info")
         args.pop("debug", None)
-        if "api_key" not in args and os.environ.get("MOF_API_KEY"):
+        key_file = args.pop("api_key_file", None)
+        if key_file is not None:
+            args["api_key"] = _read_key(key_file)
+        elif "api_key" not in args and os.environ.get("MOF_API_KEY"):
             args["api_key"] = os.environ["MOF_API_KEY"]
-        fields = {f.name for f in dataclasses.fields(ServeConfig)}
-        config = ServeConfig(**{k: v for k, v in args.items() if k in fields})
+        if "cors_origins" in args:
+            args["cors_origins"] = tuple(args["cors_origins"])
+        config = ServeConfig(**{k: v for k, v in args.items() if k in SETTINGS})
         _check(config)
         logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if ray_args:
@@ -116,8 +137,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # uvicorn drains on SIGTERM / Ctrl-C, then re-raises the signal under the handler it found:
         # for SIGTERM that is this no-op, so a drained server exits 0 (Ctrl-C still exits 130)
         signal.signal(signal.SIGTERM, lambda *_: None)
-        uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=level,
-                    timeout_graceful_shutdown=int(config.drain_seconds) or None)
+        app = create_app(config)
+
+        class Draining(uvicorn.Server):
+            """Shutting down, the app ends its own open requests when --drain-seconds run out (an
+            error event and [DONE] for each stream), so uvicorn never has to cancel them."""
+            async def shutdown(self, sockets=None):
+                drain = asyncio.ensure_future(app.state.server.drain(config.drain_seconds))
+                try:
+                    await super().shutdown(sockets)
+                finally:
+                    drain.cancel()
+        # uvicorn's own cut-off, a safety net well after the app's
+        Draining(uvicorn.Config(app, host=config.host, port=config.port, log_level=level,
+                                timeout_graceful_shutdown=int(config.drain_seconds) + 10)).run()
         return 0
 
     return run_command(PROG, run, debug="debug" in args)

@@ -12,13 +12,20 @@ fp32 and int8 logits are bitwise equal in a batch and alone), so a seeded reques
 
 A prompt is read by one call of at most W tokens (a stream refill or an exact window: the rule's
 own bound), so a new request never stalls the others for longer than one window pass. After a
-stream row's last token the engine reads that token too and puts the decoder in the state cache;
-the client has its answer by then.
+stream row's last token the engine reads that token too and puts the decoder in the state cache,
+and only then reports the choice done — so a follow-up sent the moment the reply ends finds it.
+The client has all of the reply's text one tick before that.
+
+Admission: a request whose rows fit within ``max_conversations`` is admitted at once; otherwise it
+waits in a FIFO queue of at most ``max_queue`` requests until rows leave (``Ticket.on_admit`` is
+called when it is admitted, or with an ApiError when the engine stops); a full queue is a 429. How
+long a request may wait is the caller's choice (``withdraw`` takes it out of the queue).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -46,6 +53,18 @@ class Usage:
     cached_tokens: int                 # prompt tokens the state cache had read already
     completion_tokens: int = 0
     refills: int = 0                   # stream mode's refills while answering
+    queue_ms: float = 0.0              # waiting in the admission queue
+    prompt_ms: float = 0.0             # admitted -> first token (its prompt read, batch slot waited for)
+    decode_ms: float = 0.0             # first token -> last token
+
+    def timings(self) -> dict:
+        """llama-server's per-request ``timings``, in mof's words."""
+        after_first = self.completion_tokens - 1
+        return {"queue_ms": round(self.queue_ms, 3), "prompt_ms": round(self.prompt_ms, 3),
+                "decode_ms": round(self.decode_ms, 3), "prompt_tokens": self.prompt_tokens,
+                "cached_tokens": self.cached_tokens, "completion_tokens": self.completion_tokens,
+                "decode_tokens_per_second": round(after_first / (self.decode_ms / 1000), 2)
+                if after_first > 0 and self.decode_ms > 0 else None}
 
 
 @dataclass
@@ -69,7 +88,10 @@ class Row:
     def __init__(self, ticket: "Ticket", choice: int, generation: Generation, decoder, usage: Usage):
         self.ticket, self.choice = ticket, choice
         self.generation, self.decoder, self.usage = generation, decoder, usage
-        self.finishing = False             # answered; reading its last token for the cache
+        self.finishing = False             # generated; reading its last token for the cache
+        self.done_event: Optional[Event] = None   # finishing: its "done", sent once the state is cached
+        self.admitted = 0.0                # time.perf_counter() when admitted
+        self.first_token = 0.0             # ... when its first token was sampled
         self.read: Optional[Read] = None   # planned and not run yet (a window read waiting its turn)
         self.waited = 0                    # ticks its planned window read has waited
         self._unreleased: list = []        # logprob entries whose text is not released yet
@@ -88,9 +110,13 @@ class Ticket:
     refill_every: Optional[int] = None     # stream mode's R (None in exact mode)
     rows: list = field(default_factory=list)
     cancelled: bool = False
+    on_admit: Optional[Callable] = None    # called (from any thread) with None once admitted from the
+                                           # queue, or with the ApiError that ends its wait
+    admitted: bool = False                 # its rows are the engine's (at once, or from the queue)
+    submitted: float = 0.0                 # time.perf_counter() at submit
 
     def cancel(self) -> None:
-        """Stop generating (a client went away); the rows leave at the next tick."""
+        """Stop generating (a client went away); the rows leave at the next tick (or the queue)."""
         self.cancelled = True
 
 
@@ -99,6 +125,7 @@ class Engine:
         self.model, self.config, self.metrics, self.cache = model, config, metrics, cache
         self._cond = threading.Condition()
         self._waiting: collections.deque[Row] = collections.deque()
+        self._queue: collections.deque[Ticket] = collections.deque()    # requests not admitted yet
         self._active: list[Row] = []
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="mof-engine", daemon=True)
@@ -115,9 +142,18 @@ class Engine:
     def waiting(self) -> int:
         return len(self._waiting)
 
+    def queue_status(self) -> tuple[int, float]:
+        """(requests in the admission queue, seconds the oldest of them has waited)."""
+        with self._cond:
+            oldest = self._queue[0].submitted if self._queue else None
+            n = len(self._queue)
+        return n, (time.perf_counter() - oldest) if oldest is not None else 0.0
+
     # Submitting -------------------------------------------------------------------------
-    def submit(self, job: Job, sink: Sink) -> Ticket:
-        """Admit ``job``'s rows (ApiError 429 when full, 503 when stopping); events go to ``sink``."""
+    def submit(self, job: Job, sink: Sink, on_admit: Optional[Callable] = None) -> Ticket:
+        """Admit ``job``'s rows, or queue the request when they do not fit (``ticket.admitted`` says
+        which; ``on_admit`` is called when a queued one is admitted). ApiError 429 when the queue is
+        full, 400 when ``n`` can never fit, 503 when stopping; events go to ``sink``."""
         model = self.model
         mode = job.mode or model.recommended_mode
         R = job.refill_every if job.refill_every is not None else model.recommended_refill_every
@@ -125,7 +161,8 @@ class Engine:
             raise ApiError(400, f"refill_every: from 1 to the window W = {model.config.window}",
                            param="refill_every", code="invalid_value")
         ticket = Ticket(sink=sink, top_logprobs=job.top_logprobs, mode=mode,
-                        refill_every=R if mode == "stream" else None)
+                        refill_every=R if mode == "stream" else None, on_admit=on_admit,
+                        submitted=time.perf_counter())
         entry = self.cache.lookup(job.prompt, R) if (self.cache is not None and mode == "stream") else None
         for i in range(job.n):
             sampling = job.sampling
@@ -143,25 +180,81 @@ class Engine:
         with self._cond:
             if self._stopping:
                 raise ApiError(503, "the server is shutting down", code="unavailable", retry_after=5)
-            if len(self._active) + len(self._waiting) + job.n > self.config.max_conversations:
-                self.metrics.rejected.inc()
-                raise ApiError(429, f"the server holds {self.config.max_conversations} conversations at once; "
-                                    "try again shortly", code="too_many_conversations", retry_after=1)
-            self._waiting.extend(ticket.rows)
-            self._cond.notify()
+            if job.n > self.config.max_conversations:
+                raise ApiError(400, f"n: at most {self.config.max_conversations} (--max-conversations)",
+                               param="n", code="invalid_value")
+            if not self._queue and self._fits(ticket):
+                self._admit(ticket)
+            elif len(self._queue) >= self.config.max_queue:
+                self.metrics.rejected.labels("queue_full").inc()
+                raise ApiError(429, f"the server holds {self.config.max_conversations} conversations and "
+                                    f"{self.config.max_queue} waiting requests; try again shortly",
+                               code="queue_full", retry_after=1)
+            else:
+                self._queue.append(ticket)
+                self.metrics.queue_length.set(len(self._queue))
         if self.cache is not None and mode == "stream":
             self.metrics.cache_lookup(entry is not None)
         return ticket
+
+    def _fits(self, ticket: Ticket) -> bool:
+        return len(self._active) + len(self._waiting) + len(ticket.rows) <= self.config.max_conversations
+
+    def _admit(self, ticket: Ticket) -> None:
+        """(Under the lock.) The ticket's rows join the rows waiting for a batch slot."""
+        now = time.perf_counter()
+        for row in ticket.rows:
+            row.admitted = now
+            row.usage.queue_ms = (now - ticket.submitted) * 1000
+        ticket.admitted = True
+        self.metrics.queue_wait.observe(now - ticket.submitted)
+        self._waiting.extend(ticket.rows)
+        self._cond.notify()
+
+    def _admit_queued(self) -> None:
+        """(Under the lock.) Admit queued requests, oldest first, while their rows fit."""
+        while self._queue:
+            head = self._queue[0]
+            if head.cancelled:
+                self._queue.popleft()
+                continue
+            if not self._fits(head):
+                break
+            self._queue.popleft()
+            self._admit(head)
+            if head.on_admit is not None:
+                head.on_admit(None)
+        self.metrics.queue_length.set(len(self._queue))
+
+    def withdraw(self, ticket: Ticket, timed_out: bool = False) -> bool:
+        """Take a request out of the admission queue (its wait ran out, or its client left). False if
+        it was admitted meanwhile (its rows are decoding: cancel it to stop them)."""
+        with self._cond:
+            if ticket.admitted:
+                return False
+            with contextlib.suppress(ValueError):
+                self._queue.remove(ticket)
+            self.metrics.queue_length.set(len(self._queue))
+            if timed_out:
+                self.metrics.rejected.labels("queue_timeout").inc()
+            self._admit_queued()              # a large head that left may let smaller ones in
+            return True
 
     def stop(self, timeout: float = 0.0) -> None:
         """Let the rows in flight finish for up to ``timeout`` seconds, then end the rest with an error."""
         deadline = time.monotonic() + timeout
         with self._cond:
             self._stopping = True
-            while (self._active or self._waiting) and time.monotonic() < deadline:
+            while (self._active or self._waiting or self._queue) and time.monotonic() < deadline:
                 self._cond.wait(timeout=max(0.0, min(0.1, deadline - time.monotonic())))
+            for ticket in self._queue:
+                if ticket.on_admit is not None:
+                    ticket.on_admit(ApiError(503, "the server is shutting down", code="unavailable", retry_after=5))
+            self._queue.clear()
             for row in list(self._active) + list(self._waiting):
-                if not row.finishing:
+                if row.finishing:             # its reply is complete: say so (its state is not cached)
+                    self._finish(row)
+                else:
                     row.emit(Event(row.choice, "error", message="the server shut down before the reply ended"))
             self._active.clear()
             self._waiting.clear()
@@ -186,6 +279,8 @@ class Engine:
                 done = self._fail(rows, e)
             with self._cond:
                 self._active = [r for r in self._active if r not in done]
+                if done and self._queue:
+                    self._admit_queued()
                 self.metrics.conversations(len(self._active), len(self._waiting))
                 self._cond.notify_all()
 
@@ -254,22 +349,32 @@ class Engine:
         before = row.decoder.refills
         row.decoder.commit(logits, state)
         row.usage.refills += row.decoder.refills - before
-        if row.finishing:                       # its last token is read: keep what it read
+        if row.finishing:                       # its last token is read: keep what it read, then say done
             self._remember(row)
+            self._finish(row)
             done.add(row)
             return 0
         self._advance(row, logits)
         gen = row.generation
+        now = time.perf_counter()
+        if gen.generated == 1:
+            row.first_token = now
+            row.usage.prompt_ms = (now - row.admitted) * 1000
         if gen.done:
             row.usage.completion_tokens = gen.generated
-            row.emit(Event(row.choice, "done", finish_reason="stop" if gen.stopped_by == "stop" else "length",
-                           usage=row.usage))
-            self.metrics.finished(row.usage)
+            row.usage.decode_ms = (now - row.first_token) * 1000 if gen.generated else 0.0
+            row.done_event = Event(row.choice, "done", finish_reason="stop" if gen.stopped_by == "stop" else "length",
+                                   usage=row.usage)
             if self.cache is not None and row.decoder.mode == "stream":
-                row.finishing = True
+                row.finishing = True            # "done" once its state is cached (next tick)
             else:
+                self._finish(row)
                 done.add(row)
         return 1
+
+    def _finish(self, row: Row) -> None:
+        self.metrics.finished(row.usage)
+        row.emit(row.done_event)
 
     def _advance(self, row: Row, logits: np.ndarray) -> None:
         gen = row.generation

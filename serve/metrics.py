@@ -20,9 +20,12 @@ class Metrics:
         self.cache_entries = Gauge("mof_state_cache_entries", "conversations in the state cache", registry=r)
         self.cache_bytes = Gauge("mof_state_cache_bytes", "bytes held by the state cache", registry=r)
         self.active = Gauge("mof_active_conversations", "rows being decoded", registry=r)
-        self.queued = Gauge("mof_queued_conversations", "rows waiting for a free batch slot", registry=r)
-        self.rejected = Counter("mof_rejected_requests", "requests refused because the server was full",
-                                registry=r)
+        self.queued = Gauge("mof_queued_conversations", "admitted rows waiting for a free batch slot", registry=r)
+        self.queue_length = Gauge("mof_queue_length", "requests waiting for admission (--max-queue)", registry=r)
+        self.queue_wait = Histogram("mof_queue_wait_seconds", "time from arrival to admission, per request",
+                                    buckets=(.001, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120), registry=r)
+        self.rejected = Counter("mof_rejected_requests", "requests refused with 429: the queue was full "
+                                "(queue_full) or their wait ran out (queue_timeout)", ["reason"], registry=r)
         self.cancelled = Counter("mof_cancelled_rows", "rows dropped because their client went away",
                                  registry=r)
         self.batch = Histogram("mof_batch_rows", "rows read per engine tick",
@@ -47,6 +50,10 @@ class Metrics:
         self.prompt_tokens.inc(usage.prompt_tokens)
         self.cached_tokens.inc(usage.cached_tokens)
         self.completion_tokens.inc(usage.completion_tokens)
+
+    def render_requests(self) -> bytes:
+        """The HTTP request counts alone (a Ray ingress: the engines' metrics are the replicas')."""
+        return generate_latest(self.registry.restricted_registry(["mof_requests_total", "mof_requests_created"]))
 
     def render(self, cache=None) -> bytes:
         if cache is not None:

@@ -43,11 +43,14 @@ class ApiError(Exception):
                           "param": self.param, "code": self.code}}
 
     def headers(self) -> dict:
-        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+        out = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+        if self.status == 401:
+            out["WWW-Authenticate"] = "Bearer"
+        return out
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
+    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)
 
     model: str
     stream: bool = False
@@ -135,10 +138,27 @@ def parse(raw: bytes, kind: type[_Body]) -> _Body:
     try:
         return kind.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        param = ".".join(str(p) for p in err["loc"]) or None
+        # the error deepest in what the client sent (of a union's members: the one its value took)
+        found = [(_client_path(data, err["loc"], missing=err["type"] == "missing"), err) for err in e.errors()]
+        param, err = max(found, key=lambda f: len((f[0] or "").split(".")))
         raise ApiError(400, f"{param}: {err['msg']}" if param else err["msg"], param=param,
                        code="invalid_value") from None
+
+
+def _client_path(data: Any, loc: tuple, missing: bool) -> Optional[str]:
+    """A validation error's location as the client wrote it: pydantic's ``loc`` also names the
+    union member it tried (``messages.0.content.str``); only keys and indexes found in the body
+    are kept (``messages.0.content``), and the field a body lacks (``missing``: the last one)."""
+    path, node = [], data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif not (missing and i == len(loc) - 1 and isinstance(node, dict)):
+            continue
+        path.append(str(part))
+    return ".".join(path) or None
 
 
 def _refuse(body: _Body, names: tuple[str, ...]) -> None:
@@ -161,14 +181,18 @@ AFFINITY_CHARS = 32     # a completion prompt's characters that name its convers
 
 
 def _job(body: _Body, prompt: str, stops: tuple[str, ...], max_tokens: Optional[int],
-         top_logprobs: Optional[int], config: ServeConfig, conversation: str) -> Job:
+         top_logprobs: Optional[int], config: ServeConfig, conversation: str, prompt_param: str) -> Job:
+    """``prompt_param``: the field the prompt came from ("prompt", or "messages" for a chat)."""
     if body.n > config.max_n:
-        raise ApiError(400, f"n: at most {config.max_n}", param="n", code="invalid_value")
+        raise ApiError(400, f"n: at most {config.max_n} (--max-n)", param="n", code="invalid_value")
+    if body.n > config.max_conversations:        # could never be admitted: not a retryable 429
+        raise ApiError(400, f"n: at most {config.max_conversations}, the rows this server holds at once "
+                            "(--max-conversations)", param="n", code="invalid_value")
     if not prompt:
-        raise ApiError(400, "the prompt is empty", param="prompt", code="invalid_value")
+        raise ApiError(400, "the prompt is empty", param=prompt_param, code="invalid_value")
     if len(prompt) > config.max_prompt_chars:
         raise ApiError(400, f"the prompt has {len(prompt)} characters; this server reads at most "
-                            f"{config.max_prompt_chars}", param="messages", code="context_length_exceeded")
+                            f"{config.max_prompt_chars}", param=prompt_param, code="context_length_exceeded")
     if max_tokens is not None and max_tokens > config.max_tokens_limit:
         raise ApiError(400, f"max_tokens: at most {config.max_tokens_limit}", param="max_tokens",
                        code="invalid_value")
@@ -192,7 +216,10 @@ def chat_job(body: ChatBody, form: str, config: ServeConfig) -> Job:
     byte): user and assistant turns in order, ending with a user turn. System and developer
     messages are not part of xiaothink's templates and are left out. The raw form keeps no
     history: the last user message is the text continued."""
-    _refuse(body, ("tools", "response_format", "frequency_penalty", "presence_penalty", "logit_bias"))
+    _refuse(body, ("tools", "frequency_penalty", "presence_penalty", "logit_bias"))
+    if body.response_format is not None and body.response_format.get("type") != "text":   # text: plain text, as always
+        raise ApiError(400, "response_format: only {\"type\": \"text\"} is supported by mof-serve",
+                       param="response_format", code="unsupported")
     turns = [m for m in body.messages if m.role in ("user", "assistant")]
     if not turns or turns[-1].role != "user":
         raise ApiError(400, "messages must end with a user message", param="messages", code="invalid_value")
@@ -208,7 +235,8 @@ def chat_job(body: ChatBody, form: str, config: ServeConfig) -> Job:
     if body.top_logprobs and not body.logprobs:
         raise ApiError(400, "top_logprobs needs logprobs: true", param="top_logprobs", code="invalid_value")
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-    return _job(body, prompt, stops, max_tokens, top, config, conversation=turns[0].text())
+    return _job(body, prompt, stops, max_tokens, top, config, conversation=turns[0].text(),
+                prompt_param="messages")
 
 
 def completion_job(body: CompletionBody, config: ServeConfig) -> Job:
@@ -222,7 +250,7 @@ def completion_job(body: CompletionBody, config: ServeConfig) -> Job:
             raise ApiError(400, "prompt: one prompt per request", param="prompt", code="invalid_value")
         prompt = prompt[0]
     return _job(body, prompt, _stops(body), body.max_tokens, body.logprobs, config,
-                conversation=prompt[:AFFINITY_CHARS])
+                conversation=prompt[:AFFINITY_CHARS], prompt_param="prompt")
 
 
 _Body.model_rebuild()

@@ -34,11 +34,12 @@ from typing import Optional
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 
-from .backend import ModelInfo, open_engine
-from .config import ServeConfig
+from .backend import ModelInfo, admit, model_info, open_engine
+from .config import POSITIVE, SETTINGS, ServeConfig, parse_setting
 from .engine import Event, Sink
 from .metrics import Metrics
 from .protocol import ApiError, Job
+from .ray_stats import merge_metrics, merge_status, start_reporting, stats_actor
 
 log = logging.getLogger("mof.serve")
 
@@ -56,11 +57,19 @@ class EngineReplica:
     """One engine and its state cache; ``generate`` streams a request's events."""
 
     def __init__(self, config: ServeConfig):
-        self.engine = open_engine(config, Metrics())
+        self.config = config
+        self.metrics = Metrics()
+        self.engine = open_engine(config, self.metrics)
         self.replica = serve.get_replica_context().replica_id.unique_id
+        start_reporting(self.replica, self._status, lambda: self.metrics.render(self.engine.cache))
+
+    def _status(self) -> dict:
+        length, wait = self.engine.queue_status()
+        return {"active": self.engine.active, "queued": self.engine.waiting, "queue_length": length,
+                "queue_wait_s": round(wait, 3)}
 
     def info(self) -> ModelInfo:
-        return ModelInfo(self.engine.model.form, self.engine.model.precision)
+        return model_info(self.engine.model)
 
     @serve.multiplexed(max_num_models_per_replica=AFFINITY_SLOTS)
     async def conversation(self, key: str) -> str:
@@ -78,7 +87,7 @@ class EngineReplica:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(queue.put_nowait, event)
         try:
-            ticket = self.engine.submit(job, sink)
+            ticket = await admit(self.engine, job, sink, self.config.queue_timeout)
         except ApiError as e:
             yield {"error": {"status": e.status, "message": e.message, "param": e.param, "code": e.code,
                              "retry_after": e.retry_after}}
@@ -119,14 +128,28 @@ class RayBackend:
 
     cache = None                      # the caches live in the replicas
 
-    def __init__(self, handle):
-        self.handle = handle
+    def __init__(self, handle, stats=None):
+        self.handle, self.stats = handle, stats      # stats: the ReplicaStats actor (ray_stats.py)
 
     def load(self) -> ModelInfo:
         return self.handle.info.remote().result()
 
-    def status(self) -> dict:
-        return {}
+    async def _reports(self) -> dict:
+        if self.stats is None:
+            return {}
+        try:
+            return await self.stats.collect.remote()
+        except Exception as e:                      # /health must answer even so
+            log.warning("replica stats unavailable: %s", type(e).__name__)
+            return {}
+
+    async def status(self) -> dict:
+        """/health's counts, summed over the replicas that reported in the last seconds, and each one's."""
+        return merge_status(await self._reports())
+
+    async def replica_metrics(self) -> bytes:
+        """Every replica's metrics, each sample labelled with its replica (appended to /metrics)."""
+        return merge_metrics(await self._reports())
 
     def stop(self) -> None:
         pass
@@ -173,7 +196,7 @@ class Ingress:
 
     def __serve_build_asgi_app__(self):
         from .app import create_app
-        return create_app(self.config, backend=RayBackend(self.engines))
+        return create_app(self.config, backend=RayBackend(self.engines, stats_actor()))
 
 
 def build(config: ServeConfig, replicas: int = 1, autoscale: Optional[tuple[int, int]] = None):
@@ -185,45 +208,33 @@ def build(config: ServeConfig, replicas: int = 1, autoscale: Optional[tuple[int,
             "target_ongoing_requests": max(1, config.max_batch // 2)})
     else:
         engines = EngineReplica.options(num_replicas=replicas)
-    engines = engines.options(max_ongoing_requests=config.max_conversations,
-                              ray_actor_options={"num_cpus": 0})
-    return Ingress.options(max_ongoing_requests=config.max_conversations,
+    held = config.max_conversations + config.max_queue       # admitted, and waiting in the engine's queue
+    engines = engines.options(max_ongoing_requests=held, ray_actor_options={"num_cpus": 0})
+    return Ingress.options(max_ongoing_requests=held,
                            ray_actor_options={"num_cpus": 0}).bind(engines.bind(config), config)
 
 
 def settings_from_args(args: dict) -> tuple[ServeConfig, int, Optional[tuple[int, int]]]:
     """Ray's application ``args`` (strings from the command line, YAML scalars from a config file)
-    -> (ServeConfig, replicas, autoscale bounds). Unknown names are an error, not ignored."""
-    import dataclasses
-    from pathlib import Path
+    -> (ServeConfig, replicas, autoscale bounds), each setting read by ServeConfig's own parser
+    (config.py, as mof-serve's flags are). Unknown names and bad values are errors, not ignored."""
     args = dict(args)
     if "int8" in args:                         # int8=true: the short form of precision=int8, as --int8
         if str(args.pop("int8")).lower() in ("1", "true", "yes", "on"):
             args.setdefault("precision", "int8")
-    replicas = int(args.pop("replicas", 1))
+    replicas = POSITIVE(str(args.pop("replicas", 1)))
     autoscale = args.pop("autoscale", None)
     bounds = tuple(int(x) for x in str(autoscale).split(":")) if autoscale else None
     if bounds is not None and (len(bounds) != 2 or not 0 <= bounds[0] <= bounds[1] or bounds[1] < 1):
         raise ValueError(f"autoscale must be MIN:MAX with 0 <= MIN <= MAX, got {autoscale!r}")
-    types = {f.name: str(f.type) for f in dataclasses.fields(ServeConfig)}
     given = {}
     for name, value in args.items():
-        if name not in types:
-            raise ValueError(f"unknown mof-serve setting {name!r}; known: replicas, autoscale, {', '.join(types)}")
-        kind = types[name]
-        if value is None:
-            pass
-        elif kind == "bool":
-            value = str(value).lower() in ("1", "true", "yes", "on")
-        elif "Path" in kind:
-            value = Path(value)
-        elif "int" in kind:
-            value = int(value)
-        elif "float" in kind:
-            value = float(value)
-        else:
-            value = str(value)
-        given[name] = value
+        if name not in SETTINGS:
+            raise ValueError(f"unknown mof-serve setting {name!r}; known: replicas, autoscale, {', '.join(SETTINGS)}")
+        try:
+            given[name] = parse_setting(name, value)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
     return ServeConfig(**given), replicas, bounds
 
 

@@ -209,15 +209,15 @@ def test_body_too_large_gets_413(demo_model):
         assert r.status_code == 413 and _error(r)["code"] == "body_too_large"
 
 
-def test_full_server_gets_429_with_retry_after(demo_model):
-    with running(ServeConfig(max_conversations=1), demo_model) as url:
+def test_full_queue_gets_429_with_retry_after(demo_model):
+    with running(ServeConfig(max_conversations=1, max_queue=0), demo_model) as url:
         with httpx.stream("POST", url + "/v1/completions",
                           json={"model": MODEL, "prompt": "床", "max_tokens": 4000, "stream": True}) as long:
             lines = long.iter_lines()                 # (kept: a dropped iterator closes the stream)
             next(lines)                                               # the first one is in flight
             r = httpx.post(url + "/v1/completions", json={"model": MODEL, "prompt": "a", "max_tokens": 2})
             assert r.status_code == 429 and r.headers["retry-after"] == "1"
-            assert _error(r)["type"] == "rate_limit_error"
+            assert _error(r)["type"] == "rate_limit_error" and _error(r)["code"] == "queue_full"
 
 
 def test_unloadable_model_gets_503(tmp_path):
@@ -290,3 +290,119 @@ def test_prompt_over_the_limit_gets_400(demo_model):
         assert r.status_code in (404, 405)
         r = httpx.post(url + "/v1/completions", json={"model": "../../etc/passwd", "prompt": "a"})
         assert r.status_code == 404 and _error(r)["param"] == "model"
+
+
+# The bugs a new user hit (issue 25) -------------------------------------------------------------
+
+def _metric(url: str, name: str) -> float:
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_non_streaming_disconnect_frees_its_row_within_a_tick(demo_model):
+    """A client that gives up on a long non-streaming request: its row leaves at the next tick, is
+    counted as cancelled, and the request as a 499, not a 200 (its events never pause, so the
+    server must notice the disconnect itself, not when events stop)."""
+    import time
+    with running(ServeConfig(), demo_model) as url:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(url + "/v1/completions", timeout=httpx.Timeout(10, read=0.5),
+                       json={"model": MODEL, "prompt": "床", "max_tokens": 4096, "mode": "exact"})
+        t0 = time.monotonic()
+        while httpx.get(url + "/health").json()["active"] and time.monotonic() - t0 < 3:
+            time.sleep(0.01)
+        assert httpx.get(url + "/health").json()["active"] == 0, "the row kept decoding"
+        assert time.monotonic() - t0 < 1.0
+        assert _metric(url, "mof_cancelled_rows_total") == 1
+        metrics = httpx.get(url + "/metrics").text
+        assert 'mof_requests_total{endpoint="/v1/completions",status="499"} 1.0' in metrics
+        assert 'status="200"' not in metrics
+
+
+def _follow_ups(url: str, conversations: int) -> list[int]:
+    """Two chat turns per conversation, the second sent the moment the first is answered: the
+    second turn's cached_tokens, per conversation."""
+    c = client(url)
+    cached = []
+    for i in range(conversations):
+        msgs = [{"role": "user", "content": f"第{i}个问题：你好"}]
+        r1 = c.chat.completions.create(model=MODEL, messages=msgs, max_tokens=6, seed=i)
+        msgs += [{"role": "assistant", "content": r1.choices[0].message.content}, {"role": "user", "content": "再见"}]
+        r2 = c.chat.completions.create(model=MODEL, messages=msgs, max_tokens=2, seed=i)
+        cached.append(r2.usage.prompt_tokens_details.cached_tokens)
+    return cached
+
+
+def test_an_immediate_follow_up_always_hits_the_cache(demo_model):
+    with running(ServeConfig(), demo_model) as url:
+        assert all(_follow_ups(url, 20)), "a follow-up sent at once missed the state cache"
+
+
+def test_an_immediate_follow_up_hits_even_with_slow_ticks(demo_model, monkeypatch):
+    """Slow graph calls widen the gap between a reply's last token and its state being cached: the
+    reply must not be reported done before its state is in the cache."""
+    import time
+    import mof.serve.engine as engine_module
+    real = engine_module.run_reads
+
+    def slow(*a, **kw):
+        time.sleep(0.03)
+        return real(*a, **kw)
+    monkeypatch.setattr(engine_module, "run_reads", slow)
+    with running(ServeConfig(), demo_model) as url:
+        assert all(_follow_ups(url, 3))
+
+
+def test_n_over_max_conversations_is_a_400_not_a_retryable_429(demo_model):
+    with running(ServeConfig(max_conversations=2), demo_model) as url:
+        r = httpx.post(url + "/v1/completions", json={"model": MODEL, "prompt": "a", "n": 3, "max_tokens": 2})
+        assert r.status_code == 400 and "retry-after" not in r.headers
+        assert _error(r)["param"] == "n" and "max-conversations" in _error(r)["message"]
+
+
+def test_prompt_over_the_limit_names_prompt_or_messages(demo_model):
+    with running(ServeConfig(max_prompt_chars=10), demo_model) as url:
+        r = httpx.post(url + "/v1/completions", json={"model": MODEL, "prompt": "长" * 11})
+        assert r.status_code == 400 and _error(r)["param"] == "prompt"
+        r = httpx.post(url + "/v1/chat/completions", json={"model": MODEL, "messages": [
+            {"role": "user", "content": "长" * 11}]})
+        assert r.status_code == 400 and _error(r)["param"] == "messages"
+
+
+@pytest.mark.parametrize("messages, param", [
+    ([{"role": "user", "content": 5}], "messages.0.content"),
+    ([{"role": "user", "content": [{"type": "text", "text": 5}]}], "messages.0.content.0.text"),
+    ([{"role": "user", "content": "a"}, {"role": "robot", "content": "x"}], "messages.1.role"),
+])
+def test_param_names_the_field_the_client_sent(served, messages, param):
+    r = httpx.post(served + "/v1/chat/completions", json={"model": MODEL, "messages": messages})
+    assert r.status_code == 400 and _error(r)["param"] == param, r.text
+    assert _error(r)["message"].startswith(param + ":")
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_refused_as_such(served, value):
+    r = httpx.post(served + "/v1/completions", headers={"content-type": "application/json"},
+                   content='{"model": "t6-demo", "prompt": "a", "temperature": %s}' % value)
+    err = _error(r)
+    assert r.status_code == 400 and err["param"] == "temperature"
+    assert "finite" in err["message"] and "less than" not in err["message"]
+
+
+def test_401_says_how_to_authenticate(demo_model):
+    with running(ServeConfig(api_key="s3cret"), demo_model) as url:
+        r = httpx.get(url + "/v1/models")
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+
+
+def test_response_format_text_is_accepted_and_json_refused(served):
+    c = client(served)
+    r = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "你好"}], max_tokens=2,
+                                  response_format={"type": "text"})
+    assert r.choices[0].message.content is not None
+    with pytest.raises(openai.BadRequestError) as e:
+        c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "你好"}], max_tokens=2,
+                                  response_format={"type": "json_object"})
+    assert e.value.body["param"] == "response_format"

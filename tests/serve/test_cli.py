@@ -50,3 +50,105 @@ def test_sigterm_drains_the_open_stream_then_exits(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _start(args, tmp_path, env=None):
+    import os
+    port = free_port()
+    proc = subprocess.Popen(SERVE + ["--port", str(port), "--log-level", "warning"] + args,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    if not wait_healthy(url, lambda: proc.poll() is None, timeout=60):
+        proc.kill()
+        raise AssertionError(proc.communicate()[1] or "no answer within 60 s")
+    return proc, url
+
+
+def test_a_drain_timeout_ends_open_streams_with_an_error_and_done(tmp_path):
+    """--drain-seconds 1 with a long stream open: the stream gets an error event then [DONE], the
+    log says so in one line and shows no traceback, new connections are refused, exit 0."""
+    proc, url = _start(["--drain-seconds", "1"], tmp_path)
+    try:
+        with httpx.stream("POST", url + "/v1/completions", timeout=60,
+                          json={"model": "t6-demo", "prompt": "床", "max_tokens": 4096, "mode": "exact",
+                                "stream": True}) as r:
+            lines = r.iter_lines()
+            assert next(lines).startswith("data: ")
+            proc.send_signal(signal.SIGTERM)
+            import time
+            time.sleep(0.3)
+            with pytest.raises(httpx.ConnectError):           # no new connections while draining
+                httpx.get(url + "/health", timeout=5)
+            rest = [line for line in lines if line]
+        assert rest[-1] == "data: [DONE]"
+        error = json.loads(rest[-2][6:])["error"]
+        assert error["type"] == "server_error" and "shut down" in error["message"]
+        assert proc.wait(timeout=30) == 0
+        log = proc.stderr.read()
+        assert "Traceback" not in log and "CancelledError" not in log, log
+        assert len([ln for ln in log.splitlines() if "drain" in ln]) == 1, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("how", ["file", "env"])
+def test_the_api_key_from_a_file_or_the_environment(tmp_path, how):
+    key_file = tmp_path / "key"
+    key_file.write_text("s3cret\n")
+    args, env = (["--api-key-file", str(key_file)], None) if how == "file" else ([], {"MOF_API_KEY": "s3cret"})
+    proc, url = _start(args, tmp_path, env)
+    try:
+        assert httpx.get(url + "/v1/models").status_code == 401
+        assert httpx.get(url + "/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        if how == "file":
+            assert "s3cret" not in " ".join(proc.args)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_bad_api_key_file_is_one_line(tmp_path):
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    for path, says in ((tmp_path / "missing", "cannot read it"), (empty, "first line is empty")):
+        out = subprocess.run(SERVE + ["--api-key-file", str(path)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1 and says in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    out = subprocess.run(SERVE + ["--api-key", "a", "--api-key-file", str(empty)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and "not allowed with" in out.stderr
+
+
+def test_every_setting_is_a_flag_with_its_default():
+    from mof.serve.cli import build_parser
+    from mof.serve.config import SETTINGS, ServeConfig
+    parser = build_parser()
+    dests = {a.dest: a for a in parser._actions}
+    assert set(SETTINGS) <= set(dests), set(SETTINGS) - set(dests)
+    assert ServeConfig(**{k: v for k, v in vars(parser.parse_args([])).items() if k in SETTINGS}) == ServeConfig()
+    args = vars(parser.parse_args(["--max-queue", "0", "--queue-timeout", "2.5", "--cors-origin", "http://a",
+                                   "--cors-origin", "http://b", "--int8", "--max-n", "3"]))
+    assert (args["max_queue"], args["queue_timeout"], args["cors_origins"], args["precision"], args["max_n"]) == \
+        (0, 2.5, ["http://a", "http://b"], "int8", 3)
+    help_text = parser.format_help()
+    assert "(default 512)" in help_text and "(default 120)" in help_text
+
+
+def test_the_docs_name_only_flags_that_exist_and_the_demos_form():
+    """docs/serving.md: every mof-serve flag it names is in --help (serve_load.py's and Ray's own
+    commands aside), and it says which form the demo bundle records."""
+    import re
+    from pathlib import Path
+    from mof.runtime import DEFAULT_BUNDLE
+    from mof.runtime.bundle import read_manifest
+    docs = (Path(__file__).parents[2] / "docs" / "serving.md").read_text(encoding="utf-8")
+    help_text = subprocess.run(SERVE + ["--help"], capture_output=True, text=True, check=True).stdout
+    known = set(re.findall(r"--[a-z][a-z0-9-]*", help_text))
+    others = {"--levels", "--tokens", "--requests", "--time-limit", "--burst", "--name", "--out",   # serve_load.py
+              "--head", "--address"}                                                             # ray start
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", docs))
+    assert named - known - others == set()
+    form = read_manifest(DEFAULT_BUNDLE).form
+    assert f"the demo bundle records the `{form}` form" in docs

@@ -78,6 +78,39 @@ def test_models_and_health(ray_served):
     assert httpx.get(ray_served + "/health").json()["status"] == "ok"
 
 
+def test_health_and_metrics_cover_every_replica(ray_served):
+    """/health sums the replicas' counts and lists each; /metrics has each replica's engine metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+    deadline = time.monotonic() + 30
+    while len(httpx.get(ray_served + "/health").json().get("replicas", {})) != 2:
+        assert time.monotonic() < deadline, httpx.get(ray_served + "/health").json()
+        time.sleep(0.2)
+    c = client(ray_served)
+    with ThreadPoolExecutor(2) as pool:         # one conversation per replica is likely, not certain
+        list(pool.map(lambda i: c.completions.create(model=MODEL, prompt=f"{i}号：床前明月光，" * 3, max_tokens=9),
+                      range(6)))
+    time.sleep(2.5)                             # the replicas report every second
+    health = httpx.get(ray_served + "/health").json()
+    assert set(health["replicas"]) == set(engine_replicas_ids())
+    for key in ("active", "queued", "queue_length"):
+        assert health[key] == sum(r[key] for r in health["replicas"].values())
+    text = httpx.get(ray_served + "/metrics").text
+    types = [ln.split()[2] for ln in text.splitlines() if ln.startswith("# TYPE ")]
+    assert len(types) == len(set(types)), "a metric family appears twice"
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    tokens = {s.labels["replica"]: s.value for s in families["mof_completion_tokens"].samples
+              if s.name == "mof_completion_tokens_total"}
+    assert set(tokens) == set(health["replicas"]) and sum(tokens.values()) >= 54
+    assert any(s.labels.get("endpoint") == "/v1/completions" for s in families["mof_requests"].samples)
+
+
+def engine_replicas_ids() -> list[str]:
+    from ray import serve
+    app = serve.status().applications["mof"]
+    return [a["name"].rsplit("#", 1)[-1] for a in ray.util.list_named_actors(all_namespaces=True)
+            if "mof-engine" in a["name"]] if app else []
+
+
 def test_follow_up_turns_reach_their_replicas_cache(ray_served):
     c = client(ray_served)
     starts = ["床前明月光，疑是地上霜。举头望明月，低头思故乡。", "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。",
@@ -141,9 +174,36 @@ def test_ray_settings_from_args_and_the_example_config():
         settings_from_args({"modle": "x.mof"})
     with pytest.raises(ValueError, match="autoscale"):
         settings_from_args({"autoscale": "4:1"})
+    with pytest.raises(ValueError, match="max_batch: expected an integer >= 1, got 0"):   # as --max-batch 0
+        settings_from_args({"max_batch": 0})
+    with pytest.raises(ValueError, match="precision: expected one of fp32, int8, int4"):
+        settings_from_args({"precision": "int9"})
+    assert settings_from_args({"cors_origins": ["http://a", "http://b"], "queue_timeout": 5})[0] == \
+        ServeConfig(cors_origins=("http://a", "http://b"), queue_timeout=5.0)
+    assert settings_from_args({"threads": None, "state_dir": "/tmp/s"})[0].state_dir == Path("/tmp/s")
     example = Path(__file__).parents[2] / "examples" / "ray" / "serve_config.yaml"
     app = yaml.safe_load(example.read_text())["applications"][0]
     assert app["import_path"] == "mof.serve.ray_app:app_builder"
     config, replicas, _ = settings_from_args(app["args"])
     assert config.precision == "int8" and replicas == 2
     assert type(app_builder(app["args"])).__name__ == "Application"
+
+
+def test_replica_reports_merge_into_one_exposition():
+    from prometheus_client.parser import text_string_to_metric_families
+    from mof.serve.metrics import Metrics
+    from mof.serve.ray_stats import merge_metrics, merge_status
+    a, b = Metrics(), Metrics()
+    a.completion_tokens.inc(5)
+    b.completion_tokens.inc(7)
+    b.queue_wait.observe(0.2)
+    reports = {"r1": ({"active": 1, "queued": 0, "queue_length": 2, "queue_wait_s": 0.5}, a.render().decode()),
+               "r2": ({"active": 3, "queued": 1, "queue_length": 0, "queue_wait_s": 1.5}, b.render().decode())}
+    families = {f.name: f for f in text_string_to_metric_families(merge_metrics(reports).decode())}
+    assert {s.labels["replica"]: s.value for s in families["mof_completion_tokens"].samples
+            if s.name.endswith("_total")} == {"r1": 5.0, "r2": 7.0}
+    assert [s.value for s in families["mof_queue_wait_seconds"].samples
+            if s.name.endswith("_count") and s.labels["replica"] == "r2"] == [1.0]
+    status = merge_status(reports)
+    assert (status["active"], status["queued"], status["queue_length"], status["queue_wait_s"]) == (4, 1, 2, 1.5)
+    assert set(status["replicas"]) == {"r1", "r2"}
