@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from mof.runtime.cli_common import add_precision_flags, number, run_command
+from mof.runtime.cli_common import add_precision_flags, add_provider_flag, number, run_command
 
 from .config import ServeConfig
 
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prompts, refills and exact windows read per tick at most; the others wait a "
                         f"tick while every one-token step goes on (default {d.max_window_reads})")
     e.add_argument("--threads", type=positive, help="onnxruntime intra-op threads (default: one per core)")
+    add_provider_flag(e)
     e.add_argument("--max-tokens-limit", type=positive, metavar="N",
                    help=f"the largest max_tokens a request may ask (default {d.max_tokens_limit})")
     e.add_argument("--max-prompt-chars", type=positive, metavar="N",
@@ -154,7 +155,9 @@ def _check(config: ServeConfig) -> None:
     from mof.runtime.bundle import read_manifest
     from mof.runtime.bundle_default import DEFAULT_BUNDLE
     from mof.runtime.errors import MofError
+    from mof.runtime.model import check_environment
     read_manifest(config.model or DEFAULT_BUNDLE)            # one line if it is not a bundle
+    check_environment(config.model or DEFAULT_BUNDLE, config.precision, config.provider)   # provider, onnxruntime
     if config.state_dir is not None and config.state_dir.exists() and not config.state_dir.is_dir():
         raise MofError(f"--state-dir {config.state_dir} is not a folder")
 

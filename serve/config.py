@@ -19,6 +19,7 @@ class ServeConfig:
     max_window_reads: int = 4             # prompts, refills and exact windows read per tick at most
     max_conversations: int = 256          # requests admitted at once (decoding + waiting); more -> 429
     threads: Optional[int] = None         # onnxruntime intra-op threads; None = one per core
+    provider: Optional[str] = None        # onnxruntime execution provider (--provider); None = the CPU's
     cache_mb: float = 256.0               # state cache bound, MiB of states and texts (0 = no cache)
     state_dir: Optional[Path] = None      # keep the state cache in this folder across restarts
     max_body_bytes: int = 1 << 20         # request bodies above this get 413
