@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -11,8 +10,12 @@ MISSING = ("mof needs onnxruntime, in the flavour the app chooses: pip install '
 
 
 def require_onnxruntime() -> None:
-    if importlib.util.find_spec("onnxruntime") is not None:
+    try:
+        import onnxruntime  # noqa: F401
         return
+    except ModuleNotFoundError as e:
+        if e.name != "onnxruntime":
+            raise
     prog = Path(sys.argv[0] if sys.argv else "").name
     if prog.startswith("mof-"):                  # a console script: one line and exit 1, no traceback
         print(f"{prog}: error: {MISSING}", file=sys.stderr)

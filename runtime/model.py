@@ -50,7 +50,7 @@ def session_options(threads: Optional[int]) -> ort.SessionOptions:
     if threads:
         so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1
-    so.log_severity_level = 3
+    so.log_severity_level = 4          # fatal only: a graph that fails to load is reported in one line (Model.load)
     return so
 
 
@@ -162,8 +162,9 @@ class Model:
                 sess = ort.InferenceSession(source, sess_options=so, **chosen.session_args())
             except Exception as e:  # onnxruntime raises its own exception types
                 on = f" on {', '.join(chosen.accelerated)}" if chosen.accelerated else ""
-                raise BundleError(f"{bundle_dir}: cannot load {file}{on}: "
-                                  f"{str(e).splitlines()[0][:200]}") from None
+                lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+                why = lines[0][:200] + (f" ... {lines[-1][:160]}" if len(lines) > 1 else "")
+                raise BundleError(f"{bundle_dir}: cannot load {file}{on}: {why}") from None
             del data, source
             lost = [n for n in chosen.accelerated if n not in chosen.plugin and n not in sess.get_providers()]
             if lost:      # onnxruntime fell back to the CPU (e.g. the provider's libraries are missing)
