@@ -28,6 +28,7 @@ from . import roofline
 
 PROG = "mof-bench"
 SCHEMA_VERSION = 2             # 2: probe-timed floors, window passes (docs/bench.md)
+PROVIDER_ENV = "MOF_BENCH_PROVIDER"    # --provider, handed to the worker processes
 
 
 # --- machine -------------------------------------------------------------------------------
@@ -199,7 +200,7 @@ def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequenc
     reset = reset_peak_rss()
     t = time.perf_counter()
     with AnonPeak() as anon:
-        model = Model.load(bundle, precision=precision, threads=threads)
+        model = Model.load(bundle, precision=precision, threads=threads, providers=os.environ.get(PROVIDER_ENV) or None)
     load_s = time.perf_counter() - t
     load_peak = peak_rss_mb() - base if reset else float("nan")
     cfg = model.config
@@ -400,7 +401,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(json.dumps(res))
         return 0
     from mof.runtime.bundle_default import DEFAULT_BUNDLE
-    from mof.runtime.cli_common import utf8_stdio
+    from mof.runtime.cli_common import add_provider_flag, checked_provider, utf8_stdio
     from mof.runtime.contract import PRECISIONS
     utf8_stdio()
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
@@ -417,6 +418,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--prompt-lengths", default="16,128,512", help="comma list (default 16,128,512)")
     p.add_argument("--decode-tokens", type=int, default=128, help="tokens decoded per run (default 128)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's)")
+    add_provider_flag(p)
     p.add_argument("--json", type=Path, metavar="FILE", help="write the full report as JSON")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="bar chart of tokens/s with the floor")
     args = p.parse_args(argv)
@@ -432,11 +434,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.error("--modes takes stream/plain/exact, --prompt-lengths positive integers, "
                 "--decode-tokens and --refill-every integers >= 1")
     try:
+        os.environ[PROVIDER_ENV] = checked_provider(args.provider) or ""    # the workers' (below)
         report = benchmark(args.bundle, args.precisions.split(","), modes, lengths,
                            args.decode_tokens, args.threads, refill_every=args.refill_every)
     except MofError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
+    report["provider"] = args.provider or "cpu"
     print(format_table(report))
     print()
     print(roofline.format_passes(report))

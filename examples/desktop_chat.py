@@ -32,8 +32,8 @@ except ImportError:          # Debian/Ubuntu ship Tk for Python separately (pyth
 
 from mof.runtime import DEFAULT_BUNDLE, Model, SamplingConfig
 from mof.runtime.chat import FORMS
-from mof.runtime.cli_common import (add_precision_flags, add_sampling_arguments, number, run_command,
-                                    sampling_from_args, utf8_stdio)
+from mof.runtime.cli_common import (add_precision_flags, add_provider_flag, add_sampling_arguments, number,
+                                    run_command, sampling_from_args, utf8_stdio)
 from mof.runtime.generate import MODES
 from mof.runtime.session import ChatSession
 
@@ -101,7 +101,8 @@ class ChatWindow:
         for b in (self.send_button, self.stop_button, self.new_button):
             b.pack(side="left", padx=2)
 
-        self.status = tk.StringVar(value=f"ready · {self._describe}")
+        note = getattr(model, "onnxruntime_note", None)     # this onnxruntime not known to reproduce it
+        self.status = tk.StringVar(value=f"ready · {self._describe}" + (f" · note: {note}" if note else ""))
         ttk.Label(root, textvariable=self.status, relief="sunken", anchor="w",
                   padding=(6, 2)).pack(fill="x", side="bottom")
         self.entry.focus_set()
@@ -257,13 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_sampling_arguments(p.add_argument_group("sampling"))
     p.add_argument("--threads", type=number(int, lambda v: v >= 1, "an integer >= 1"),
                    help="onnxruntime intra-op threads (default: onnxruntime's choice)")
+    add_provider_flag(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
 def load(args) -> dict:
     """The model and settings ``args`` name (errors here come before any window opens)."""
-    model = Model.load(args.model, precision=args.precision, threads=args.threads)
+    model = Model.load(args.model, precision=args.precision, threads=args.threads, providers=args.provider)
     return {"model": model, "sampling": sampling_from_args(args),
             "mode": args.mode or model.recommended_mode, "form": args.form or model.form}
 

@@ -72,6 +72,8 @@ def make_quantized(precision: str, fp32_blobs: dict[str, bytes], manifest: dict,
         log(f"      WARNING: {msg}; kept because of --allow-degraded")
     record = {"quantization": scheme, "accuracy": report}
     additions = dict(record) if precision == INT8 else {precision: record}
+    from mof.runtime.ort_compat import record as onnxruntime_record     # the onnxruntime it was measured with
+    additions["onnxruntime"] = {**(manifest.get("onnxruntime") or {}), precision: onnxruntime_record(precision, scheme["name"])}
     if manifest.get("stream", {}).get("policies"):      # the policy table gains this precision's ms/token
         from .policies import add_timings, format_table
         additions["stream"] = add_timings(manifest["stream"], precision, models[precision], text, eval_tokens)

@@ -6,6 +6,10 @@
         print(piece, end="", flush=True)
 """
 
+from ._onnxruntime import require_onnxruntime
+
+require_onnxruntime()    # a clear message, not a bare ModuleNotFoundError, when no flavour is installed
+
 from .bundle import BundleWriter, read_manifest, verify_bundle
 from .bundle_default import DEFAULT_BUNDLE
 from .config import ModelConfig

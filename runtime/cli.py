@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .cli_common import (add_precision_flags, add_sampling_arguments, number, run_command, sampling_from_args,
-                         utf8_stdio)
+from .cli_common import (add_precision_flags, add_provider_flag, add_sampling_arguments, number, run_command,
+                         sampling_from_args, utf8_stdio)
 from .errors import MofError
 
 PROG = "mof-run"
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("runtime")
     r.add_argument("--threads", type=number(int, lambda v: v >= 1, "an integer >= 1"),
                    help="onnxruntime intra-op threads (default: onnxruntime's choice)")
+    add_provider_flag(r)
     r.add_argument("--window", type=number(int, lambda v: v >= 1, "an integer >= 1"),
                    help="characters re-read per token in exact mode (default: the bundle's)")
     r.add_argument("--save-state", metavar="FILE", type=Path,
@@ -85,7 +86,8 @@ def run(args) -> int:
     from .model import Model
     from .session import ChatSession
 
-    model = Model.load(args.model, precision=args.precision, threads=args.threads, window=args.window)
+    model = Model.load(args.model, precision=args.precision, threads=args.threads, window=args.window,
+                       providers=args.provider)
     mode = args.mode or model.recommended_mode
     if args.refill_every is not None and mode != "stream":
         raise MofError("--refill-every applies to stream mode; add --mode stream")

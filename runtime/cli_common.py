@@ -1,5 +1,5 @@
 """What the command-line tools share: argparse number types, the sampling flags (their defaults
-are SamplingConfig's), UTF-8 console output, and one-line error handling."""
+are SamplingConfig's), --provider, UTF-8 console output, and one-line errors and warnings."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import dataclasses
 import os
 import sys
 import traceback
+import warnings
 from typing import Callable, Optional, Sequence
 
 from .errors import MofError
@@ -54,6 +55,22 @@ def add_precision_flags(parser: argparse.ArgumentParser, verb: str = "use") -> N
                    help="same as --precision int8")
     g.add_argument("--int4", dest="precision", action="store_const", const=INT4,
                    help="same as --precision int4")
+
+
+def add_provider_flag(parser) -> None:
+    """--provider NAME[:key=value,...] into ``dest`` "provider" (unset: the CPU provider)."""
+    parser.add_argument("--provider", metavar="NAME",
+                        help="onnxruntime execution provider to run on: cpu (default), openvino, dml, cuda, "
+                             "coreml, ... or its full name; one the installed onnxruntime has "
+                             "(docs/embedding.md); NAME:key=value,... passes provider options")
+
+
+def checked_provider(provider: Optional[str]) -> Optional[str]:
+    """``provider`` as given, once this onnxruntime is known to have it (else a MofError, one line)."""
+    if provider is not None:
+        from .providers import resolve
+        resolve(provider)
+    return provider
 
 
 # The sampling flags: SamplingConfig field -> (flag options, help). Defaults are SamplingConfig's;
@@ -117,9 +134,12 @@ def run_command(prog: str, work: Callable[[], int], *, debug: bool, interrupted:
 
     ``interrupted``: what to say on Ctrl-C (else a bare newline); ``unchanged``: appended to
     disk errors (e.g. "nothing was written"); ``internal_errors``: report any other exception
-    in one line too (its traceback with --debug)."""
+    in one line too (its traceback with --debug). Warnings mof gives (an onnxruntime not known to
+    reproduce a bundle's figures) are one line on stderr too."""
     try:
-        return work()
+        with warnings.catch_warnings():
+            _one_line_warnings(prog)
+            return work()
     except MofError as e:
         if debug:
             traceback.print_exc()
@@ -145,3 +165,15 @@ def run_command(prog: str, work: Callable[[], int], *, debug: bool, interrupted:
         print(f"{prog}: internal error: {type(e).__name__}: {e}; rerun with --debug for the "
               "traceback", file=sys.stderr)
         return 1
+
+
+def _one_line_warnings(prog: str) -> None:
+    from .errors import OnnxruntimeWarning
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, OnnxruntimeWarning):
+            print(f"{prog}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+    warnings.showwarning = show

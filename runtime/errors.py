@@ -11,3 +11,7 @@ class MofError(Exception):
 
 class BundleError(MofError):
     """A bundle directory is missing, corrupt, tampered with or of another format."""
+
+
+class OnnxruntimeWarning(UserWarning):
+    """This onnxruntime (or execution provider) is not known to reproduce a bundle's recorded figures."""

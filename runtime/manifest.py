@@ -15,6 +15,7 @@ from .config import ModelConfig
 from .contract import (FORMAT, FORMAT_VERSION, FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_FILES, GRAPH_FULL,
                        GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, INT8, LOGITS, POSITION, REFILL_INPUT, VOCAB_FILE)
 from .errors import BundleError
+from .ort_compat import record as onnxruntime_record
 from .state import state_io, state_shapes
 
 DECODING_GRAPHS = (GRAPH_STEP, GRAPH_CHUNK)    # what generation loads (full.onnx and window.onnx
@@ -79,6 +80,13 @@ class Manifest(dict):
                 parts.append(f"{mode} top-1 {r['top1_agreement']:.1%}")
         return (f"{precision} was kept below the accuracy gates (top-1 agreement with fp32 >= "
                 f"{gates.get('min_top1_agreement', 0.95):.0%}): {', '.join(parts) or 'see the manifest'}")
+
+    def onnxruntime_record(self, precision: str) -> dict:
+        """{"measured", "reproduces", ["requires", "why"]}: the onnxruntime ``precision``'s figures
+        were measured with and the versions known to reproduce them (runtime/ort_compat.py); built
+        from older bundles' records when the manifest has no "onnxruntime" section; {} if unknown."""
+        from .ort_compat import precision_record
+        return precision_record(self, precision)
 
     @property
     def network_identity(self) -> str:
@@ -215,6 +223,7 @@ def make_manifest(config: ModelConfig, *, model_type: Optional[str], vocab: dict
         "stream": stream or {},
         "producer": producer,
         "source": source,
+        "onnxruntime": {FP32: onnxruntime_record(FP32)},   # mof-quantize adds its precision's
     }
 
 

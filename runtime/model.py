@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -24,10 +25,12 @@ from .bundle import check_unchanged, file_identity, read_manifest, read_verified
 from .config import ModelConfig
 from .contract import (FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, INT8, LOGITS,
                        POSITION, PRECISIONS, REFILL_INPUT, STATE_OUT)
-from .errors import BundleError, MofError
+from .errors import BundleError, MofError, OnnxruntimeWarning
 from .manifest import Manifest
 from .memory import release_after
 from .onnx_refs import ProtoError, external_locations
+from .ort_compat import check as check_onnxruntime_version
+from .providers import resolve as resolve_providers
 from .state import State, state_shapes
 from .vocab import Vocabulary
 
@@ -47,13 +50,14 @@ def session_options(threads: Optional[int]) -> ort.SessionOptions:
     if threads:
         so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1
-    so.log_severity_level = 3
+    so.log_severity_level = 4          # fatal only: a graph that fails to load is reported in one line (Model.load)
     return so
 
 
 class Model:
     def __init__(self, bundle_dir: Path, manifest: dict, sessions: dict[str, ort.InferenceSession],
-                 vocab: Vocabulary, precision: str, config: Optional[ModelConfig] = None):
+                 vocab: Vocabulary, precision: str, config: Optional[ModelConfig] = None,
+                 onnxruntime_note: Optional[str] = None):
         """Prefer ``Model.load``. ``config``: the manifest's, unless given (e.g. another window)."""
         self.bundle_dir = bundle_dir
         self.manifest = manifest if isinstance(manifest, Manifest) else Manifest(manifest, str(bundle_dir))
@@ -61,6 +65,7 @@ class Model:
         self.vocab = vocab
         self.precision = precision                    # "fp32", "int8" or "int4"
         self.sessions = sessions
+        self.onnxruntime_note = onnxruntime_note       # Model.load's one-line warning (None: none)
         self._state_fields = list(state_shapes(self.config))
         self._outputs = {n: [o.name for o in s.get_outputs()] for n, s in sessions.items()}
 
@@ -85,19 +90,30 @@ class Model:
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike, int8: bool = False, threads: Optional[int] = None,
              graphs: Optional[Sequence[str]] = None, window: Optional[int] = None,
-             precision: Optional[str] = None) -> "Model":
+             precision: Optional[str] = None, providers=None, check_onnxruntime: bool = True) -> "Model":
         """Verify the bundle (format version, every file's sha256), then open its graphs
         (default: the ones decoding runs, ``Manifest.decoding_graphs``: the decode graph, or the
         step and chunk graphs of bundles without it) in ``precision``
         ("fp32", "int8" or "int4"; ``int8=True`` is ``precision="int8"``).
 
         ``window``: characters exact mode re-reads per token (and stream mode re-reads when the
-        position table is full), instead of the bundle's; 1 to the position table's size."""
+        position table is full), instead of the bundle's; 1 to the position table's size.
+
+        ``providers``: the execution provider(s) to run on, a name ("openvino",
+        "DmlExecutionProvider", ...), a (name, options) pair or a list of them; the CPU provider
+        always ends the list, and is the default. One missing from this onnxruntime is a MofError.
+
+        This onnxruntime is checked against what the bundle records for ``precision``
+        (docs/embedding.md): a version its kernels are known to compute differently on is a MofError;
+        one not known to reproduce its figures, or another provider than the CPU, gives a one-line
+        ``OnnxruntimeWarning`` (also kept as ``model.onnxruntime_note``). ``check_onnxruntime=False``
+        skips both (to measure such a version)."""
         bundle_dir = Path(bundle_dir)
         precision = precision or (INT8 if int8 else FP32)
         if precision not in PRECISIONS:
             raise MofError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         manifest = read_manifest(bundle_dir)
+        chosen = resolve_providers(providers)
         graphs = manifest.decoding_graphs(precision) if graphs is None else tuple(graphs)
         files = {name: manifest.graph_file(name, precision) for name in graphs}
         for name, file in files.items():
@@ -127,7 +143,13 @@ class Model:
         if vocab.size != config.vocab_size:
             raise BundleError(f"{bundle_dir}: vocabulary has {vocab.size} entries, model.vocab_size "
                               f"is {config.vocab_size}")
+        note = None
+        if check_onnxruntime:
+            note = check_onnxruntime_version(manifest, precision, bundle_dir.name, chosen.names)
+        if note:
+            warnings.warn(note, OnnxruntimeWarning, stacklevel=2)
         so = session_options(threads)
+        chosen.add_plugins(so)
         sessions = {}
         for name in graphs:
             file = files[name]
@@ -137,14 +159,25 @@ class Model:
             # hash check. Format 2: by path, so onnxruntime finds the weights file beside it.
             source = str(bundle_dir / file) if weights else data
             try:
-                sess = ort.InferenceSession(source, sess_options=so, providers=["CPUExecutionProvider"])
+                sess = ort.InferenceSession(source, sess_options=so, **chosen.session_args())
             except Exception as e:  # onnxruntime raises its own exception types
-                raise BundleError(f"{bundle_dir}: cannot load {file}: {str(e).splitlines()[0][:200]}") from None
+                on = f" on {', '.join(chosen.accelerated)}" if chosen.accelerated else ""
+                lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+                why = lines[0][:200] + (f" ... {lines[-1][:160]}" if len(lines) > 1 else "")
+                raise BundleError(f"{bundle_dir}: cannot load {file}{on}: {why}") from None
             del data, source
+            lost = [n for n in chosen.accelerated if n not in chosen.plugin and n not in sess.get_providers()]
+            if lost:      # onnxruntime fell back to the CPU (e.g. the provider's libraries are missing)
+                raise MofError(f"{bundle_dir}: onnxruntime could not start {', '.join(lost)} for {file}")
             _check_io(sess, manifest.graph(name), f"{bundle_dir.name}/{file}")
             sessions[name] = sess
         check_unchanged(bundle_dir, identities)
-        return cls(bundle_dir, manifest, sessions, vocab, precision, config)
+        return cls(bundle_dir, manifest, sessions, vocab, precision, config, note)
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the sessions run on, as onnxruntime reports them."""
+        return next(iter(self.sessions.values())).get_providers() if self.sessions else []
 
     # State ------------------------------------------------------------------------------
     def initial_state(self, batch: int = 1) -> State:
@@ -248,6 +281,15 @@ class Model:
             raise MofError(f"token ids must lie in [0, {self.config.vocab_size}), got "
                            f"[{arr.min()}, {arr.max()}]")
         return arr.astype(np.int32, copy=False)
+
+
+def check_environment(bundle_dir: str | os.PathLike, precision: str = FP32, providers=None) -> Optional[str]:
+    """What Model.load would say of this onnxruntime and these providers for the bundle's
+    ``precision``, without loading it: MofError for a missing provider or a refused version, else
+    the warning line (None: none). For a server to fail before it starts."""
+    bundle_dir = Path(bundle_dir)
+    chosen = resolve_providers(providers)
+    return check_onnxruntime_version(read_manifest(bundle_dir), precision, bundle_dir.name, chosen.names)
 
 
 def _check_io(sess: ort.InferenceSession, entry: dict, where: str) -> None:

@@ -76,7 +76,8 @@ async def admit(engine: Engine, job: Job, sink: Sink, timeout: float) -> Ticket:
 
 def open_engine(config: ServeConfig, metrics: Metrics, model: Optional[Model] = None) -> Engine:
     """Load the bundle (unless ``model`` is given), make its state cache, start an engine on it."""
-    model = model or Model.load(config.model or DEFAULT_BUNDLE, precision=config.precision, threads=config.threads)
+    model = model or Model.load(config.model or DEFAULT_BUNDLE, precision=config.precision, threads=config.threads,
+                                providers=config.provider)
     warning = model.manifest.accuracy_warning(model.precision)
     if warning:
         log.warning("mof-serve: %s", warning)

@@ -187,7 +187,9 @@ def _check(config: ServeConfig) -> None:
     from mof.runtime.bundle import read_manifest
     from mof.runtime.bundle_default import DEFAULT_BUNDLE
     from mof.runtime.errors import MofError
+    from mof.runtime.model import check_environment
     read_manifest(config.model or DEFAULT_BUNDLE)            # one line if it is not a bundle
+    check_environment(config.model or DEFAULT_BUNDLE, config.precision, config.provider)   # provider, onnxruntime
     if config.state_dir is not None and config.state_dir.exists() and not config.state_dir.is_dir():
         raise MofError(f"--state-dir {config.state_dir} is not a folder")
 

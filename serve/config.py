@@ -87,6 +87,10 @@ class ServeConfig:
            "one-token step goes on", POSITIVE, "N", "capacity")
     threads: Optional[int] = setting(   # onnxruntime intra-op threads; None = one per core
         None, "onnxruntime intra-op threads (default: one per core)", POSITIVE, "N", "capacity")
+    provider: Optional[str] = setting(  # onnxruntime execution provider; None = the CPU's
+        None, "onnxruntime execution provider to run on: cpu (default), openvino, dml, cuda, coreml, ... or "
+              "its full name; one the installed onnxruntime has (docs/embedding.md); NAME:key=value,... "
+              "passes provider options", metavar="NAME", group="capacity")
     max_tokens_limit: int = setting(    # the most max_tokens a request may ask for
         4096, "the largest max_tokens a request may ask", POSITIVE, "N", "capacity")
     max_n: int = setting(               # the most choices (n) per request

@@ -117,8 +117,9 @@ def test_the_decode_graph_computes_what_step_and_chunk_do(precision, atol):
     chunk graphs' results, for a batch of rows: bit for bit in fp32 (the same ops), within 1e-5
     in int8 and 1e-4 in int4 (onnxruntime fuses the dequantizations of the two graphs
     differently: ~1e-6 and ~3e-6 seen)."""
-    merged = Model.load(DEFAULT_BUNDLE, precision=precision)
-    apart = Model.load(DEFAULT_BUNDLE, precision=precision, graphs=("step", "chunk"))
+    # the graphs against each other under this onnxruntime (even one int4's figures are refused on)
+    merged = Model.load(DEFAULT_BUNDLE, precision=precision, check_onnxruntime=False)
+    apart = Model.load(DEFAULT_BUNDLE, precision=precision, graphs=("step", "chunk"), check_onnxruntime=False)
     assert list(merged.sessions) == ["decode"]
     ids = np.array([merged.vocab.encode("床前明月光，疑是地上霜。"), merged.vocab.encode("白日依山尽，黄河入海流。")])
     (a, sa), (b, sb) = merged.refill(ids), apart.refill(ids)

@@ -262,9 +262,14 @@ def test_a_t7_bundle_chats_saves_and_continues(tiny_t7_bundle, tmp_path, int8):
 
 def test_int4_runs_and_says_it_missed_the_gates(capsys):
     """The demo's int4 graphs were kept below the accuracy gates (mof-quantize --int4
-    --allow-degraded): mof-run runs them and says so, with the recorded figures."""
+    --allow-degraded): mof-run runs them and says so, with the recorded figures (under an onnxruntime
+    older than int4's kernels need, it refuses them in one line: docs/embedding.md)."""
+    from mof.runtime.ort_compat import KERNELS, current, version
     code, out, err = _main(["--int4", "--seed", "0", "--max-tokens", "8", "--prompt", "你好"], capsys)
-    assert code == 0 and out.strip()
-    assert "int4 was kept below the accuracy gates" in err and "top-1" in err
+    if version(current()) < version(KERNELS["matmulnbits-int4"].requires):
+        assert code == 1 and not out and err.count("\n") == 1 and "need onnxruntime >=" in err
+    else:
+        assert code == 0 and out.strip()
+        assert "int4 was kept below the accuracy gates" in err and "top-1" in err
     code, out, err = _main(["--int8", "--seed", "0", "--max-tokens", "8", "--prompt", "你好"], capsys)
     assert code == 0 and "below the accuracy gates" not in err
