@@ -34,7 +34,7 @@ sends it):
   /clear, {CLEAN_COMMAND}          forget the conversation (a new one starts)
   /save FILE [--force]      save the conversation (history + recurrent state) to FILE
   /load FILE                continue the conversation saved in FILE
-  /bye                      leave (also Ctrl-D; Windows: Ctrl-Z Enter)
+  /bye                      leave (also Ctrl-D at an empty prompt)
 multi-line input: a line that starts with \"\"\" opens it, a line that ends with \"\"\" closes it
 (a paste of several lines is one message too); Up/Down recall earlier lines, Left/Right edit;
 Ctrl-C stops a reply, or clears the line at the prompt"""

@@ -12,7 +12,6 @@ from .cli_common import (add_precision_flags, add_sampling_arguments, number, ru
 from .errors import MofError
 
 PROG = "mof-run"
-EOF_KEY = "Ctrl-Z Enter" if sys.platform == "win32" else "Ctrl-D"     # what ends input() here
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .line_reader import default_history_file
     r.add_argument("--history", metavar="FILE", type=Path, default=default_history_file(),
                    help="where a terminal chat keeps the lines you typed, for Up/Down "
-                        "(default: %(default)s)")
+                        "(default: %(default)s; created readable by you alone)")
     r.add_argument("--no-history", action="store_true", help="keep no history file")
     r.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -117,27 +116,23 @@ def run(args) -> int:
             if args.save_state:
                 session.save(args.save_state)
             return 0
-        reader = None
+        from .line_reader import PipeReader, open_reader
+        reader = open_reader(None if args.no_history else args.history) if interactive else PipeReader()
         if interactive:
-            from .line_reader import open_reader
-            reader = open_reader(None if args.no_history else args.history)
-            print(f"{PROG}: {banner(form)}", file=sys.stderr)
-        else:
-            from .line_reader import PipeReader
-            reader = PipeReader()
-        return ChatLoop(session, reader, interactive, prog=PROG, eof_key=EOF_KEY, transcript=transcript,
-                        save_state=args.save_state).run()
+            print(f"{PROG}: {banner(form, reader.eof_key)}", file=sys.stderr)
+        return ChatLoop(session, reader, interactive, prog=PROG, eof_key=reader.eof_key,
+                        transcript=transcript, save_state=args.save_state).run()
     finally:
         if transcript:
             transcript.close()
 
 
-def banner(form: str) -> str:
+def banner(form: str, eof_key: str) -> str:
     """The first words of a terminal chat, true to the form: raw keeps no history."""
     what = ("raw form: each message is continued on its own (no history)" if form == "raw" else
             f"chat in the {form} form (history kept; /clear or [CLEAN] forgets it)")
     return (f'{what}; /help lists the commands, """ opens and closes multi-line input, Ctrl-C stops '
-            f"a reply, /bye or {EOF_KEY} leaves")
+            f"a reply, /bye or {eof_key} leaves")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

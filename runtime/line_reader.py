@@ -22,13 +22,18 @@ PROMPT = "> "
 CONTINUATION = "... "       # inside \"\"\" ... \"\"\"
 
 
-def default_history_file() -> Path:
-    """~/.mof/run_history (Windows: %USERPROFILE%\\.mof\\run_history)."""
-    return Path.home() / ".mof" / "run_history"
+def default_history_file() -> Optional[Path]:
+    """~/.mof/run_history (Windows: %USERPROFILE%\\.mof\\run_history); None without a home folder."""
+    try:
+        return Path.home() / ".mof" / "run_history"
+    except RuntimeError:
+        return None
 
 
 class PipeReader:
     """Lines from stdin as they are, no prompt (piped input, or a terminal whose output is not one)."""
+
+    eof_key = "Ctrl-Z Enter" if sys.platform == "win32" else "Ctrl-D"     # what ends stdin here
 
     def __init__(self, prompt: bool = False):
         self.prompt = prompt        # write the prompt to stderr (stdin is a terminal, stdout is not)
@@ -45,6 +50,8 @@ class PipeReader:
 
 class TerminalReader:
     """prompt_toolkit's line editor with a persistent history (``history``: None = keep none)."""
+
+    eof_key = "Ctrl-D"          # prompt_toolkit's end of input on an empty line, Windows too
 
     def __init__(self, history: Optional[Path]):
         from prompt_toolkit import PromptSession

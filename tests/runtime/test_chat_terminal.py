@@ -133,3 +133,18 @@ def test_the_raw_form_banner_promises_no_history(demo_bundle, tmp_path):
     child.expect_exact("the raw form keeps no history")
     child.expect_exact(READY)
     leave(child)
+
+
+def test_ctrl_c_stops_a_long_reply_and_the_chat_goes_on(demo_bundle, tmp_path):
+    """The raw form has no stop string: 4,000 tokens take seconds; Ctrl-C ends the reply at once
+    and the next prompt comes back."""
+    child = spawn(tmp_path, "--form", "raw", "--max-tokens", "4000", "--seed", "0", "--no-history")
+    send_line(child, "床前明月光，")
+    child.expect("[\u4e00-\u9fff]{8}")                     # the reply is streaming
+    child.send(CTRL_C)
+    child.expect_exact("[stopped]")
+    child.expect(r"\[\d+ tokens, prefill")
+    child.expect_exact(READY)
+    leave(child)
+    (got,) = turns(tmp_path)
+    assert got["stopped_by"] == "interrupted" and 0 < got["tokens"] < 4000
