@@ -340,13 +340,20 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
 
 
 def format_table(report: dict) -> str:
-    lines = [f"{'mode':<13}{'prec':<6}{'load s':>7}{'TTFT s':>10}{'prefill tok/s':>14}"
+    # one TTFT column per prompt length, each named by it ("-" where a mode skipped that length)
+    lengths = [str(L) for L in report.get("prompt_lengths") or sorted(
+        {L for r in report["results"] for L in r["prefill"]}, key=int)]
+    head = next((r["prompt_length"] for r in report["results"] if r.get("prompt_length")), "")
+    ttft_head = "".join(f"{'TTFT@' + L + ' s':>12}" for L in lengths)
+    lines = [f"{'mode':<13}{'prec':<6}{'load s':>7}{ttft_head}{'prefill@' + str(head) + ' tok/s':>19}"
              f"{'p50 ms':>8}{'p95 ms':>8}{'mean ms':>8}{'tok/s':>8}{'x floor':>8}{'weights MB':>11}"
              f"{'load RSS':>10}{'private':>9}{'steady':>8}{'disk':>6}"]
     for r in report["results"]:
         label = f"{r['mode']} R={r['refill_every']}" if r["mode"] == "stream" else r["mode"]
-        lines.append(f"{label:<13}{r['precision']:<6}{r['load_s']:>7.2f}{r['ttft_s']:>10.3f}"
-                     f"{r['prefill_tokens_per_s']:>14.0f}{r['decode_ms_p50']:>8.2f}{r['decode_ms_p95']:>8.2f}"
+        ttft = "".join(f"{r['prefill'][L]['ttft_s']:>12.3f}" if L in r["prefill"] else f"{'-':>12}"
+                       for L in lengths)
+        lines.append(f"{label:<13}{r['precision']:<6}{r['load_s']:>7.2f}{ttft}"
+                     f"{r['prefill_tokens_per_s']:>19.0f}{r['decode_ms_p50']:>8.2f}{r['decode_ms_p95']:>8.2f}"
                      f"{r['decode_ms_mean']:>8.2f}{r['decode_tokens_per_s']:>8.1f}{r['floor_multiple']:>8.1f}"
                      f"{r['weight_bytes'] / 2**20:>11.1f}{r['memory_multiples']['load_peak']:>9.2f}x"
                      f"{r['memory_multiples']['load_peak_anon']:>8.2f}x"

@@ -136,8 +136,10 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
     """Parse and check manifest.json (format and version) without verifying hashes."""
     bundle_dir = Path(bundle_dir)
     path = bundle_dir / MANIFEST_FILE
+    if not bundle_dir.exists():
+        raise BundleError(f"no bundle at {bundle_dir}: no such directory")
     if not bundle_dir.is_dir():
-        raise BundleError(f"{bundle_dir} is not a directory")
+        raise BundleError(f"{bundle_dir} is a file; a bundle is a directory (mof-export -o DIR makes one)")
     try:
         size = path.stat().st_size
         if size > MAX_MANIFEST_BYTES:

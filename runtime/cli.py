@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -13,7 +12,6 @@ from .cli_common import (add_precision_flags, add_provider_flag, add_sampling_ar
 from .errors import MofError
 
 PROG = "mof-run"
-EOF_KEY = "Ctrl-Z Enter" if sys.platform == "win32" else "Ctrl-D"     # what ends input() here
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,9 +21,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Generate text with a Xiaothink T6 or T7 bundle on the CPU (onnxruntime only). "
-                    "With --prompt: one turn, then exit. Without: a conversation, one line per turn "
-                    "(from the terminal or piped stdin); [CLEAN] clears the history, Ctrl-C stops "
-                    "a reply, Ctrl-D (Windows: Ctrl-Z Enter) exits.",
+                    "With --prompt: one turn, then exit. Without: a conversation. In a terminal the "
+                    "line can be edited (Left/Right, Home/End, Up/Down recall earlier lines, kept "
+                    "across runs), a paste of several lines or \"\"\" ... \"\"\" is one message, and "
+                    "commands change the session: /help, /show, /set NAME VALUE, /mode, /refill, "
+                    "/clear (or [CLEAN]), /save FILE, /load FILE, /bye. Piped stdin: one line per "
+                    "turn (commands and \"\"\" work too). Ctrl-C stops a reply; Ctrl-D (Windows: "
+                    "Ctrl-Z Enter) or /bye leaves.",
         epilog=f"Default model: the small demo T6 shipped with mof ({DEFAULT_BUNDLE.name}), trained "
                "on Chinese dialogues in xiaothink's chat form and on Tang and Song poems (form chat: "
                "it answers; --form raw continues your text). Sampling defaults follow xiaothink's chat.")
@@ -57,35 +59,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after each turn, save the conversation (history + recurrent state) to FILE")
     r.add_argument("--load-state", metavar="FILE", type=Path,
                    help="resume the conversation saved in FILE (with --prompt: its next turn)")
+    r.add_argument("--transcript", metavar="FILE", type=Path,
+                   help="append every turn to FILE as a JSON line (user text, reply, mode, "
+                        "precision, sampling); commands that change the session are recorded too")
+    from .line_reader import default_history_file
+    r.add_argument("--history", metavar="FILE", type=Path, default=default_history_file(),
+                   help="where a terminal chat keeps the lines you typed, for Up/Down "
+                        "(default: %(default)s; created readable by you alone)")
+    r.add_argument("--no-history", action="store_true", help="keep no history file")
     r.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
-def _stats_line(gen, mode: str, precision: str) -> str:
-    st = gen.stats
-    return (f"[{st.generated_tokens} tokens, prefill {st.prompt_tokens} tok at "
-            f"{st.prefill_tokens_per_s:.0f} tok/s, decode {st.decode_tokens_per_s:.1f} tok/s, "
-            f"mode {mode}, {precision}]")
-
-
-def _stream_out(gen, one_line: bool = False) -> None:
-    """Write pieces as they come; ``one_line`` writes newlines inside a reply as the two
-    characters \\n (as the chat template encodes the user's), so piped output keeps one
-    line per turn."""
-    try:
-        for piece in gen:
-            sys.stdout.write(piece.replace("\n", "\\n") if one_line else piece)
-            sys.stdout.flush()
-    except OSError as e:
-        if sys.platform == "win32" and e.errno == errno.EINVAL:
-            raise BrokenPipeError(errno.EPIPE, "closed pipe") from None   # how Windows says it
-        raise
-
-
 def run(args) -> int:
+    from .chat_loop import ChatLoop, stats_line, stream_out
     from .model import Model
     from .session import ChatSession
+    from .transcript import open_transcript
 
+    if args.transcript is not None and args.transcript.is_dir():
+        raise MofError(f"--transcript {args.transcript} is a directory")
     model = Model.load(args.model, precision=args.precision, threads=args.threads, window=args.window,
                        providers=args.provider)
     mode = args.mode or model.recommended_mode
@@ -111,50 +104,37 @@ def run(args) -> int:
         session.load(args.load_state)
         if interactive:
             print(f"{PROG}: resumed the conversation in {args.load_state}", file=sys.stderr)
-
-    if args.prompt is not None:
-        # raw: the text itself, newlines and all; other forms: the user's turn in the template
-        gen = session.continue_text(args.prompt) if form == "raw" else session.turn(args.prompt)
-        _stream_out(gen)
-        session.finish(gen)
-        sys.stdout.write("\n")
-        print(_stats_line(gen, mode, model.precision), file=sys.stderr)
-        if args.save_state:
-            session.save(args.save_state)
-        return 0
-
-    if interactive:
-        print(f"{PROG}: chat ({form}); [CLEAN] clears the history, Ctrl-C stops a reply, "
-              f"{EOF_KEY} exits", file=sys.stderr)
-    while True:
-        try:
-            line = input("> " if interactive else "")
-        except EOFError:
-            if interactive:
-                print(file=sys.stderr)
-            return 0
-        except KeyboardInterrupt:
-            print(file=sys.stderr)
-            return 130
-        if not line.strip():
-            continue
-        if line.strip() == "[CLEAN]":
-            session.clear()
-            print(f"{PROG}: history cleared", file=sys.stderr)
-            continue
-        gen = session.turn(line)
-        try:
-            _stream_out(gen, one_line=not interactive)
+    transcript = open_transcript(args.transcript)
+    try:
+        if args.prompt is not None:
+            # raw: the text itself, newlines and all; other forms: the user's turn in the template
+            gen = session.continue_text(args.prompt) if form == "raw" else session.turn(args.prompt)
+            stream_out(gen)
             session.finish(gen)
-        except KeyboardInterrupt:
-            session.finish(gen, interrupted=True)
-            sys.stdout.write(" [stopped]")
-        sys.stdout.write("\n")
-        sys.stdout.flush()
+            sys.stdout.write("\n")
+            print(stats_line(gen, model.precision), file=sys.stderr)
+            if transcript:
+                transcript.turn(session, args.prompt, gen)
+            if args.save_state:
+                session.save(args.save_state)
+            return 0
+        from .line_reader import PipeReader, open_reader
+        reader = open_reader(None if args.no_history else args.history) if interactive else PipeReader()
         if interactive:
-            print(_stats_line(gen, mode, model.precision), file=sys.stderr)
-        if args.save_state:
-            session.save(args.save_state)
+            print(f"{PROG}: {banner(form, reader.eof_key)}", file=sys.stderr)
+        return ChatLoop(session, reader, interactive, prog=PROG, eof_key=reader.eof_key,
+                        transcript=transcript, save_state=args.save_state).run()
+    finally:
+        if transcript:
+            transcript.close()
+
+
+def banner(form: str, eof_key: str) -> str:
+    """The first words of a terminal chat, true to the form: raw keeps no history."""
+    what = ("raw form: each message is continued on its own (no history)" if form == "raw" else
+            f"chat in the {form} form (history kept; /clear or [CLEAN] forgets it)")
+    return (f'{what}; /help lists the commands, """ opens and closes multi-line input, Ctrl-C stops '
+            f"a reply, /bye or {eof_key} leaves")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -50,6 +50,12 @@ class ChatSession:
         self.conversation.clear()
         self.decoder, self.consumed = None, ""
 
+    def set_decoding(self, mode: str, refill_every: Optional[int]) -> None:
+        """Decode later turns in ``mode`` with refill period ``refill_every`` (None: the bundle's
+        recommendation); the history stays, the next turn re-reads it from a zero state."""
+        self.mode, self.refill_every = mode, refill_every
+        self.decoder, self.consumed = None, ""
+
     def turn(self, text: str) -> Generator:
         """Start the reply to ``text``; iterate the result for its pieces, then call finish()."""
         return self.continue_text(self.conversation.prompt(text))

@@ -1,4 +1,4 @@
-"""Measure the demo model's chat on its held-out dialogues: the figures in the README's demo section.
+"""Measure the demo model's chat on its held-out dialogues: the figures in docs/demo-model.md.
 
     python scripts/eval_demo.py [--model runtime/demo/t6-demo.mof] [--ckpt tests/fixtures/demo_ckpt]
 

@@ -6,4 +6,4 @@ Subpackages (each imports only those listed before it):
   mof.export   -- TensorFlow checkpoint -> ONNX bundle (needs the [export] extra)
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -34,6 +34,24 @@ def test_bench_json_schema(bench_run):
     assert "p50 ms" in proc.stdout
 
 
+def test_bench_table_names_the_prompt_length_of_each_ttft(bench_run):
+    """One TTFT column per --prompt-lengths entry, each showing that length's measured figure."""
+    from mof.bench.cli import format_table
+    proc, report = bench_run
+    header, *rows = proc.stdout.splitlines()[:1 + len(report["results"])]
+    assert "TTFT@4 s" in header and "TTFT@16 s" in header and "prefill@16 tok/s" in header
+    assert header.count("TTFT") == 2
+    for r, row in zip(report["results"], rows):
+        cells = row.split()
+        first = cells.index(f"{r['load_s']:.2f}") + 1
+        assert cells[first:first + 2] == [f"{r['prefill'][L]['ttft_s']:.3f}" for L in ("4", "16")]
+    # a length a mode skipped shows "-", not another length's figure
+    lone = {**report, "prompt_lengths": [4, 16, 999]}
+    cells = format_table(lone).splitlines()[1].split()
+    first = cells.index(f"{report['results'][0]['load_s']:.2f}") + 1
+    assert cells[first + 2] == "-"
+
+
 def test_bench_plot(bench_run, tmp_path):
     pytest.importorskip("matplotlib")                # --plot needs it; the runtime does not
     from mof.bench.cli import plot

@@ -197,7 +197,7 @@ def test_command_line_help_and_a_bad_model():
     bad = subprocess.run([sys.executable, str(SCRIPT), "--model", str(ROOT / "no-such.mof")],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1
-    assert bad.stderr.strip().splitlines() == [f"desktop_chat.py: error: {ROOT / 'no-such.mof'} is not a directory"]
+    assert bad.stderr.strip().splitlines() == [f"desktop_chat.py: error: no bundle at {ROOT / 'no-such.mof'}: no such directory"]
 
 
 @pytest.mark.tf

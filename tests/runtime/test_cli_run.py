@@ -75,7 +75,7 @@ def test_missing_bundle_and_missing_int8(fp32_bundle, tmp_path, capsys):
     assert main(["--model", str(tmp_path / "nope"), "--prompt", "x"]) == 1
     assert main(["--model", str(fp32_bundle), "--int8", "--prompt", "x"]) == 1
     err = capsys.readouterr().err
-    assert "is not a directory" in err and "mof-quantize" in err and "Traceback" not in err
+    assert f"no bundle at {tmp_path / 'nope'}: no such directory" in err and "mof-quantize" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("mode", ["stream", "exact"])
@@ -97,8 +97,8 @@ def test_saved_conversation_continues_exactly(demo_bundle, tmp_path, mode):
 
 
 def test_ctrl_c_stops_the_reply_and_keeps_the_history(demo_bundle, monkeypatch, capsys):
-    import mof.runtime.cli as cli
-    real = cli._stream_out
+    import mof.runtime.chat_loop as loop
+    real = loop.stream_out
     calls = []
 
     def interrupted_once(gen, one_line=False):
@@ -108,7 +108,7 @@ def test_ctrl_c_stops_the_reply_and_keeps_the_history(demo_bundle, monkeypatch, 
             raise KeyboardInterrupt
         real(gen, one_line)
 
-    monkeypatch.setattr(cli, "_stream_out", interrupted_once)
+    monkeypatch.setattr(loop, "stream_out", interrupted_once)
     monkeypatch.setattr(sys, "stdin", io.StringIO("你好\n再来\n"))
     assert main(["--model", str(demo_bundle), "--max-tokens", "5", "--seed", "0"]) == 0
     out = capsys.readouterr().out.splitlines()

@@ -4,7 +4,8 @@ import subprocess
 import sys
 
 HEAVY = ("tensorflow", "tf_keras", "keras", "tf2onnx", "xiaothink", "onnx", "torch",
-         "fastapi", "uvicorn", "starlette", "pydantic", "prometheus_client")
+         "fastapi", "uvicorn", "starlette", "pydantic", "prometheus_client",
+         "prompt_toolkit")    # mof-run's line editor: loaded when a terminal chat starts, not before
 
 
 def test_runtime_imports_no_export_side_modules():
