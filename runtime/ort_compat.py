@@ -32,8 +32,11 @@ _OLD = ("1.17.3", "1.18.1", "1.19.2", "1.20.1", "1.24.4", "1.25.0", "1.26.0")
 _NEW = ("1.30.0", "1.31.1", "1.32.0")
 KERNELS = {          # max |Δlogit| vs 1.32.0: fp32 <= 9.5e-6 on every version measured
     "fp32": Kernels(same=_OLD + ("1.27.0", "1.28.0", "1.29.0") + _NEW),
-    # int8: 5.7e-6 up to 1.26, 0.025 on 1.27-1.29 (top-1 all equal), 0 from 1.30
+    # int8 before 0.2 (uint8 x uint8 MatMulInteger): 5.7e-6 up to 1.26, 0.025 on 1.27-1.29 (top-1
+    # all equal), 0 from 1.30
     "rowwise-u8u8": Kernels(same=_OLD + _NEW),
+    # int8 (uint8 x 7-bit int8 MatMulIntegerToFloat): <= 9.5e-6 on every version measured
+    "rowwise-u8s8": Kernels(same=("1.20.1", "1.24.4", "1.25.0", "1.26.0", "1.27.0", "1.28.0", "1.29.0") + _NEW),
     # int4: 3.7 and top-1 93 % on 1.19-1.28 (0.13-0.17 on 1.17-1.18), 0.028 on 1.29, 0 from 1.30
     "matmulnbits-int4": Kernels(same=_NEW, requires="1.29.0",
                                 why="its MatMulNBits kernels compute other results before 1.29"),

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import mof
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -102,7 +103,7 @@ def create_app(config: ServeConfig = ServeConfig(), model: Optional[Model] = Non
         yield
         await asyncio.to_thread(server.backend.stop)
 
-    app = FastAPI(title="mof-serve", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="mof-serve", version=mof.__version__, lifespan=lifespan,
                   description="An OpenAI-compatible server for Xiaothink T6 models exported by mof.")
     app.state.server = server
 
