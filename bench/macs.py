@@ -13,8 +13,12 @@ MatMulNBits, GRU) of the graph and of the graphs its nodes hold (``mof.export.on
 
 Which tensors carry the time axis is propagated from the inputs with a ``chunk`` dimension
 (``input_ids``): outputs of a node carry it if an input does, except ``Shape``/``Size``, a
-``Gather`` of one position (a scalar index), a recurrence's final state (GRU/RNN/LSTM outputs
-1+, a Loop's/Scan's carried values). tests/bench/test_macs.py checks the count against the
+``Gather`` of one position (a scalar index), a ``Slice`` of the last position or a
+``ReduceSum`` over the time axis, a recurrence's final state (GRU/RNN/LSTM outputs 1+, a
+Loop's/Scan's carried values). The decode graph's ``refill`` input selects the semantics
+(``count_sites(path, refill=...)``: a window pass, or a step-graph call such as plain mode's
+prefill): small constants and ``Where`` on ``refill`` are folded, so a refill's one-row thought
+vectors count one row. tests/bench/test_macs.py checks the count against the
 shapes onnxruntime's profiler records for every kernel call of the demo's decode graphs.
 
 Needs the onnx package (the [quant] extra); ``count_sites`` returns None without it.
@@ -25,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
+
+import numpy as np
 
 MATMUL_OPS = ("MatMul", "Gemm", "FusedMatMul", "MatMulInteger", "MatMulIntegerToFloat", "MatMulNBits")
 RECURRENT_OPS = ("GRU", "RNN", "LSTM")
@@ -109,17 +115,34 @@ def _recurrent_site(node, weights: dict, rows: str, loops: tuple) -> Optional[Si
     return Site(node.op_type, i, dirs * gates_h, rows, loops, recurrent_k=h)
 
 
+def _one_row(node, values: dict) -> bool:
+    """A Slice of the last position along the time axis (axis 0), or a ReduceSum over it."""
+    get = lambda i: values.get(node.input[i]) if len(node.input) > i and node.input[i] else None
+    if node.op_type == "Slice":
+        starts, axes = get(1), get(3)
+        return (starts is not None and list(starts.ravel()) == [-1]
+                and (axes is None or list(axes.ravel()) == [0]))
+    if node.op_type == "ReduceSum":
+        axes = get(1)
+        return axes is not None and list(axes.ravel()) == [0]
+    return False
+
+
 def _walk(graph, weights: dict, consts: dict, time: set, loops: tuple, sites: list,
-          kernels: set, nbits: set) -> None:
+          kernels: set, nbits: set, values: dict) -> None:
     from mof.export.onnx_walk import node_graphs
     from onnx import numpy_helper
     weights = {**weights, **{t.name: tuple(t.dims) for t in graph.initializer}}
     consts = {**consts, **{t.name: tuple(t.dims) for t in graph.initializer}}
+    values = {**values, **{t.name: numpy_helper.to_array(t) for t in graph.initializer
+                           if len(t.dims) <= 1 and int(np.prod(t.dims)) <= 8 and not t.data_location}}
     for node in graph.node:
         if node.op_type == "Constant":
             for a in node.attribute:
                 if a.name == "value":
                     consts[node.output[0]] = tuple(numpy_helper.to_array(a.t).shape)
+        if node.op_type == "Where" and all(i in values for i in node.input):   # e.g. on ``refill``
+            values[node.output[0]] = np.where(values[node.input[0]], values[node.input[1]], values[node.input[2]])
         timed = any(i in time for i in node.input if i)
         in_body = bool(loops)
         rows = TOKENS if timed and not in_body else ONE_ROW
@@ -139,7 +162,7 @@ def _walk(graph, weights: dict, consts: dict, time: set, loops: tuple, sites: li
         for body in node_graphs(node):
             kind = node.op_type if node.op_type in ("Loop", "Scan") else "If"
             inner = loops + ((kind,) if kind != "If" else ())
-            _walk(body, weights, consts, set(), inner, sites, kernels, nbits)
+            _walk(body, weights, consts, set(), inner, sites, kernels, nbits, values)
         # which outputs carry the time axis
         outs = list(node.output)
         if node.op_type == "Loop":                     # a body may read outer tokens implicitly:
@@ -147,7 +170,7 @@ def _walk(graph, weights: dict, consts: dict, time: set, loops: tuple, sites: li
         elif node.op_type == "Scan":                   # carried values are final states
             carried = len(node.input) - int(_attrs(node).get("num_scan_inputs", 0))
             outs = outs[carried:]
-        elif not timed or node.op_type in ("Shape", "Size"):
+        elif not timed or node.op_type in ("Shape", "Size") or _one_row(node, values):
             continue
         elif node.op_type == "Gather" and _scalar(consts, node.input[1]) and node.input[0] in time:
             continue                                   # one position of the tokens
@@ -157,16 +180,19 @@ def _walk(graph, weights: dict, consts: dict, time: set, loops: tuple, sites: li
             time.update(o for o in outs if o)
 
 
-def count_sites(path: Path) -> Optional[GraphMacs]:
-    """The MatMul-like sites of the ONNX graph at ``path`` (its weights are not read), or None when
-    the onnx package is not installed."""
+def count_sites(path: Path, refill: bool = True) -> Optional[GraphMacs]:
+    """The MatMul-like sites of the ONNX graph at ``path`` (its weights are not read) for a pass
+    with the decode graph's ``refill`` input set to ``refill`` (a window pass; False: a step-graph
+    call), or None when the onnx package is not installed."""
     try:
         import onnx
     except ImportError:
         return None
+    from mof.runtime.contract import REFILL_INPUT
     model = onnx.load(str(path), load_external_data=False)
     g = model.graph
     time = set()
+    values = {REFILL_INPUT: np.array(refill)}
     for i in g.input:
         dims = i.type.tensor_type.shape.dim
         if any(d.dim_param == TIME_DIM for d in dims):
@@ -174,5 +200,5 @@ def count_sites(path: Path) -> Optional[GraphMacs]:
     sites: list = []
     kernels: set = set()
     nbits: set = set()
-    _walk(g, {}, {}, time, (), sites, kernels, nbits)
+    _walk(g, {}, {}, time, (), sites, kernels, nbits, values)
     return GraphMacs(tuple(sites), tuple(sorted(kernels)), tuple(sorted(nbits)))

@@ -39,8 +39,10 @@ def measure(manifest, bundle: Path, precisions, mode_bytes: dict, threads: Optio
     "peaks": {precision: Probe used}, "machine": {...}, "floor": {"mode/precision": {...}}}.
     ``mode_bytes``: (mode, precision) -> weight bytes read per token."""
     sites, kernels, peaks, machine, floor = {}, {}, {}, {"peak_gmacs": {}, "memory_probes": {}}, {}
+    steps = {}
     for p in precisions:
-        sites[p] = macs_mod.count_sites(decode_graph(manifest, bundle, p))
+        sites[p] = macs_mod.count_sites(decode_graph(manifest, bundle, p))                 # window passes
+        steps[p] = macs_mod.count_sites(decode_graph(manifest, bundle, p), refill=False)   # plain's prefill
         kernels[p] = probes.kernel_for(p, sites[p].kernels, sites[p].nbits)
     log("mof-bench: probing this machine's floors with onnxruntime (one MatMul per kernel, "
         f"{'default' if not threads else threads} threads, best of {probes.MIN_REPEATS}+ runs) …")
@@ -63,7 +65,7 @@ def measure(manifest, bundle: Path, precisions, mode_bytes: dict, threads: Optio
             best_gbs, largest = pr.read_gbs, pr.weight_bytes
     machine["read_bandwidth_gbs"] = best_gbs       # the probe with the largest working set
     machine["threads"] = threads
-    return {"sites": sites, "peaks": peaks, "machine": machine, "floor": floor}
+    return {"sites": sites, "step_sites": steps, "peaks": peaks, "machine": machine, "floor": floor}
 
 
 # --- worker side: which token reads ran a window pass --------------------------------------
@@ -107,8 +109,9 @@ def annotate(r: dict, measured: Optional[dict]) -> None:
     sites = measured["sites"][p] if measured else None
     peak = measured["peaks"][p] if measured else None
     out = []
+    prefill_sites = measured["step_sites"][p] if measured and r["mode"] == "plain" else sites
     for L, pf in sorted(r["prefill"].items(), key=lambda kv: int(kv[0])):
-        e = _entry("prefill", pf["tokens"], [pf["ttft_s"] * 1e3], sites, peak)
+        e = _entry("prefill", pf["tokens"], [pf["ttft_s"] * 1e3], prefill_sites, peak)
         e["prompt_length"] = int(L)
         out.append(e)
     raw = r.pop("window_passes", [])
