@@ -507,9 +507,12 @@ def run(args) -> int:
     window = manifest["model"]["window"]
     if args.tokens > window:
         raise PeersError(f"--tokens {args.tokens} is more than the bundle's window ({window})")
-    if "mof-int4" in names and "int4" not in manifest["graphs"]["decode"]:
+    graphs = manifest["graphs"]
+    if "mof-int4" in names and "int4" not in (graphs.get("decode") or graphs.get("chunk") or {}):
         log(f"{bundle.name} has no int4 graphs: mof-int4 left out")
         names.remove("mof-int4")
+    if any(n.startswith("openvino-") for n in names) and "chunk" not in graphs:
+        raise PeersError(f"{bundle} has no chunk graph for OpenVINO (re-export it with this mof)")
     if "tf" not in names:
         log("tf is not among the contenders: no max |Δlogit| (it is the oracle)")
     peers_dir = args.workdir / "peers"
@@ -530,7 +533,7 @@ def run(args) -> int:
     try:
         for n in names:
             spec = {"name": n, "threads": args.threads, "ids": str(peers_dir / "ids.npy"),
-                    "bundle": str(bundle), "ckpt": str(ckpt), "chunk_onnx": manifest["graphs"]["chunk"]["fp32"],
+                    "bundle": str(bundle), "ckpt": str(ckpt), "chunk_onnx": graphs.get("chunk", {}).get("fp32"),
                     "logits": str(peers_dir / f"logits.{n}.npy")}
             if n.startswith("litert-"):
                 spec["tflite"] = str(tflite_path(peers_dir, n.split("-", 1)[1]))
