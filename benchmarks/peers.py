@@ -287,14 +287,16 @@ def runner(spec: dict) -> tuple[Callable[[], np.ndarray], dict]:
         interp = Interpreter(model_path=spec["tflite"], num_threads=threads)
         interp.allocate_tensors()
         (inp,), (out,) = interp.get_input_details(), interp.get_output_details()
-        ops = interp._get_ops_details()                          # after the delegate took its nodes
-        kinds = sorted({o["op_name"] for o in ops})
+        # XNNPACK's partitions of the main graph: one DELEGATE node each, appended to the node list
+        # (which keeps the nodes they replaced); more than one means ops it left to LiteRT in between
+        ops = [o["op_name"] for o in interp._get_ops_details()]
 
         def run():
             interp.set_tensor(inp["index"], ids)
             interp.invoke()
             return interp.get_tensor(out["index"])[0]
-        return run, {"ops_after_delegation": len(ops), "op_kinds_after_delegation": kinds,
+        return run, {"xnnpack_partitions": ops.count("DELEGATE"),
+                     "main_graph_ops": len(ops) - ops.count("DELEGATE"), "subgraphs": interp.num_subgraphs(),
                      "tflite_bytes": os.path.getsize(spec["tflite"])}
     if name.startswith("openvino-"):
         import openvino as ov
@@ -360,8 +362,8 @@ class Worker:
                    TF_USE_LEGACY_KERAS="1", PYTHONUNBUFFERED="1")
         self.name, self.log_path = spec["name"], log_path
         self._log = open(log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                      text=True, env=env)
 
     def read(self) -> dict:
@@ -550,6 +552,10 @@ def run(args) -> int:
             r.update(load_s=ready["load_s"], info=ready["info"])
             if n.startswith("openvino-"):
                 r["note"] = f"inference precision {ready['info']['inference_precision']}"
+            if n.startswith("litert-"):
+                i = ready["info"]
+                r["note"] = (f"XNNPACK: {i['xnnpack_partitions']} partitions of the main graph's "
+                             f"{i['main_graph_ops']} ops")
             log(f"{n}: loaded in {ready['load_s']:.1f} s")
             workers.append((w, r))
             results.append(r)
@@ -568,7 +574,8 @@ def run(args) -> int:
     ref = next((r["_logits"] for r in results if r["name"] == "tf" and "error" not in r), None)
     summarize(results, ref)
     report = {"schema_version": SCHEMA_VERSION, "date": time.strftime("%Y-%m-%d"),
-              "model_type": manifest["model"].get("model_type") or "custom", "model": manifest["model"], "bundle": str(bundle),
+              "model_type": manifest["model"].get("model_type") or "custom", "model": manifest["model"],
+              "bundle": str(bundle),
               "tokens": args.tokens, "seed": args.seed, "threads": args.threads, "rounds": args.rounds,
               "machine": machine_info(), "results": results,
               "command": "python benchmarks/peers.py " + " ".join(args.argv)}
@@ -586,30 +593,32 @@ def run(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=PROG,
         description="Time a 128-token exact pass (the last position's logits) of one full-size model in mof "
                     "(fp32, int8, int4), LiteRT (fp32, dynamic-range int8), OpenVINO (f32, its default "
                     "precision, nncf int8) and TF Keras, each in its own process, in interleaved rounds; "
                     "each contender's max |Δlogit| against TF Keras. Needs the export and peers extras: "
                     "pip install -e '.[export,peers]'.",
         epilog="contenders: " + "; ".join(f"{c.name}: {c.what}" for c in CONTENDERS.values()))
-    ap.add_argument("--workdir", type=Path, default=Path("/tmp/mof-headline"),
+    ap.add_argument("--workdir", type=Path, metavar="DIR", default=Path("/tmp/mof-headline"),
                     help="holds ckpt/ and <model-type>.mof (made there if absent, as benchmarks/headline.py "
                          "does) and peers/ (the .tflite files, logs); default /tmp/mof-headline, headline.py's")
-    ap.add_argument("--bundle", type=Path, help="the bundle, if not DIR/<model-type>.mof (used as it is)")
-    ap.add_argument("--model-type", default="t6_beta_dense",
+    ap.add_argument("--bundle", type=Path, metavar="BUNDLE", help="the bundle, if not DIR/<model-type>.mof (used as it is)")
+    ap.add_argument("--model-type", metavar="TYPE", default="t6_beta_dense",
                     help="xiaothink model type of a bundle made here (default t6_beta_dense)")
-    ap.add_argument("--rounds", type=int, default=10, help="interleaved rounds, one pass per contender each (default 10)")
-    ap.add_argument("--threads", type=int, default=2, help="threads per runtime (default 2)")
-    ap.add_argument("--tokens", type=int, default=128, help="ids per pass, at most the bundle's window (default 128)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the random ids (default 0)")
-    ap.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
+    ap.add_argument("--rounds", type=int, metavar="N", default=10,
+                    help="interleaved rounds, one pass per contender each (default 10)")
+    ap.add_argument("--threads", type=int, metavar="N", default=2, help="threads per runtime (default 2)")
+    ap.add_argument("--tokens", type=int, metavar="N", default=128,
+                    help="ids per pass, at most the bundle's window (default 128)")
+    ap.add_argument("--seed", type=int, metavar="N", default=0, help="seed of the random ids (default 0)")
+    ap.add_argument("--contenders", metavar="NAMES", default=",".join(DEFAULT_CONTENDERS),
                     help=f"comma-separated, from: {', '.join(CONTENDERS)} (default all; tf is the oracle)")
     ap.add_argument("--reconvert", action="store_true", help="convert the .tflite files again")
-    ap.add_argument("--out", type=Path, default=HERE / "results" / time.strftime("%Y-%m-%d"),
+    ap.add_argument("--out", type=Path, metavar="DIR", default=HERE / "results" / time.strftime("%Y-%m-%d"),
                     help="where peers.json and peers.md go (default benchmarks/results/<today>)")
     ap.add_argument("--force", action="store_true", help="replace an existing peers.json/peers.md")
-    ap.add_argument("--note", help="a sentence on the run's conditions, kept in the JSON and the .md")
+    ap.add_argument("--note", metavar="TEXT", help="a sentence on the run's conditions, kept in the JSON and the .md")
     ap.add_argument("--render", type=Path, metavar="JSON", help="only re-render peers.md from a saved peers.json")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--prepare-litert", help=argparse.SUPPRESS)
