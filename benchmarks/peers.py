@@ -495,6 +495,19 @@ def locate_inputs(args, need_ckpt: bool) -> tuple[Path, Path]:
     return ckpt, bundle
 
 
+def command_args(argv: list) -> list:
+    """The run's arguments for the report's 'Reproduce' line, without --note TEXT and --force."""
+    out, skip = [], False
+    for a in argv:
+        if skip or a == "--force" or a.startswith("--note="):
+            skip = False
+        elif a == "--note":
+            skip = True
+        else:
+            out.append(a)
+    return out
+
+
 def run(args) -> int:
     names = parse_contenders(args.contenders)
     check_extras(names)
@@ -578,7 +591,7 @@ def run(args) -> int:
               "bundle": str(bundle),
               "tokens": args.tokens, "seed": args.seed, "threads": args.threads, "rounds": args.rounds,
               "machine": machine_info(), "results": results,
-              "command": "python benchmarks/peers.py " + " ".join(args.argv)}
+              "command": " ".join(["python benchmarks/peers.py", *command_args(args.argv)])}
     if litert and (peers_dir / "litert.json").exists():
         report["litert_conversion"] = json.loads((peers_dir / "litert.json").read_text())["files"]
     if args.note:

@@ -137,6 +137,7 @@ def test_summary_and_table(peers):
     assert any(l.startswith("| OpenVINO (chunk.onnx) | nncf int8 | – |") and "exited (1)" in l for l in lines)
     assert "Some CPU (2 cores; avx2)" in md and "openvino 2026.4.1" in md and "nncf" not in md.split("|")[0]
     assert "Reproduce: `python benchmarks/peers.py --rounds 3`." in lines
+    assert peers.command_args(["--rounds", "3", "--note", "a b", "--force", "--note=c"]) == ["--rounds", "3"]
 
 
 def test_errors_are_one_line(peers, tmp_path, capsys, monkeypatch):
