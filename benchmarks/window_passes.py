@@ -7,11 +7,13 @@ and where each spends its time (onnxruntime's profiler, by op type).
 Each GRAPH is a decode graph (``decode.onnx``, ``decode.int8.onnx``, ``decode.int4.onnx`` of a
 bundle, or one built by hand — e.g. by an older checkout of mof, to compare before and after);
 a format-2 graph finds its weights file beside it. The model's sizes come from the
-``manifest.json`` beside the first graph (or ``--bundle``). Every graph is loaded in this one
-process with mof.runtime's session options; each round runs every graph on the same random ids:
+``manifest.json`` beside the first graph (or ``--bundle``). Each round runs every graph on the
+same random ids:
 a 128-token exact pass (``refill`` true, W tokens from a zero state), a 113-token refill
 (K = W - R + 1 for W = 128, R = 16) and a one-token step, so the ratios between graphs are
-measured side by side.
+measured side by side. Each graph runs in a worker process of its own (an idle onnxruntime
+session's spinning threads would otherwise take the cores from the one being timed), loaded with
+mof.runtime's session options; the rounds go to the workers in turn.
 
 With ``--threads 1`` the time is the process's CPU time (robust on a machine shared with other
 jobs); otherwise wall-clock time. ``--profile`` adds one profiled run per graph and pass
@@ -62,19 +64,56 @@ def passes(config, seed: int = 0) -> dict:
             "step": feeds(config, ids[:, :1], False)}
 
 
-def time_interleaved(sessions: dict, cases: dict, rounds: int, clock) -> dict:
-    """{graph: {pass: [ms, ...]}}: every graph runs every pass once per repetition, in turn."""
-    for s in sessions.values():
-        for f in cases.values():
-            s.run(None, f)
-    out = {g: {c: [] for c in cases} for g in sessions}
-    for _ in range(rounds):
-        for g, s in sessions.items():
-            for c, f in cases.items():
-                for _ in range(10 if c == "step" else 3):
-                    t = clock()
-                    s.run(None, f)
-                    out[g][c].append((clock() - t) * 1e3)
+def worker(graph: Path, bundle: Path, threads: int) -> int:
+    """The worker: load ``graph``, then per line of stdin ("PASS REPS") run that pass REPS times and
+    print the times (ms) as one JSON line; "" ends it."""
+    config = load_config(bundle)
+    cases = passes(config)
+    clock = time.process_time if threads == 1 else time.perf_counter
+    s = session(graph, threads)
+    for f in cases.values():                       # warm-up
+        s.run(None, f)
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        name, reps = line.split()
+        out = []
+        for _ in range(int(reps)):
+            t = clock()
+            s.run(None, cases[name])
+            out.append((clock() - t) * 1e3)
+        print(json.dumps(out), flush=True)
+    return 0
+
+
+def time_interleaved(graphs: dict, bundle: Path, cases: dict, rounds: int, threads: int) -> dict:
+    """{graph: {pass: [ms, ...]}}: every graph (its own worker process) runs every pass once per
+    repetition, the graphs in turn."""
+    import subprocess
+    procs = {}
+    for name, g in graphs.items():
+        procs[name] = subprocess.Popen([sys.executable, __file__, "--worker", str(g), "--bundle", str(bundle),
+                                        "--threads", str(threads)], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, text=True)
+        if json.loads(procs[name].stdout.readline()).get("ready") is not True:
+            raise SystemExit(f"worker for {g} failed to start")
+    out = {g: {c: [] for c in cases} for g in graphs}
+    try:
+        for _ in range(rounds):
+            for name, proc in procs.items():
+                for c in cases:
+                    proc.stdin.write(f"{c} {10 if c == 'step' else 3}\n")
+                    proc.stdin.flush()
+                    out[name][c] += json.loads(proc.stdout.readline())
+    finally:
+        for proc in procs.values():
+            try:
+                proc.stdin.write("\n")
+                proc.stdin.close()
+                proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                proc.kill()
     return out
 
 
@@ -103,9 +142,9 @@ def profile_ops(path: Path, f: dict, threads: int, runs: int) -> dict:
             for op, (ms, calls) in sorted(by.items(), key=lambda kv: -kv[1][0])}
 
 
-def main() -> int:
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("graphs", nargs="+", type=Path, metavar="GRAPH.onnx")
+    p.add_argument("graphs", nargs="*", type=Path, metavar="GRAPH.onnx")
     p.add_argument("--bundle", type=Path, help="the bundle whose manifest gives the sizes "
                                                "(default: the first graph's folder)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1: CPU time)")
@@ -113,21 +152,25 @@ def main() -> int:
     p.add_argument("--profile", action="store_true", help="also profile each graph's passes by op type")
     p.add_argument("--json", type=Path)
     p.add_argument("--md", type=Path)
-    args = p.parse_args()
+    p.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        return worker(args.worker, args.bundle, args.threads)
     missing = [str(g) for g in args.graphs if not g.is_file()]
     if missing:
         p.error(f"no such graph: {missing[0]}")
-    config = load_config(args.bundle or args.graphs[0].parent)
+    bundle = args.bundle or args.graphs[0].parent
+    config = load_config(bundle)
     names = {}
     for g in args.graphs:                       # unique labels: file name, with its folder if needed
         label = g.name if sum(x.name == g.name for x in args.graphs) == 1 else f"{g.parent.name}/{g.name}"
         names[label] = g
-    clock = time.process_time if args.threads == 1 else time.perf_counter
+    if not names:
+        p.error("give at least one decode graph")
     cases = passes(config)
-    print(f"loading {len(names)} graphs …", file=sys.stderr)
-    sessions = {n: session(g, args.threads) for n, g in names.items()}
-    print(f"timing {', '.join(cases)} in {args.rounds} interleaved rounds …", file=sys.stderr)
-    times = time_interleaved(sessions, cases, args.rounds, clock)
+    print(f"timing {', '.join(cases)} of {len(names)} graphs (a worker process each) in {args.rounds} "
+          "interleaved rounds …", file=sys.stderr)
+    times = time_interleaved(names, bundle, cases, args.rounds, args.threads)
     from mof.bench.cli import machine_info
     report = {"machine": machine_info(), "threads": args.threads,
               "clock": "process CPU time" if args.threads == 1 else "wall clock", "graphs": {}}
