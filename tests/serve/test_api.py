@@ -292,7 +292,7 @@ def test_prompt_over_the_limit_gets_400(demo_model):
         assert r.status_code == 404 and _error(r)["param"] == "model"
 
 
-# The bugs a new user hit (issue 25) -------------------------------------------------------------
+# The bugs a new user hit: disconnects, the state cache, shutdown, status codes and params -----------
 
 def _metric(url: str, name: str) -> float:
     for line in httpx.get(url + "/metrics").text.splitlines():
