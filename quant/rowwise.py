@@ -105,6 +105,8 @@ def quantize_rowwise(model, min_elements: int = 1, matmuls: bool = True):
         counter[0] += 1
         return f"mofq/{hint}_{counter[0]}"
 
+    scales: dict[str, np.ndarray] = {}      # scale initializer name -> its values
+
     def stored(done, quantize, suffixes, name, arr):
         """The (quantized, scale) initializers replacing ``name``, added once."""
         if name not in done:
@@ -112,6 +114,7 @@ def quantize_rowwise(model, min_elements: int = 1, matmuls: bool = True):
             qn, sn = name + suffixes[0], name + suffixes[1]
             main.initializer.extend([numpy_helper.from_array(q, qn), numpy_helper.from_array(s, sn)])
             done[name] = (qn, sn)
+            scales[sn] = s
             replaced.add(name)
         return done[name]
 
@@ -122,8 +125,7 @@ def quantize_rowwise(model, min_elements: int = 1, matmuls: bool = True):
         """w_scale / 127 beside w_scale: the product's scale when x has the fixed scale 1/127."""
         name = ws + "/127"
         if name not in consts:
-            s = next(numpy_helper.to_array(t) for t in main.initializer if t.name == ws)
-            const(name, (s / np.float32(127)).astype(np.float32))
+            const(name, (scales[ws] / np.float32(127)).astype(np.float32))
         return name
 
     def table(name, arr):
