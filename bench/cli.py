@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from mof.measure.machine import machine_info
 from mof.runtime.errors import MofError
 
 from . import roofline
@@ -32,31 +32,6 @@ PROVIDER_ENV = "MOF_BENCH_PROVIDER"    # --provider, handed to the worker proces
 
 
 # --- machine -------------------------------------------------------------------------------
-def cpu_name() -> str:
-    """The CPU's model name: /proc/cpuinfo on Linux, sysctl on macOS, platform.processor() else."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    if sys.platform == "darwin":
-        try:
-            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
-                                 text=True, timeout=5).stdout.strip()
-            if out:
-                return out
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return platform.processor() or ""
-
-
-def machine_info() -> dict:
-    import onnxruntime as ort
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "onnxruntime": ort.__version__, "numpy": np.__version__, "platform": platform.platform()}
-
-
 def status_mb(key: str) -> float:
     """A memory line of /proc/self/status (VmRSS, VmHWM, RssAnon, …) in MB; NaN where there is none."""
     try:

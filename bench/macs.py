@@ -1,7 +1,7 @@
 """Multiply-accumulates of a window pass, counted from the decode graph and the pass's token count.
 
 Every MatMul-like node (MatMul, Gemm, FusedMatMul, MatMulInteger, MatMulIntegerToFloat,
-MatMulNBits, GRU) of the graph and of the graphs its nodes hold (``mof.export.onnx_walk``) is a
+MatMulNBits, GRU) of the graph and of the graphs its nodes hold (``mof.writer.onnx_walk``) is a
 ``Site``: its weight's shape [K, N] and how often it runs in a pass of T tokens (batch 1):
 
 - at top level, on the pass's tokens (T rows: the graph's time axis), or on one row — the last
@@ -130,7 +130,7 @@ def _one_row(node, values: dict) -> bool:
 
 def _walk(graph, weights: dict, consts: dict, time: set, loops: tuple, sites: list,
           kernels: set, nbits: set, values: dict) -> None:
-    from mof.export.onnx_walk import node_graphs
+    from mof.writer.onnx_walk import node_graphs
     from onnx import numpy_helper
     weights = {**weights, **{t.name: tuple(t.dims) for t in graph.initializer}}
     consts = {**consts, **{t.name: tuple(t.dims) for t in graph.initializer}}

@@ -11,7 +11,7 @@ Variants (mof.quant.int4.quantize_model_int4 on the demo's fp32 step and chunk g
   int8                             the demo bundle's own int8 graphs (rowwise-u8u8), for comparison
 
 Accuracy: each against fp32 on tests/fixtures/demo_ckpt/heldout.txt (512 characters, the demo
-manifest's calibration), exact and stream mode, as quant/report.py (top-1 agreement, perplexity
+manifest's calibration), exact and stream mode, as measure/report.py (top-1 agreement, perplexity
 change; gates 95 % / +5 %). ``--emulate-cpu MODEL`` re-runs some variants under
 ``qemu-x86_64 -cpu MODEL`` (EPYC-Rome: AVX2, no AVX-512, no VNNI) so onnxruntime picks that CPU's
 kernels, and reports how far its logits are from the host's.
@@ -190,16 +190,16 @@ def demo_model(files: dict, precision: str):
 
 
 def logits_both_modes(model, text: str, tokens: int) -> dict:
-    from mof.quant.accuracy import exact_logits, stream_logits
+    from mof.measure.accuracy import exact_logits, stream_logits
     ids = np.asarray(model.vocab.encode(text[: tokens + 1]), np.int32)
     return {"exact": exact_logits(model, ids[:-1]), "stream": stream_logits(model, ids[:-1]), "ids": ids[:-1],
             "targets": ids[1:]}
 
 
 def accuracy(ref: dict, got: dict) -> dict:
-    """quant/report.py's figures and gates for ``got`` against ``ref`` (both from logits_both_modes)."""
-    from mof.quant.accuracy import compare, perplexity
-    from mof.quant.report import MAX_PPL_CHANGE, MIN_TOP1
+    """measure/report.py's figures and gates for ``got`` against ``ref`` (both from logits_both_modes)."""
+    from mof.measure.accuracy import compare, perplexity
+    from mof.measure.report import MAX_PPL_CHANGE, MIN_TOP1
     out = {}
     for mode in ("exact", "stream"):
         r = compare(ref[mode], got[mode])
@@ -284,7 +284,7 @@ def time_interleaved(files: dict, rounds: int, step_calls: int, chunk_calls: int
 # Report -----------------------------------------------------------------------------------------
 def machine() -> dict:
     import onnxruntime
-    from mof.quant.int8 import cpu_features
+    from mof.measure.machine import cpu_features
     model = ""
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -366,7 +366,7 @@ def sensitivity(name: str, text: str, tokens: int, ref: dict) -> dict:
     """Exact-mode agreement of ``name`` with one group of MatMul weights left fp32 (tables int8)."""
     import onnx
     from onnx import TensorProto
-    from mof.quant.accuracy import compare, exact_logits, perplexity
+    from mof.measure.accuracy import compare, exact_logits, perplexity
     from mof.quant.gru_rewrite import gru_to_matmuls
     from mof.quant.int4 import quantize_matmuls_nbits
     from mof.quant.rowwise import quantize_rowwise

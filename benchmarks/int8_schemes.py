@@ -87,7 +87,7 @@ SCHEMES = {
 
 
 def cpu_description() -> dict:
-    from mof.quant.int8 import cpu_features
+    from mof.measure.machine import cpu_features
     return cpu_features()
 
 
@@ -109,14 +109,14 @@ def model_from(files: dict, precision: str):
 
 
 def logits_both_modes(model, text: str, tokens: int = 512) -> dict:
-    from mof.quant.accuracy import exact_logits, stream_logits
+    from mof.measure.accuracy import exact_logits, stream_logits
     ids = np.asarray(model.vocab.encode(text[: tokens + 1]), np.int32)
     return {"exact": exact_logits(model, ids[:-1]), "stream": stream_logits(model, ids[:-1]),
             "targets": ids[1:]}
 
 
 def accuracy(ref: dict, got: dict) -> dict:
-    from mof.quant.accuracy import compare
+    from mof.measure.accuracy import compare
     return {mode: {k: v for k, v in compare(ref[mode], got[mode]).items()
                    if k in ("top1_agreement", "mean_kl", "max_abs_diff")} for mode in ("exact", "stream")}
 

@@ -98,7 +98,7 @@ def main() -> int:
     if args._memory:
         print(json.dumps(memory_worker(args.bundle, args.precision, args._memory[0])))
         return 0
-    from mof.bench.cli import cpu_name
+    from mof.measure.machine import cpu_name
     from mof.runtime.manifest import Manifest
     import onnxruntime as ort
     m = Manifest(json.loads((args.bundle / "manifest.json").read_text()), str(args.bundle))

@@ -146,7 +146,7 @@ def package_versions() -> dict:
 
 
 def machine_info() -> dict:
-    from mof.bench.cli import cpu_name
+    from mof.measure.machine import cpu_name
     return {"cpu": cpu_name(), "flags": cpu_flags(), "cores": os.cpu_count(),
             "python": platform.python_version(), "platform": platform.platform(),
             "packages": package_versions()}

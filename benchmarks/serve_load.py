@@ -151,7 +151,7 @@ async def level(url: str, model: str, clients: int, requests: int, tokens: int, 
 
 
 def main() -> int:
-    from mof.bench.cli import cpu_name
+    from mof.measure.machine import cpu_name
     from mof.runtime import DEFAULT_BUNDLE
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=DEFAULT_BUNDLE, help="bundle (default: the demo)")

@@ -9,9 +9,9 @@ import numpy as np
 
 from mof.runtime.contract import INPUT_IDS, LOGITS, ONNX_OPSET
 from mof.runtime.errors import MofError
+from mof.writer.onnx_walk import all_graphs
 
 from ._tf import import_tf
-from .onnx_walk import all_graphs
 
 
 def _erfc_handler(ctx, node, name, args):

@@ -1,11 +1,11 @@
 """Keras layers (Dense, LayerNormalization, exact gelu, GRU with reset_after) lowered to ONNX
-ops on top of mof.quant.onnx_builder's primitives; used by the step graph (step_graph.py)."""
+ops on top of mof.writer.onnx_builder's primitives; used by the step graph (step_graph.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from mof.quant.onnx_builder import GraphBuilder
+from mof.writer.onnx_builder import GraphBuilder
 
 
 class LayerGraphBuilder(GraphBuilder):

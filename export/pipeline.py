@@ -8,16 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from mof.runtime.bundle import BundleWriter, check_writable_target
 from mof.runtime.config import ModelConfig
 from mof.runtime.contract import (FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_FILES, GRAPH_FULL, GRAPH_STEP,
                                   GRAPH_WINDOW, INT8, QUANTIZED_GRAPHS, VOCAB_FILE)
 from mof.runtime.errors import MofError
-from mof.runtime.manifest import UNSAID_FORM, make_manifest
+from mof.runtime.manifest import UNSAID_FORM
 from mof.runtime.vocab import Vocabulary
+from mof.writer.bundle_writer import BundleWriter, check_writable_target
+from mof.writer.graph_store import store_precision
+from mof.writer.manifest import add_precision, make_manifest, set_stream_report, set_validation
 
 from .checkpoint import EMBEDDING, list_variables, locate_checkpoint, read_shape_facts, resolve_config
-from .graph_store import store_precision
 from .progress import Progress
 from .vocabulary import find_vocab_file, load_vocabulary
 
@@ -97,8 +98,8 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
     """Run every stage; returns the bundle directory. Raises MofError on bad input."""
     import onnxruntime as ort
 
-    from mof.quant.policies import policy_table, set_stream_report
-    from mof.quant.calibration import load_calibration_text
+    from mof.measure.calibration import load_calibration_text
+    from mof.measure.policies import policy_table
     from mof.runtime.model import Model, session_options
 
     from . import oracle
@@ -169,17 +170,17 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
         stream = policy_table(decode_model, calibration, opts.eval_tokens, source,     # what decoding runs
                               None if opts.int8 else progress.log)
         del sessions, runtime_model, decode_model
-    manifest["validation"] = report
+    set_validation(manifest, report)
     set_stream_report(manifest, stream)
     int8_blobs = {}
     if opts.int8:
-        from mof.quant.bundle_quant import apply_quantized, make_quantized
+        from mof.quant.bundle_quant import make_quantized
         with progress.stage("quantize", "int8 step, chunk and decode graphs, accuracy vs fp32"):
             int8_blobs, additions = make_quantized(
                 INT8, {n: blobs[n] for n in QUANTIZED_GRAPHS}, manifest, loc.vocab,
                 calibration_text=opts.calibration_text, eval_tokens=opts.eval_tokens,
                 allow_degraded=opts.allow_degraded, log=progress.log)
-            manifest = apply_quantized(manifest, INT8, additions)
+            manifest = add_precision(manifest, INT8, **additions)
     with progress.stage("write", f"bundle {loc.output}"):
         with BundleWriter(loc.output, force=opts.force) as w:
             for name in set(blobs) - set(QUANTIZED_GRAPHS):     # full / window: analysis graphs with

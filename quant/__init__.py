@@ -1,13 +1,6 @@
-"""mof.quant: int8 variants of a bundle's graphs and their accuracy against fp32; the stream
-policies' fidelity against exact decoding (policies.py, mof-eval).
+"""mof.quant: quantized variants of a bundle's graphs (mof-quantize; needs onnx).
 
-    from mof.quant import int8_accuracy
-    table = int8_accuracy("t6.mof", text)    # int8 vs fp32 on this machine, exact and stream mode
+int8 (int8.py, rowwise.py): weights 7-bit int8 per output channel, activations uint8 per row,
+the same logits on every x86 CPU; int4 (int4.py): MatMulNBits. bundle_quant.py quantizes a
+bundle's decoding graphs, measures them against fp32 (mof.measure) and gates them.
 """
-
-
-def __getattr__(name):
-    if name == "int8_accuracy":
-        from .bundle_quant import int8_accuracy
-        return int8_accuracy
-    raise AttributeError(name)

@@ -54,7 +54,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.error("--check changes nothing: --force and --allow-degraded do not apply")
     if args.upgrade and (args.check or args.force or args.allow_degraded or args.precision != "int8"):
         p.error("--upgrade only rewrites the bundle's format: it takes no other option")
-    from .bundle_quant import quantize_bundle, upgrade_bundle
+    from mof.writer.upgrade import upgrade_bundle
+
+    from .bundle_quant import quantize_bundle
 
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     if args.check:
@@ -81,9 +83,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def check(args, log) -> int:
     """mof-quantize --check: the quantized precision's accuracy table measured here, next to the
     recorded one."""
-    from .bundle_quant import quantized_accuracy
-    from .calibration import load_calibration_text
-    from .report import describe_machine, print_report
+    from mof.measure.calibration import load_calibration_text
+    from mof.measure.machine import describe_machine
+    from mof.measure.report import print_report, quantized_accuracy
     text = source = None
     if args.calibration_text:
         text, source = load_calibration_text(args.calibration_text), args.calibration_text.name

@@ -15,8 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from mof.runtime.errors import MofError
-
-from .onnx_builder import GraphBuilder
+from mof.writer.onnx_builder import GraphBuilder
 
 
 def _attrs(node) -> dict:

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mof.export.onnx_walk import node_graphs
 from mof.runtime.errors import MofError
+from mof.writer.onnx_walk import node_graphs
 
 from .gru_rewrite import gru_to_matmuls
 from .int8 import large_float_initializers

@@ -10,44 +10,13 @@ Gather tables int8 per row.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from mof.export.onnx_walk import all_graphs
 from mof.runtime.errors import MofError
+from mof.writer.onnx_walk import all_graphs
 
 from .gru_rewrite import gru_to_matmuls
 from .rowwise import SCHEME, quantize_rowwise, saturation_risks
 
 LARGE_FLOAT_LIMIT = 65_536          # no float initializer above this many elements may remain
-CPU_FEATURES = ("sse4_1", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
-                "avx_vnni_int8", "amx_int8")
-
-
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_features() -> dict:
-    """What an accuracy figure was measured on: CPU model and the SIMD flags that select
-    onnxruntime's int8 kernels (``/proc/cpuinfo``; the machine name alone on other systems)."""
-    import platform
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    flags = cpu_flags()
-    return {"model": model or platform.processor() or platform.machine(), "machine": platform.machine(),
-            "flags": [f for f in CPU_FEATURES if f in flags]}
 
 
 def scheme() -> dict:

@@ -31,10 +31,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mof.export.onnx_walk import all_graphs, node_graphs
 from mof.runtime.errors import MofError
-
-from .onnx_builder import UNIT_INPUT
+from mof.writer.onnx_builder import UNIT_INPUT
+from mof.writer.onnx_walk import all_graphs, node_graphs
 
 SCHEME = {
     "name": "rowwise-u8s8",

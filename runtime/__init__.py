@@ -10,7 +10,7 @@ from ._onnxruntime import require_onnxruntime
 
 require_onnxruntime()    # a clear message, not a bare ModuleNotFoundError, when no flavour is installed
 
-from .bundle import BundleWriter, read_manifest, verify_bundle
+from .bundle import read_manifest, verify_bundle
 from .bundle_default import DEFAULT_BUNDLE
 from .config import ModelConfig
 from .errors import BundleError, MofError
@@ -20,6 +20,6 @@ from .sampling import Sampler, SamplingConfig
 from .state import State
 from .vocab import Vocabulary
 
-__all__ = ["DEFAULT_BUNDLE", "BundleWriter", "BundleError", "GenerationStats", "Generator", "Model", "ModelConfig",
+__all__ = ["DEFAULT_BUNDLE", "BundleError", "GenerationStats", "Generator", "Model", "ModelConfig",
            "MofError", "Sampler", "SamplingConfig", "State", "Vocabulary", "generate",
            "read_manifest", "verify_bundle"]

@@ -1,11 +1,6 @@
-"""Reading and writing bundle directories (the format is owned here).
-
-A bundle is a directory holding ``manifest.json``, ``vocab.json`` and ONNX
-graphs. Writing is atomic: everything is built in a hidden temporary directory
-beside the target and renamed into place at the end, so a failure or Ctrl-C
-leaves either the old bundle or nothing, never a half-written one. Reading
-verifies the format version and the sha256 of every file before anything is
-loaded.
+"""Reading bundle directories: a directory holding ``manifest.json``, ``vocab.json`` and ONNX
+graphs (docs/bundle-format.md). Reading verifies the format version and the sha256 of every file
+before anything is loaded. Writing (atomic, mof.writer.bundle_writer) is the export side's.
 """
 
 from __future__ import annotations
@@ -13,13 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 from .contract import FORMAT, MANIFEST_FILE, PRECISIONS, READABLE_VERSIONS
-from .errors import BundleError, MofError
+from .errors import BundleError
 from .manifest import Manifest
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
@@ -37,7 +30,7 @@ def file_record(path: Path) -> dict[str, Any]:
     return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
-def _is_plain_name(name: str) -> bool:
+def is_plain_name(name: str) -> bool:
     """A bundle may only reference files directly inside itself."""
     return (bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
             and "\0" not in name and not os.path.isabs(name) and ":" not in name)
@@ -49,87 +42,6 @@ def is_bundle_dir(path: Path) -> bool:
         return isinstance(m, dict) and m.get("format") == FORMAT
     except (OSError, ValueError):
         return False
-
-
-def check_writable_target(target: Path, force: bool) -> None:
-    """Fail early (before minutes of work) if ``target`` cannot become a bundle."""
-    if target.exists() or target.is_symlink():
-        if not force:
-            raise MofError(f"{target} already exists (use --force to replace it)")
-        if target.is_symlink() or not target.is_dir():
-            raise MofError(f"{target} exists and is not a directory; refusing to replace it")
-        if any(target.iterdir()) and not is_bundle_dir(target):
-            raise MofError(
-                f"{target} exists and is not a mof bundle; refusing to replace it even with --force")
-    parent = target.parent
-    if not parent.is_dir():
-        raise MofError(f"output folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise MofError(f"output folder {parent} is not writable")
-
-
-class BundleWriter:
-    """Build a bundle in a temporary directory; ``commit`` moves it into place.
-
-        with BundleWriter(target, force) as w:
-            save_graph(w.path("full.onnx"))
-            w.commit(manifest)          # adds manifest["files"], writes manifest.json, renames
-    """
-
-    def __init__(self, target: str | Path, force: bool = False):
-        self.target = Path(target).absolute()
-        self.force = force
-        self.tmp: Path | None = None
-        self.committed = False
-
-    def __enter__(self) -> "BundleWriter":
-        check_writable_target(self.target, self.force)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
-        return self
-
-    def path(self, name: str) -> Path:
-        assert self.tmp is not None and _is_plain_name(name), name
-        return self.tmp / name
-
-    def commit(self, manifest: dict[str, Any]) -> Path:
-        assert self.tmp is not None
-        files = {}
-        for p in sorted(self.tmp.iterdir()):
-            if p.name != MANIFEST_FILE:
-                files[p.name] = file_record(p)
-        manifest = dict(manifest)
-        manifest["files"] = files
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o777 & ~umask)   # mkdtemp makes it 0700
-        with open(self.tmp / MANIFEST_FILE, "w", encoding="utf-8") as f:
-            json.dump(manifest, f, ensure_ascii=False, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        # Re-check at the last moment: something may have appeared meanwhile.
-        check_writable_target(self.target, self.force)
-        old = None
-        if self.target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.old-", dir=self.target.parent))
-            os.rmdir(old)
-            os.rename(self.target, old)
-        try:
-            os.rename(self.tmp, self.target)
-        except OSError:
-            if old is not None:
-                os.rename(old, self.target)
-            raise
-        self.tmp = None
-        self.committed = True
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return self.target
-
-    def __exit__(self, *exc) -> None:
-        if self.tmp is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            self.tmp = None
 
 
 def read_manifest(bundle_dir: str | Path) -> Manifest:
@@ -165,7 +77,7 @@ def read_verified(bundle_dir: Path, manifest: dict[str, Any], name: str) -> byte
     """The bytes of a listed file, checked against the manifest at the moment they are read
     (so what onnxruntime gets is exactly what was verified — no swap after the check)."""
     rec = manifest.get("files", {}).get(name)
-    if rec is None or not _is_plain_name(name):
+    if rec is None or not is_plain_name(name):
         raise BundleError(f"{bundle_dir}: {name!r} is not a file of this bundle")
     p = bundle_dir / name
     if p.is_symlink():
@@ -193,7 +105,7 @@ def verify_bundle(bundle_dir: str | Path, hashed_when_read: Iterable[str] = (),
     if not isinstance(files, dict) or not files:
         raise BundleError(f"{bundle_dir}: manifest lists no files")
     for name, rec in files.items():
-        if not _is_plain_name(name):
+        if not is_plain_name(name):
             raise BundleError(f"{bundle_dir}: manifest names an unsafe file path {name!r}")
         if not isinstance(rec, dict) or not isinstance(rec.get("sha256"), str):
             raise BundleError(f"{bundle_dir}: manifest entry for {name} has no sha256")

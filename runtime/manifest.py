@@ -1,4 +1,5 @@
-"""The manifest schema (docs/bundle-format.md): built here (make_manifest), read here (Manifest).
+"""Reading the manifest (docs/bundle-format.md): ``Manifest``, the lookups the runtime makes.
+Manifests are written by one module, mof.writer.manifest (the export side).
 
 Every graph entry names its file per precision and lists its inputs and
 outputs (name, dtype, shape with named dynamic dims), so a program in another
@@ -12,11 +13,8 @@ from typing import Any, Optional, Sequence
 
 from .chat import FORMS
 from .config import ModelConfig
-from .contract import (FORMAT, FORMAT_VERSION, FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_FILES, GRAPH_FULL,
-                       GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, INT8, LOGITS, POSITION, REFILL_INPUT, VOCAB_FILE)
+from .contract import FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_FILES, GRAPH_STEP, GRAPH_WINDOW, INT8
 from .errors import BundleError
-from .ort_compat import record as onnxruntime_record
-from .state import state_io, state_shapes
 
 DECODING_GRAPHS = (GRAPH_STEP, GRAPH_CHUNK)    # what generation loads (full.onnx and window.onnx
 LEGACY_DECODING_GRAPHS = (GRAPH_WINDOW, GRAPH_STEP)   # are for analysis); bundles made before the
@@ -60,12 +58,14 @@ class Manifest(dict):
         return entry
 
     def precision_record(self, precision: str) -> dict:
-        """What the bundle records of a quantized precision: {"quantization", "accuracy"} (int8 at
-        the manifest's top level, where bundles always had it; others under their own key)."""
+        """What the bundle records of a quantized precision: {"quantization", "accuracy"}, under
+        the precision's own key (bundles made before mof 0.2 kept int8's at the top level)."""
+        rec = self.get(precision)
+        if isinstance(rec, dict):
+            return rec
         if precision == INT8:
             return {k: self[k] for k in ("quantization", "accuracy") if isinstance(self.get(k), dict)}
-        rec = self.get(precision)
-        return rec if isinstance(rec, dict) else {}
+        return {}
 
     def accuracy_warning(self, precision: str) -> Optional[str]:
         """One line when ``precision`` was kept below the accuracy gates (mof-quantize
@@ -150,81 +150,6 @@ class Manifest(dict):
         if form not in FORMS:
             raise BundleError(f"{self.where}: manifest form {form!r} is not one of {', '.join(FORMS)}")
         return form
-
-
-def _tensor(name: str, dtype: str, shape: list) -> dict[str, Any]:
-    return {"name": name, "dtype": dtype, "shape": shape}
-
-
-def graph_entry(graph: str, config: ModelConfig) -> dict[str, Any]:
-    """The manifest entry of one graph: its fp32 file and its I/O contract."""
-    V = config.vocab_size
-    if graph == GRAPH_STEP:
-        io = state_io(config)
-        return {
-            FP32: GRAPH_FILES[graph],
-            "inputs": [_tensor(INPUT_IDS, "int32", ["batch", "chunk"]),
-                       _tensor(POSITION, "int64", ["batch"])]
-                      + [_tensor(i, "float32", shape) for i, _, shape in io],
-            "outputs": [_tensor(LOGITS, "float32", ["batch", V])]
-                       + [_tensor(o, "float32", shape) for _, o, shape in io],
-        }
-    if graph == GRAPH_DECODE:
-        step = graph_entry(GRAPH_STEP, config)
-        return {**step, FP32: GRAPH_FILES[graph],
-                "inputs": step["inputs"] + [_tensor(REFILL_INPUT, "bool", [])]}
-    if graph == GRAPH_CHUNK:
-        return {
-            FP32: GRAPH_FILES[graph],
-            "inputs": [_tensor(INPUT_IDS, "int32", ["batch", "seq"])],
-            "outputs": [_tensor(LOGITS, "float32", ["batch", V])]
-                       + [_tensor(o, "float32", shape) for _, o, shape in state_io(config)],
-        }
-    out_shape = {GRAPH_FULL: ["batch", "seq", V], GRAPH_WINDOW: ["batch", V]}[graph]
-    return {
-        FP32: GRAPH_FILES[graph],
-        "inputs": [_tensor(INPUT_IDS, "int32", ["batch", "seq"])],
-        "outputs": [_tensor(LOGITS, "float32", out_shape)],
-    }
-
-
-def state_section(config: ModelConfig) -> dict[str, Any]:
-    """How big a sequence's recurrent state is, and which graph tensors carry it."""
-    floats = 0
-    fields = []
-    for (name_in, name_out, shape), field in zip(state_io(config), state_shapes(config)):
-        n = 1
-        for d in shape:
-            n *= 1 if d == "batch" else d
-        floats += n
-        fields.append({"field": field, "input": name_in, "output": name_out, "dtype": "float32",
-                       "shape": shape})
-    return {"fields": fields, "position_input": POSITION, "floats_per_sequence": floats,
-            "bytes_per_sequence": 4 * floats}
-
-
-def make_manifest(config: ModelConfig, *, model_type: Optional[str], vocab: dict[str, Any],
-                  validation: dict[str, Any], producer: dict[str, str],
-                  source: dict[str, Any],
-                  graphs: tuple[str, ...] = (GRAPH_FULL, GRAPH_WINDOW, GRAPH_STEP),
-                  stream: dict[str, Any] | None = None, form: str = UNSAID_FORM) -> dict[str, Any]:
-    """A complete manifest except ``files`` (the BundleWriter adds hashes at commit)."""
-    if form not in FORMS:
-        raise BundleError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "model": {"model_type": model_type, **config.to_dict()},
-        "form": form,
-        "vocab": {"file": VOCAB_FILE, **vocab},
-        "graphs": {g: graph_entry(g, config) for g in graphs},
-        "state": state_section(config),
-        "validation": validation,
-        "stream": stream or {},
-        "producer": producer,
-        "source": source,
-        "onnxruntime": {FP32: onnxruntime_record(FP32)},   # mof-quantize adds its precision's
-    }
 
 
 def model_config(manifest: dict[str, Any]) -> ModelConfig:

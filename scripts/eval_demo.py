@@ -42,7 +42,7 @@ def cjk_share(text: str) -> float:
 
 def reply_perplexity(model, conversations, mode: str) -> tuple[float, int]:
     """exp(mean NLL) of the replies' characters and their closing '"}', teacher-forced."""
-    from mof.quant.accuracy import exact_logits, perplexity, stream_logits
+    from mof.measure.accuracy import exact_logits, perplexity, stream_logits
     from mof.runtime.chat import Conversation
     nll, n = 0.0, 0
     for pairs in conversations:

@@ -10,7 +10,7 @@ import pytest
 
 onnx = pytest.importorskip("onnx")      # a runtime-only install has no onnx: skip, not a collection error
 
-from mof.quant.accuracy import compare, exact_logits, perplexity, stream_logits
+from mof.measure.accuracy import compare, exact_logits, perplexity, stream_logits
 from mof.quant.int4 import quantize_model_int4
 from mof.quant.int8 import LARGE_FLOAT_LIMIT, large_float_initializers
 from mof.runtime.contract import INT8_FILES

@@ -11,7 +11,7 @@ onnx = pytest.importorskip("onnx")      # a runtime-only install has no onnx: sk
 from mof.export.pipeline import ExportOptions, export_checkpoint
 from mof.export.progress import Progress
 from mof.export.synthetic import tiny_config, train_checkpoint
-from mof.quant.calibration import builtin_text
+from mof.measure.calibration import builtin_text
 from mof.quant.cli import main as quantize_main
 from mof.quant.gru_rewrite import gru_to_matmuls
 from mof.quant.int8 import LARGE_FLOAT_LIMIT, large_float_initializers
@@ -79,9 +79,9 @@ def test_no_large_float_weight_left(size, ckpt_factory, tmp_path):
         assert large_float_initializers(fp32, limit), "the check must see the fp32 weights"
         assert large_float_initializers(int8, limit) == []
         assert not any(n.op_type == "GRU" for n in int8.graph.node)
-    assert manifest["quantization"]["weights"].startswith("int8")
-    assert manifest["quantization"]["name"] == "rowwise-u8s8" and "reduce_range" not in manifest["quantization"]
-    assert manifest["accuracy"]["measured_on"]["cpu"]["machine"]
+    assert manifest["int8"]["quantization"]["weights"].startswith("int8")
+    assert manifest["int8"]["quantization"]["name"] == "rowwise-u8s8" and "reduce_range" not in manifest["int8"]["quantization"]
+    assert manifest["int8"]["accuracy"]["measured_on"]["cpu"]["machine"]
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_int8_meets_the_gates_on_a_trained_model(trained_bundle, tmp_path, capsy
     shutil.copytree(trained_bundle, copy)
     assert quantize_main([str(copy), "--eval-tokens", "400"]) == 0
     m = verify_bundle(copy)
-    acc = m["accuracy"]
+    acc = m["int8"]["accuracy"]
     for mode in ("exact", "stream"):
         print(mode, {k: acc[mode][k] for k in ("top1_agreement", "perplexity_change", "mean_kl")})
         assert acc[mode]["passed"]
@@ -129,7 +129,7 @@ def test_mof_quantize_is_atomic_and_gated(trained_bundle, tmp_path, capsys, monk
     copy = tmp_path / "b.mof"
     shutil.copytree(trained_bundle, copy)
     before = verify_bundle(copy)["files"]
-    import mof.quant.report as report
+    import mof.measure.report as report
     monkeypatch.setattr(report, "MIN_TOP1", 1.01)              # an impossible gate
     assert quantize_main([str(copy), "-q"]) == 1
     err = capsys.readouterr().err
@@ -138,7 +138,7 @@ def test_mof_quantize_is_atomic_and_gated(trained_bundle, tmp_path, capsys, monk
     assert [p.name for p in tmp_path.iterdir()] == ["b.mof"]    # no temp litter
     assert quantize_main([str(copy), "-q", "--allow-degraded"]) == 0
     m = verify_bundle(copy)
-    assert m["graphs"]["step"]["int8"] == "step.int8.onnx" and not m["accuracy"]["passed"]
+    assert m["graphs"]["step"]["int8"] == "step.int8.onnx" and not m["int8"]["accuracy"]["passed"]
     assert set(before) < set(m["files"])
     assert quantize_main([str(copy), "-q"]) == 1                 # already has int8: needs --force
     assert "--force" in capsys.readouterr().err
@@ -165,8 +165,8 @@ def test_t7_every_gru_and_large_weight_int8(tiny_t7_bundle):
             np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
         assert large_float_initializers(fp32, 100) and large_float_initializers(int8, 100) == []
         assert not any(n.op_type == "GRU" for n in int8.graph.node)
-    assert manifest["quantization"]["name"] == "rowwise-u8s8"
-    assert {"exact", "stream"} <= set(manifest["accuracy"])
+    assert manifest["int8"]["quantization"]["name"] == "rowwise-u8s8"
+    assert {"exact", "stream"} <= set(manifest["int8"]["accuracy"])
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,7 @@ def trained_t7_bundle(tmp_path_factory):
 def test_t7_int8_meets_the_gates_on_a_trained_model(trained_t7_bundle):
     m = verify_bundle(trained_t7_bundle)
     assert m["model"]["family"] == "t7"
-    acc = m["accuracy"]
+    acc = m["int8"]["accuracy"]
     for mode in ("exact", "stream"):
         print("T7", mode, {k: acc[mode][k] for k in ("top1_agreement", "perplexity_change", "mean_kl")})
         assert acc[mode]["passed"]

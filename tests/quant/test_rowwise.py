@@ -99,7 +99,7 @@ def _emulate_unit(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def test_the_fixed_scale_path_computes_the_exact_integer_arithmetic():
-    from mof.quant.onnx_builder import UNIT_INPUT
+    from mof.writer.onnx_builder import UNIT_INPUT
     rng = np.random.default_rng(1)
     K, N = 192, 40
     w = rng.normal(0, 1, (K, N)).astype(np.float32)

@@ -19,7 +19,7 @@ PUNCT = "，。？！；、"
 def test_demo_bundle_is_verified_with_int8_and_small():
     m = verify_bundle(DEFAULT_BUNDLE)
     assert m["graphs"]["step"]["int8"] and m["graphs"]["chunk"]["int8"]
-    assert m["validation"]["passed"] and m["accuracy"]["passed"]
+    assert m["validation"]["passed"] and m["int8"]["accuracy"]["passed"]
     bundle = sum(p.stat().st_size for p in DEFAULT_BUNDLE.iterdir())
     ckpt = sum(p.stat().st_size for p in FIXTURE.iterdir())
     assert bundle + ckpt <= 20 * 1024 * 1024, (bundle, ckpt)

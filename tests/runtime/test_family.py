@@ -10,7 +10,7 @@ import pytest
 from mof.runtime import Model
 from mof.runtime.config import ModelConfig
 from mof.runtime.errors import MofError
-from mof.runtime.manifest import state_section
+from mof.writer.manifest import state_section
 from mof.runtime.state import State, batch_axis, state_shapes
 
 T6 = dict(vocab_size=60, embed_dim=16, rnn_units=24, router_units=8, rnn_layers=2, trans_layers=2,

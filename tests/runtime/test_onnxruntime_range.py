@@ -125,7 +125,7 @@ def test_the_writer_records_this_onnxruntime_and_what_reproduces_it():
 
 
 def test_make_manifest_records_the_fp32_onnxruntime():
-    from mof.runtime.manifest import make_manifest
+    from mof.writer.manifest import make_manifest
     m = make_manifest(read_manifest(DEFAULT_BUNDLE).config, model_type=None, vocab={}, validation={},
                       producer={}, source={})
     assert m["onnxruntime"]["fp32"]["measured"] == ort.__version__

@@ -16,9 +16,10 @@ import hashlib
 from pathlib import Path
 from typing import Callable, Union
 
-from mof.runtime.bundle import BundleWriter
-from mof.runtime.contract import FORMAT_VERSION, GRAPH_FILES, QUANTIZED_FILES, QUANTIZED_GRAPHS, weights_file
+from mof.runtime.contract import GRAPH_FILES, QUANTIZED_FILES, QUANTIZED_GRAPHS, weights_file
 
+from .bundle_writer import BundleWriter
+from .manifest import record_weights
 from .onnx_walk import all_graphs
 
 EXTERNAL_MIN_BYTES = 1024           # smaller tensors (scalars, shapes, small scales) stay inside the graph
@@ -89,10 +90,7 @@ def store_precision(w: BundleWriter, manifest: dict, precision: str, graphs: dic
     info = store_graphs(w, precision, {files[n]: graphs[n] for n in names})
     log(f"      {', '.join(files[n] for n in names)} -> {info['file']}: {info['bytes'] / 1e6:.1f} MB, "
         f"{info['tensors']} tensors stored once for {info['references']} references")
-    for n in names:
-        manifest["graphs"][n] = {**manifest["graphs"][n], precision: files[n]}
-    manifest["weights"] = {**manifest.get("weights", {}), precision: info["file"]}
-    manifest["format_version"] = FORMAT_VERSION
+    record_weights(manifest, precision, names, info["file"])
 
 
 def load_graph(bundle_dir: Path, file: str):

@@ -123,7 +123,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       "\"exact\" in a request's body)")
             report["apply"] = {"command": command, "mode": mode, "refill_every": refill, "min_tokens": need}
         if precision != FP32:      # the same table as mof-quantize --check: measured on this machine's CPU
-            from .bundle_quant import quantized_accuracy
+            from .report import quantized_accuracy
             from .report import print_report
             key = f"{precision}_vs_fp32"
             report[key] = quantized_accuracy(args.bundle, text, args.tokens, args.text.name, args.threads, precision)

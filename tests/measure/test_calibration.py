@@ -2,7 +2,7 @@
 
 import pytest
 
-from mof.quant.calibration import builtin_text, load_calibration_text
+from mof.measure.calibration import builtin_text, load_calibration_text
 from mof.runtime.errors import MofError
 
 

@@ -3,13 +3,17 @@ with its gates."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
+from mof.runtime.contract import INT8
 from mof.runtime.model import Model
 
 from .accuracy import compare, exact_logits, perplexity, stream_logits
+from .calibration import load_calibration_text
+from .machine import describe_machine, measured_on
 
 MIN_TOP1 = 0.95            # a quantized precision must pick fp32's top-1 at least this often
 MAX_PPL_CHANGE = 0.05      # and its perplexity may rise at most this much
@@ -54,7 +58,31 @@ def print_report(report: dict, log: Callable[[str], None]) -> None:
         log(f"        measured on: {describe_machine(report['measured_on'])}")
 
 
-def describe_machine(measured_on: dict) -> str:
-    cpu = measured_on.get("cpu") or {}
-    flags = " ".join(cpu.get("flags") or []) or "no SIMD flags known"
-    return f"{cpu.get('model') or 'unknown CPU'} ({flags}), onnxruntime {measured_on.get('onnxruntime', '?')}"
+def quantized_accuracy(bundle_dir: Path, text: Optional[str] = None, eval_tokens: Optional[int] = None,
+                       source: Optional[str] = None, threads: Optional[int] = None,
+                       precision: str = INT8) -> dict:
+    """Measure a bundle's ``precision`` graphs against its fp32 graphs on this machine (exact and
+    stream mode). ``text`` defaults to the built-in sample, ``eval_tokens`` to what the manifest's
+    report used. Returns the same table as the manifest's accuracy record (with ``measured_on``
+    this machine), plus ``recorded``: the manifest's own figures and where they were measured."""
+    bundle_dir = Path(bundle_dir)
+    fp32 = Model.load(bundle_dir, threads=threads)
+    quant = Model.load(bundle_dir, precision=precision, threads=threads)
+    rec = fp32.manifest.precision_record(precision)
+    recorded = rec.get("accuracy") or {}
+    if eval_tokens is None:
+        eval_tokens = int(recorded.get("tokens") or 256)
+    if text is None:
+        text, source = load_calibration_text(None), "built-in"
+    report = int8_report(fp32, quant, text, eval_tokens, source or "given")
+    report["measured_on"] = measured_on()
+    report["recorded"] = {k: recorded.get(k) for k in ("text", "tokens", "exact", "stream", "measured_on")
+                          if k in recorded}
+    report["quantization"] = rec.get("quantization")
+    return report
+
+
+def int8_accuracy(bundle_dir: Path, text: Optional[str] = None, eval_tokens: Optional[int] = None,
+                  source: Optional[str] = None, threads: Optional[int] = None) -> dict:
+    """``quantized_accuracy`` of the int8 graphs (the library's documented entry point)."""
+    return quantized_accuracy(bundle_dir, text, eval_tokens, source, threads, INT8)

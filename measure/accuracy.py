@@ -1,7 +1,7 @@
 """Accuracy of one decoding against another on real text: agreement, KL, perplexity.
 
-Used at every export (the stream policies vs exact, quant/policies.py) and at
-quantization (int8 vs fp32, quant/report.py). Position p's logits predict token p+1;
+Used at every export (the stream policies vs exact, measure/policies.py) and at
+quantization (int8 vs fp32, measure/report.py). Position p's logits predict token p+1;
 exact mode re-reads the last W tokens for every position, stream mode carries its
 recurrent state and refills by the decoder's rule.
 """

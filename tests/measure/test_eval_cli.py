@@ -15,7 +15,7 @@ HELDOUT = Path(__file__).resolve().parents[1] / "fixtures" / "demo_ckpt" / "held
 BLOCK = ("import sys\n"
          "for m in ('tensorflow', 'tf_keras', 'keras', 'tf2onnx', 'xiaothink', 'onnx'):\n"
          "    sys.modules[m] = None\n"
-         "from mof.quant.eval_cli import main\n"
+         "from mof.measure.eval_cli import main\n"
          "sys.exit(main(sys.argv[1:]))\n")
 
 

@@ -19,7 +19,7 @@ MAX_CALIBRATION_BYTES = 64 * 1024 * 1024
 
 
 def builtin_text() -> str:
-    return resources.files("mof.quant").joinpath("data/calibration_zh.txt").read_text(encoding="utf-8")
+    return resources.files("mof.measure").joinpath("data/calibration_zh.txt").read_text(encoding="utf-8")
 
 
 def load_calibration_text(path: Optional[Path] = None) -> str:

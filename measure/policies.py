@@ -1,6 +1,6 @@
 """The stream-fidelity dial, measured: each refill policy against exact decoding on real text.
 
-For every policy — plain stream (mof 0.1: no refill before the position table is full), a
+For every policy — plain stream (no refill before the position table is full), a
 refill every R tokens for R in {W/2, W/4, 16, 8, 4} (those between 2 and W/2), and exact
 mode — on the same text, teacher-forced: perplexity, its change against exact's, mean
 KL(exact || policy), top-1 agreement with exact, and the measured milliseconds per token at
@@ -20,7 +20,7 @@ from mof.runtime.errors import MofError
 from mof.runtime.model import Model
 
 from .accuracy import compare, decoder_logits, exact_logits, perplexity
-from .int8 import cpu_features
+from .machine import cpu_features
 
 MAX_PPL_CHANGE = 0.03         # a recommended policy's perplexity is within +3 % of exact's ...
 MAX_MEAN_KL = 0.03            # ... and its mean KL(exact || policy) at most this
@@ -122,9 +122,3 @@ def format_table(report: dict) -> str:
                  f"({report['rule']})")
     return "\n".join(lines)
 
-
-def set_stream_report(manifest: dict, stream: dict) -> None:
-    """Store the policy table and its recommendation in the manifest."""
-    manifest["stream"] = stream
-    manifest["recommended_mode"] = stream["recommended_mode"]
-    manifest["recommended_refill_every"] = stream["recommended_refill_every"]

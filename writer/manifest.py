@@ -1,0 +1,167 @@
+"""Writing manifest.json (docs/bundle-format.md): the one module that makes a manifest and
+changes it. mof-export makes it (``make_manifest``, ``set_validation``, ``set_stream_report``),
+mof-quantize adds a precision (``add_precision``, ``record_weights``), upgrading a bundle marks it
+current (``mark_current``), and ``write_manifest`` serializes it (BundleWriter.commit). Readers use
+mof.runtime.manifest.Manifest. No onnx here: mof-eval, which needs only the runtime, writes
+through it too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from mof.runtime.chat import FORMS
+from mof.runtime.config import ModelConfig
+from mof.runtime.contract import (FORMAT, FORMAT_VERSION, FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_FILES,
+                                  GRAPH_FULL, GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, LOGITS, MANIFEST_FILE,
+                                  POSITION, QUANTIZED_FILES, QUANTIZED_GRAPHS, REFILL_INPUT, VOCAB_FILE)
+from mof.runtime.errors import BundleError
+from mof.runtime.manifest import UNSAID_FORM
+from mof.runtime.ort_compat import record as onnxruntime_record
+from mof.runtime.state import state_io, state_shapes
+
+
+def _tensor(name: str, dtype: str, shape: list) -> dict[str, Any]:
+    return {"name": name, "dtype": dtype, "shape": shape}
+
+
+def graph_entry(graph: str, config: ModelConfig) -> dict[str, Any]:
+    """The manifest entry of one graph: its fp32 file and its I/O contract."""
+    V = config.vocab_size
+    if graph == GRAPH_STEP:
+        io = state_io(config)
+        return {
+            FP32: GRAPH_FILES[graph],
+            "inputs": [_tensor(INPUT_IDS, "int32", ["batch", "chunk"]),
+                       _tensor(POSITION, "int64", ["batch"])]
+                      + [_tensor(i, "float32", shape) for i, _, shape in io],
+            "outputs": [_tensor(LOGITS, "float32", ["batch", V])]
+                       + [_tensor(o, "float32", shape) for _, o, shape in io],
+        }
+    if graph == GRAPH_DECODE:
+        step = graph_entry(GRAPH_STEP, config)
+        return {**step, FP32: GRAPH_FILES[graph],
+                "inputs": step["inputs"] + [_tensor(REFILL_INPUT, "bool", [])]}
+    if graph == GRAPH_CHUNK:
+        return {
+            FP32: GRAPH_FILES[graph],
+            "inputs": [_tensor(INPUT_IDS, "int32", ["batch", "seq"])],
+            "outputs": [_tensor(LOGITS, "float32", ["batch", V])]
+                       + [_tensor(o, "float32", shape) for _, o, shape in state_io(config)],
+        }
+    out_shape = {GRAPH_FULL: ["batch", "seq", V], GRAPH_WINDOW: ["batch", V]}[graph]
+    return {
+        FP32: GRAPH_FILES[graph],
+        "inputs": [_tensor(INPUT_IDS, "int32", ["batch", "seq"])],
+        "outputs": [_tensor(LOGITS, "float32", out_shape)],
+    }
+
+
+def state_section(config: ModelConfig) -> dict[str, Any]:
+    """How big a sequence's recurrent state is, and which graph tensors carry it."""
+    floats = 0
+    fields = []
+    for (name_in, name_out, shape), field in zip(state_io(config), state_shapes(config)):
+        n = 1
+        for d in shape:
+            n *= 1 if d == "batch" else d
+        floats += n
+        fields.append({"field": field, "input": name_in, "output": name_out, "dtype": "float32",
+                       "shape": shape})
+    return {"fields": fields, "position_input": POSITION, "floats_per_sequence": floats,
+            "bytes_per_sequence": 4 * floats}
+
+
+def make_manifest(config: ModelConfig, *, model_type: Optional[str], vocab: dict[str, Any],
+                  validation: dict[str, Any], producer: dict[str, str],
+                  source: dict[str, Any],
+                  graphs: tuple[str, ...] = (GRAPH_FULL, GRAPH_WINDOW, GRAPH_STEP),
+                  stream: dict[str, Any] | None = None, form: str = UNSAID_FORM) -> dict[str, Any]:
+    """A complete manifest except ``files`` (the BundleWriter adds hashes at commit)."""
+    if form not in FORMS:
+        raise BundleError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": {"model_type": model_type, **config.to_dict()},
+        "form": form,
+        "vocab": {"file": VOCAB_FILE, **vocab},
+        "graphs": {g: graph_entry(g, config) for g in graphs},
+        "state": state_section(config),
+        "validation": validation,
+        "stream": stream or {},
+        "producer": producer,
+        "source": source,
+        "onnxruntime": {FP32: onnxruntime_record(FP32)},   # mof-quantize adds its precision's
+    }
+
+
+def set_validation(manifest: dict, report: dict) -> None:
+    """Store mof-export's parity report (TensorFlow vs onnxruntime, oracle vs step and chunk)."""
+    manifest["validation"] = report
+
+
+def set_stream_report(manifest: dict, stream: dict) -> None:
+    """Store the stream policy table and its recommendation (mof.measure.policies)."""
+    manifest["stream"] = stream
+    manifest["recommended_mode"] = stream["recommended_mode"]
+    manifest["recommended_refill_every"] = stream["recommended_refill_every"]
+
+
+def add_precision(manifest: dict, precision: str, record: dict, onnxruntime: dict,
+                  stream: Optional[dict] = None) -> dict:
+    """A copy of ``manifest`` with a quantized precision: its graph files named in every decoding
+    graph's entry, its record ({"quantization", "accuracy"}) under its own key, the onnxruntime
+    it was measured with, and (when given) the policy table with its ms per token."""
+    manifest = dict(manifest)
+    manifest["graphs"] = {k: dict(v) for k, v in manifest["graphs"].items()}
+    for name in QUANTIZED_GRAPHS:
+        if name in manifest["graphs"]:
+            manifest["graphs"][name][precision] = QUANTIZED_FILES[precision][name]
+    move_legacy_int8_record(manifest)
+    manifest[precision] = record
+    manifest["onnxruntime"] = {**(manifest.get("onnxruntime") or {}), precision: onnxruntime}
+    if stream is not None:
+        manifest["stream"] = stream
+    return manifest
+
+
+def move_legacy_int8_record(manifest: dict) -> None:
+    """Bundles made before mof 0.2 kept int8's record at the top level: move it under "int8"."""
+    legacy = {k: manifest.pop(k) for k in ("quantization", "accuracy") if k in manifest}
+    if legacy and "int8" not in manifest:
+        manifest["int8"] = legacy
+
+
+def record_weights(manifest: dict, precision: str, graphs: Iterable[str], weights: str) -> None:
+    """Record that ``precision``'s graphs (graph names) are stored with their large weights in
+    ``weights`` (format 2)."""
+    files = QUANTIZED_FILES.get(precision, GRAPH_FILES)
+    manifest["graphs"] = {k: dict(v) for k, v in manifest["graphs"].items()}
+    for n in graphs:
+        manifest["graphs"][n][precision] = files[n]
+    manifest["weights"] = {**manifest.get("weights", {}), precision: weights}
+    mark_current(manifest)
+
+
+def mark_current(manifest: dict) -> None:
+    """The manifest describes a bundle in this mof's format (FORMAT_VERSION)."""
+    manifest["format_version"] = FORMAT_VERSION
+
+
+def without_files(manifest: dict) -> dict:
+    """A verified bundle's manifest as a starting point for a new one (the writer re-hashes)."""
+    return {k: v for k, v in manifest.items() if k != "files"}
+
+
+def write_manifest(folder: Path, manifest: dict, files: dict[str, Any]) -> None:
+    """Write ``folder``/manifest.json: ``manifest`` with ``files`` (name -> sha256 and bytes),
+    flushed to disk before the caller renames the folder into place."""
+    with open(Path(folder) / MANIFEST_FILE, "w", encoding="utf-8") as f:
+        json.dump({**manifest, "files": files}, f, ensure_ascii=False, indent=2)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
