@@ -155,7 +155,7 @@ def weight_bytes_per_token(path: Path) -> int:
 
 
 # --- worker ----------------------------------------------------------------------------------
-MODES = ("stream", "plain", "exact")   # stream: the refill rule at R; plain: steps only (mof 0.1)
+MODES = ("stream", "plain", "exact")   # stream: the refill rule at R; plain: steps only, no refill (the baseline)
 
 
 def _decoder(model, mode: str, refill_every: Optional[int]):

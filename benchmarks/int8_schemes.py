@@ -4,7 +4,7 @@
 
 Schemes (each applied to the GRU-rewritten fp32 graph, like mof-quantize):
   dynamic-8bit   onnxruntime quantize_dynamic, int8 weights per channel, reduce_range off
-                 (what mof-quantize wrote on VNNI CPUs before issue 18)
+                 (what an earlier mof-quantize wrote on VNNI CPUs)
   dynamic-7bit   the same with reduce_range (7-bit weights)
   nbits8-bN      onnxruntime MatMulNBitsQuantizer, 8 bits, block N, symmetric, accuracy_level 4;
                  Gather tables stay fp32. Needs the onnx-ir package (measured with onnx-ir 1.1.0,

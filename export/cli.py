@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out window.onnx (tf2onnx's last-position graph: decoding does not "
                         "need it; exact mode runs chunk.onnx, checked against TensorFlow the same way)")
     p.add_argument("--int8", action="store_true",
-                   help="also write int8 step and chunk graphs, with an accuracy report against "
+                   help="also write int8 step, chunk and decode graphs, with an accuracy report against "
                         "fp32 (same as running mof-quantize on the bundle afterwards)")
     p.add_argument("--allow-degraded", action="store_true",
                    help="with --int8: keep int8 graphs that miss the accuracy gates")

@@ -102,7 +102,7 @@ def check(args, log) -> int:
             say(f"        {mode:<7}top-1 {r['top1_agreement']:.1%}, mean KL {r['mean_kl']:.2e}, "
                 f"perplexity {r['perplexity_change']:+.1%}")
         where = rec.get("measured_on")
-        say(f"        measured on: {describe_machine(where) if where else 'not recorded (made before issue 18)'}")
+        say(f"        measured on: {describe_machine(where) if where else 'not recorded (quantized by a mof that did not record it)'}")
     if not report["passed"]:
         log(f"{PROG}: {args.precision} accuracy on this machine is below the gates (top-1 >= "
             f"{report['gates']['min_top1_agreement']:.0%}, perplexity change <= "

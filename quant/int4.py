@@ -1,6 +1,6 @@
 """int4 variants of a bundle's graphs: every MatMul weight 4-bit blockwise (MatMulNBits), Gather tables int8.
 
-Pipeline per graph (the graphs int8 quantizes: step and chunk, runtime/contract.py INT8_FILES):
+Pipeline per graph (the graphs int8 quantizes: step, chunk and decode, runtime/contract.py QUANTIZED_GRAPHS):
 rewrite GRU ops as MatMuls + Loop (gru_rewrite, so the recurrent weights inside the Loop bodies
 are MatMuls too), then every MatMul whose weight B [K, N] is a float initializer of the graph or
 of an enclosing one becomes onnxruntime's ``com.microsoft.MatMulNBits`` (bits 4, blocks of

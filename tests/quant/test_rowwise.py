@@ -17,7 +17,7 @@ from mof.runtime.model import session_options  # noqa: E402
 
 
 def _dynamic(model, reduce_range=False):
-    """The scheme before issue 18 (onnxruntime quantize_dynamic), to show the checks can fail."""
+    """mof's earlier scheme (onnxruntime quantize_dynamic), to show the checks can fail."""
     import os
     import tempfile
     from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -64,7 +64,7 @@ def test_continues_a_tang_poem_with_poem_shaped_text(mode):
     share_cjk = np.mean([("\u4e00" <= c <= "\u9fff") or c in PUNCT for c in total])
     print(mode, f"segments of 5 or 7 characters: {share_5_7:.0%}, CJK or punctuation: {share_cjk:.0%}")
     assert share_cjk >= 0.95
-    # measured over these 40 seeds on the chat-trained demo (issue 19), int8: exact 54 %, stream
+    # measured over these 40 seeds on the chat-trained demo, int8: exact 54 %, stream
     # (R = 16) 27 %, plain stream 46 % (fp32: 52 %, 28 %, 52 %); the poems-only demo before it had
     # 70 %, 58 %, 84 %. Random CJK characters with 15 % punctuation: 13 %.
     assert share_5_7 >= 0.2
