@@ -76,3 +76,20 @@ def test_runtime_only_modules_load_no_onnx_or_tensorflow():
             "print(','.join(m for m in ('onnx', 'tensorflow', 'tf_keras', 'tf2onnx', 'xiaothink') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"loaded: {out.stdout.strip()}"
+
+
+def test_one_module_writes_manifest_json():
+    """Every write of a file named MANIFEST_FILE / manifest.json in the library is in writer/manifest.py."""
+    writes = []
+    for folder in FOLDERS.values():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.Call):
+                    continue
+                text = ast.unparse(node)
+                names_manifest = "MANIFEST_FILE" in text or "manifest.json" in text
+                writes_file = (text.startswith(("open(", "io.open(")) and any(m in text for m in ("'w'", "'x'", "'a'"))) \
+                    or ".write_text(" in text or ".write_bytes(" in text
+                if names_manifest and writes_file:
+                    writes.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert len(writes) == 1 and writes[0].startswith("writer/manifest.py:"), writes
