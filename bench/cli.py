@@ -134,11 +134,11 @@ def weight_bytes_per_token(path: Path) -> int:
     except ImportError:
         return int(path.stat().st_size)
     from onnx import numpy_helper
+
+    from mof.writer.onnx_walk import all_graphs
     model = onnx.load(str(path))
     total = 0
-
-    def walk(graph):
-        nonlocal total
+    for graph in all_graphs(model.graph):
         tables = {n.input[0] for n in graph.node if n.op_type == "Gather"}
         for t in graph.initializer:
             arr = numpy_helper.to_array(t)
@@ -146,11 +146,6 @@ def weight_bytes_per_token(path: Path) -> int:
                 total += arr.itemsize * arr.shape[1]
             else:
                 total += arr.nbytes
-        for node in graph.node:
-            for a in node.attribute:
-                if a.type == onnx.AttributeProto.GRAPH:
-                    walk(a.g)
-    walk(model.graph)
     return total
 
 

@@ -122,11 +122,12 @@ def quantize(model, name: str):
 
 def with_level(model, level: int):
     """A copy of an int4 ModelProto with every MatMulNBits' accuracy_level set to ``level``."""
-    from onnx import AttributeProto, helper
+    from onnx import helper
+
+    from mof.writer.onnx_walk import all_graphs
     m = type(model)()
     m.CopyFrom(model)
-
-    def walk(graph):
+    for graph in all_graphs(m.graph):
         for n in graph.node:
             if n.op_type == "MatMulNBits":
                 keep = [a for a in n.attribute if a.name != "accuracy_level"]
@@ -134,10 +135,6 @@ def with_level(model, level: int):
                 n.attribute.extend(keep)
                 if level:
                     n.attribute.append(helper.make_attribute("accuracy_level", level))
-            for a in n.attribute:
-                if a.type == AttributeProto.GRAPH:
-                    walk(a.g)
-    walk(m.graph)
     return m
 
 
@@ -426,18 +423,8 @@ def cross_check(work: Path) -> str:
 
 
 def count_ops(model, op: str) -> int:
-    from onnx import AttributeProto
-    n = 0
-
-    def walk(g):
-        nonlocal n
-        for x in g.node:
-            n += x.op_type == op
-            for a in x.attribute:
-                if a.type == AttributeProto.GRAPH:
-                    walk(a.g)
-    walk(model.graph)
-    return n
+    from mof.writer.onnx_walk import all_graphs
+    return sum(x.op_type == op for g in all_graphs(model.graph) for x in g.node)
 
 
 def main() -> int:
