@@ -94,15 +94,15 @@ def quantize_bundle(bundle_dir: Path, *, precision: str = INT8, calibration_text
     manifest = verify_bundle(bundle_dir)
     if precision not in QUANTIZED_FILES:
         raise MofError(f"cannot quantize to {precision!r}")
-    if any(precision in manifest["graphs"].get(n, {}) for n in QUANTIZED_GRAPHS) and not force:
+    if any(manifest.graph_file(n, precision) for n in QUANTIZED_GRAPHS) and not force:
         raise MofError(f"{bundle_dir} already has {precision} graphs (use --force to redo them)")
-    missing = [n for n in (GRAPH_STEP, GRAPH_CHUNK) if n not in manifest["graphs"]]
+    missing = [n for n in (GRAPH_STEP, GRAPH_CHUNK) if not manifest.graph_file(n, FP32)]
     if missing:
         raise MofError(f"{bundle_dir} has no {', '.join(missing)} graph; re-export it with this mof-export")
     model_config(manifest)
     vocab = Vocabulary.from_json_file(bundle_dir / manifest.vocab_file)
-    fp32 = {n: load_graph(bundle_dir, manifest["graphs"][n][FP32]).SerializeToString()
-            for n in QUANTIZED_GRAPHS if n in manifest["graphs"]}
+    fp32 = {n: load_graph(bundle_dir, manifest.graph_file(n, FP32)).SerializeToString()
+            for n in QUANTIZED_GRAPHS if manifest.graph_file(n, FP32)}
     blobs, additions = make_quantized(precision, fp32, manifest, vocab, calibration_text=calibration_text,
                                       eval_tokens=eval_tokens, allow_degraded=allow_degraded, log=log)
     del fp32
