@@ -20,10 +20,16 @@ transformer sees only the last Wt positions and contributes nothing to the last 
 when K > Wt (xiaothink's end padding) — so its logits are exact mode's for that window, and
 its state (GRU states, z, u and c summed over the window) is what the step graph continues
 from. The stream decoder refills with it (docs/bundle-format.md, "The refill rule").
+
+The decode graph (``build_decode_graph``) holds both, chosen per call by its ``refill`` input.
+The three differ only in a few places, named by ``Semantics``; the network itself is written
+block by block as the numpy oracle computes it (oracle.py: embedding, router, RNN expert,
+transformer blocks, mix, head).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -38,256 +44,361 @@ EPS_KERAS = 1e-3      # Keras LayerNormalization / BatchNormalization default
 EPS_T6 = 1e-6         # the RNN expert's and the transformer blocks' LayerNorms
 ATTN_EPS = 1e-6       # denominator q·z + 1e-6
 TEMP_MIN = 1e-6       # T7: the temperature's floor (MoEModel_t7.apply_temperature)
+END = 2**62           # a Slice bound past the end of any axis
 
-L1 = "layer_with_weights-1"
+L0 = "layer_with_weights-0"     # the embedding block's variables
+L1 = "layer_with_weights-1"     # the mixture's: router, experts, norms, head
+
+
+@dataclass(frozen=True)
+class Semantics:
+    """What differs between the graphs written from one network; everything else is shared."""
+    kind: str       # "step", "chunk" or "decode": the graph's name and producer tag
+    causal: bool    # the stream's: state and position are inputs, sums run (CumSum) from the carried state
+    window: bool    # the reference's: sums over the whole window, the Wt crop and the end padding
+    # both (decode): the refill input chooses the window semantics per call, and while it does the
+    # running branch is computed for the last position only
+
+    @property
+    def refill(self) -> bool:
+        """The graph takes the refill input (bool []) that chooses between the two semantics."""
+        return self.causal and self.window
+
+
+STEP = Semantics("step", causal=True, window=False)
+CHUNK = Semantics("chunk", causal=False, window=True)      # from a zero state, positions from 0
+DECODE = Semantics("decode", causal=True, window=True)
 
 
 def build_step_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
     """``get(name)`` returns a checkpoint variable (name without the ATTRIBUTES suffix)."""
-    return _build(config, get, "step")
+    return _build(config, get, STEP)
 
 
 def build_chunk_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
     """The exact-semantics chunk graph: ids [B, K] from a zero state -> last logits + state."""
-    return _build(config, get, "chunk")
+    return _build(config, get, CHUNK)
 
 
 def build_decode_graph(config: ModelConfig, get: Callable[[str], np.ndarray]):
     """Step and chunk in one graph: the step graph's inputs + ``refill`` (see the module doc)."""
-    return _build(config, get, "decode")
+    return _build(config, get, DECODE)
 
 
-def _build(config: ModelConfig, get: Callable[[str], np.ndarray], kind: str):
-    """One network, three graphs: ``step`` the causal step graph (state in, running sums),
-    ``chunk`` the window semantics (zero state, whole-window sums, Wt crop), ``decode`` either,
-    chosen by the ``refill`` input."""
-    from onnx import TensorProto, helper
+def _build(config: ModelConfig, get: Callable[[str], np.ndarray], sem: Semantics):
+    """The network block by block (as oracle._logits), under ``sem``. Everything runs time-major
+    ([C, B, ...]): the GRU ops want it, and a layer's state slice [1, B, ...] then broadcasts over
+    the chunk with no reshaping."""
+    net = _Net(config, get, sem)
+    ids_t = net.g.op("Transpose", [INPUT_IDS], perm=[1, 0])                 # [C, B]
+    x_t, emb_h = _embed(net, ids_t)                                         # [C, B, E], [B, E]
+    gate, router_h = _router(net, x_t)                                      # [B, experts], [B, R]
+    temperature, temp_h = _temperature(net, x_t) if config.temperature else (None, None)  # [B, 1], [B, R]
+    rnn_out, rnn_h = _rnn_expert(net, x_t)                                  # [B, U], [n, B, U]
+    shared = _shared(net)
+    outs, sums, first = [rnn_out], [], 0
+    for j, (layers, _) in enumerate(config.transformers, start=1):
+        outs.append(_transformer(net, shared, j, range(first, first + layers), x_t, sums))   # [B, U]
+        first += layers
+    logits = _head(net, _mix(net, shared, outs, gate), temperature)        # [B, V]
+    state = {"emb_h": emb_h, "router_h": router_h, "temp_h": temp_h, "rnn_h": rnn_h}
+    return _model(net, logits, {k: v for k, v in state.items() if v is not None}, sums)
 
-    c = config
-    window = kind == "chunk"                # the chunk graph alone: no state inputs
-    dual = kind == "decode"                 # both semantics, selected by REFILL_INPUT
-    g = GraphBuilder(kind)
-    f32 = lambda name: np.asarray(get(name), np.float32)
-    i64 = lambda v: g.const(v, dtype=np.int64)
-    zero = i64([0])
 
-    def initial(field: str, index: int | None = None) -> str:
-        """[B, N]: a GRU's initial state — the carried one, or zeros in the chunk graph."""
-        if window:
-            batch = g.op("Gather", [g.op("Shape", [INPUT_IDS]), i64([0])], axis=0)    # [1] = B
-            n = state_shapes(c)[field][-1]
-            return g.op("ConstantOfShape", [g.op("Concat", [batch, i64([n])], axis=0)],
-                        value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
-        if index is None:
-            return state_in(field)
-        return g.op("Gather", [state_in(field), i64(index)], axis=0)
+class _Net:
+    """One graph being written: its builder, the network's config and weights, its semantics."""
 
-    def run_gru(x_tbi, h0_bu, prefix, hint, sequence=True):
+    def __init__(self, config: ModelConfig, get: Callable[[str], np.ndarray], sem: Semantics):
+        self.c, self.get, self.sem = config, get, sem
+        self.g = GraphBuilder(sem.kind)
+        self.zero = self.i64([0])
+
+    def f32(self, name: str) -> np.ndarray:
+        return np.asarray(self.get(name), np.float32)
+
+    def i64(self, value) -> str:
+        return self.g.const(value, dtype=np.int64)
+
+    def dense(self, x: str, prefix: str, hint: str) -> str:
+        return self.g.dense(x, self.f32(f"{prefix}/kernel"), self.f32(f"{prefix}/bias"), hint)
+
+    def norm(self, x: str, prefix: str, eps: float, hint: str) -> str:
+        return self.g.layer_norm(x, self.f32(f"{prefix}/gamma"), self.f32(f"{prefix}/beta"), eps, hint)
+
+    def choose(self, window: Callable[[], str], causal: Callable[[], str]) -> str:
+        """The value under the graph's semantics: the decode graph writes both, Where(refill, ...)."""
+        if not self.sem.causal:
+            return window()
+        if not self.sem.window:
+            return causal()
+        return self.g.op("Where", [REFILL_INPUT, window(), causal()])
+
+    def initial(self, field: str, index: int | None = None) -> str:
+        """[B, N]: a GRU's initial state — the carried one (row ``index`` of a stacked field), or
+        zeros without state inputs."""
+        g = self.g
+        if self.sem.causal:
+            return state_in(field) if index is None else g.op("Gather", [state_in(field), self.i64(index)], axis=0)
+        from onnx import TensorProto, helper
+        batch = g.op("Gather", [g.op("Shape", [INPUT_IDS]), self.i64([0])], axis=0)     # [1] = B
+        n = state_shapes(self.c)[field][-1]
+        return g.op("ConstantOfShape", [g.op("Concat", [batch, self.i64([n])], axis=0)],
+                    value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
+
+    def gru(self, x_tbi: str, h0_bu: str, prefix: str, hint: str, sequence: bool = True):
         """-> (Y [T, B, U], h_T [B, U]); ``sequence=False``: h_T alone (Y is None, the GRU writes
         none — int8's rewrite then keeps no per-step outputs in its Loop)"""
-        y, y_h = g.keras_gru(x_tbi, g.op("Unsqueeze", [h0_bu, zero]), *gru_weights(get, prefix), hint,
+        g = self.g
+        y, y_h = g.keras_gru(x_tbi, g.op("Unsqueeze", [h0_bu, self.zero]), *gru_weights(self.get, prefix), hint,
                              sequence=sequence)
-        return (g.op("Squeeze", [y, i64([1])]) if sequence else None), g.op("Squeeze", [y_h, zero])
+        return (g.op("Squeeze", [y, self.i64([1])]) if sequence else None), g.op("Squeeze", [y_h, self.zero])
 
-    # Everything runs time-major ([C, B, ...]): the GRU ops want it, and a layer's state slice
-    # [1, B, ...] then broadcasts over the chunk with no reshaping.
-    ids_t = g.op("Transpose", [INPUT_IDS], perm=[1, 0])                    # [C, B]
 
-    # 1. embedding block: e = Emb[ids]; GRU over the chunk; x = BN(relu(g Wd + bd)) + e
-    #    (a bare embedding, x = e, without the GRU: t7_cpu_standard)
-    e_t = g.op("Gather", [g.const(f32("layer_with_weights-0/token_emb/embeddings"), "emb"), ids_t],
-               "embed", axis=0)                                             # [C, B, E]
-    new_state = {}
-    if c.embed_gru:
-        y, new_state["emb_h"] = run_gru(e_t, initial("emb_h"), "layer_with_weights-0/lstm1", "emb_gru")  # [C, B, E]
-        d = g.op("Relu", [g.dense(y, f32("layer_with_weights-0/dense/kernel"),
-                                  f32("layer_with_weights-0/dense/bias"), "emb_dense")])
-        scale, shift = batchnorm_affine(get, "layer_with_weights-0/bn")
-        x_t = g.op("Add", [g.op("Add", [g.op("Mul", [d, g.const(scale)]), g.const(shift)]), e_t], "x")  # [C, B, E]
-    else:
-        x_t = e_t
+def _embed(net: _Net, ids_t: str) -> tuple[str, str | None]:
+    """ids [C, B] -> (x [C, B, E], the embedding GRU's state [B, E]): e = Emb[ids]; GRU over the
+    chunk; x = BN(relu(g Wd + bd)) + e (a bare embedding, x = e and no state: t7_cpu_standard)"""
+    g = net.g
+    e_t = g.op("Gather", [g.const(net.f32(f"{L0}/token_emb/embeddings"), "emb"), ids_t], "embed", axis=0)  # [C, B, E]
+    if not net.c.embed_gru:
+        return e_t, None
+    y, h = net.gru(e_t, net.initial("emb_h"), f"{L0}/lstm1", "emb_gru")                 # [C, B, E], [B, E]
+    d = g.op("Relu", [net.dense(y, f"{L0}/dense", "emb_dense")])                         # [C, B, E]
+    scale, shift = batchnorm_affine(net.get, f"{L0}/bn")
+    return g.op("Add", [g.op("Add", [g.op("Mul", [d, g.const(scale)]), g.const(shift)]), e_t], "x"), h
 
-    # 2. router: final GRU state -> softmax(LN(r) Wr + br)   (one weight per expert and sequence)
-    _, new_state["router_h"] = run_gru(x_t, initial("router_h"), f"{L1}/router_gru", "router_gru",
-                                       sequence=False)                       # [B, R]
-    r = g.layer_norm(new_state["router_h"], f32(f"{L1}/router_gru_norm/gamma"),
-                     f32(f"{L1}/router_gru_norm/beta"), EPS_KERAS, "router_ln")
-    w = g.op("Softmax", [g.dense(r, f32(f"{L1}/router_dense/kernel"), f32(f"{L1}/router_dense/bias"),
-                                 "router_dense")], axis=-1)                 # [B, experts]
 
-    # 2b. T7's temperature expert: final GRU state -> max(softplus(LN(t) Wt + bt) + bias, 1e-6)
-    if c.temperature:
-        _, new_state["temp_h"] = run_gru(x_t, initial("temp_h"), f"{L1}/temp_expert_gru", "temp_gru",
-                                         sequence=False)                     # [B, R]
-        t_ = g.layer_norm(new_state["temp_h"], f32(f"{L1}/temp_expert_norm/gamma"),
-                          f32(f"{L1}/temp_expert_norm/beta"), EPS_KERAS, "temp_ln")
-        t_ = g.op("Softplus", [g.dense(t_, f32(f"{L1}/temp_expert_dense/kernel"),
-                                       f32(f"{L1}/temp_expert_dense/bias"), "temp_dense")])   # [B, 1]
-        temperature = g.op("Max", [g.op("Add", [t_, g.const(f32(f"{L1}/temp_bias"), "temp_bias")]),
-                                   g.const(np.float32(TEMP_MIN))], "temperature")          # [B, 1]
+def _router(net: _Net, x_t: str) -> tuple[str, str]:
+    """x [C, B, E] -> (softmax(LN(r) Wr + br) [B, experts], r [B, R]), r the router GRU's final
+    state (one weight per expert and sequence)"""
+    _, r = net.gru(x_t, net.initial("router_h"), f"{L1}/router_gru", "router_gru", sequence=False)  # [B, R]
+    n = net.norm(r, f"{L1}/router_gru_norm", EPS_KERAS, "router_ln")
+    return net.g.op("Softmax", [net.dense(n, f"{L1}/router_dense", "router_dense")], axis=-1), r
 
-    # 3. RNN expert: h = LNl(GRU_i(h)) for each of n GRUs (one LayerNorm shared)
-    lnl = (f32(f"{L1}/experts/0/lnl/gamma"), f32(f"{L1}/experts/0/lnl/beta"))
-    h, rnn_hs = x_t, []
-    for i in range(c.rnn_layers):
-        last = i == c.rnn_layers - 1            # past the last GRU only the last position is read:
-        yi, hi = run_gru(h, initial("rnn_h", i), f"{L1}/experts/0/context_encoders/{i}", f"rnn_gru{i}",
-                         sequence=not last)
-        h_i = g.op("Unsqueeze", [hi, zero])                                        # [1, B, U]
-        h = g.layer_norm(h_i if last else yi, *lnl, EPS_T6, f"lnl{i}")             # [C or 1, B, U]
-        rnn_hs.append(h_i)
-    new_state["rnn_h"] = g.op("Concat", rnn_hs, axis=0)
-    outs = [g.op("Gather", [h, i64(-1)], axis=0)]                           # [B, U]
 
-    # 4. transformer experts (T6: experts/1; T7: experts/1 and experts/2), y = x + Pos_j[p + t]
-    C = g.op("Gather", [g.op("Shape", [INPUT_IDS]), i64(1)], axis=0)
-    t = g.op("Range", [i64(0), C, i64(1)])                                  # [C]
-    if window:
-        pos = g.op("Unsqueeze", [t, i64([1])])                              # [C, 1]: positions 0..C-1
-    else:
-        pos = g.op("Add", [g.op("Unsqueeze", [t, i64([1])]), g.op("Unsqueeze", [POSITION, zero])])   # [C, B]
+def _temperature(net: _Net, x_t: str) -> tuple[str, str]:
+    """T7's temperature expert: x [C, B, E] -> (max(softplus(LN(t) Wt + bt) + bias, 1e-6) [B, 1],
+    t [B, R]), t its GRU's final state"""
+    g = net.g
+    _, h = net.gru(x_t, net.initial("temp_h"), f"{L1}/temp_expert_gru", "temp_gru", sequence=False)  # [B, R]
+    t = net.norm(h, f"{L1}/temp_expert_norm", EPS_KERAS, "temp_ln")
+    t = g.op("Softplus", [net.dense(t, f"{L1}/temp_expert_dense", "temp_dense")])                   # [B, 1]
+    return g.op("Max", [g.op("Add", [t, g.const(net.f32(f"{L1}/temp_bias"), "temp_bias")]),
+                        g.const(np.float32(TEMP_MIN))], "temperature"), h
+
+
+def _rnn_expert(net: _Net, x_t: str) -> tuple[str, str]:
+    """x [C, B, E] -> (h at the last position [B, U], every GRU's final state [n, B, U]):
+    h = LNl(GRU_i(h)) for each of n GRUs (one LayerNorm shared). Past the last GRU only the last
+    position is read, so it writes no sequence and its LayerNorm sees that position alone."""
+    g, n = net.g, net.c.rnn_layers
+    h, states = x_t, []
+    for i in range(n):
+        last = i == n - 1
+        y, h_T = net.gru(h, net.initial("rnn_h", i), f"{L1}/experts/0/context_encoders/{i}", f"rnn_gru{i}",
+                         sequence=not last)                                 # [C, B, U] (or None), [B, U]
+        h_T = g.op("Unsqueeze", [h_T, net.zero])                            # [1, B, U]
+        h = net.norm(h_T if last else y, f"{L1}/experts/0/lnl", EPS_T6, f"lnl{i}")   # [C or 1, B, U]
+        states.append(h_T)
+    rnn_h = g.op("Concat", states, axis=0)                                  # [n, B, U]
+    return g.op("Gather", [h, net.i64(-1)], axis=0), rnn_h
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What every transformer expert and block of one graph reads, written once before them."""
+    length: str             # [] int64: C, the chunk's length
+    pos: str                # int64 positions: p + t [C, B] (without state inputs t [C, 1])
+    tail: str | None        # decode only, [1] int64: -1 while refilling else 0, the running branch's first row
+    heads: str              # [4] int64 = [0, 0, H, dh]: Reshape [C, B, E] -> [C, B, H, dh]
+    merge: str              # [3] int64 = [0, 0, E]: Reshape [C, B, H, dh] -> [C, B, E]
+    carried: dict           # "attn_z", "attn_u", "thought_c" -> per block its [1, B, ...] state row (or None)
+
+
+def _shared(net: _Net) -> _Shared:
+    g, c, i64 = net.g, net.c, net.i64
+    length = g.op("Gather", [g.op("Shape", [INPUT_IDS]), i64(1)], axis=0)
+    t = g.op("Range", [i64(0), length, i64(1)])                             # [C]
+    pos = g.op("Unsqueeze", [t, i64([1])])                                  # [C, 1]
+    if net.sem.causal:
+        pos = g.op("Add", [pos, g.op("Unsqueeze", [POSITION, net.zero])])   # [C, B]
+    tail = g.op("Where", [REFILL_INPUT, i64([-1]), i64([0])]) if net.sem.refill else None
+    heads, merge = i64([0, 0, c.num_heads, c.head_dim]), i64([0, 0, c.embed_dim])
+    carried = {field: _per_block(net, field) for field in ("attn_z", "attn_u", "thought_c")}
+    return _Shared(length, pos, tail, heads, merge, carried)
+
+
+def _per_block(net: _Net, field: str) -> list:
+    """state [blocks, B, ...] -> one slice [1, B, ...] per block (one Split for all); Nones
+    without state inputs"""
+    n = net.c.blocks
+    if not net.sem.causal or not n:
+        return [None] * n
+    parts = net.g.op("Split", [state_in(field), net.i64([1] * n)], axis=0, outputs=n)
+    return [parts] if n == 1 else parts
+
+
+def _running_rows(net: _Net, sh: _Shared, v: str) -> str:
+    """v [C, ...] as the running branch reads it: the decode graph's keeps only the last row
+    while refilling (its value is then unused; one row keeps its thought vectors cheap)."""
+    return v if sh.tail is None else net.g.op("Slice", [v, sh.tail, net.i64([END]), net.zero])
+
+
+def _sums(net: _Net, sh: _Shared, v: str, carried: str | None) -> str:
+    """Σ over the chunk of v [C, B, ...]: the whole window's [1, B, ...] (+ the state fed, zero
+    when refilling) or running [C, B, ...] from the carried state."""
+    g = net.g
+
+    def whole():
+        s = g.op("ReduceSum", [v, net.i64([0])], keepdims=1)               # [1, B, ...]
+        return s if carried is None else g.op("Add", [s, carried])
+
+    return net.choose(whole, lambda: g.op("Add", [g.op("CumSum", [_running_rows(net, sh, v), net.zero]), carried]))
+
+
+def _window_count(net: _Net, y: str) -> str:
+    """[1, 1, 1] float: the cropped window's length C', the count of the window semantics' mean."""
+    from onnx import TensorProto
+    g = net.g
+    length = g.op("Cast", [g.op("Shape", [y], start=0, end=1)], to=TensorProto.FLOAT)
+    return g.op("Reshape", [length, net.i64([1, 1, 1])])
+
+
+def _transformer(net: _Net, sh: _Shared, j: int, rows: range, x_t: str, sums: list) -> str:
+    """Transformer expert j (T6: experts/1; T7: experts/1 and experts/2), its blocks the state's
+    ``rows``: x [C, B, E] -> its output at the last position [B, U]; each block's sums are
+    appended to ``sums``. y = x + Pos_j[p + t]; the window semantics crop y to the last Wt
+    positions (Pos added before; the decode graph crops only when it refills)."""
+    from onnx import TensorProto
+    g, i64 = net.g, net.i64
+    T = f"{L1}/experts/{j}"
+    table = g.const(net.f32(f"{T}/position_embedding/position_embedding/embeddings"), f"pos_table{j}")
+    y = g.op("Add", [x_t, g.op("Gather", [table, sh.pos], axis=0)])        # [C, B, E]
+    # the running mean's count p+t+1 [C, B, 1] (written in the chunk graph too, where nothing reads it)
+    running_count = g.op("Unsqueeze", [g.op("Cast", [g.op("Add", [sh.pos, i64(1)])], to=TensorProto.FLOAT),
+                                       i64([2])])
+    if net.sem.window:
+        start = net.choose(lambda: i64([-net.c.trans_window]), lambda: i64([-END]))
+        y = g.op("Slice", [y, start, i64([END]), net.zero])                 # [C', B, E]
+    count = net.choose(lambda: _window_count(net, y), lambda: _running_rows(net, sh, running_count))
+    for l, b in enumerate(rows):
+        y = _block(net, sh, f"{T}/transformer_blocks/{l}", b, y, count, b == rows[-1], sums)
+    y_last = g.op("Gather", [y, i64(-1)], axis=0)                           # [B, E]
+    return net.dense(y_last, f"{T}/dense", f"trans_out{j}")                 # [B, U]
+
+
+def _block(net: _Net, sh: _Shared, P: str, b: int, y: str, count: str, last: bool, sums: list) -> str:
+    """One transformer block (variables under P, state row b): y [C, B, E] -> [C, B, E]; appends
+    its (Σ phi(k), Σ v, Σ o) to ``sums``. The expert's ``last`` block: [1, B, E], as past it only
+    the last position is read (its thought vector, FFN and LN2 for that position alone; the state
+    keeps the sums whole)."""
+    g, tag = net.g, f"l{b}"                                                 # node names: the state row
+    z, u, a = _attention(net, sh, P, tag, b, y)                             # a [C, B, E]
+    o = net.norm(g.op("Add", [y, a]), f"{P}/layernorm1", EPS_T6, f"{tag}/ln1")   # [C, B, E]
+    csum = _sums(net, sh, o, sh.carried["thought_c"][b])                    # [C or 1, B, E]
+    mean_of = (csum, count)
+    if last:
+        rows = lambda v: g.op("Slice", [v, net.i64([-1]), net.i64([END]), net.zero])
+        o, mean_of = rows(o), (rows(csum), rows(count))                     # [1, B, E]
+    # thought = alpha * dense2(gelu(dense1(mean))): alpha folded into dense2
+    alpha = net.f32(f"{P}/alpha").astype(np.float64)
+    t1, t2 = (f"{P}/thought_processor/layer_with_weights-{i}" for i in (0, 1))
+    thought = g.dense(g.gelu(net.dense(g.op("Div", list(mean_of)), t1, f"{tag}/layer_with_weights-0")),
+                      (net.f32(f"{t2}/kernel") * alpha).astype(np.float32),
+                      (net.f32(f"{t2}/bias") * alpha).astype(np.float32), f"{tag}/thought2")
+    o = g.op("Add", [o, thought])
+    ffn = g.gelu(net.dense(o, f"{P}/ffn/layer_with_weights-0", f"{tag}/layer_with_weights-0"))
+    ffn = net.dense(ffn, f"{P}/ffn/layer_with_weights-1", f"{tag}/layer_with_weights-1")
+    sums.append((z, u, csum))
+    return net.norm(g.op("Add", [o, ffn]), f"{P}/layernorm2", EPS_T6, f"{tag}/ln2")
+
+
+def _attention(net: _Net, sh: _Shared, P: str, tag: str, b: int, y: str) -> tuple[str, str, str]:
+    """The block's linear attention on y [C, B, E] -> (z, u [C or 1, B, H, dh], its output
+    [C, B, E]): (q·z)/(q·z + 1e-6) · u with z = Σ phi(k), u = Σ v, then combine_heads and
+    attn_dense (folded into one)."""
+    g, c, i64 = net.g, net.c, net.i64
     H, dh, E = c.num_heads, c.head_dim, c.embed_dim
-    whole = lambda v: g.op("ReduceSum", [v, i64([0])], keepdims=1)          # [1, B, ...]
-    running = lambda v, carried: g.op("Add", [g.op("CumSum", [v, zero]), carried])         # [C, B, ...]
-    if window:      # every position sees the whole window: sums broadcast, mean over C'
-        total = lambda v, carried: whole(v)
-    elif dual:      # refill: the whole window's sums (+ the zero state fed) [1, B, ...]; else running
-                    # sums [C, B, ...]. The running branch reads only the last row when refilling, so
-                    # a refill's sums stay one row and the thought vectors below are computed for
-                    # one position, not for every position of the chunk
-        tail = g.op("Where", [REFILL_INPUT, i64([-1]), i64([0])])
-        total = lambda v, carried: g.op(
-            "Where", [REFILL_INPUT, g.op("Add", [whole(v), carried]),
-                      running(g.op("Slice", [v, tail, i64([2**62]), zero]), carried)])
-    else:           # causal: running sums from the carried state, running mean
-        total = running
-    heads = i64([0, 0, H, dh])
-    merge = i64([0, 0, E])
+    w_ = lambda n: net.f32(f"{P}/{n}/kernel")
+    b_ = lambda n: net.f32(f"{P}/{n}/bias")
+    # q, k, v: one MatMul over the concatenated kernels (one activation quantization in int8),
+    # phi = elu + 1 applied to q and k together
+    qkv_names = ("lmha/query_dense", "lmha/key_dense", "lmha/value_dense")
+    qkv = g.dense(y, np.concatenate([w_(n) for n in qkv_names], 1), np.concatenate([b_(n) for n in qkv_names]),
+                  f"{tag}/qkv")                                             # [C, B, 3E]
+    qk, v = g.op("Split", [qkv, i64([2 * E, E])], axis=-1, outputs=2)       # [C, B, 2E], [C, B, E]
+    phi = g.op("Add", [g.op("Elu", [qk], alpha=1.0), g.const(1.0)])
+    q, k = g.op("Split", [g.op("Reshape", [phi, i64([0, 0, 2 * H, dh])]), i64([H, H])], axis=2,
+                outputs=2)                                                  # [C, B, H, dh] each
+    v = g.op("Reshape", [v, sh.heads])                                      # [C, B, H, dh]
+    z = _sums(net, sh, k, sh.carried["attn_z"][b])                          # [C or 1, B, H, dh]
+    u = _sums(net, sh, v, sh.carried["attn_u"][b])
+    qz = g.op("ReduceSum", [g.op("Mul", [q, z]), i64([-1])], keepdims=1)   # [C, B, H, 1]
+    a = g.op("Mul", [g.op("Div", [qz, g.op("Add", [qz, g.const(ATTN_EPS)])]), u])   # [C, B, H, dh]
+    # combine_heads then attn_dense: two linear maps in a row, folded into one (in float64)
+    wc, bc = w_("lmha/combine_heads").astype(np.float64), b_("lmha/combine_heads").astype(np.float64)
+    wa, ba = w_("attn_dense").astype(np.float64), b_("attn_dense").astype(np.float64)
+    a = g.dense(g.op("Reshape", [a, sh.merge]), (wc @ wa).astype(np.float32), (bc @ wa + ba).astype(np.float32),
+                f"{tag}/attn_out")                                          # [C, B, E]
+    return z, u, a
 
-    def per_block(field):
-        """state [blocks, B, ...] -> one slice [1, B, ...] per block (one Split for all)"""
-        if window or not c.blocks:
-            return [None] * c.blocks
-        parts = g.op("Split", [state_in(field), i64([1] * c.blocks)], axis=0, outputs=c.blocks)
-        return [parts] if c.blocks == 1 else parts
-    z_in, u_in, c_in = per_block("attn_z"), per_block("attn_u"), per_block("thought_c")
-    zs, us, cs = [], [], []
-    first = 0                                                               # the expert's first block
-    for j, (layers, _) in enumerate(c.transformers, start=1):
-        T = f"{L1}/experts/{j}"
-        yv = g.op("Add", [x_t, g.op("Gather", [g.const(f32(f"{T}/position_embedding/position_embedding/embeddings"),
-                                                       f"pos_table{j}"), pos], axis=0)])    # [C, B, E]
-        running_count = g.op("Unsqueeze", [g.op("Cast", [g.op("Add", [pos, i64(1)])], to=TensorProto.FLOAT),
-                                           i64([2])])                               # [C, B, 1] = p+t+1
-        if window or dual:
-            # the reference's crop: the transformer sees the last Wt positions only (Pos added before);
-            # the decode graph crops only when it refills
-            start = (i64([-c.trans_window]) if window else
-                     g.op("Where", [REFILL_INPUT, i64([-c.trans_window]), i64([-2**62])]))
-            yv = g.op("Slice", [yv, start, i64([2**62]), zero])                    # [C', B, E]
-            # the mean's count: C' ([1, 1, 1], the window's), or p+t+1 ([C, B, 1], running)
-            window_count = g.op("Reshape", [g.op("Cast", [g.op("Shape", [yv], start=0, end=1)], to=TensorProto.FLOAT),
-                                            i64([1, 1, 1])])
-            count = (window_count if window else
-                     g.op("Where", [REFILL_INPUT, window_count,
-                                    g.op("Slice", [running_count, tail, i64([2**62]), zero])]))
-        else:
-            count = running_count
-        for l in range(layers):
-            b = first + l                                                   # the block's row in the state
-            P = f"{T}/transformer_blocks/{l}"
-            tag = f"l{b}"                                                   # node names: the block's state row
-            w_ = lambda n: f32(f"{P}/{n}/kernel")
-            b_ = lambda n: f32(f"{P}/{n}/bias")
-            dense = lambda v, n: g.dense(v, w_(n), b_(n), f"{tag}/{n.split('/')[-1]}")
-            phi = lambda v: g.op("Add", [g.op("Elu", [v], alpha=1.0), g.const(1.0)])
-            # q, k, v: one MatMul over the concatenated kernels (one activation quantization in int8),
-            # phi applied to q and k together
-            qkv = g.dense(yv, np.concatenate([w_("lmha/query_dense"), w_("lmha/key_dense"), w_("lmha/value_dense")], 1),
-                          np.concatenate([b_("lmha/query_dense"), b_("lmha/key_dense"), b_("lmha/value_dense")]),
-                          f"{tag}/qkv")                                     # [C, B, 3E]
-            qk, v = g.op("Split", [qkv, i64([2 * E, E])], axis=-1, outputs=2)
-            qk = g.op("Reshape", [phi(qk), i64([0, 0, 2 * H, dh])])        # [C, B, 2H, dh]
-            q, k = g.op("Split", [qk, i64([H, H])], axis=2, outputs=2)      # [C, B, H, dh]
-            v = g.op("Reshape", [v, heads])
-            z = total(k, z_in[b])                                           # [C or 1, B, H, dh]
-            u = total(v, u_in[b])
-            qz = g.op("ReduceSum", [g.op("Mul", [q, z]), i64([-1])], keepdims=1)  # [C, B, H, 1]
-            a = g.op("Mul", [g.op("Div", [qz, g.op("Add", [qz, g.const(ATTN_EPS)])]), u])       # [C, B, H, dh]
-            # combine_heads then attn_dense: two linear maps in a row, folded into one (in float64)
-            wc, bc = w_("lmha/combine_heads").astype(np.float64), b_("lmha/combine_heads").astype(np.float64)
-            wa, ba = w_("attn_dense").astype(np.float64), b_("attn_dense").astype(np.float64)
-            a = g.dense(g.op("Reshape", [a, merge]), (wc @ wa).astype(np.float32), (bc @ wa + ba).astype(np.float32),
-                        f"{tag}/attn_out")
-            o = g.layer_norm(g.op("Add", [yv, a]), f32(f"{P}/layernorm1/gamma"), f32(f"{P}/layernorm1/beta"),
-                             EPS_T6, f"{tag}/ln1")                          # [C, B, E]
-            csum = total(o, c_in[b])                                        # [C or 1, B, E]
-            mean_of = (csum, count)
-            if l == layers - 1:
-                # past the expert's last block only its last position is read: its thought vector,
-                # FFN and LN2 for that position alone ([1, B, E]; the state keeps csum whole)
-                last = lambda v: g.op("Slice", [v, i64([-1]), i64([2**62]), zero])
-                o, mean_of = last(o), (last(csum), last(count))
-            # thought = alpha * dense2(gelu(dense1(mean))): alpha folded into dense2
-            alpha = f32(f"{P}/alpha").astype(np.float64)
-            t2 = "thought_processor/layer_with_weights-1"
-            thought = g.dense(g.gelu(dense(g.op("Div", list(mean_of)), "thought_processor/layer_with_weights-0")),
-                              (w_(t2) * alpha).astype(np.float32), (b_(t2) * alpha).astype(np.float32),
-                              f"{tag}/thought2")
-            o = g.op("Add", [o, thought])
-            ffn = dense(g.gelu(dense(o, "ffn/layer_with_weights-0")), "ffn/layer_with_weights-1")
-            yv = g.layer_norm(g.op("Add", [o, ffn]), f32(f"{P}/layernorm2/gamma"), f32(f"{P}/layernorm2/beta"),
-                              EPS_T6, f"{tag}/ln2")
-            zs.append(z)
-            us.append(u)
-            cs.append(csum)
-        first += layers
-        y_last = g.op("Gather", [yv, i64(-1)], axis=0)                      # [B, E]
-        outs.append(g.dense(y_last, f32(f"{T}/dense/kernel"), f32(f"{T}/dense/bias"), f"trans_out{j}"))  # [B, U]
 
-    # 5. mix and head (last position only)
+def _mix(net: _Net, sh: _Shared, outs: list[str], gate: str) -> str:
+    """The experts' outputs [B, U] each (last position) -> LN(Σ_i gate_i · LN_i(out_i)) [B, U]."""
+    from onnx import TensorProto
+    g, i64 = net.g, net.i64
     mixed = None
     for i, out in enumerate(outs):
-        n = g.layer_norm(out, f32(f"{L1}/expert_norms/{i}/gamma"), f32(f"{L1}/expert_norms/{i}/beta"),
-                         EPS_KERAS, f"norm{i}")                             # [B, U]
-        if (window or dual) and i:
+        n = net.norm(out, f"{L1}/expert_norms/{i}", EPS_KERAS, f"norm{i}")   # [B, U]
+        if net.sem.window and i:
             # xiaothink pads the cropped transformer output AT THE END: past Wt, the last position
             # gets no transformer contribution (n = 0)
-            inside = g.op("Cast", [g.op("LessOrEqual", [C, i64(c.trans_window)])], to=TensorProto.FLOAT)
-            if dual:
-                inside = g.op("Where", [REFILL_INPUT, inside, g.const(np.float32(1.0))])
-            n = g.op("Mul", [n, inside])
-        term = g.op("Mul", [n, g.op("Slice", [w, i64([i]), i64([i + 1]), i64([1])])])
+            inside = lambda: g.op("Cast", [g.op("LessOrEqual", [sh.length, i64(net.c.trans_window)])],
+                                  to=TensorProto.FLOAT)
+            n = g.op("Mul", [n, net.choose(inside, lambda: g.const(np.float32(1.0)))])
+        term = g.op("Mul", [n, g.op("Slice", [gate, i64([i]), i64([i + 1]), i64([1])])])
         mixed = term if mixed is None else g.op("Add", [mixed, term])
-    m = g.layer_norm(mixed, f32(f"{L1}/combined_norm/gamma"), f32(f"{L1}/combined_norm/beta"), EPS_KERAS,
-                     "combined_norm")
-    logits = g.dense(m, f32(f"{L1}/next_token_predictor/kernel"), f32(f"{L1}/next_token_predictor/bias"), "head")
-    if c.temperature:
-        logits = g.op("Div", [logits, temperature], "temperature_div")      # [B, V] / [B, 1]
+    return net.norm(mixed, f"{L1}/combined_norm", EPS_KERAS, "combined_norm")
 
+
+def _head(net: _Net, m: str, temperature: str | None) -> str:
+    """m [B, U] -> logits [B, V] (T7: divided by the temperature [B, 1])."""
+    logits = net.dense(m, f"{L1}/next_token_predictor", "head")
+    return logits if temperature is None else net.g.op("Div", [logits, temperature], "temperature_div")
+
+
+def _stacked_sums(net: _Net, sums: list) -> dict[str, str]:
+    """Every block's (z, u, c) sums [C or 1, B, ...] -> the state's last-position rows
+    [blocks, B, ...], all blocks at once ([C or 1, blocks*B, ...] first)."""
+    g, c = net.g, net.c
+    stack = lambda xs, shape: g.op("Reshape", [g.op("Gather", [g.op("Concat", list(xs), axis=1), net.i64(-1)], axis=0),
+                                               net.i64(shape)])
+    z, u, cs = zip(*sums)
+    heads = [c.blocks, -1, c.num_heads, c.head_dim]
+    return {"attn_z": stack(z, heads), "attn_u": stack(u, heads), "thought_c": stack(cs, [c.blocks, -1, c.embed_dim])}
+
+
+def _model(net: _Net, logits: str, state: dict[str, str], sums: list):
+    """The graph's outputs (logits, every state field), its inputs, the ModelProto."""
+    from onnx import TensorProto, helper
+    g, c, sem = net.g, net.c, net.sem
+    vi = helper.make_tensor_value_info
     g.output_as(logits, LOGITS)
     if c.blocks:
-        # all blocks' sums at once: [C or 1, blocks*B, ...] -> last position -> [blocks, B, ...]
-        stack = lambda xs, shape: g.op("Reshape", [g.op("Gather", [g.op("Concat", xs, axis=1), i64(-1)], axis=0),
-                                                   i64(shape)])
-        new_state.update(attn_z=stack(zs, [c.blocks, -1, H, dh]), attn_u=stack(us, [c.blocks, -1, H, dh]),
-                         thought_c=stack(cs, [c.blocks, -1, E]))
-
-    inputs = [helper.make_tensor_value_info(INPUT_IDS, TensorProto.INT32, ["batch", "seq" if window else "chunk"])]
-    if not window:
-        inputs.append(helper.make_tensor_value_info(POSITION, TensorProto.INT64, ["batch"]))
-    outputs = [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, ["batch", c.vocab_size])]
+        state = {**state, **_stacked_sums(net, sums)}
+    inputs = [vi(INPUT_IDS, TensorProto.INT32, ["batch", "chunk" if sem.causal else "seq"])]
+    if sem.causal:
+        inputs.append(vi(POSITION, TensorProto.INT64, ["batch"]))
+    outputs = [vi(LOGITS, TensorProto.FLOAT, ["batch", c.vocab_size])]
     for name_in, name_out, shape in state_io(c):
-        field = name_in.split(".", 1)[1]
-        if not window:
-            inputs.append(helper.make_tensor_value_info(name_in, TensorProto.FLOAT, shape))
-        outputs.append(helper.make_tensor_value_info(name_out, TensorProto.FLOAT, shape))
-        g.output_as(new_state[field], name_out)
-    if dual:
-        inputs.append(helper.make_tensor_value_info(REFILL_INPUT, TensorProto.BOOL, []))
-    model = helper.make_model(g.graph(f"mof_{c.family}_{kind}", inputs, outputs),
+        if sem.causal:
+            inputs.append(vi(name_in, TensorProto.FLOAT, shape))
+        outputs.append(vi(name_out, TensorProto.FLOAT, shape))
+        g.output_as(state[name_in[len(STATE_IN):]], name_out)
+    if sem.refill:
+        inputs.append(vi(REFILL_INPUT, TensorProto.BOOL, []))
+    model = helper.make_model(g.graph(f"mof_{c.family}_{sem.kind}", inputs, outputs),
                               opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
-                              producer_name=f"mof-export ({kind} graph)")
+                              producer_name=f"mof-export ({sem.kind} graph)")
     model.ir_version = 8
     return model
 
