@@ -153,16 +153,18 @@ def weight_bytes_per_token(path: Path) -> int:
 MODES = ("stream", "plain", "exact")   # stream: the refill rule at R; plain: steps only, no refill (the baseline)
 
 
-def _decoder(model, mode: str, refill_every: Optional[int]):
-    from mof.runtime.decoder import PLAIN, make_decoder
+def _decoder(model, mode: str, refill_every: int):
+    """A fresh decoder for one of MODES; ``refill_every``: the stream mode's R (the others have none)."""
+    from mof.runtime.decoder import PLAIN, StreamDecoder, make_decoder
     if mode == "plain":
-        return make_decoder(model, "stream", PLAIN)
-    return make_decoder(model, mode, refill_every)
+        return StreamDecoder(model, PLAIN)
+    return make_decoder(model, mode, refill_every if mode == "stream" else None)
 
 
 def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequence[int],
             decode_tokens: int, threads: Optional[int], warmup: int,
             refill_every: Optional[int] = None) -> dict:
+    from mof.runtime.decoding import resolve_decoding
     from mof.runtime.model import Model
     from mof.runtime.sampling import Sampler, SamplingConfig
     base = rss_mb()                       # the interpreter, numpy and onnxruntime, before the model
@@ -174,7 +176,7 @@ def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequenc
     load_s = time.perf_counter() - t
     load_peak = peak_rss_mb() - base if reset else float("nan")
     cfg = model.config
-    R = refill_every or model.recommended_refill_every
+    R = resolve_decoding(model, "stream", refill_every).refill_every
     rng = np.random.default_rng(0)
     sampler = Sampler(SamplingConfig(seed=0), model.vocab)
     out = []
@@ -263,6 +265,7 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
               decode_tokens: int, threads: Optional[int], warmup: int = 4,
               log=lambda m: print(m, file=sys.stderr, flush=True), refill_every: Optional[int] = None) -> dict:
     from mof.runtime.bundle import verify_bundle
+    from mof.runtime.decoding import CLI, resolve_decoding
     manifest = verify_bundle(bundle)
     have = [p for p in precisions if manifest.has_precision(p)]
     missing = sorted(set(precisions) - set(have))
@@ -271,7 +274,9 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
             f"[--int4]); skipped")
     if not have:
         raise MofError(f"{bundle} has none of the requested precisions")
-    R = refill_every or min(manifest.recommended_refill_every, manifest.config.window)
+    if refill_every is not None and "stream" not in modes:
+        raise MofError("--refill-every applies to stream mode only; add stream to --modes")
+    R = resolve_decoding(manifest, "stream", refill_every, CLI).refill_every     # the bundle's, or checked
     results, sizes, mode_bytes = [], {}, {}
     for precision in have:
         for mode in modes:
@@ -374,7 +379,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv[:1] == ["--_worker"]:
         b, prec, modes, lengths, n, threads, warmup, refill = argv[1:9]
         res = _worker(Path(b), prec, modes.split(","), [int(x) for x in lengths.split(",")],
-                      int(n), int(threads) or None, int(warmup), int(refill))
+                      int(n), int(threads) or None, int(warmup), int(refill) or None)
         print(json.dumps(res))
         return 0
     from mof.runtime.bundle_default import DEFAULT_BUNDLE

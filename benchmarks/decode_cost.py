@@ -2,10 +2,10 @@
 
     python benchmarks/decode_cost.py BUNDLE [--int8] [--tokens 256] [--refill-every 16 32 ...] [--json FILE]
 
-Exact mode, plain stream (steps only, no refill: mof 0.1's cost) and stream with the refill
-rule at each R (default: the bundle's recommendation and W/2, W/4, 16, 8) decode the same
-token sequence after the same full-window prompt, interleaved token by token so every policy
-sees the same machine state. Prints the mean (what a refill costs, spread over R tokens),
+Exact mode, plain stream (steps only, no refill before the position table is full: the
+baseline) and stream with the refill rule at each R (default: the bundle's recommendation and
+W/2, W/4, 16, 8) decode the same token sequence after the same full-window prompt, interleaved
+token by token so every policy sees the same machine state. Prints the mean (what a refill costs, spread over R tokens),
 p50 and p95 per token and each policy's mean over plain stream's. Needs only mof.runtime.
 """
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .chat import CLEAN_COMMAND
+from .decoding import CHAT, MODES
 from .errors import MofError
-from .generate import MODES
 from .session import ChatSession
 
 # What /set can change: SamplingConfig fields, in the order /show lists them.
@@ -74,14 +74,9 @@ def parse_setting(name: str, text: str):
         raise MofError(f"/set {field}: {e}") from None
 
 
-def refill_of(session: ChatSession) -> int:
-    """The refill period stream mode uses in ``session`` (its own or the bundle's)."""
-    return session.refill_every or session.model.recommended_refill_every
-
-
 def show(session: ChatSession) -> str:
     model, s = session.model, session.sampling
-    decoding = (f"stream, refill every {refill_of(session)}" if session.mode == "stream" else "exact")
+    decoding = (f"stream, refill every {session.refill_every}" if session.mode == "stream" else "exact")
     sampling = ", ".join(f"{f}={getattr(s, f)}" for f in SETTABLE)
     extra = [f"{f}={getattr(s, f)}" for f in ("ban", "stop") if getattr(s, f)]
     return (f"model      {model.bundle_dir.name} ({model.config.family.upper()}, {model.bundle_dir})\n"
@@ -136,22 +131,17 @@ def run(line: str, session: ChatSession) -> Outcome:
     if name == "mode":
         if args not in MODES:
             raise MofError(f"usage: /mode {'|'.join(MODES)}")
-        refill = session.refill_every if args == "stream" else None
-        session.set_decoding(args, refill)
-        said = f"stream mode, refill every {refill_of(session)}" if args == "stream" else "exact mode"
-        return Outcome(f"{said} from the next reply", event={"event": "mode", "mode": args})
+        refill = session.refill_every if args == "stream" else None     # stream to stream keeps its R
+        decoding = session.set_decoding(args, refill, CHAT)
+        return Outcome(f"{decoding.describe()} from the next reply", event={"event": "mode", "mode": args})
     if name == "refill":
-        window = session.model.config.window
         try:
             r = int(args)
         except ValueError:
-            raise MofError(f"usage: /refill R, R an integer from 1 to the window W = {window}") from None
-        if not 1 <= r <= window:
-            raise MofError(f"/refill: R must be from 1 to the window W = {window}, got {r}")
-        if session.mode != "stream":
-            raise MofError("/refill applies to stream mode; /mode stream first")
-        session.set_decoding("stream", r)
-        return Outcome(f"stream mode, refill every {r} from the next reply",
+            raise MofError(f"usage: /refill R, R an integer from 1 to the window W = "
+                           f"{session.model.config.window}") from None
+        decoding = session.set_decoding(session.mode, r, CHAT)
+        return Outcome(f"{decoding.describe()} from the next reply",
                        event={"event": "refill", "refill_every": r})
     if name == "save":
         _no_history(session, "save")

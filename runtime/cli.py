@@ -17,7 +17,7 @@ PROG = "mof-run"
 def build_parser() -> argparse.ArgumentParser:
     from .bundle_default import DEFAULT_BUNDLE
     from .chat import FORMS
-    from .generate import MODES
+    from .decoding import MODES
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Generate text with a Xiaothink T6 or T7 bundle on the CPU (onnxruntime only). "
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from .chat_loop import ChatLoop, stats_line, stream_out
+    from .decoding import CLI, resolve_decoding
     from .model import Model
     from .session import ChatSession
     from .transcript import open_transcript
@@ -81,22 +82,16 @@ def run(args) -> int:
         raise MofError(f"--transcript {args.transcript} is a directory")
     model = Model.load(args.model, precision=args.precision, threads=args.threads, window=args.window,
                        providers=args.provider)
-    mode = args.mode or model.recommended_mode
-    if args.refill_every is not None and mode != "stream":
-        raise MofError("--refill-every applies to stream mode; add --mode stream")
-    refill = args.refill_every or model.recommended_refill_every
-    if refill > model.config.window:
-        raise MofError(f"--refill-every must be at most the window W = {model.config.window}")
+    decoding = resolve_decoding(model, args.mode, args.refill_every, CLI)
     form = args.form or model.form
     if form == "raw" and (args.save_state or args.load_state):
         raise MofError("the raw form keeps no history, so there is no conversation to save or "
                        "resume; pass --form chat, instruct or pretrain")
-    why = "chosen" if args.mode or args.refill_every else "the bundle's recommendation"
-    decoding = f"stream mode, refill every {refill}" if mode == "stream" else "exact mode"
-    session = ChatSession(model, sampling_from_args(args), mode, form=form, refill_every=refill)
+    session = ChatSession(model, sampling_from_args(args), decoding.mode, form=form,
+                          refill_every=decoding.refill_every)
     interactive = sys.stdin.isatty() and args.prompt is None
-    print(f"{PROG}: {model.bundle_dir.name}, {decoding} ({why}), {form} form, {model.precision}",
-          file=sys.stderr)
+    print(f"{PROG}: {model.bundle_dir.name}, {decoding.describe()} ({decoding.why}), {form} form, "
+          f"{model.precision}", file=sys.stderr)
     warning = model.manifest.accuracy_warning(model.precision)
     if warning:
         print(f"{PROG}: note: {warning}", file=sys.stderr)

@@ -3,7 +3,8 @@
     dec = make_decoder(model, "stream", refill_every=16)   # or "exact"
     logits = dec.feed(prompt_ids)      # logits [V] after the last id read
     logits = dec.feed([next_id])       # ... one generated token at a time
-    dec.state, dec.since_refill        # what a saved conversation keeps (stream mode)
+    snap = dec.snapshot()              # stream mode: what a saved conversation or cache entry keeps
+    dec = StreamDecoder.restore(model, snap)                # ... and goes on from
 
 **The refill rule** (stream mode; docs/bundle-format.md, "The refill rule"). W is the
 bundle's window, R = ``refill_every`` (1 <= R <= W) and K = W - R + 1. Ids arrive in feeds
@@ -24,9 +25,11 @@ takes the result. ``feed`` is plan + ``run_reads`` + commit for one decoder; a s
 ``run_reads`` over many decoders' reads at once (one graph call per kind and length) — the
 same rule and the same graphs, so a row's tokens do not depend on what runs beside it.
 
-``refill_every=PLAIN`` (0) is how mof 0.1 decoded, kept only as the baseline of the measured
-table: causal from the first token, positions running to the end of the position table, then
-a causal re-read of the last W tokens.
+``refill_every=PLAIN`` (0) never refills before the position table is full: causal from the
+first token, positions running to the end of the position table, then a causal re-read of the
+last W tokens. It is kept only as the measured baseline the refill rule is compared with.
+
+Which mode and R a decoder gets is resolved by ``decoding.resolve_decoding`` (defaults and checks).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .decoding import MODES, resolve_decoding
 from .errors import MofError
 from .model import Model
 from .state import State
@@ -53,12 +57,44 @@ def needs_refill(n_new: int, since_refill: int, has_state: bool, refill_every: i
     return not has_state or since_refill + n_new > refill_every - 1
 
 
-def check_refill_every(model: Model, refill_every: int) -> int:
-    W = model.config.window
-    if isinstance(refill_every, bool) or not isinstance(refill_every, (int, np.integer)) \
-            or not 1 <= refill_every <= W:
-        raise MofError(f"refill_every must be an integer from 1 to the window W = {W}, got {refill_every!r}")
-    return int(refill_every)
+@dataclass(frozen=True)
+class DecoderSnapshot:
+    """A stream decoder's reading, frozen: the one form session files and the server's state cache
+    keep (``to_meta``/``from_meta``: its JSON fields; the state goes into the file's arrays)."""
+    state: State                       # batch 1, after the last id read; never mutated
+    ids: tuple[int, ...]               # the last W ids read (refills re-read them)
+    since_refill: int                  # ids stepped since the last refill
+    refill_every: int                  # the R the counter counts for
+
+    FIELDS = ("refill_every", "since_refill", "ids")
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for _, a in self.state.tensors()) + 8 * len(self.ids)
+
+    def to_meta(self, ids: bool = True) -> dict:
+        """The JSON fields; ``ids=False`` leaves the ids out for a file that keeps the text they
+        encode (a session's, one character one id), which ``from_meta`` is then given."""
+        meta = {"refill_every": self.refill_every, "since_refill": self.since_refill}
+        return {**meta, "ids": list(self.ids)} if ids else meta
+
+    @classmethod
+    def from_meta(cls, meta: dict, state: State, vocab_size: int) -> "DecoderSnapshot":
+        """The snapshot ``to_meta`` wrote (with its state read back); MofError naming a bad field."""
+        R, since, ids = (meta.get(k) for k in cls.FIELDS)
+        if not _is_int(R) or R < PLAIN:
+            raise MofError(f"bad refill_every {R!r}")
+        if not _is_int(since) or since < 0:
+            raise MofError(f"bad since_refill {since!r}")
+        if not (isinstance(ids, list) and ids and all(_is_int(i) and 0 <= i < vocab_size for i in ids)):
+            raise MofError("bad ids: a non-empty list of token ids")
+        if state.batch != 1:
+            raise MofError(f"a decoder's state has one row, not {state.batch}")
+        return cls(state, tuple(ids), since, R)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -117,11 +153,11 @@ class StreamDecoder(_Decoder):
     def __init__(self, model: Model, refill_every: Optional[int] = None, *, state: Optional[State] = None,
                  ids: Sequence[int] = (), since_refill: int = 0):
         """``state``/``ids``/``since_refill``: continue what an earlier decoder read (its
-        ``state``, at least its last W ids, and its ``since_refill``)."""
-        if refill_every is None:
-            refill_every = model.recommended_refill_every
+        ``state``, at least its last W ids, and its ``since_refill``; ``restore`` does it from a
+        snapshot)."""
         self.model = model
-        self.refill_every = refill_every if refill_every == PLAIN else check_refill_every(model, refill_every)
+        self.refill_every = PLAIN if refill_every == PLAIN and not isinstance(refill_every, bool) \
+            else resolve_decoding(model, "stream", refill_every).refill_every
         W = model.config.window
         self.keep = W if self.refill_every == PLAIN else W - self.refill_every + 1    # K
         if state is not None and state.batch != 1:
@@ -140,6 +176,19 @@ class StreamDecoder(_Decoder):
     @property
     def position(self) -> int:
         return 0 if self.state is None else int(self.state.position[0])
+
+    def snapshot(self) -> "DecoderSnapshot":
+        """What going on from here needs (after at least one read): state, ids, refill counter, R."""
+        if self.state is None:
+            raise MofError("nothing has been read yet")
+        return DecoderSnapshot(self.state, tuple(self.ids), self.since_refill, self.refill_every)
+
+    @classmethod
+    def restore(cls, model: Model, snapshot: "DecoderSnapshot", refill_every: Optional[int] = None) -> "StreamDecoder":
+        """A decoder that goes on from ``snapshot``, at its R unless ``refill_every`` says another
+        (the refill counter is then kept only while the positions it allows stay below W)."""
+        R = snapshot.refill_every if refill_every is None else refill_every
+        return cls(model, R, state=snapshot.state, ids=snapshot.ids, since_refill=snapshot.since_refill)
 
     def plan(self, ids: Sequence[int]) -> Read:
         """The call that reads ``ids`` (at least one) next, by the refill rule; ``commit`` its result."""
@@ -205,12 +254,12 @@ class ExactDecoder(_Decoder):
         return logits
 
 
-MODES = ("stream", "exact")
-
-
 def make_decoder(model: Model, mode: Optional[str] = None, refill_every: Optional[int] = None):
-    """A decoder for ``mode`` (default: the bundle's recommendation)."""
-    mode = mode or model.recommended_mode
-    if mode not in MODES:
-        raise MofError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    return StreamDecoder(model, refill_every) if mode == "stream" else ExactDecoder(model)
+    """A decoder for ``mode`` and R, resolved by ``resolve_decoding`` (defaults: the bundle's
+    recommendation; R with exact mode is refused)."""
+    decoding = resolve_decoding(model, mode, refill_every)
+    return StreamDecoder(model, decoding.refill_every) if decoding.mode == "stream" else ExactDecoder(model)
+
+
+__all__ = ["MODES", "PLAIN", "DecoderSnapshot", "ExactDecoder", "Read", "StreamDecoder", "make_decoder",
+           "run_reads"]

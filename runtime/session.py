@@ -15,7 +15,8 @@ from typing import Optional
 
 
 from .chat import Conversation
-from .decoder import StreamDecoder
+from .decoder import DecoderSnapshot, StreamDecoder
+from .decoding import API, Decoding, Spelling, resolve_decoding
 from .errors import MofError
 from .files import STATE_PREFIX, read_state_npz, write_state_npz
 from .generate import Generator
@@ -32,15 +33,23 @@ class ChatSession:
     def __init__(self, model: Model, sampling: SamplingConfig, mode: Optional[str] = None,
                  form: Optional[str] = None, refill_every: Optional[int] = None):
         """``mode``, ``refill_every``: stream or exact, R of the refill rule (default: the bundle's
-        recommendation); ``form``: the prompt template (chat, instruct, pretrain, raw; default:
-        the bundle's)."""
+        recommendation; resolve_decoding checks them); ``form``: the prompt template (chat,
+        instruct, pretrain, raw; default: the bundle's)."""
         self.model = model
         self.sampling = sampling
-        self.mode = mode or model.recommended_mode
-        self.refill_every = refill_every
+        self.decoding: Decoding = resolve_decoding(model, mode, refill_every)
         self.conversation = Conversation(form or model.form)
         self.decoder: Optional[StreamDecoder] = None   # stream mode: what the model has read so far ...
         self.consumed = ""                             # ... as text
+
+    @property
+    def mode(self) -> str:
+        return self.decoding.mode
+
+    @property
+    def refill_every(self) -> Optional[int]:
+        """Stream mode's R (None in exact mode)."""
+        return self.decoding.refill_every
 
     @property
     def state(self) -> Optional[State]:
@@ -50,11 +59,13 @@ class ChatSession:
         self.conversation.clear()
         self.decoder, self.consumed = None, ""
 
-    def set_decoding(self, mode: str, refill_every: Optional[int]) -> None:
+    def set_decoding(self, mode: Optional[str], refill_every: Optional[int], spelling: Spelling = API) -> Decoding:
         """Decode later turns in ``mode`` with refill period ``refill_every`` (None: the bundle's
-        recommendation); the history stays, the next turn re-reads it from a zero state."""
-        self.mode, self.refill_every = mode, refill_every
+        recommendation; ``spelling``: how a mistake names them); the history stays, the next turn
+        re-reads it from a zero state. Returns the decoding now in use."""
+        self.decoding = resolve_decoding(self.model, mode, refill_every, spelling)
         self.decoder, self.consumed = None, ""
+        return self.decoding
 
     def turn(self, text: str) -> Generator:
         """Start the reply to ``text``; iterate the result for its pieces, then call finish()."""
@@ -84,8 +95,9 @@ class ChatSession:
         path = Path(path)
         meta = {"format": SAVE_FORMAT, "version": SAVE_VERSION, "model": self._identity(),
                 "form": self.conversation.form, "history": self.conversation.history,
-                "consumed": self.consumed, "has_state": self.state is not None,
-                "since_refill": 0 if self.decoder is None else self.decoder.since_refill}
+                "consumed": self.consumed, "has_state": self.state is not None, "since_refill": 0}
+        if self.state is not None:
+            meta.update(self.decoder.snapshot().to_meta(ids=False))     # the ids: the consumed text's
         return write_state_npz(path, meta, self.state)
 
     def load(self, path: str | os.PathLike) -> None:
@@ -99,18 +111,22 @@ class ChatSession:
             raise MofError(f"{path} was saved with another model; start a new conversation")
         if meta.get("form") != self.conversation.form:
             raise MofError(f"{path} holds a '{meta.get('form')}' conversation; pass --form {meta.get('form')}")
-        state = None
+        consumed = str(meta.get("consumed", ""))
+        snapshot = None
         if meta.get("has_state"):
+            # the ids are the consumed text's (one character, one id); a save that does not say its
+            # R (made before saves kept it) counted for this session's
+            fields = {"refill_every": self.refill_every or 1, **meta,
+                      "ids": self.model.vocab.encode(consumed[-self.model.config.window:])}
             try:
                 state = State.from_arrays(arrays, self.model.config, prefix=STATE_PREFIX)
+                if consumed:
+                    snapshot = DecoderSnapshot.from_meta(fields, state, self.model.config.vocab_size)
             except MofError as e:
                 raise MofError(f"{path}: {e}") from None
         self.conversation.history = str(meta.get("history", ""))
-        consumed = str(meta.get("consumed", ""))
-        since = meta.get("since_refill", 0)
-        if self.mode == "stream" and state is not None and consumed and isinstance(since, int):
-            self.decoder = StreamDecoder(self.model, self.refill_every, state=state, since_refill=since,
-                                         ids=self.model.vocab.encode(consumed[-self.model.config.window:]))
+        if self.mode == "stream" and snapshot is not None:
+            self.decoder = StreamDecoder.restore(self.model, snapshot, self.refill_every)
             self.consumed = consumed
         else:
             self.decoder, self.consumed = None, ""

@@ -104,7 +104,7 @@ def create_app(config: ServeConfig = ServeConfig(), model: Optional[Model] = Non
         await asyncio.to_thread(server.backend.stop)
 
     app = FastAPI(title="mof-serve", version=mof.__version__, lifespan=lifespan,
-                  description="An OpenAI-compatible server for Xiaothink T6 models exported by mof.")
+                  description="An OpenAI-compatible server for the Xiaothink MoF models (T6, T7) mof exports.")
     app.state.server = server
 
     @app.exception_handler(ApiError)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from mof.runtime.bundle_default import DEFAULT_BUNDLE
+from mof.runtime.decoding import resolve_decoding
 from mof.runtime.model import Model
 
 from .cache import StateCache
@@ -37,8 +38,8 @@ class ModelInfo:
 
 
 def model_info(model: Model) -> ModelInfo:
-    return ModelInfo(model.form, model.precision, model.recommended_mode,
-                     model.recommended_refill_every if model.recommended_mode == "stream" else None, model.vocab)
+    decoding = resolve_decoding(model)           # what a request that names neither gets
+    return ModelInfo(model.form, model.precision, decoding.mode, decoding.refill_every, model.vocab)
 
 
 async def admit(engine: Engine, job: Job, sink: Sink, timeout: float) -> Ticket:
@@ -87,8 +88,7 @@ def open_engine(config: ServeConfig, metrics: Metrics, model: Optional[Model] = 
         cache = StateCache(int(config.cache_mb * 2 ** 20), identity, model.config, config.state_dir)
     engine = Engine(model, config, metrics, cache)
     engine.start()
-    log.info("mof-serve: %s ready (%s, %s mode%s)", model.bundle_dir.name, model.precision, model.recommended_mode,
-             f", refill every {model.recommended_refill_every}" if model.recommended_mode == "stream" else "")
+    log.info("mof-serve: %s ready (%s, %s)", model.bundle_dir.name, model.precision, resolve_decoding(model).describe())
     return engine
 
 

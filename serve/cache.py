@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 
+from mof.runtime.decoder import DecoderSnapshot
 from mof.runtime.errors import MofError
 from mof.runtime.files import STATE_PREFIX, read_state_npz, write_state_npz
 from mof.runtime.state import State
@@ -35,14 +36,28 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 @dataclass(frozen=True)
 class Entry:
     text: str                  # everything the decoder read
-    refill_every: int          # its R (the rule's counter means something only for this R)
-    state: State               # batch 1, never mutated
-    ids: tuple[int, ...]       # the last W ids read
-    since_refill: int          # tokens stepped since the last refill
+    snapshot: DecoderSnapshot  # what it had read (runtime/decoder.py): state, ids, counter, R
+
+    @property
+    def refill_every(self) -> int:
+        """Its R (part of the key: the rule's counter means something only for this R)."""
+        return self.snapshot.refill_every
+
+    @property
+    def state(self) -> State:
+        return self.snapshot.state
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        return self.snapshot.ids
+
+    @property
+    def since_refill(self) -> int:
+        return self.snapshot.since_refill
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for _, a in self.state.tensors()) + 8 * len(self.ids) + 4 * len(self.text)
+        return self.snapshot.nbytes + 4 * len(self.text)
 
 
 class StateCache:
@@ -116,7 +131,7 @@ class StateCache:
 
     def _write(self, entry: Entry) -> None:
         meta = {"format": FORMAT, "version": VERSION, "model": self.identity, "text": entry.text,
-                "refill_every": entry.refill_every, "since_refill": entry.since_refill, "ids": list(entry.ids)}
+                **entry.snapshot.to_meta()}
         try:
             write_state_npz(self._path(entry), meta, entry.state)
         except OSError as e:
@@ -128,15 +143,11 @@ class StateCache:
             raise MofError("not a state cache file of this version")
         if meta.get("model") != self.identity:
             raise MofError("written for another model or precision")
-        text, R, since, ids = (meta.get(k) for k in ("text", "refill_every", "since_refill", "ids"))
-        if not (isinstance(text, str) and text and isinstance(R, int) and isinstance(since, int)
-                and isinstance(ids, list) and all(isinstance(i, int) and 0 <= i < self.config.vocab_size
-                                                  for i in ids)):
-            raise MofError("bad fields")
+        text = meta.get("text")
+        if not (isinstance(text, str) and text):
+            raise MofError("bad text")
         state = State.from_arrays(arrays, self.config, prefix=STATE_PREFIX)
-        if state.batch != 1:
-            raise MofError("a cached state has one row")
-        entry = Entry(text, R, state, tuple(ids), since)
+        entry = Entry(text, DecoderSnapshot.from_meta(meta, state, self.config.vocab_size))
         if path.name != self._path(entry).name:
             raise MofError("its name is not its content's hash")
         return entry

@@ -42,7 +42,7 @@ from mof.runtime.model import Model
 from .cache import Entry, StateCache
 from .config import ServeConfig
 from .metrics import Metrics
-from .protocol import ApiError, Job
+from .protocol import ApiError, Job, decoding_of
 
 log = logging.getLogger("mof.serve")
 
@@ -95,7 +95,6 @@ class Row:
         self.read: Optional[Read] = None   # planned and not run yet (a window read waiting its turn)
         self.waited = 0                    # ticks its planned window read has waited
         self._unreleased: list = []        # logprob entries whose text is not released yet
-        self._held = 0                     # characters generated but not released
 
     def emit(self, event: Event) -> None:
         self.ticket.sink(event)
@@ -155,13 +154,9 @@ class Engine:
         which; ``on_admit`` is called when a queued one is admitted). ApiError 429 when the queue is
         full, 400 when ``n`` can never fit, 503 when stopping; events go to ``sink``."""
         model = self.model
-        mode = job.mode or model.recommended_mode
-        R = job.refill_every if job.refill_every is not None else model.recommended_refill_every
-        if mode == "stream" and not 1 <= R <= model.config.window:
-            raise ApiError(400, f"refill_every: from 1 to the window W = {model.config.window}",
-                           param="refill_every", code="invalid_value")
-        ticket = Ticket(sink=sink, top_logprobs=job.top_logprobs, mode=mode,
-                        refill_every=R if mode == "stream" else None, on_admit=on_admit,
+        decoding = decoding_of(model, job)
+        mode, R = decoding.mode, decoding.refill_every
+        ticket = Ticket(sink=sink, top_logprobs=job.top_logprobs, mode=mode, refill_every=R, on_admit=on_admit,
                         submitted=time.perf_counter())
         entry = self.cache.lookup(job.prompt, R) if (self.cache is not None and mode == "stream") else None
         for i in range(job.n):
@@ -169,11 +164,11 @@ class Engine:
             if sampling.seed is not None and i:
                 sampling = dataclasses.replace(sampling, seed=sampling.seed + i)
             if entry is not None:
-                decoder = StreamDecoder(model, R, state=entry.state, ids=entry.ids, since_refill=entry.since_refill)
+                decoder = StreamDecoder.restore(model, entry.snapshot)
                 gen = Generation(model.vocab, job.prompt[len(entry.text):], sampling, model.config.window,
                                  history=entry.text)
             else:
-                decoder = make_decoder(model, mode, R if mode == "stream" else None)
+                decoder = make_decoder(model, mode, R)
                 gen = Generation(model.vocab, job.prompt, sampling, model.config.window)
             usage = Usage(prompt_tokens=len(job.prompt), cached_tokens=len(entry.text) if entry else 0)
             ticket.rows.append(Row(ticket, i, gen, decoder, usage))
@@ -409,9 +404,7 @@ class Engine:
         return tokens[token], float(lp[token]), alts
 
     def _remember(self, row: Row) -> None:
-        dec = row.decoder
-        self.cache.put(Entry(text=row.generation.text, refill_every=dec.refill_every, state=dec.state,
-                             ids=tuple(dec.ids), since_refill=dec.since_refill))
+        self.cache.put(Entry(row.generation.text, row.decoder.snapshot()))
 
     def _throughput(self, tokens: int) -> None:
         now = time.monotonic()

@@ -7,8 +7,9 @@ fields that do not change the tokens (user, metadata, store, ...) are accepted a
 
 mof's own fields, as extra body fields (``extra_body=`` in the openai client): ``top_k``,
 ``min_p``, ``repetition_penalty``, ``penalty_mode``, ``mode`` ("stream" or "exact") and
-``refill_every`` (stream mode's R). Omitted sampling fields take ``SamplingConfig``'s defaults —
-xiaothink's chat defaults (temperature 0.68, top_p 0.8, repetition_penalty 1.2), not OpenAI's.
+``refill_every`` (stream mode's R, 1 to W; refused with exact mode, as mof-run refuses it: both go
+through ``mof.runtime.decoding.resolve_decoding``). Omitted sampling fields take ``SamplingConfig``'s
+defaults — xiaothink's chat defaults (temperature 0.68, top_p 0.8, repetition_penalty 1.2), not OpenAI's.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mof.runtime.chat import Conversation
+from mof.runtime.decoding import API, Decoding, DecodingError, resolve_decoding
 from mof.runtime.errors import MofError
 from mof.runtime.sampling import PENALTY_MODES, SamplingConfig
 
@@ -125,6 +127,15 @@ class Job:
     stream: bool
     include_usage: bool
     conversation: str = ""                # names the conversation (routes its turns to one replica)
+
+
+def decoding_of(model, job: Job) -> Decoding:
+    """The request's mode and R, with the bundle's defaults (the model is known only here, where
+    the engine runs): a 400 naming the field when they are wrong."""
+    try:
+        return resolve_decoding(model, job.mode, job.refill_every, API)
+    except DecodingError as e:
+        raise ApiError(400, str(e), param=e.param, code="invalid_value") from None
 
 
 def parse(raw: bytes, kind: type[_Body]) -> _Body:

@@ -26,23 +26,25 @@ router = APIRouter()
 CLIENT_GONE = object()          # put on a request's event queue when its client disconnects
 
 
-@router.post("/v1/chat/completions")
-async def chat(request: Request):
+async def _accept(request: Request, kind: type):
+    """What both endpoints do first: the key, the body parsed, the model named, the model loaded.
+    Returns (server, body, the loaded model's ModelInfo)."""
     server = request.app.state.server
     check_key(request, server.config.api_key)
-    body = parse(await read_body(request, server.config.max_body_bytes), ChatBody)
+    body = parse(await read_body(request, server.config.max_body_bytes), kind)
     server.check_model(body.model)
-    info = server.ready()
+    return server, body, server.ready()
+
+
+@router.post("/v1/chat/completions")
+async def chat(request: Request):
+    server, body, info = await _accept(request, ChatBody)
     return await respond(request, chat_job(body, server.config.form or info.form, server.config), chat=True)
 
 
 @router.post("/v1/completions")
 async def completions(request: Request):
-    server = request.app.state.server
-    check_key(request, server.config.api_key)
-    body = parse(await read_body(request, server.config.max_body_bytes), CompletionBody)
-    server.check_model(body.model)
-    server.ready()
+    server, body, _ = await _accept(request, CompletionBody)
     return await respond(request, completion_job(body, server.config), chat=False)
 
 

@@ -1,25 +1,12 @@
 """mof-run's in-session commands and --transcript, through piped stdin (the same loop as a terminal)."""
 
-import io
 import json
-import sys
 
 import pytest
 
 from mof.runtime import Model, SamplingConfig
 from mof.runtime.chat_loop import read_message, MultiLineUnclosed
-from mof.runtime.cli import main
 from mof.runtime.session import ChatSession
-
-
-def _main(args, capsys, stdin=""):
-    sys_stdin, sys.stdin = sys.stdin, io.StringIO(stdin)
-    try:
-        code = main([str(a) for a in args])
-    finally:
-        sys.stdin = sys_stdin
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _records(path):
@@ -45,10 +32,10 @@ def test_multi_line_messages():
         read_message(Lines('"""一', "二"))
 
 
-def test_set_mode_refill_change_the_next_replies(demo_bundle, tmp_path, capsys):
+def test_set_mode_refill_change_the_next_replies(demo_bundle, tmp_path, mof_run):
     t = tmp_path / "t.jsonl"
     stdin = "/set temperature 0\n/set top-k 5\n/mode exact\n你好\n/mode stream\n/refill 4\n再见\n/show\n/bye\n没有读到\n"
-    code, out, err = _main(["--max-tokens", "6", "--seed", "1", "--transcript", t], capsys, stdin)
+    code, out, err = mof_run(["--max-tokens", "6", "--seed", "1", "--transcript", t], stdin)
     assert code == 0, err
     turns = [r for r in _records(t) if r["event"] == "turn"]
     assert [(r["user"], r["mode"], r["refill_every"]) for r in turns] == [("你好", "exact", None),
@@ -72,27 +59,27 @@ def test_set_mode_refill_change_the_next_replies(demo_bundle, tmp_path, capsys):
     ("/set warmth 1", "/set warmth: unknown setting"),
     ("/set temperature", "usage: /set NAME VALUE"),
     ("/mode fast", "usage: /mode stream|exact"),
-    ("/refill 0", "/refill: R must be from 1 to the window W = 64"),
+    ("/refill 0", "/refill R must be an integer from 1 to the window W = 64, got 0"),
     ("/refill x", "usage: /refill R"),
     ("/frobnicate", "unknown command /frobnicate; /help lists the commands"),
     ("/load /nonexistent/chat.npz", "/nonexistent/chat.npz: no such file"),
 ])
-def test_a_bad_command_is_one_line_the_chat_goes_on_and_the_exit_is_1(line, words, capsys):
-    code, out, err = _main(["--max-tokens", "3", "--seed", "0"], capsys, f"{line}\n你好\n")
+def test_a_bad_command_is_one_line_the_chat_goes_on_and_the_exit_is_1(line, words, mof_run):
+    code, out, err = mof_run(["--max-tokens", "3", "--seed", "0"], f"{line}\n你好\n")
     assert code == 1
     assert f"mof-run: error: {words}" in err and "Traceback" not in err
     assert len(out.splitlines()) == 1                  # the turn after it was still answered
 
 
-def test_save_refuses_to_replace_and_load_continues(demo_bundle, tmp_path, capsys):
+def test_save_refuses_to_replace_and_load_continues(demo_bundle, tmp_path, mof_run):
     saved = tmp_path / "chat.npz"
     saved.write_bytes(b"keep me")
     common = ["--max-tokens", "5", "--seed", "2", "--mode", "stream"]
-    code, _, err = _main(common, capsys, f"第一句\n/save {saved}\n")
+    code, _, err = mof_run(common, f"第一句\n/save {saved}\n")
     assert code == 1 and "exists; /save" in err and saved.read_bytes() == b"keep me"
-    code, _, err = _main(common, capsys, f"第一句\n/save {saved} --force\n")
+    code, _, err = mof_run(common, f"第一句\n/save {saved} --force\n")
     assert code == 0 and "conversation saved to" in err
-    code, out, err = _main(common, capsys, f"/load {saved}\n第二句\n")
+    code, out, err = mof_run(common, f"/load {saved}\n第二句\n")
     assert code == 0, err
     session = ChatSession(Model.load(demo_bundle), SamplingConfig(max_tokens=5, seed=2), "stream")
     for text in ("第一句", "第二句"):
@@ -102,36 +89,36 @@ def test_save_refuses_to_replace_and_load_continues(demo_bundle, tmp_path, capsy
     assert out == reply.replace("\n", "\\n") + "\n"
 
 
-def test_clear_and_clean_forget_the_conversation(demo_bundle, tmp_path, capsys):
+def test_clear_and_clean_forget_the_conversation(demo_bundle, tmp_path, mof_run):
     t = tmp_path / "t.jsonl"
-    code, out, err = _main(["--max-tokens", "4", "--seed", "0", "--transcript", t], capsys,
-                           "你好\n/clear\n你好\n[CLEAN]\n你好\n")
+    code, out, err = mof_run(["--max-tokens", "4", "--seed", "0", "--transcript", t],
+                             "你好\n/clear\n你好\n[CLEAN]\n你好\n")
     assert code == 0 and err.count("history cleared") == 2
     replies = out.splitlines()
     assert replies[0] == replies[1] == replies[2]          # each 你好 starts a new conversation
     assert [r["event"] for r in _records(t)] == ["turn", "clear", "turn", "clear", "turn"]
 
 
-def test_raw_form_refuses_save_and_has_nothing_to_clear(tmp_path, capsys):
-    code, _, err = _main(["--form", "raw", "--max-tokens", "2"], capsys, f"/clear\n/save {tmp_path / 's.npz'}\n")
+def test_raw_form_refuses_save_and_has_nothing_to_clear(tmp_path, mof_run):
+    code, _, err = mof_run(["--form", "raw", "--max-tokens", "2"], f"/clear\n/save {tmp_path / 's.npz'}\n")
     assert "raw form keeps no history: each message" in err
     assert code == 1 and "no conversation to save" in err and not (tmp_path / "s.npz").exists()
 
 
-def test_transcript_appends_with_prompt_and_refuses_a_directory(tmp_path, capsys):
+def test_transcript_appends_with_prompt_and_refuses_a_directory(tmp_path, mof_run):
     t = tmp_path / "t.jsonl"
     t.write_text('{"event": "earlier"}\n', encoding="utf-8")
-    code, out, err = _main(["--prompt", "你好", "--max-tokens", "4", "--seed", "0", "--transcript", t], capsys)
+    code, out, err = mof_run(["--prompt", "你好", "--max-tokens", "4", "--seed", "0", "--transcript", t])
     assert code == 0, err
     first, second = _records(t)
     assert first == {"event": "earlier"}                   # appended to, never replaced
     assert second["user"] == "你好" and second["reply"] + "\n" == out and second["tokens"] == 4
-    code, _, err = _main(["--prompt", "x", "--transcript", tmp_path], capsys)
+    code, _, err = mof_run(["--prompt", "x", "--transcript", tmp_path])
     assert code == 1 and "is a directory" in err
 
 
-def test_help_lists_every_command(capsys):
-    code, _, err = _main([], capsys, "/help\n")
+def test_help_lists_every_command(mof_run):
+    code, _, err = mof_run([], "/help\n")
     assert code == 0
     for command in ("/show", "/set NAME VALUE", "/mode stream|exact", "/refill R", "/clear, [CLEAN]",
                     "/save FILE", "/load FILE", "/bye", '"""'):

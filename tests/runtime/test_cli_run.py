@@ -17,19 +17,6 @@ from mof.runtime.errors import BundleError, MofError
 from mof.runtime.session import ChatSession
 
 
-
-
-def _main(args, capsys, stdin=""):
-    """mof-run in this process (cheaper than a fresh one): (exit code, stdout, stderr)."""
-    sys_stdin, sys.stdin = sys.stdin, io.StringIO(stdin)
-    try:
-        code = main([str(a) for a in args])
-    finally:
-        sys.stdin = sys_stdin
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def _run(args, stdin=""):
     proc = subprocess.run([sys.executable, "-m", "mof.runtime.cli", *map(str, args)], input=stdin,
                           capture_output=True, text=True, timeout=120)
@@ -128,14 +115,13 @@ def test_bad_saved_state(demo_bundle, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("mode", ["stream", "exact"])
-def test_prompt_continues_a_saved_conversation(demo_bundle, tmp_path, mode, capsys):
+def test_prompt_continues_a_saved_conversation(demo_bundle, tmp_path, mode, mof_run):
     """--prompt is one turn: with --load-state it is the saved conversation's next turn."""
     saved = tmp_path / "chat.npz"
     common = ["--model", demo_bundle, "--max-tokens", "6", "--seed", "2", "--mode", mode,
               "--temperature", "1.0", "--form", "chat"]
-    assert _main([*common, "--prompt", "第一句", "--save-state", saved], capsys)[0] == 0
-    code, out, err = _main([*common, "--prompt", "第二句", "--load-state", saved, "--save-state", saved],
-                           capsys)
+    assert mof_run([*common, "--prompt", "第一句", "--save-state", saved])[0] == 0
+    code, out, err = mof_run([*common, "--prompt", "第二句", "--load-state", saved, "--save-state", saved])
     assert code == 0, err
     session = ChatSession(Model.load(demo_bundle), SamplingConfig(temperature=1.0, max_tokens=6, seed=2),
                           mode, form="chat")
@@ -149,11 +135,10 @@ def test_prompt_continues_a_saved_conversation(demo_bundle, tmp_path, mode, caps
     assert fresh.conversation.history == session.conversation.history
 
 
-def test_prompt_with_a_bad_saved_state_is_refused(demo_bundle, tmp_path, capsys):
+def test_prompt_with_a_bad_saved_state_is_refused(demo_bundle, tmp_path, mof_run):
     bad = tmp_path / "x.npz"
     bad.write_bytes(os.urandom(3000))
-    code, out, err = _main(["--model", demo_bundle, "--form", "chat", "--prompt", "x", "--load-state", bad],
-                           capsys)
+    code, out, err = mof_run(["--model", demo_bundle, "--form", "chat", "--prompt", "x", "--load-state", bad])
     assert code == 1 and out == ""
     assert "not a saved mof conversation" in err and len(err.strip().splitlines()) == 2
 
@@ -171,11 +156,11 @@ def _cjk(text):
                for c in text)
 
 
-def test_the_demo_chats_in_its_own_form_from_the_first_line(demo_bundle, capsys):
+def test_the_demo_chats_in_its_own_form_from_the_first_line(demo_bundle, mof_run):
     """No flags: the bundle's form (chat for the demo): 你好 gets a Chinese reply that ends by the
     stop string on its own, well before --max-tokens (256)."""
     for extra in ([], ["--int8"]):
-        code, out, err = _main([*extra, "--seed", "0", "--prompt", "你好"], capsys)
+        code, out, err = mof_run([*extra, "--seed", "0", "--prompt", "你好"])
         assert code == 0, err
         assert "chat form" in err
         reply = out.rstrip("\n")
@@ -184,9 +169,9 @@ def test_the_demo_chats_in_its_own_form_from_the_first_line(demo_bundle, capsys)
         assert '"}' not in reply and _cjk(reply) >= len(reply) / 2, reply
 
 
-def test_the_demo_still_continues_poems_in_the_raw_form(demo_bundle, capsys):
-    code, out, err = _main(["--int8", "--seed", "0", "--max-tokens", "24", "--form", "raw"], capsys,
-                           stdin="床前明月光，\n")
+def test_the_demo_still_continues_poems_in_the_raw_form(demo_bundle, mof_run):
+    code, out, err = mof_run(["--int8", "--seed", "0", "--max-tokens", "24", "--form", "raw"],
+                             stdin="床前明月光，\n")
     assert code == 0, err
     assert "raw form" in err
     reply = out.rstrip("\n").replace("\\n", "\n")
@@ -260,16 +245,16 @@ def test_a_t7_bundle_chats_saves_and_continues(tiny_t7_bundle, tmp_path, int8):
     assert out2 == reply.replace("\n", "\\n") + "\n" and "temp_h" in session.state.names
 
 
-def test_int4_runs_and_says_it_missed_the_gates(capsys):
+def test_int4_runs_and_says_it_missed_the_gates(mof_run):
     """The demo's int4 graphs were kept below the accuracy gates (mof-quantize --int4
     --allow-degraded): mof-run runs them and says so, with the recorded figures (under an onnxruntime
     older than int4's kernels need, it refuses them in one line: docs/embedding.md)."""
     from mof.runtime.ort_compat import KERNELS, current, version
-    code, out, err = _main(["--int4", "--seed", "0", "--max-tokens", "8", "--prompt", "你好"], capsys)
+    code, out, err = mof_run(["--int4", "--seed", "0", "--max-tokens", "8", "--prompt", "你好"])
     if version(current()) < version(KERNELS["matmulnbits-int4"].requires):
         assert code == 1 and not out and err.count("\n") == 1 and "need onnxruntime >=" in err
     else:
         assert code == 0 and out.strip()
         assert "int4 was kept below the accuracy gates" in err and "top-1" in err
-    code, out, err = _main(["--int8", "--seed", "0", "--max-tokens", "8", "--prompt", "你好"], capsys)
+    code, out, err = mof_run(["--int8", "--seed", "0", "--max-tokens", "8", "--prompt", "你好"])
     assert code == 0 and "below the accuracy gates" not in err

@@ -15,7 +15,7 @@ from mof.serve.cache import Entry, StateCache  # noqa: E402
 def entry(model, text: str, R: int = 16) -> Entry:
     dec = StreamDecoder(model, R)
     dec.feed(model.vocab.encode(text))
-    return Entry(text, R, dec.state, tuple(dec.ids), dec.since_refill)
+    return Entry(text, dec.snapshot())
 
 
 def test_lookup_finds_the_longest_proper_prefix_with_the_same_R(demo_model):
