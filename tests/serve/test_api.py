@@ -176,6 +176,26 @@ def test_bad_completion_fields_get_400_naming_the_field(served, body, param):
     assert err["param"] == param and err["type"] == "invalid_request_error"
 
 
+def test_refill_every_with_exact_mode_is_refused_by_the_api_as_by_mof_run(served, capsys):
+    """One rule (mof.runtime.decoding): R belongs to stream mode; both refuse it with exact mode."""
+    from mof.runtime.cli import main
+    assert main(["--mode", "exact", "--refill-every", "4", "--prompt", "x"]) == 1
+    cli = capsys.readouterr().err.strip()
+    assert cli == "mof-run: error: --refill-every applies to stream mode only, not exact mode; use --mode stream"
+    for path, body in (("/v1/completions", {"prompt": "a"}),
+                       ("/v1/chat/completions", {"messages": [{"role": "user", "content": "a"}]})):
+        r = httpx.post(served + path, json={"model": MODEL, "mode": "exact", "refill_every": 4, **body})
+        assert r.status_code == 400
+        err = _error(r)
+        assert (err["param"], err["type"], err["code"]) == ("refill_every", "invalid_request_error", "invalid_value")
+        assert err["message"] == 'refill_every applies to stream mode only, not exact mode; ask for "mode": "stream"'
+    with pytest.raises(openai.BadRequestError):
+        client(served).completions.create(model=MODEL, prompt="a", max_tokens=2,
+                                          extra_body={"mode": "exact", "refill_every": 1})
+    ok = client(served).completions.create(model=MODEL, prompt="a", max_tokens=2, extra_body={"mode": "exact"})
+    assert ok.choices[0].text
+
+
 def test_bad_chat_messages_get_400(served):
     for messages in ([], [{"role": "assistant", "content": "x"}], [{"role": "robot", "content": "x"}],
                      [{"role": "user", "content": 5}]):

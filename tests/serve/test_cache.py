@@ -66,3 +66,19 @@ def test_evicted_entries_leave_the_folder(demo_model, tmp_path):
     cache.put(one)
     cache.put(entry(demo_model, "春眠不觉晓，"))
     assert len(list(tmp_path.glob("*.npz"))) == 1 and len(cache) == 1
+
+
+def test_a_file_in_the_layout_earlier_servers_wrote_still_loads(demo_model, tmp_path):
+    """The folder's format is unchanged: meta fields text, refill_every, since_refill, ids."""
+    import hashlib
+    from mof.runtime.files import write_state_npz
+    from mof.serve.cache import FORMAT, VERSION
+    e = entry(demo_model, "床前明月光，", R=8)
+    digest = hashlib.sha256(f"8\n{e.text}".encode("utf-8")).hexdigest()
+    write_state_npz(tmp_path / f"{digest}.npz", {"format": FORMAT, "version": VERSION, "model": "m", "text": e.text,
+                                                 "refill_every": 8, "since_refill": e.since_refill,
+                                                 "ids": list(e.ids)}, e.state)
+    got = StateCache(1 << 20, "m", demo_model.config, tmp_path).lookup("床前明月光，疑", 8)
+    assert got is not None and (got.refill_every, got.ids, got.since_refill) == (8, e.ids, e.since_refill)
+    again = StreamDecoder.restore(demo_model, got.snapshot)
+    np.testing.assert_array_equal(again.feed([5]), StreamDecoder.restore(demo_model, e.snapshot).feed([5]))
