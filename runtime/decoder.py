@@ -40,7 +40,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .decoding import MODES, resolve_decoding
+from .decoding import resolve_decoding
 from .errors import MofError
 from .model import Model
 from .state import State
@@ -259,7 +259,3 @@ def make_decoder(model: Model, mode: Optional[str] = None, refill_every: Optiona
     recommendation; R with exact mode is refused)."""
     decoding = resolve_decoding(model, mode, refill_every)
     return StreamDecoder(model, decoding.refill_every) if decoding.mode == "stream" else ExactDecoder(model)
-
-
-__all__ = ["MODES", "PLAIN", "DecoderSnapshot", "ExactDecoder", "Read", "StreamDecoder", "make_decoder",
-           "run_reads"]

@@ -20,7 +20,8 @@ from typing import Iterator, Optional, Union
 
 import numpy as np
 
-from .decoder import MODES, ExactDecoder, StreamDecoder, make_decoder  # noqa: F401 (MODES: re-exported)
+from .decoder import ExactDecoder, StreamDecoder, make_decoder
+from .decoding import MODES  # noqa: F401 (re-exported: the modes Generator takes)
 from .errors import MofError
 from .model import Model
 from .sampling import Sampler, SamplingConfig
