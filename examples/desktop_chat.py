@@ -66,8 +66,8 @@ class ChatWindow:
         self._clear_after_reply = False
         self._replies = 0                # finished replies (for tests and apps waiting on one)
         self._closed = False
-        decoding = f"stream mode, refill every {model.recommended_refill_every}" if mode == "stream" else f"{mode} mode"
-        self._describe = f"{model.bundle_dir.name} · {decoding} · {model.precision} · {form} form"
+        self._describe = (f"{model.bundle_dir.name} · {self.session.decoding.describe()} · {model.precision} · "
+                          f"{form} form")
 
         text_font = pick_font(root)
         root.title(f"mof chat — {model.bundle_dir.name}")
