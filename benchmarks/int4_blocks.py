@@ -325,7 +325,7 @@ def markdown(res: dict) -> str:
                          f"{r['accuracy']['stream']['top1_agreement']:.1%} |")
     rows = res.get("rows")
     if rows:
-        lines += ["", "Rows of a batch: max |Δlogit| between rows run alone and together (quant/rows.py; "
+        lines += ["", "Rows of a batch: max |Δlogit| between rows run alone and together (measure/rows.py; "
                   "exact mode, step chunk 1, step chunk 4): " + "; ".join(
                       f"{n} {r['exact']:.2g} / {r['step_chunk1']:.2g} / {r['step_chunk4']:.2g}" for n, r in rows.items())]
     sens = res.get("sensitivity")
@@ -442,7 +442,7 @@ def main() -> int:
                    help="variant whose weight groups are kept fp32 one at a time ('' to skip)")
     p.add_argument("--out", type=Path, help="write OUT.json and OUT.md")
     p.add_argument("--add-rows", metavar="VARIANTS",
-                   help="only add row coupling (quant/rows.py) of these demo variants to OUT.json / OUT.md")
+                   help="only add row coupling (measure/rows.py) of these demo variants to OUT.json / OUT.md")
     p.add_argument("--measure", metavar="VARIANT", help=argparse.SUPPRESS)
     args = p.parse_args()
     work = args.workdir
@@ -462,7 +462,7 @@ def main() -> int:
         return 0
 
     if args.add_rows:                          # row coupling of already-built demo variants, added to --out
-        from mof.quant.rows import row_coupling
+        from mof.measure.rows import row_coupling
         res = json.loads(args.out.with_suffix(".json").read_text())
         files = build_demo(work, [])
         for name in args.add_rows.split(","):

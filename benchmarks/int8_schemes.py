@@ -122,7 +122,7 @@ def accuracy(ref: dict, got: dict) -> dict:
 
 
 def row_coupling(model, text: str) -> dict:
-    from mof.quant.rows import row_coupling as rc
+    from mof.measure.rows import row_coupling as rc
     return rc(model, model.vocab.encode(text))
 
 

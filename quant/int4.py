@@ -24,7 +24,7 @@ perplexity change stays within +5 %.
 
 CPU dependence: unlike int8 (rowwise.py: the same numbers on every x86 CPU), accuracy_level 4 runs
 int8 dot products whose kernels differ by CPU: on an emulated AVX2-only CPU the demo's logits moved
-by up to 0.09 from the host's (level 0: 6e-6). Rows of a batch stay independent (quant/rows.py: 0 at
+by up to 0.09 from the host's (level 0: 6e-6). Rows of a batch stay independent (measure/rows.py: 0 at
 level 4). Weights stay ordinary initializers: whoever writes the bundle decides where they are stored.
 """
 

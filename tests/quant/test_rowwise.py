@@ -9,7 +9,7 @@ onnx = pytest.importorskip("onnx")          # mof-quantize's extra: a runtime-on
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from mof.quant.int8 import quantize_model  # noqa: E402
-from mof.quant.rows import row_coupling  # noqa: E402
+from mof.measure.rows import row_coupling  # noqa: E402
 from mof.quant.rowwise import quantize_rowwise, saturation_risks  # noqa: E402
 from mof.runtime import Model  # noqa: E402
 from mof.runtime.contract import INT8_FILES  # noqa: E402

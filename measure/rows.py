@@ -5,13 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mof.runtime.model import Model
-from mof.runtime.config import ModelConfig
-from mof.runtime.state import State, batch_axis
-
-
-def select_row(state: State, i: int, config: ModelConfig) -> State:
-    """Row i of a batched state, as a batch of one."""
-    return State(**{name: np.take(a, [i], axis=batch_axis(config, name)) for name, a in state.tensors()})
+from mof.runtime.state import State
 
 
 def random_state(model: Model, batch: int, seed: int = 0) -> State:
@@ -38,6 +32,7 @@ def row_coupling(model: Model, ids: np.ndarray, batch: int = 16, chunks=(1, 4)) 
     for chunk in chunks:
         toks = wins[:, :chunk]
         together, _ = model.step(toks, st)
-        alone = np.concatenate([model.step(toks[i:i + 1], select_row(st, i, model.config))[0] for i in range(batch)])
+        rows = st.rows(model.config)
+        alone = np.concatenate([model.step(toks[i:i + 1], rows[i])[0] for i in range(batch)])
         out[f"step_chunk{chunk}"] = float(np.abs(together - alone).max())
     return out
