@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from mof.runtime.config import ModelConfig
 from mof.runtime.errors import MofError
 
@@ -87,6 +89,26 @@ def list_variables(prefix: Path) -> dict[str, tuple[int, ...]]:
         if name.endswith(_SUFFIX):
             out[name[: -len(_SUFFIX)]] = tuple(int(d) for d in shape)
     return out
+
+
+def check_data_complete(prefix: Path) -> None:
+    """The .data files hold at least the bytes of every numeric tensor the index lists: a truncated
+    or partly copied checkpoint fails here, in seconds, instead of when the weights are restored
+    after the network was built."""
+    from ._tf import import_tf
+    tf = import_tf()
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+        shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    except (tf.errors.OpError, ValueError) as e:
+        msg = getattr(e, "message", None) or str(e)
+        raise MofError(f"cannot read checkpoint {prefix}: {msg.splitlines()[0]}") from None
+    need = sum(int(np.prod(shapes[n], dtype=np.int64)) * dt.size
+               for n, dt in dtypes.items() if dt != tf.string)
+    have = sum(p.stat().st_size for p in prefix.parent.glob(prefix.name + ".data-*"))
+    if have < need:
+        raise MofError(f"checkpoint {prefix} is truncated or corrupt: its data files hold {have:,} bytes, "
+                       f"its index lists {need:,} bytes of tensors")
 
 
 @dataclass(frozen=True)

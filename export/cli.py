@@ -85,7 +85,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     utf8_stdio()
     args = build_parser().parse_args(argv)
     from ._tf import import_tf
-    from .pipeline import STAGES, ExportOptions, export_checkpoint
+    from .pipeline import STAGES, ExportOptions, check_inputs, export_checkpoint
     from .progress import Progress
 
     progress = Progress(STAGES + args.int8, quiet=args.quiet)
@@ -97,6 +97,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          window_graph=args.window_graph,
                          allow_degraded=args.allow_degraded, form=args.form)
     def work() -> int:
+        check_inputs(opts)                  # a user's mistake fails before TensorFlow loads
         import_tf(verbose=args.debug)
         out = export_checkpoint(opts, progress)
         if not args.quiet:

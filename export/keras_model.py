@@ -69,6 +69,17 @@ def restore(model, prefix: Path, variables: dict) -> None:
                        f"network has {n_model}: not the same architecture")
 
 
+def traced_call(model):
+    """``model(ids, training=False)`` as one ``tf.function`` for every batch and length: ids [B, T]
+    int32 -> logits [B, T, V]. xiaothink's ``call`` is a ``tf.function`` without an input signature,
+    so calling the model itself retraces it for each new shape (~1.7 s each for a tiny T6: most of
+    what checking an export cost). The ops are the same (xiaothink reads shapes with ``tf.shape``);
+    the logits agree with per-shape calls to float rounding (5.7e-6 on a trained tiny T6)."""
+    tf = import_tf()
+    return tf.function(lambda ids: model(ids, training=False),
+                       input_signature=[tf.TensorSpec([None, None], tf.int32, name=INPUT_IDS)])
+
+
 _EMBEDDINGS = ("TokenAndPositionEmbedding_41_01", "TokenAndPositionEmbedding_41_01_t7",
                "TokenAndPositionEmbedding_41_01_t7_2")
 _MOES = ("MoEModel_t6", "MoEModel_t7")

@@ -18,7 +18,8 @@ from mof.writer.bundle_writer import BundleWriter, check_writable_target
 from mof.writer.graph_store import store_precision
 from mof.writer.manifest import add_precision, make_manifest, set_stream_report, set_validation
 
-from .checkpoint import EMBEDDING, list_variables, locate_checkpoint, read_shape_facts, resolve_config
+from .checkpoint import (EMBEDDING, check_data_complete, list_variables, locate_checkpoint, read_shape_facts,
+                         resolve_config)
 from .progress import Progress
 from .vocabulary import find_vocab_file, load_vocabulary
 
@@ -62,26 +63,46 @@ def default_output(checkpoint: Path, prefix: Path) -> Path:
     return Path.cwd() / f"{name}.mof"
 
 
-def locate(opts: ExportOptions, progress: Progress) -> Located:
+@dataclass(frozen=True)
+class Inputs:
+    """What can be checked before TensorFlow loads: where the checkpoint and vocabulary are, and
+    that the vocabulary parses and the output may be written."""
+    prefix: Path
+    vocab: Vocabulary
+    vocab_path: Path
+    vocab_warnings: tuple[str, ...]
+    output: Path
+
+
+def check_inputs(opts: ExportOptions) -> Inputs:
+    """Bad paths, an existing output without --force and a vocabulary that does not parse fail
+    here, in a fraction of a second (TensorFlow takes seconds to import)."""
     prefix = locate_checkpoint(opts.checkpoint)
     output = Path(opts.output) if opts.output else default_output(Path(opts.checkpoint), prefix)
     check_writable_target(output.absolute(), opts.force)
+    vocab_path = Path(opts.vocab) if opts.vocab else find_vocab_file(prefix.parent)
+    vocab, warnings = load_vocabulary(vocab_path)
+    return Inputs(prefix, vocab, vocab_path, tuple(warnings), output)
+
+
+def locate(opts: ExportOptions, progress: Progress) -> Located:
+    inputs = check_inputs(opts)
+    prefix, vocab, vocab_path = inputs.prefix, inputs.vocab, inputs.vocab_path
+    for w in inputs.vocab_warnings:
+        progress.log(f"      warning: {w}")
     variables = list_variables(prefix)
     facts = read_shape_facts(variables)
     config = resolve_config(facts, opts.model_type, num_heads=opts.num_heads,
                             trans_window=opts.trans_window, window=opts.window)
-    vocab_path = Path(opts.vocab) if opts.vocab else find_vocab_file(prefix.parent)
-    vocab, warnings = load_vocabulary(vocab_path)
-    for w in warnings:
-        progress.log(f"      warning: {w}")
     if vocab.size != config.vocab_size:
         raise MofError(f"vocabulary {vocab_path.name} has {vocab.size} entries but the checkpoint's "
                        f"{EMBEDDING} has {config.vocab_size} rows")
+    check_data_complete(prefix)
     progress.log(f"      checkpoint {prefix} ({len(variables)} variables)")
     progress.log(f"      vocabulary {vocab_path} ({vocab.size} entries)")
     progress.log("      model " + (opts.model_type or f"custom {config.family.upper()}") + ": " + ", ".join(
         f"{k}={v}" for k, v in config.to_dict().items()))
-    return Located(prefix, variables, config, vocab, vocab_path, output)
+    return Located(prefix, variables, config, vocab, vocab_path, inputs.output)
 
 
 def producer_versions() -> dict[str, str]:
@@ -104,7 +125,7 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
 
     from . import oracle
     from .convert import to_onnx
-    from .keras_model import build_keras_model, restore, window_function
+    from .keras_model import build_keras_model, restore, traced_call, window_function
     from .step_graph import build_chunk_graph, build_decode_graph, build_step_graph, checkpoint_getter
     from .validate import run_parity
     from .validate_step import check_chunk, check_decode, check_step
@@ -147,7 +168,8 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
         so = session_options(None)
         sessions = {name: ort.InferenceSession(blob, sess_options=so, providers=["CPUExecutionProvider"])
                     for name, blob in blobs.items()}
-        tf_full = lambda ids: model(ids, training=False).numpy()
+        reference = traced_call(model)                   # model(ids), one trace for every shape
+        tf_full = lambda ids: reference(ids).numpy()
         report = run_parity(tf_full, sessions, cfg, opts.atol, progress.log, seed=opts.seed)
         separate = {n: sess for n, sess in sessions.items() if n != GRAPH_DECODE}
         runtime_model = Model(loc.output, manifest, separate, loc.vocab, "fp32")       # step and chunk
