@@ -1,8 +1,9 @@
-"""Make T6 and T7 checkpoints with random (but not default-initialised) weights.
+"""Make T6 and T7 checkpoints with random (but not default-initialised) weights, and the pieces
+of a next-character trainer (scripts/train_demo.py, the tests' tiny trained models).
 
-Used by the tests and the benchmarks: every variable, including BatchNorm
-statistics, LayerNorm gains and biases, is perturbed so that any mistake in
-how a weight is read or mapped shows up as a numeric mismatch.
+Used by the benchmarks and the tests: every variable, including BatchNorm statistics, LayerNorm
+gains and biases, is perturbed so that any mistake in how a weight is read or mapped shows up as
+a numeric mismatch. The tests' own model sizes and trainer live in tests/helpers/mof_testing.py.
 """
 
 from __future__ import annotations
@@ -54,25 +55,6 @@ def make_checkpoint(folder: str | Path, config: ModelConfig, *, seed: int = 0,
     return path
 
 
-def tiny_config(**overrides) -> ModelConfig:
-    """A T6 small enough to build, export and check in seconds (n=2, L=2, Wt=6, W=12)."""
-    base = dict(vocab_size=60, embed_dim=16, rnn_units=24, router_units=8, rnn_layers=2,
-                trans_layers=2, num_heads=4, ffn_dim=32, max_positions=64, trans_window=6,
-                window=12)
-    base.update(overrides)
-    return ModelConfig(**base)
-
-
-def tiny_t7_config(**overrides) -> ModelConfig:
-    """A T7 small enough to build, export and check in seconds: n=2, experts/1 with L=2 blocks and
-    F=2E, experts/2 with L2=3 and F2=E, the temperature expert, Wt=6, W=12."""
-    base = dict(vocab_size=60, embed_dim=16, rnn_units=24, router_units=8, rnn_layers=2,
-                trans_layers=2, num_heads=4, ffn_dim=32, max_positions=64, trans_window=6,
-                window=12, family="t7", trans_layers_2=3, ffn_dim_2=16)
-    base.update(overrides)
-    return ModelConfig(**base)
-
-
 def demo_vocab(size: int) -> list[str]:
     """``size`` distinct characters: '▩', ASCII, then CJK ideographs."""
     chars = [UNKNOWN_TOKEN, "\n"] + [chr(c) for c in range(32, 127)]
@@ -108,33 +90,3 @@ def save_checkpoint(model, folder: str | Path, vocab: Sequence[str]) -> Path:
     model.save_weights(str(path))
     (folder / "vocab.txt").write_text(repr(list(vocab)), encoding="utf-8")
     return path
-
-
-def train_checkpoint(folder: str | Path, config: ModelConfig, text: str, *, steps: int = 300,
-                     seq_len: int = 32, batch: int = 16, lr: float = 3e-3, seed: int = 0,
-                     vocab_text: Optional[str] = None, log=None) -> Path:
-    """Train a small T6 on ``text`` with xiaothink's architecture and the usual every-position
-    next-character loss; save a TF checkpoint and ``vocab.txt``. Returns the prefix.
-
-    The vocabulary is '▩' plus the characters of ``vocab_text`` (default: ``text``);
-    config.vocab_size must equal its size. (scripts/train_demo.py trains the demo model with
-    the same pieces, on a time budget.)
-    """
-    from ._tf import import_tf
-    tf = import_tf()
-    tf.keras.utils.set_random_seed(seed)
-    vocab = char_vocab(vocab_text or text)
-    if len(vocab) != config.vocab_size:
-        raise ValueError(f"text has {len(vocab)} distinct characters (with '▩'), "
-                         f"config.vocab_size is {config.vocab_size}")
-    index = {c: i for i, c in enumerate(vocab)}
-    ids = np.array([index[c] for c in text], np.int32)
-    rng = np.random.default_rng(seed)
-    starts = rng.integers(0, len(ids) - seq_len - 1, size=steps * batch)
-    x, y = next_char_windows(ids, starts, seq_len)
-    model = build_keras_model(config)
-    compile_next_char(model, lr)
-    hist = model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
-    if log:
-        log(f"trained {steps} steps, final loss {hist.history['loss'][-1]:.3f}")
-    return save_checkpoint(model, folder, vocab)

@@ -1,14 +1,23 @@
 """Shared fixtures. TF-backed tests carry the ``tf`` marker: ``pytest -m "not tf"`` runs the rest with
 the runtime and the [test] extra alone (no TensorFlow, no onnx), on the demo bundle shipped in the
 package. Tiny checkpoints for the ``tf`` tests are built here with xiaothink's own code — nothing is
-downloaded."""
+downloaded.
+
+The suite runs in parallel (pytest-xdist, pyproject's addopts: one worker per core, at most 4, a
+file per worker): a checkpoint or bundle several workers need is made once per run, by the first
+worker that asks (``once``), and read by the others."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import importlib.util
 import os
+import shutil
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -57,18 +66,39 @@ def fp32_bundle(tmp_path_factory) -> Path:
     return out
 
 
+@contextlib.contextmanager
+def _locked(path: Path):
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)             # released when the file closes
+        yield
+
+
+def once(tmp_path_factory, name: str, make: Callable[[Path], Path]) -> Path:
+    """``make(folder)`` once per test run, in the run's own temporary directory: under pytest-xdist
+    every worker asks, the first makes it while the others wait, then all read it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):     # .../pytest-N/popen-gwK: share .../pytest-N
+        root = root.parent
+    shared = root / "shared"
+    shared.mkdir(exist_ok=True)
+    folder, done = shared / name, shared / f"{name}.done"
+    with _locked(shared / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            done.write_text(str(make(folder).relative_to(folder)))
+        return folder / done.read_text()
+
+
 @pytest.fixture(scope="session")
 def ckpt_factory(tmp_path_factory):
     """make(config, seed=0, vocab=None) -> checkpoint prefix; identical requests are built once."""
     from mof.export.synthetic import make_checkpoint
-    cache: dict = {}
 
     def make(config, seed: int = 0, vocab=None) -> Path:
-        key = (config, seed, None if vocab is None else tuple(vocab))
-        if key not in cache:
-            folder = tmp_path_factory.mktemp("ckpt")
-            cache[key] = make_checkpoint(folder, config, seed=seed, vocab=vocab)
-        return cache[key]
+        key = repr((config, seed, None if vocab is None else tuple(vocab)))
+        return once(tmp_path_factory, "ckpt-" + hashlib.sha1(key.encode()).hexdigest()[:16],
+                    lambda folder: make_checkpoint(folder, config, seed=seed, vocab=vocab))
 
     return make
 
@@ -76,7 +106,7 @@ def ckpt_factory(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_ckpt(ckpt_factory) -> Path:
     """A tiny random-weight T6 checkpoint (n=2, L=2, Wt=6, W=12) with vocab.txt beside it."""
-    from mof.export.synthetic import tiny_config
+    from mof_testing import tiny_config
     return ckpt_factory(tiny_config())
 
 
@@ -95,8 +125,9 @@ def run_cli():
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_ckpt, tmp_path_factory) -> Path:
-    """The tiny checkpoint exported once (full, window and step graphs)."""
-    return _export_tiny(tiny_ckpt, tmp_path_factory.mktemp("bundle") / "tiny.mof")
+    """The tiny checkpoint exported once: the graphs decoding runs and window.onnx (tf2onnx's GRUs,
+    which tests/quant rewrites); full.onnx is checked where its shapes are (tests/export/test_parity.py)."""
+    return once(tmp_path_factory, "tiny-bundle", lambda d: _export_tiny(tiny_ckpt, d / "tiny.mof", full=False))
 
 
 def _export_tiny(ckpt: Path, out: Path, **options) -> Path:
@@ -108,26 +139,17 @@ def _export_tiny(ckpt: Path, out: Path, **options) -> Path:
     return export_checkpoint(opts, Progress(6 + opts.int8, quiet=True))
 
 
-def _reference_model(config, prefix: Path):
-    """xiaothink's own Keras model for ``config``, restored from ``prefix``."""
-    from mof.export.checkpoint import list_variables
-    from mof.export.keras_model import build_keras_model, restore
-    model = build_keras_model(config)
-    restore(model, prefix, list_variables(prefix))
-    return model
-
-
 @pytest.fixture(scope="session")
 def tiny_tf_model(tiny_ckpt):
     """xiaothink's own Keras model restored from the tiny checkpoint (the reference)."""
-    from mof.export.synthetic import tiny_config
-    return _reference_model(tiny_config(), tiny_ckpt)
+    from mof_testing import reference_model, tiny_config
+    return reference_model(tiny_config(), tiny_ckpt)
 
 
 @pytest.fixture(scope="session")
 def tiny_t7_ckpt(ckpt_factory) -> Path:
     """A tiny random-weight T7 checkpoint (n=2, L=2 + L2=3, Wt=6, W=12) with vocab.txt beside it."""
-    from mof.export.synthetic import tiny_t7_config
+    from mof_testing import tiny_t7_config
     return ckpt_factory(tiny_t7_config(), seed=7)
 
 
@@ -135,12 +157,12 @@ def tiny_t7_ckpt(ckpt_factory) -> Path:
 def tiny_t7_bundle(tiny_t7_ckpt, tmp_path_factory) -> Path:
     """The tiny T7 checkpoint exported once, with int8 graphs (kept even if they miss the gates:
     random weights; the gates are tested on a trained T7 in tests/quant)."""
-    return _export_tiny(tiny_t7_ckpt, tmp_path_factory.mktemp("bundle") / "tiny-t7.mof", int8=True,
-                        allow_degraded=True)
+    return once(tmp_path_factory, "tiny-t7-bundle", lambda d: _export_tiny(
+        tiny_t7_ckpt, d / "tiny-t7.mof", int8=True, allow_degraded=True))
 
 
 @pytest.fixture(scope="session")
 def tiny_t7_tf_model(tiny_t7_ckpt):
     """xiaothink's own T7 Keras model (MoEModel_t7) restored from the tiny T7 checkpoint."""
-    from mof.export.synthetic import tiny_t7_config
-    return _reference_model(tiny_t7_config(), tiny_t7_ckpt)
+    from mof_testing import reference_model, tiny_t7_config
+    return reference_model(tiny_t7_config(), tiny_t7_ckpt)

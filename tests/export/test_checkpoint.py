@@ -7,7 +7,7 @@ import pytest
 from mof.export.checkpoint import (list_variables, locate_checkpoint, read_shape_facts,
                                    resolve_config)
 from mof.runtime.errors import MofError
-from mof.export.synthetic import tiny_config
+from mof_testing import tiny_config
 
 pytestmark = pytest.mark.tf
 

@@ -6,10 +6,8 @@ import onnxruntime as ort
 import pytest
 
 from mof.export import oracle
-from mof.export.checkpoint import list_variables
-from mof.export.keras_model import build_keras_model, restore
 from mof.export.step_graph import build_chunk_graph, build_step_graph, checkpoint_getter
-from mof.export.synthetic import tiny_config
+from mof_testing import reference_model, tiny_config
 from mof.runtime.contract import INPUT_IDS, LOGITS, POSITION, STATE_OUT
 from mof.runtime.state import State, state_shapes
 
@@ -24,8 +22,7 @@ def run(sess, feeds):
 def test_chunk_graph_equals_tensorflow_and_the_oracles_window_state(ckpt_factory, layers):
     cfg = tiny_config(trans_layers=layers, ffn_dim=16 if layers == 0 else 32)
     prefix = ckpt_factory(cfg, seed=20 + layers)
-    tf_model = build_keras_model(cfg)
-    restore(tf_model, prefix, list_variables(prefix))
+    tf_model = reference_model(cfg, prefix)
     weights = oracle.load_weights(prefix, cfg)
     sess = ort.InferenceSession(build_chunk_graph(cfg, checkpoint_getter(prefix)).SerializeToString())
     rng = np.random.default_rng(layers)

@@ -11,7 +11,8 @@ from mof.runtime.vocab import Vocabulary
 
 pytestmark = pytest.mark.tf
 
-FLAGS = ["--heads", "4", "--trans-window", "6", "--window", "12", "--eval-tokens", "32"]
+SIZES = ["--heads", "4", "--trans-window", "6", "--window", "12", "--eval-tokens", "32"]
+FLAGS = SIZES + ["--no-full", "--no-window"]    # the graphs decoding runs: what these tests look at
 
 
 def _copy_ckpt(tiny_ckpt, dest):
@@ -26,30 +27,56 @@ def _one_error_line(err):
     return lines[0]
 
 
-def test_export_force_and_progress_in_a_real_process(tiny_ckpt, tmp_path, run_cli):
+def test_export_force_and_progress_in_a_real_process(tiny_ckpt, tmp_path, run_cli, capsys):
     out = tmp_path / "b.mof"
-    code, stdout, stderr = run_cli([tiny_ckpt.parent, "-o", out, *FLAGS])
+    code, stdout, stderr = run_cli([tiny_ckpt.parent, "-o", out, *SIZES, "--no-full"])
     assert code == 0, stderr
     assert stdout.strip() == str(out.absolute())
     for stage in ("locate", "build", "restore", "convert", "validate", "write"):
         assert f"{stage} done in" in stderr
     manifest = verify_bundle(out)
+    assert (out / "window.onnx").is_file() and not (out / "full.onnx").exists()     # --no-full, window kept
     v = manifest["validation"]
     cases = len(v["cases"]) + len(v["step"]["cases"]) + len(v["chunk"]["cases"]) + len(v["decode"]["cases"])
-    assert len(v["cases"]) == 3 * 2 * 6        # graphs (full, window, chunk) x batches x lengths
+    assert len(v["cases"]) == 2 * 2 * 6        # graphs (window, chunk) x batches x lengths
+    assert {c["graph"] for c in v["cases"]} == {"window", "chunk"}
     assert len(v["decode"]["cases"]) == 2 * 6 and v["decode"]["max_abs_diff"] == 0.0   # refill, step x lengths
     assert stderr.count("✓") == cases and "✗" not in stderr
     assert "recommended: " in stderr and "stream policies vs exact" in stderr
     assert "oneDNN" not in stderr and "cuda" not in stderr.lower()
     before = manifest["files"]
 
-    code, _, stderr = run_cli([tiny_ckpt, "-o", out, *FLAGS])
-    assert code == 1 and "--force" in _one_error_line(stderr)
+    assert main([str(tiny_ckpt), "-o", str(out), *FLAGS]) == 1
+    assert "--force" in _one_error_line(capsys.readouterr().err)
     assert verify_bundle(out)["files"] == before
 
+    # --force replaces the bundle as a whole: the window graph it no longer asks for is gone too
     assert main([str(tiny_ckpt), "-o", str(out), *FLAGS, "--force", "-q"]) == 0
-    assert verify_bundle(out)["files"].keys() == before.keys()
+    assert set(verify_bundle(out)["files"]) == set(before) - {"window.onnx"}
+    assert not (out / "window.onnx").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["b.mof"]
+
+
+def test_mistakes_fail_before_tensorflow_loads(tiny_ckpt, tmp_path):
+    """A missing checkpoint, an existing output without --force and a vocabulary that does not
+    parse: one line, exit 1, and TensorFlow never imported (in a fresh interpreter)."""
+    import subprocess
+    import sys
+    existing = tmp_path / "there.mof"
+    existing.mkdir()
+    (existing / "keep").write_text("mine")
+    bad_vocab = tmp_path / "vocab.txt"
+    bad_vocab.write_text("not a list")
+    code = ("import sys; from mof.export.cli import main; rc = main(sys.argv[1:]); "
+            "print('tensorflow' in sys.modules); sys.exit(rc)")
+    for argv, said in (([tmp_path / "nothing"], "checkpoint not found"),
+                       ([tiny_ckpt, "-o", existing], "--force"),
+                       ([tiny_ckpt, "-o", tmp_path / "b.mof", "--vocab", bad_vocab], "vocab")):
+        proc = subprocess.run([sys.executable, "-c", code, *map(str, argv), *FLAGS], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 1 and proc.stdout.strip() == "False", (argv, proc.stdout, proc.stderr)
+        assert said in _one_error_line(proc.stderr)
+    assert (existing / "keep").read_text() == "mine" and not (tmp_path / "b.mof").exists()
 
 
 def test_failure_mid_write_leaves_no_bundle_and_no_litter(tiny_ckpt, tmp_path, monkeypatch, capsys):
@@ -108,7 +135,8 @@ def test_missing_checkpoint(tmp_path, capsys):
 
 def test_duplicated_vocab_exports_with_a_warning_and_encodes_as_the_reference(
         ckpt_factory, tmp_path, capsys):
-    from mof.export.synthetic import demo_vocab, tiny_config
+    from mof.export.synthetic import demo_vocab
+    from mof_testing import tiny_config
     vocab = demo_vocab(60)
     vocab[10] = vocab[20] = "雨"          # two duplicates of one character
     prefix = ckpt_factory(tiny_config(), vocab=vocab)

@@ -3,10 +3,8 @@
 import numpy as np
 import pytest
 
-from mof.export.checkpoint import list_variables
-from mof.export.keras_model import build_keras_model, restore
 from mof.export.oracle import forward, load_weights, stream_forward
-from mof.export.synthetic import tiny_config
+from mof_testing import reference_model, tiny_config
 
 pytestmark = pytest.mark.tf
 
@@ -26,8 +24,7 @@ def loaded(ckpt_factory):
         if shape not in cache:
             cfg = tiny_config(**SHAPES[shape])
             prefix = ckpt_factory(cfg, seed=7 + len(cache))
-            model = build_keras_model(cfg)
-            restore(model, prefix, list_variables(prefix))
+            model = reference_model(cfg, prefix)
             cache[shape] = (cfg, load_weights(prefix, cfg), model)
         return cache[shape]
     return get

@@ -5,10 +5,8 @@ import onnxruntime as ort
 import pytest
 
 from mof.export import oracle
-from mof.export.checkpoint import list_variables
-from mof.export.keras_model import build_keras_model, restore
 from mof.export.step_graph import build_step_graph, checkpoint_getter
-from mof.export.synthetic import tiny_config
+from mof_testing import reference_model, tiny_config
 from mof.runtime.contract import INPUT_IDS, LOGITS, POSITION, STATE_OUT
 from mof.runtime.state import State
 
@@ -33,8 +31,7 @@ class Step:
 def test_no_transformer_layers_equals_tensorflow_after_prefill_and_every_step(ckpt_factory):
     cfg = tiny_config(trans_layers=0, ffn_dim=16, trans_window=48, window=48, max_positions=64)
     prefix = ckpt_factory(cfg, seed=11)
-    tf_model = build_keras_model(cfg)
-    restore(tf_model, prefix, list_variables(prefix))
+    tf_model = reference_model(cfg, prefix)
     step = Step(cfg, prefix)
     ids = np.random.default_rng(0).integers(0, cfg.vocab_size, size=(2, 40), dtype=np.int32)
     state, worst = State.zeros(cfg, 2), 0.0

@@ -11,7 +11,7 @@ from mof.export import oracle
 from mof.export.checkpoint import list_variables, read_shape_facts, resolve_config
 from mof.export.pipeline import ExportOptions, export_checkpoint
 from mof.export.progress import Progress
-from mof.export.synthetic import tiny_t7_config
+from mof_testing import tiny_t7_config
 from mof.runtime import Model
 from mof.runtime.bundle import verify_bundle
 from mof.runtime.contract import INPUT_IDS

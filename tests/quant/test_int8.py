@@ -1,6 +1,7 @@
 """int8 graphs: every large weight int8 (GRUs included), accuracy gates on a trained model, atomic mof-quantize."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -10,8 +11,7 @@ onnx = pytest.importorskip("onnx")      # a runtime-only install has no onnx: sk
 
 from mof.export.pipeline import ExportOptions, export_checkpoint
 from mof.export.progress import Progress
-from mof.export.synthetic import tiny_config, train_checkpoint
-from mof.measure.calibration import builtin_text
+from mof_testing import TRAINED, tiny_config
 from mof.quant.cli import main as quantize_main
 from mof.quant.gru_rewrite import gru_to_matmuls
 from mof.quant.int8 import LARGE_FLOAT_LIMIT, large_float_initializers
@@ -71,7 +71,8 @@ def test_no_large_float_weight_left(size, ckpt_factory, tmp_path):
     else:                                        # head 256x300 and GRU 256x768 exceed 65,536
         cfg, limit = tiny_config(vocab_size=300, embed_dim=64, rnn_units=256, router_units=32,
                                  rnn_layers=1, ffn_dim=128, max_positions=128), LARGE_FLOAT_LIMIT
-    out = _export(ckpt_factory(cfg, seed=3), tmp_path / "b.mof", cfg, int8=True, allow_degraded=True)
+    out = _export(ckpt_factory(cfg, seed=3), tmp_path / "b.mof", cfg, int8=True, allow_degraded=True,
+                  full=False, window_graph=False)
     manifest = verify_bundle(out)
     for name in INT8_FILES:
         fp32 = onnx.load(str(out / manifest["graphs"][name]["fp32"]))
@@ -84,24 +85,25 @@ def test_no_large_float_weight_left(size, ckpt_factory, tmp_path):
     assert manifest["int8"]["accuracy"]["measured_on"]["cpu"]["machine"]
 
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def _export_trained(family: str, out: Path, **kw) -> Path:
+    """A tiny trained checkpoint (tests/fixtures/trained_*: realistic, non-random weights; made by
+    tests/helpers/make_trained_fixtures.py) exported with the step, chunk and decode graphs only.
+
+    The built-in text it was trained on is also what int8 is measured on: 550 characters are too
+    few for a held-out split to mean anything (a held-out third gave perplexity in the tens of
+    thousands), and what is gated here is int8's agreement with fp32, not the model's quality."""
+    opts = ExportOptions(checkpoint=FIXTURES / TRAINED[family], output=out, num_heads=4, trans_window=24,
+                         window=32, eval_tokens=200, full=False, window_graph=False, **kw)
+    return export_checkpoint(opts, Progress(6 + opts.int8, quiet=True))
+
+
 @pytest.fixture(scope="module")
 def trained_bundle(tmp_path_factory):
-    """A tiny T6 trained for 300 steps on the built-in text (realistic, non-random weights).
-
-    The text is also what int8 is measured on: 550 characters are too few for a held-out
-    split to mean anything (a held-out third gave perplexity in the tens of thousands), and
-    what is gated here is int8's agreement with fp32, not the model's quality."""
-    text = builtin_text()
-    vocab_size = len(set(text) | {"▩"})
-    cfg = tiny_config(vocab_size=vocab_size, embed_dim=32, rnn_units=64, router_units=16,
-                      rnn_layers=1, trans_layers=2, num_heads=4, ffn_dim=64, max_positions=128,
-                      trans_window=24, window=32)
-    folder = tmp_path_factory.mktemp("trained")
-    train_checkpoint(folder, cfg, text, steps=300)
-    out = tmp_path_factory.mktemp("tb") / "trained.mof"
-    opts = ExportOptions(checkpoint=folder, output=out, num_heads=4, trans_window=24, window=32,
-                         eval_tokens=200)
-    return export_checkpoint(opts, Progress(6, quiet=True))
+    """The tiny trained T6, exported in fp32 (mof-quantize adds int8 in the tests)."""
+    return _export_trained("t6", tmp_path_factory.mktemp("tb") / "trained.mof")
 
 
 def test_int8_meets_the_gates_on_a_trained_model(trained_bundle, tmp_path, capsys):
@@ -171,19 +173,9 @@ def test_t7_every_gru_and_large_weight_int8(tiny_t7_bundle):
 
 @pytest.fixture(scope="module")
 def trained_t7_bundle(tmp_path_factory):
-    """A tiny T7 (L = 1, L2 = 2, temperature expert) trained for 300 steps on the built-in text,
-    exported with int8 graphs: the accuracy gates on realistic weights."""
-    from mof.export.synthetic import tiny_t7_config
-    text = builtin_text()
-    cfg = tiny_t7_config(vocab_size=len(set(text) | {"▩"}), embed_dim=32, rnn_units=64, router_units=16,
-                         rnn_layers=1, trans_layers=1, trans_layers_2=2, num_heads=4, ffn_dim=64,
-                         ffn_dim_2=32, max_positions=128, trans_window=24, window=32)
-    folder = tmp_path_factory.mktemp("trained7")
-    train_checkpoint(folder, cfg, text, steps=300)
-    out = tmp_path_factory.mktemp("tb7") / "trained-t7.mof"
-    opts = ExportOptions(checkpoint=folder, output=out, num_heads=4, trans_window=24, window=32,
-                         eval_tokens=200, int8=True, full=False, window_graph=False)
-    return export_checkpoint(opts, Progress(7, quiet=True))
+    """The tiny trained T7 (L = 1, L2 = 2, temperature expert), exported with int8 graphs: the
+    accuracy gates on realistic weights."""
+    return _export_trained("t7", tmp_path_factory.mktemp("tb7") / "trained-t7.mof", int8=True)
 
 
 def test_t7_int8_meets_the_gates_on_a_trained_model(trained_t7_bundle):
