@@ -1,4 +1,5 @@
-"""What the tests build their models from: tiny T6 and T7 sizes, and a short trainer.
+"""What the tests build their models from: tiny T6 and T7 sizes, the reference Keras model traced
+once for every shape, the sizes of the checked-in trained checkpoints, and a short trainer.
 
 Not part of the mof package (a user never needs these); pytest puts this folder on sys.path
 (pyproject: ``pythonpath``), so a test writes ``from mof_testing import tiny_config``.
@@ -80,7 +81,7 @@ def trained_config(family: str, text: str) -> ModelConfig:
 def train_checkpoint(folder: str | Path, config: ModelConfig, text: str, *, steps: int = 300,
                      seq_len: int = 32, batch: int = 16, lr: float = 3e-3, seed: int = 0,
                      vocab_text: Optional[str] = None, log=None) -> Path:
-    """Train a small T6 on ``text`` with xiaothink's architecture and the usual every-position
+    """Train a small T6 or T7 on ``text`` with xiaothink's architecture and the usual every-position
     next-character loss; save a TF checkpoint and ``vocab.txt``. Returns the prefix.
 
     The vocabulary is '▩' plus the characters of ``vocab_text`` (default: ``text``);
