@@ -44,18 +44,6 @@ class Entry:
         return self.snapshot.refill_every
 
     @property
-    def state(self) -> State:
-        return self.snapshot.state
-
-    @property
-    def ids(self) -> tuple[int, ...]:
-        return self.snapshot.ids
-
-    @property
-    def since_refill(self) -> int:
-        return self.snapshot.since_refill
-
-    @property
     def nbytes(self) -> int:
         return self.snapshot.nbytes + 4 * len(self.text)
 
@@ -133,7 +121,7 @@ class StateCache:
         meta = {"format": FORMAT, "version": VERSION, "model": self.identity, "text": entry.text,
                 **entry.snapshot.to_meta()}
         try:
-            write_state_npz(self._path(entry), meta, entry.state)
+            write_state_npz(self._path(entry), meta, entry.snapshot.state)
         except OSError as e:
             log.warning("state cache: cannot write %s: %s", self.folder, e)
 

@@ -52,9 +52,9 @@ def test_folder_round_trip_and_bad_files_are_skipped(demo_model, tmp_path, caplo
     (tmp_path / ("1" * 64 + ".npz")).write_bytes(files[0].read_bytes())  # name is not its content's hash
     again = StateCache(1 << 20, "model-a", demo_model.config, tmp_path)
     got = again.lookup("床前明月光，疑", 16)
-    assert got is not None and got.ids == e.ids and got.since_refill == e.since_refill
-    for name in e.state.names:
-        np.testing.assert_array_equal(getattr(got.state, name), getattr(e.state, name))
+    assert got is not None and got.snapshot.ids == e.snapshot.ids and got.snapshot.since_refill == e.snapshot.since_refill
+    for name in e.snapshot.state.names:
+        np.testing.assert_array_equal(getattr(got.snapshot.state, name), getattr(e.snapshot.state, name))
     assert len(again) == 1 and caplog.text.count("skipping") == 2
     other = StateCache(1 << 20, "model-b", demo_model.config, tmp_path)      # another model's states
     assert len(other) == 0 and "another model" in caplog.text
@@ -76,9 +76,9 @@ def test_a_file_in_the_layout_earlier_servers_wrote_still_loads(demo_model, tmp_
     e = entry(demo_model, "床前明月光，", R=8)
     digest = hashlib.sha256(f"8\n{e.text}".encode("utf-8")).hexdigest()
     write_state_npz(tmp_path / f"{digest}.npz", {"format": FORMAT, "version": VERSION, "model": "m", "text": e.text,
-                                                 "refill_every": 8, "since_refill": e.since_refill,
-                                                 "ids": list(e.ids)}, e.state)
+                                                 "refill_every": 8, "since_refill": e.snapshot.since_refill,
+                                                 "ids": list(e.snapshot.ids)}, e.snapshot.state)
     got = StateCache(1 << 20, "m", demo_model.config, tmp_path).lookup("床前明月光，疑", 8)
-    assert got is not None and (got.refill_every, got.ids, got.since_refill) == (8, e.ids, e.since_refill)
+    assert got is not None and (got.refill_every, got.snapshot.ids, got.snapshot.since_refill) == (8, e.snapshot.ids, e.snapshot.since_refill)
     again = StreamDecoder.restore(demo_model, got.snapshot)
     np.testing.assert_array_equal(again.feed([5]), StreamDecoder.restore(demo_model, e.snapshot).feed([5]))
