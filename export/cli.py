@@ -97,9 +97,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          window_graph=args.window_graph,
                          allow_degraded=args.allow_degraded, form=args.form)
     def work() -> int:
-        check_inputs(opts)                  # a user's mistake fails before TensorFlow loads
+        inputs = check_inputs(opts)         # a user's mistake fails before TensorFlow loads
         import_tf(verbose=args.debug)
-        out = export_checkpoint(opts, progress)
+        out = export_checkpoint(opts, progress, inputs)
         if not args.quiet:
             print(str(out))
         return 0

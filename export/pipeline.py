@@ -85,8 +85,8 @@ def check_inputs(opts: ExportOptions) -> Inputs:
     return Inputs(prefix, vocab, vocab_path, tuple(warnings), output)
 
 
-def locate(opts: ExportOptions, progress: Progress) -> Located:
-    inputs = check_inputs(opts)
+def locate(opts: ExportOptions, progress: Progress, inputs: Optional[Inputs] = None) -> Located:
+    inputs = inputs or check_inputs(opts)
     prefix, vocab, vocab_path = inputs.prefix, inputs.vocab, inputs.vocab_path
     for w in inputs.vocab_warnings:
         progress.log(f"      warning: {w}")
@@ -115,8 +115,10 @@ def producer_versions() -> dict[str, str]:
     return out
 
 
-def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) -> Path:
-    """Run every stage; returns the bundle directory. Raises MofError on bad input."""
+def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None,
+                      inputs: Optional[Inputs] = None) -> Path:
+    """Run every stage; returns the bundle directory. Raises MofError on bad input.
+    ``inputs``: ``check_inputs(opts)`` if the caller already ran it (before importing TensorFlow)."""
     import onnxruntime as ort
 
     from mof.measure.calibration import load_calibration_text
@@ -132,7 +134,7 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None) 
 
     progress = progress or Progress(STAGES + opts.int8)
     with progress.stage("locate", "checkpoint, vocabulary and model sizes"):
-        loc = locate(opts, progress)
+        loc = locate(opts, progress, inputs)
         calibration = load_calibration_text(opts.calibration_text)
     cfg = loc.config
     with progress.stage("build", f"{cfg.family.upper()} network with xiaothink's code (tf_keras)"):
