@@ -54,7 +54,9 @@ def compact(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def record(out: Path = FIXTURE, precisions=("fp32", "int8", "int4")) -> None:
     import onnxruntime as ort
     from mof.runtime import DEFAULT_BUNDLE
-    arrays = {"positions": np.asarray(POSITIONS, np.int32), "onnxruntime": np.asarray(ort.__version__)}
+    from mof.measure.machine import cpu_features
+    arrays = {"positions": np.asarray(POSITIONS, np.int32), "onnxruntime": np.asarray(ort.__version__),
+              "cpu_flags": np.asarray(cpu_features()["flags"])}     # int4's logits depend on the CPU kind
     for p in precisions:
         top, values, lse = compact(exact_logits(p, check_onnxruntime=False))
         arrays.update({f"{p}.top": top, f"{p}.values": values, f"{p}.logsumexp": lse,

@@ -18,6 +18,7 @@ import pytest
 
 from mof.runtime import DEFAULT_BUNDLE, Model, MofError
 from mof.runtime.bundle import read_manifest
+from mof.measure.machine import cpu_features
 from mof.runtime.errors import OnnxruntimeWarning
 from mof.runtime.ort_compat import CPU, KERNELS, SUPPORTED, check, record, version
 from mof.runtime.providers import canonical, parse, resolve
@@ -75,7 +76,13 @@ def test_demo_logits_match_the_recorded_ones_or_load_refuses(recorded, precision
     print(f"{precision} on onnxruntime {ort.__version__} vs {recorded['onnxruntime']}: max |Δ| {diff:.2g} "
           f"over the top {ort_logits.TOP}, logsumexp {lse_diff:.2g}")
     assert (logits.argmax(1) == top[:, 0]).all()           # every position's top-1 is the recorded one
-    if version(ort.__version__) in {version(v) for v in rec["reproduces"]}:
+    # int4's MatMulNBits kernels differ between CPU kinds (AVX2, AVX-512 VNNI; docs/quantization.md):
+    # its recorded logits are reproduced only on a CPU with the recording's features
+    cpu_dependent = bool(manifest.get(precision, {}).get("quantization", {}).get("cpu_dependent"))
+    same_cpu = list(recorded["cpu_flags"]) == cpu_features()["flags"]
+    if cpu_dependent and not same_cpu:                     # measured 0.093 (qemu AVX2), 0.10 (native AVX2)
+        assert diff <= 0.15 and lse_diff <= 0.15
+    elif version(ort.__version__) in {version(v) for v in rec["reproduces"]}:
         assert diff <= 1e-4 and lse_diff <= 1e-4           # the export's tolerance
     else:                                                  # loads with a warning: measured 0.025 (int8)
         assert diff <= 0.1 and lse_diff <= 0.1
