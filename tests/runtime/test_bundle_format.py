@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mof.runtime import DEFAULT_BUNDLE, Model
-from mof.runtime.bundle import BundleError, verify_bundle
+from mof.runtime.bundle import BundleError, read_manifest, verify_bundle
 from mof.runtime.contract import FP32, INT8, PRECISIONS, weights_file
 
 def make_format1(src, dst):
@@ -134,13 +134,18 @@ def test_the_decode_graph_computes_what_step_and_chunk_do(precision, atol):
     print(f"{precision}: decode graph vs step + chunk graphs, max |Δ| {worst:.2e}")
     assert worst <= atol
     one, _ = merged.refill(ids[:1])                               # rows stay independent
-    assert np.array_equal(one, merged.refill(ids)[0][:1])
+    row_diff = float(np.abs(one - merged.refill(ids)[0][:1]).max())
+    print(f"{precision}: a row alone vs in a batch of 2, max |Δ| {row_diff:.2e}")
+    # int4's MatMulNBits kernels are onnxruntime's and CPU-dependent (docs/quantization.md): on an
+    # AVX2-only CPU they pick their path by the number of rows (window passes: 2.4e-6 under
+    # onnxruntime 1.32, 1.2e-2 under 1.20.1; bit for bit on AVX-512 VNNI); fp32 and int8 bit for bit
+    cpu_dependent = bool(read_manifest(DEFAULT_BUNDLE).get(precision, {}).get("quantization", {}).get("cpu_dependent"))
+    assert row_diff <= (0.05 if cpu_dependent else 0.0)
 
 
 def test_network_identity_covers_the_weights_file(tmp_path):
     """A saved state belongs to the network: in format 2 the step graph's hash alone would not
     tell two models with the same shapes apart, so the weights file's hash is part of it."""
-    from mof.runtime.bundle import read_manifest
     other = tmp_path / "other.mof"
     shutil.copytree(DEFAULT_BUNDLE, other)
     w = other / weights_file(FP32)
