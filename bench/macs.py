@@ -6,7 +6,12 @@ MatMulNBits, GRU) of the graph and of the graphs its nodes hold (``mof.writer.on
 
 - at top level, on the pass's tokens (T rows: the graph's time axis), or on one row — the last
   position (a ``Gather`` of one position: the head, the trans-out dense), a recurrence's final
-  state (the router) or a state input (an int8 GRU's first recurrent step);
+  state (the router) or a state input (an int8 GRU's first recurrent step) — or on a fixed
+  number of rows: one row broadcast against a constant [n, ..., E] (the window attention's
+  H head rows);
+- a product of two computed operands (the window attention's per-position mix, f [C, H] ·
+  [H, E]): K and N are the last dimensions the walk knows (a weight product's columns, a
+  Reshape's constant width, kept through a Transpose of the leading axes or a per-row scale);
 - in a ``Loop`` body, once per iteration: the int8/int4 GRUs are a top-level first step plus a
   ``Loop`` over the remaining T - 1 tokens; a ``Scan`` body once per token;
 - an fp32 ``GRU``: T × 3H × (I + H) per direction.
@@ -17,8 +22,8 @@ Which tensors carry the time axis is propagated from the inputs with a ``chunk``
 ``ReduceSum`` over the time axis, a recurrence's final state (GRU/RNN/LSTM outputs 1+, a
 Loop's/Scan's carried values). The decode graph's ``refill`` input selects the semantics
 (``count_sites(path, refill=...)``: a window pass, or a step-graph call such as plain mode's
-prefill): small constants and ``Where`` on ``refill`` are folded, so a refill's one-row thought
-vectors count one row. tests/bench/test_macs.py checks the count against the
+prefill): small constants, ``Where`` and ``If`` on ``refill`` are folded (an If: the branch it
+runs, walked in place), so a refill's one-row thought vectors count one row. tests/bench/test_macs.py checks the count against the
 shapes onnxruntime's profiler records for every kernel call of the demo's decode graphs.
 
 Needs the onnx package (the [quant] extra); ``count_sites`` returns None without it.
@@ -44,7 +49,8 @@ class Site:
     op: str              # op type (GRU: the whole recurrence)
     k: int               # the reduction length: the A operand's last dimension (GRU: input size I)
     n: int               # output columns (GRU: gates × hidden size × directions)
-    rows: str            # TOKENS (T rows per call) or ONE_ROW
+    rows: str | int      # TOKENS (T rows per call), ONE_ROW, or a fixed count of rows (a one-row
+                         # value broadcast against a constant, e.g. one row per attention head)
     loops: tuple = ()    # the bodies it sits in, outermost first: "Loop" (T - 1 runs), "Scan" (T)
     recurrent_k: int = 0  # GRU/RNN/LSTM: the hidden size H its recurrent weight multiplies
 
@@ -56,7 +62,7 @@ class Site:
         return c
 
     def rows_per_call(self, tokens: int) -> int:
-        return tokens if self.rows == TOKENS else 1
+        return tokens if self.rows == TOKENS else 1 if self.rows == ONE_ROW else int(self.rows)
 
     def macs(self, tokens: int) -> int:
         return self.calls(tokens) * self.rows_per_call(tokens) * (self.k + self.recurrent_k) * self.n
@@ -88,7 +94,7 @@ def _attrs(node) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _matmul_site(node, weights: dict, rows: str, loops: tuple) -> Optional[Site]:
+def _matmul_site(node, weights: dict, rows, loops: tuple, widths: dict) -> Optional[Site]:
     op = node.op_type
     a = _attrs(node)
     if op == "MatMulNBits":
@@ -96,7 +102,10 @@ def _matmul_site(node, weights: dict, rows: str, loops: tuple) -> Optional[Site]
     if len(node.input) < 2:
         return None
     shape = weights.get(node.input[1])
-    if shape is None or len(shape) < 2:       # both operands computed: not a weight product
+    if shape is None:                         # both operands computed: their last dimensions
+        k, n = widths.get(node.input[0]), widths.get(node.input[1])
+        return Site(op, k, n, rows, loops) if k and n else None
+    if len(shape) < 2:
         return None
     k, n = int(shape[-2]), int(shape[-1])
     if op == "Gemm" and a.get("transB", 0):
@@ -128,8 +137,20 @@ def _one_row(node, values: dict) -> bool:
     return False
 
 
+def _chosen(node, values: dict) -> Optional[list]:
+    """A Where or If on a known condition (the decode graph's ``refill``): the inputs it passes on
+    (Where), or [the branch it runs] (If); None when the condition is not known."""
+    if node.op_type not in ("Where", "If") or node.input[0] not in values:
+        return None
+    cond = bool(np.asarray(values[node.input[0]]).all())
+    if node.op_type == "Where":
+        return [node.input[1] if cond else node.input[2]]
+    return [b for a in node.attribute if a.name == ("then_branch" if cond else "else_branch")
+            for b in [a.g]]
+
+
 def _walk(graph, weights: dict, consts: dict, time: set, loops: tuple, sites: list,
-          kernels: set, nbits: set, values: dict) -> None:
+          kernels: set, nbits: set, values: dict, widths: dict, rowcount: dict) -> None:
     from mof.writer.onnx_walk import node_graphs
     from onnx import numpy_helper
     weights = {**weights, **{t.name: tuple(t.dims) for t in graph.initializer}}
@@ -143,14 +164,42 @@ def _walk(graph, weights: dict, consts: dict, time: set, loops: tuple, sites: li
                     consts[node.output[0]] = tuple(numpy_helper.to_array(a.t).shape)
         if node.op_type == "Where" and all(i in values for i in node.input):   # e.g. on ``refill``
             values[node.output[0]] = np.where(values[node.input[0]], values[node.input[1]], values[node.input[2]])
-        timed = any(i in time for i in node.input if i)
+        chosen = _chosen(node, values)
+        if node.op_type == "If" and chosen is not None:
+            # the branch the condition runs, in this scope: its output is the If's
+            _walk(chosen[0], weights, consts, time, loops, sites, kernels, nbits, values, widths, rowcount)
+            (out,), (branch_out,) = node.output, [o.name for o in chosen[0].output]
+            if branch_out in time and not loops:
+                time.add(out)
+            rowcount[out] = rowcount.get(branch_out, 1)
+            continue
+        read = [i for i in (chosen if chosen is not None else node.input) if i]
+        timed = any(i in time for i in read)
         in_body = bool(loops)
-        rows = TOKENS if timed and not in_body else ONE_ROW
+        # untimed values with more than one row: one row broadcast against a constant [n, ..., E]
+        many = max([rowcount.get(i, 1) for i in read]
+                   + [int(np.prod(consts[i][:-1])) for i in read if i in consts and len(consts[i]) > 1
+                      and node.op_type in ("Mul", "Add", "Sub", "Div")])
+        if many > 1 and node.op_type not in ("Shape", "Size", "Gather") and not _one_row(node, values):
+            rowcount.update({o: many for o in node.output if o})
+        rows = TOKENS if timed and not in_body else many if many > 1 and not in_body else ONE_ROW
+        # last dimensions (``widths``): a weight product's columns and a Reshape's constant width,
+        # through the ops that keep the last axis (an int8 product's scale, a Transpose of the
+        # leading axes) — the sizes of a later product of two computed operands
+        last = [widths[i] for i in read if i in widths]
+        if node.op_type == "Reshape" and len(node.input) > 1 and node.input[1] in values \
+                and int(np.asarray(values[node.input[1]]).ravel()[-1]) > 0:
+            widths[node.output[0]] = int(np.asarray(values[node.input[1]]).ravel()[-1])
+        elif last and (node.op_type in ("Mul", "Add", "Sub", "Div", "Identity", "Where", "Slice")
+                       or node.op_type == "Transpose"
+                       and list(_attrs(node)["perm"])[-1] == len(_attrs(node)["perm"]) - 1):
+            widths[node.output[0]] = last[0]
         if node.op_type in MATMUL_OPS:
             kernels.add(node.op_type)
-            site = _matmul_site(node, weights, rows, loops)
+            site = _matmul_site(node, weights, rows, loops, widths)
             if site:
                 sites.append(site)
+                widths[node.output[0]] = site.n
             if node.op_type == "MatMulNBits":
                 a = _attrs(node)
                 nbits.add((int(a.get("bits", 4)), int(a["block_size"]), int(a.get("accuracy_level", 0))))
@@ -162,7 +211,7 @@ def _walk(graph, weights: dict, consts: dict, time: set, loops: tuple, sites: li
         for body in node_graphs(node):
             kind = node.op_type if node.op_type in ("Loop", "Scan") else "If"
             inner = loops + ((kind,) if kind != "If" else ())
-            _walk(body, weights, consts, set(), inner, sites, kernels, nbits, values)
+            _walk(body, weights, consts, set(), inner, sites, kernels, nbits, values, widths, rowcount)
         # which outputs carry the time axis
         outs = list(node.output)
         if node.op_type == "Loop":                     # a body may read outer tokens implicitly:
@@ -191,6 +240,7 @@ def count_sites(path: Path, refill: bool = True) -> Optional[GraphMacs]:
     from mof.runtime.contract import REFILL_INPUT
     model = onnx.load(str(path), load_external_data=False)
     g = model.graph
+    widths: dict = {}
     time = set()
     values = {REFILL_INPUT: np.array(refill)}
     for i in g.input:
@@ -200,5 +250,5 @@ def count_sites(path: Path, refill: bool = True) -> Optional[GraphMacs]:
     sites: list = []
     kernels: set = set()
     nbits: set = set()
-    _walk(g, {}, {}, time, (), sites, kernels, nbits, values)
+    _walk(g, {}, {}, time, (), sites, kernels, nbits, values, widths, {})
     return GraphMacs(tuple(sites), tuple(sorted(kernels)), tuple(sorted(nbits)))

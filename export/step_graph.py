@@ -133,6 +133,23 @@ class _Net:
             return causal()
         return self.g.op("Where", [REFILL_INPUT, window(), causal()])
 
+    def branch(self, hint: str, window: Callable[[GraphBuilder], str], causal: Callable[[GraphBuilder], str]) -> str:
+        """Like ``choose``, for ops that only one semantics needs: each callable writes its ops
+        with the builder it is given; the decode graph puts them in the two branches of an If on
+        ``refill``, so a step runs the causal ops alone (the ops of an If's branches read the
+        enclosing graph's values; every weight stays outside, where onnxruntime prepacks it once)."""
+        if not self.sem.causal:
+            return window(self.g)
+        if not self.sem.window:
+            return causal(self.g)
+        from onnx import TensorProto, helper
+        branches = {}
+        for side, fn in (("window", window), ("causal", causal)):
+            sub = GraphBuilder(self.g.name(f"{hint}/{side}"))
+            out = fn(sub)
+            branches[side] = sub.graph(f"{hint}_{side}", [], [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)])
+        return self.g.op("If", [REFILL_INPUT], hint, then_branch=branches["window"], else_branch=branches["causal"])
+
     def initial(self, field: str, index: int | None = None) -> str:
         """[B, N]: a GRU's initial state — the carried one (row ``index`` of a stacked field), or
         zeros without state inputs."""
@@ -315,7 +332,12 @@ def _block(net: _Net, sh: _Shared, P: str, b: int, y: str, count: str, last: boo
 def _attention(net: _Net, sh: _Shared, P: str, tag: str, b: int, y: str) -> tuple[str, str, str]:
     """The block's linear attention on y [C, B, E] -> (z, u [C or 1, B, H, dh], its output
     [C, B, E]): (q·z)/(q·z + 1e-6) · u with z = Σ phi(k), u = Σ v, then combine_heads and
-    attn_dense (folded into one)."""
+    attn_dense (folded into one: Wo, bo). With running sums each position has its own u, and the
+    output is ((f_t · u_t) Wo + bo) row by row, f = (q·z)/(q·z + 1e-6) per head; the window
+    semantics apply one u at every position, so Σ_h f_th (u_h Wo) + bo needs Wo on H rows only
+    (u_h alone in row h), mixed per position by f [C, H] · [H, E] (the same sums in another
+    order). The decode graph writes the two forms in the branches of two Ifs around the one
+    MatMul with Wo (``_Net.branch``)."""
     g, c, i64 = net.g, net.c, net.i64
     H, dh, E = c.num_heads, c.head_dim, c.embed_dim
     w_ = lambda n: net.f32(f"{P}/{n}/kernel")
@@ -333,12 +355,26 @@ def _attention(net: _Net, sh: _Shared, P: str, tag: str, b: int, y: str) -> tupl
     z = _sums(net, sh, k, sh.carried["attn_z"][b])                          # [C or 1, B, H, dh]
     u = _sums(net, sh, v, sh.carried["attn_u"][b])
     qz = g.op("ReduceSum", [g.op("Mul", [q, z]), i64([-1])], keepdims=1)   # [C, B, H, 1]
-    a = g.op("Mul", [g.op("Div", [qz, g.op("Add", [qz, g.const(ATTN_EPS)])]), u])   # [C, B, H, dh]
-    # combine_heads then attn_dense: two linear maps in a row, folded into one (in float64)
+    f = g.op("Div", [qz, g.op("Add", [qz, g.const(ATTN_EPS)])])             # [C, B, H, 1]
+    # combine_heads then attn_dense: two linear maps in a row, folded into one (in float64): Wo, bo
     wc, bc = w_("lmha/combine_heads").astype(np.float64), b_("lmha/combine_heads").astype(np.float64)
     wa, ba = w_("attn_dense").astype(np.float64), b_("attn_dense").astype(np.float64)
-    a = g.dense(g.op("Reshape", [a, sh.merge]), (wc @ wa).astype(np.float32), (bc @ wa + ba).astype(np.float32),
-                f"{tag}/attn_out")                                          # [C, B, E]
+    wo = g.const((wc @ wa).astype(np.float32), f"{tag}/attn_out/kernel")
+    bo = g.const((bc @ wa + ba).astype(np.float32), f"{tag}/attn_out/bias")
+    mask = g.const(np.kron(np.eye(H, dtype=np.float32), np.ones((1, dh), np.float32))[:, None, :],
+                   f"{tag}/head_rows")                                      # [H, 1, E]
+    rows = net.branch(f"{tag}/attn_rows",
+                      lambda s: s.op("Mul", [s.op("Reshape", [u, sh.merge]), mask]),              # [H, B, E]
+                      lambda s: s.op("Reshape", [s.op("Mul", [f, u]), sh.merge]))                 # [C, B, E]
+    out = g.op("MatMul", [rows, wo], f"{tag}/attn_out")
+
+    def mixed(s) -> str:
+        heads = s.const([0, 0, H], "heads", dtype=np.int64)     # the branch's own (bench/macs.py reads it)
+        fh = s.op("Transpose", [s.op("Reshape", [f, heads])], perm=[1, 0, 2])                  # [B, C, H]
+        m = s.op("MatMul", [fh, s.op("Transpose", [out], perm=[1, 0, 2])])                    # [B, C, E]
+        return s.op("Add", [s.op("Transpose", [m], perm=[1, 0, 2]), bo])
+
+    a = net.branch(f"{tag}/attn", mixed, lambda s: s.op("Add", [out, bo]))    # [C, B, E]
     return z, u, a
 
 
