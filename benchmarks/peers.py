@@ -40,7 +40,9 @@ How: the checkpoint and bundle come from ``--workdir`` (``DIR/ckpt`` and ``DIR/<
 is. The .tflite files are converted once into ``DIR/peers/`` (``--reconvert`` redoes them). Every
 contender then runs in its own worker process (so no runtime's thread pool or allocator disturbs
 another), loads, warms up twice and saves its logits; then ``--rounds`` interleaved rounds (the order
-rotates each round) each time one pass per contender. Reported: min and median ms over the rounds,
+rotates each round) each time one pass per contender, after ``--settle`` seconds of quiet (onnxruntime's
+pool threads spin-wait after a run: without the pause every contender timed right after an
+onnxruntime one lost the cores to its spinning threads). Reported: min and median ms over the rounds,
 max |Δlogit| against ``tf``'s logits for the same ids, and the machine (CPU, its avx2 / avx512_vnni /
 avx512_bf16 flags, cores, package versions), in ``benchmarks/results/<date>/peers.{json,md}``.
 
@@ -513,6 +515,8 @@ def run(args) -> int:
     check_extras(names)
     if args.rounds < 1 or args.threads < 1 or args.tokens < 1:
         raise PeersError("--rounds, --threads and --tokens must be at least 1")
+    if not 0 <= args.settle <= 60:
+        raise PeersError(f"--settle must be between 0 and 60 seconds, got {args.settle}")
     out_json, out_md = args.out / "peers.json", args.out / "peers.md"
     if not args.force and (out_json.exists() or out_md.exists()):
         raise PeersError(f"{out_json} exists; pass --force to replace it (or --out DIR)")
@@ -575,6 +579,7 @@ def run(args) -> int:
         for k in range(args.rounds):
             order = workers[k % len(workers):] + workers[:k % len(workers)] if workers else []
             for w, r in order:
+                time.sleep(args.settle)             # the last runtime's pool threads stop spinning
                 r["ms"].append(w.time_once())
             log(f"round {k + 1}/{args.rounds}: " + ", ".join(f"{r['name']} {r['ms'][-1]:.1f}" for _, r in workers))
     finally:
@@ -621,6 +626,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="xiaothink model type of a bundle made here (default t6_beta_dense)")
     ap.add_argument("--rounds", type=int, metavar="N", default=10,
                     help="interleaved rounds, one pass per contender each (default 10)")
+    ap.add_argument("--settle", type=float, metavar="S", default=0.5,
+                    help="seconds of quiet before each timed pass (default 0.5): onnxruntime's pool "
+                         "threads spin-wait after a run and would take the cores from the next "
+                         "contender (measured: mof int8 153 ms right after mof fp32, 110 ms alone)")
     ap.add_argument("--threads", type=int, metavar="N", default=2, help="threads per runtime (default 2)")
     ap.add_argument("--tokens", type=int, metavar="N", default=128,
                     help="ids per pass, at most the bundle's window (default 128)")

@@ -2,7 +2,8 @@
 and where each spends its time (onnxruntime's profiler, by op type).
 
     python benchmarks/window_passes.py GRAPH.onnx [GRAPH.onnx ...] [--threads N] [--rounds 5]
-                                       [--profile] [--json FILE] [--md FILE]
+                                       [--profile] [--steps-only] [--step-reps 10]
+                                       [--json FILE] [--md FILE]
 
 Each GRAPH is a decode graph (``decode.onnx``, ``decode.int8.onnx``, ``decode.int4.onnx`` of a
 bundle, or one built by hand — e.g. by an older checkout of mof, to compare before and after);
@@ -87,7 +88,8 @@ def worker(graph: Path, bundle: Path, threads: int) -> int:
     return 0
 
 
-def time_interleaved(graphs: dict, bundle: Path, cases: dict, rounds: int, threads: int) -> dict:
+def time_interleaved(graphs: dict, bundle: Path, cases: dict, rounds: int, threads: int,
+                     step_reps: int = 10) -> dict:
     """{graph: {pass: [ms, ...]}}: every graph (its own worker process) runs every pass once per
     repetition, the graphs in turn."""
     import subprocess
@@ -103,7 +105,7 @@ def time_interleaved(graphs: dict, bundle: Path, cases: dict, rounds: int, threa
         for _ in range(rounds):
             for name, proc in procs.items():
                 for c in cases:
-                    proc.stdin.write(f"{c} {10 if c == 'step' else 3}\n")
+                    proc.stdin.write(f"{c} {step_reps if c == 'step' else 3}\n")
                     proc.stdin.flush()
                     out[name][c] += json.loads(proc.stdout.readline())
     finally:
@@ -150,6 +152,10 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1: CPU time)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--profile", action="store_true", help="also profile each graph's passes by op type")
+    p.add_argument("--steps-only", action="store_true",
+                   help="time the one-token step alone (a step costs a few per cent of a window pass, so "
+                        "comparing steps needs many more of them: --step-reps per round)")
+    p.add_argument("--step-reps", type=int, default=10, help="steps per graph and round (default 10)")
     p.add_argument("--json", type=Path)
     p.add_argument("--md", type=Path)
     p.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
@@ -168,9 +174,11 @@ def main(argv=None) -> int:
     if not names:
         p.error("give at least one decode graph")
     cases = passes(config)
+    if args.steps_only:
+        cases = {"step": cases["step"]}
     print(f"timing {', '.join(cases)} of {len(names)} graphs (a worker process each) in {args.rounds} "
           "interleaved rounds …", file=sys.stderr)
-    times = time_interleaved(names, bundle, cases, args.rounds, args.threads)
+    times = time_interleaved(names, bundle, cases, args.rounds, args.threads, args.step_reps)
     from mof.bench.cli import machine_info
     report = {"machine": machine_info(), "threads": args.threads,
               "clock": "process CPU time" if args.threads == 1 else "wall clock", "graphs": {}}
@@ -188,7 +196,7 @@ def main(argv=None) -> int:
     if args.profile:
         for n, g in names.items():
             report["graphs"][n]["profile"] = {}
-            for c in ("refill" + str(min(128, config.window) - 15), "step"):
+            for c in [c for c in ("refill" + str(min(128, config.window) - 15), "step") if c in cases]:
                 print(f"profiling {n} {c} …", file=sys.stderr)
                 ops = profile_ops(g, cases[c], args.threads, runs=3 if c != "step" else 20)
                 report["graphs"][n]["profile"][c] = ops

@@ -148,4 +148,6 @@ def test_errors_are_one_line(peers, tmp_path, capsys, monkeypatch):
     assert peers.main(["--contenders", "openvino-f32", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "openvino is not installed" in err and ".[peers]" in err
+    assert peers.main(["--contenders", "mof-fp32", "--settle", "-1", "--out", str(tmp_path)]) == 2
+    assert "--settle must be between 0 and 60 seconds" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())                          # nothing written
