@@ -23,8 +23,9 @@ Which tensors carry the time axis is propagated from the inputs with a ``chunk``
 Loop's/Scan's carried values). The decode graph's ``refill`` input selects the semantics
 (``count_sites(path, refill=...)``: a window pass, or a step-graph call such as plain mode's
 prefill): small constants, ``Where`` and ``If`` on ``refill`` are folded (an If: the branch it
-runs, walked in place), so a refill's one-row thought vectors count one row. tests/bench/test_macs.py checks the count against the
-shapes onnxruntime's profiler records for every kernel call of the demo's decode graphs.
+runs, walked in place), so a refill's one-row thought vectors count one row.
+tests/bench/test_macs.py checks the count against the shapes onnxruntime's profiler records for
+every kernel call of the demo's decode graphs.
 
 Needs the onnx package (the [quant] extra); ``count_sites`` returns None without it.
 """
