@@ -147,7 +147,8 @@ class _Net:
         for side, fn in (("window", window), ("causal", causal)):
             sub = GraphBuilder(self.g.name(f"{hint}/{side}"))
             out = fn(sub)
-            branches[side] = sub.graph(f"{hint}_{side}", [], [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)])
+            output = helper.make_tensor_value_info(out, TensorProto.FLOAT, None)
+            branches[side] = sub.graph(f"{hint}_{side}", [], [output])
         return self.g.op("If", [REFILL_INPUT], hint, then_branch=branches["window"], else_branch=branches["causal"])
 
     def initial(self, field: str, index: int | None = None) -> str:
