@@ -169,10 +169,12 @@ def _walk(graph, weights: dict, consts: dict, time: set, loops: tuple, sites: li
         if node.op_type == "If" and chosen is not None:
             # the branch the condition runs, in this scope: its output is the If's
             _walk(chosen[0], weights, consts, time, loops, sites, kernels, nbits, values, widths, rowcount)
-            (out,), (branch_out,) = node.output, [o.name for o in chosen[0].output]
-            if branch_out in time and not loops:
-                time.add(out)
-            rowcount[out] = rowcount.get(branch_out, 1)
+            for out, branch_out in zip(node.output, (o.name for o in chosen[0].output)):
+                if branch_out in time and not loops:
+                    time.add(out)
+                rowcount[out] = rowcount.get(branch_out, 1)
+                if branch_out in widths:
+                    widths[out] = widths[branch_out]
             continue
         read = [i for i in (chosen if chosen is not None else node.input) if i]
         timed = any(i in time for i in read)

@@ -56,8 +56,8 @@ class Semantics:
     kind: str       # "step", "chunk" or "decode": the graph's name and producer tag
     causal: bool    # the stream's: state and position are inputs, sums run (CumSum) from the carried state
     window: bool    # the reference's: sums over the whole window, the Wt crop and the end padding
-    # both (decode): the refill input chooses the window semantics per call, and while it does the
-    # running branch is computed for the last position only
+    # both (decode): the refill input chooses the semantics per call: Where for the few ops outside
+    # the blocks (the crop, the end padding), two Ifs per transformer block (_Net.branch)
 
     @property
     def refill(self) -> bool:
@@ -133,11 +133,12 @@ class _Net:
             return causal()
         return self.g.op("Where", [REFILL_INPUT, window(), causal()])
 
-    def branch(self, hint: str, window: Callable[[GraphBuilder], str], causal: Callable[[GraphBuilder], str]) -> str:
+    def branch(self, hint: str, window: Callable[[GraphBuilder], object], causal: Callable[[GraphBuilder], object]):
         """Like ``choose``, for ops that only one semantics needs: each callable writes its ops
-        with the builder it is given; the decode graph puts them in the two branches of an If on
-        ``refill``, so a step runs the causal ops alone (the ops of an If's branches read the
-        enclosing graph's values; every weight stays outside, where onnxruntime prepacks it once)."""
+        with the builder it is given and returns a value name or a tuple of them; the decode
+        graph puts them in the two branches of an If on ``refill``, so a step runs the running
+        semantics' ops alone and a refill the window's (the branches read the enclosing graph's
+        values; every weight product stays outside, where onnxruntime prepacks it once)."""
         if not self.sem.causal:
             return window(self.g)
         if not self.sem.window:
@@ -146,10 +147,13 @@ class _Net:
         branches = {}
         for side, fn in (("window", window), ("causal", causal)):
             sub = GraphBuilder(self.g.name(f"{hint}/{side}"))
-            out = fn(sub)
-            output = helper.make_tensor_value_info(out, TensorProto.FLOAT, None)
-            branches[side] = sub.graph(f"{hint}_{side}", [], [output])
-        return self.g.op("If", [REFILL_INPUT], hint, then_branch=branches["window"], else_branch=branches["causal"])
+            outs = fn(sub)
+            outs = outs if isinstance(outs, tuple) else (outs,)
+            declared = [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs]
+            branches[side] = sub.graph(f"{hint}_{side}", [], declared)
+        n = len(branches["window"].output)
+        return self.g.op("If", [REFILL_INPUT], hint, outputs=n, then_branch=branches["window"],
+                         else_branch=branches["causal"])
 
     def initial(self, field: str, index: int | None = None) -> str:
         """[B, N]: a GRU's initial state — the carried one (row ``index`` of a stacked field), or
@@ -226,7 +230,6 @@ class _Shared:
     """What every transformer expert and block of one graph reads, written once before them."""
     length: str             # [] int64: C, the chunk's length
     pos: str                # int64 positions: p + t [C, B] (without state inputs t [C, 1])
-    tail: str | None        # decode only, [1] int64: -1 while refilling else 0, the running branch's first row
     heads: str              # [4] int64 = [0, 0, H, dh]: Reshape [C, B, E] -> [C, B, H, dh]
     merge: str              # [3] int64 = [0, 0, E]: Reshape [C, B, H, dh] -> [C, B, E]
     carried: dict           # "attn_z", "attn_u", "thought_c" -> per block its [1, B, ...] state row (or None)
@@ -239,10 +242,9 @@ def _shared(net: _Net) -> _Shared:
     pos = g.op("Unsqueeze", [t, i64([1])])                                  # [C, 1]
     if net.sem.causal:
         pos = g.op("Add", [pos, g.op("Unsqueeze", [POSITION, net.zero])])   # [C, B]
-    tail = g.op("Where", [REFILL_INPUT, i64([-1]), i64([0])]) if net.sem.refill else None
     heads, merge = i64([0, 0, c.num_heads, c.head_dim]), i64([0, 0, c.embed_dim])
     carried = {field: _per_block(net, field) for field in ("attn_z", "attn_u", "thought_c")}
-    return _Shared(length, pos, tail, heads, merge, carried)
+    return _Shared(length, pos, heads, merge, carried)
 
 
 def _per_block(net: _Net, field: str) -> list:
@@ -255,22 +257,14 @@ def _per_block(net: _Net, field: str) -> list:
     return [parts] if n == 1 else parts
 
 
-def _running_rows(net: _Net, sh: _Shared, v: str) -> str:
-    """v [C, ...] as the running branch reads it: the decode graph's keeps only the last row
-    while refilling (its value is then unused; one row keeps its thought vectors cheap)."""
-    return v if sh.tail is None else net.g.op("Slice", [v, sh.tail, net.i64([END]), net.zero])
-
-
-def _sums(net: _Net, sh: _Shared, v: str, carried: str | None) -> str:
-    """Σ over the chunk of v [C, B, ...]: the whole window's [1, B, ...] (+ the state fed, zero
-    when refilling) or running [C, B, ...] from the carried state."""
-    g = net.g
-
-    def whole():
-        s = g.op("ReduceSum", [v, net.i64([0])], keepdims=1)               # [1, B, ...]
-        return s if carried is None else g.op("Add", [s, carried])
-
-    return net.choose(whole, lambda: g.op("Add", [g.op("CumSum", [_running_rows(net, sh, v), net.zero]), carried]))
+def _sums(s: GraphBuilder, v: str, carried: str | None, window: bool) -> str:
+    """Σ over the chunk of v [C, B, ...] (ops written with builder ``s``): the whole window's
+    [1, B, ...] (+ the state fed, zero when refilling), or running [C, B, ...] from the carried
+    state."""
+    if window:
+        total = s.op("ReduceSum", [v, s.const([0], "axis", dtype=np.int64)], keepdims=1)   # [1, B, ...]
+        return total if carried is None else s.op("Add", [total, carried])
+    return s.op("Add", [s.op("CumSum", [v, s.const([0], "axis", dtype=np.int64)]), carried])
 
 
 def _window_count(net: _Net, y: str) -> str:
@@ -297,30 +291,28 @@ def _transformer(net: _Net, sh: _Shared, j: int, rows: range, x_t: str, sums: li
     if net.sem.window:
         start = net.choose(lambda: i64([-net.c.trans_window]), lambda: i64([-END]))
         y = g.op("Slice", [y, start, i64([END]), net.zero])                 # [C', B, E]
-    count = net.choose(lambda: _window_count(net, y), lambda: _running_rows(net, sh, running_count))
+    counts = (_window_count(net, y) if net.sem.window else None, running_count)   # window's, running
     for l, b in enumerate(rows):
-        y = _block(net, sh, f"{T}/transformer_blocks/{l}", b, y, count, b == rows[-1], sums)
+        y = _block(net, sh, f"{T}/transformer_blocks/{l}", b, y, counts, b == rows[-1], sums)
     y_last = g.op("Gather", [y, i64(-1)], axis=0)                           # [B, E]
     return net.dense(y_last, f"{T}/dense", f"trans_out{j}")                 # [B, U]
 
 
-def _block(net: _Net, sh: _Shared, P: str, b: int, y: str, count: str, last: bool, sums: list) -> str:
+def _block(net: _Net, sh: _Shared, P: str, b: int, y: str, counts: tuple, last: bool, sums: list) -> str:
     """One transformer block (variables under P, state row b): y [C, B, E] -> [C, B, E]; appends
-    its (Σ phi(k), Σ v, Σ o) to ``sums``. The expert's ``last`` block: [1, B, E], as past it only
-    the last position is read (its thought vector, FFN and LN2 for that position alone; the state
-    keeps the sums whole)."""
+    its (Σ phi(k), Σ v, Σ o) to ``sums``; ``counts``: the thought mean's count, the window's [1, 1, 1]
+    (None without window semantics) and the running one [C, B, 1]. The expert's ``last`` block:
+    [1, B, E], as past it only the last position is read (its thought vector, FFN and LN2 for that
+    position alone; the state keeps the sums whole)."""
     g, tag = net.g, f"l{b}"                                                 # node names: the state row
-    z, u, a = _attention(net, sh, P, tag, b, y)                             # a [C, B, E]
-    o = net.norm(g.op("Add", [y, a]), f"{P}/layernorm1", EPS_T6, f"{tag}/ln1")   # [C, B, E]
-    csum = _sums(net, sh, o, sh.carried["thought_c"][b])                    # [C or 1, B, E]
-    mean_of = (csum, count)
+    z, u, o, csum, mean = _attention(net, sh, P, tag, b, y, counts)        # o, mean [C or 1, B, E]
     if last:
         rows = lambda v: g.op("Slice", [v, net.i64([-1]), net.i64([END]), net.zero])
-        o, mean_of = rows(o), (rows(csum), rows(count))                     # [1, B, E]
+        o, mean = rows(o), rows(mean)                                       # [1, B, E]
     # thought = alpha * dense2(gelu(dense1(mean))): alpha folded into dense2
     alpha = net.f32(f"{P}/alpha").astype(np.float64)
     t1, t2 = (f"{P}/thought_processor/layer_with_weights-{i}" for i in (0, 1))
-    thought = g.dense(g.gelu(net.dense(g.op("Div", list(mean_of)), t1, f"{tag}/layer_with_weights-0")),
+    thought = g.dense(g.gelu(net.dense(mean, t1, f"{tag}/layer_with_weights-0")),
                       (net.f32(f"{t2}/kernel") * alpha).astype(np.float32),
                       (net.f32(f"{t2}/bias") * alpha).astype(np.float32), f"{tag}/thought2")
     o = g.op("Add", [o, thought])
@@ -330,15 +322,17 @@ def _block(net: _Net, sh: _Shared, P: str, b: int, y: str, count: str, last: boo
     return net.norm(g.op("Add", [o, ffn]), f"{P}/layernorm2", EPS_T6, f"{tag}/ln2")
 
 
-def _attention(net: _Net, sh: _Shared, P: str, tag: str, b: int, y: str) -> tuple[str, str, str]:
-    """The block's linear attention on y [C, B, E] -> (z, u [C or 1, B, H, dh], its output
-    [C, B, E]): (q·z)/(q·z + 1e-6) · u with z = Σ phi(k), u = Σ v, then combine_heads and
-    attn_dense (folded into one: Wo, bo). With running sums each position has its own u, and the
-    output is ((f_t · u_t) Wo + bo) row by row, f = (q·z)/(q·z + 1e-6) per head; the window
-    semantics apply one u at every position, so Σ_h f_th (u_h Wo) + bo needs Wo on H rows only
-    (u_h alone in row h), mixed per position by f [C, H] · [H, E] (the same sums in another
-    order). The decode graph writes the two forms in the branches of two Ifs around the one
-    MatMul with Wo (``_Net.branch``)."""
+def _attention(net: _Net, sh: _Shared, P: str, tag: str, b: int, y: str, counts: tuple) -> tuple:
+    """The block's linear attention on y [C, B, E], its residual and LN1, and the thought mean's
+    input -> (z, u [C or 1, B, H, dh], o = LN1(y + attention) [C, B, E], c = Σ o [C or 1, B, E],
+    the mean c / count). The attention is (q·z)/(q·z + 1e-6) · u with z = Σ phi(k), u = Σ v,
+    then combine_heads and attn_dense (folded into one: Wo, bo). With running sums each position
+    has its own u, and the output is ((f_t · u_t) Wo + bo) row by row, f = (q·z)/(q·z + 1e-6)
+    per head; the window semantics apply one u at every position, so Σ_h f_th (u_h Wo) + bo needs
+    Wo on H rows only (u_h alone in row h), mixed per position by f [C, H] · [H, E] (the same sums
+    in another order). The decode graph writes what differs in two Ifs on ``refill`` (``_Net.branch``)
+    on either side of the one MatMul with Wo: before it the sums, f and Wo's rows; after it the
+    output, LN1, c and the mean."""
     g, c, i64 = net.g, net.c, net.i64
     H, dh, E = c.num_heads, c.head_dim, c.embed_dim
     w_ = lambda n: net.f32(f"{P}/{n}/kernel")
@@ -353,10 +347,8 @@ def _attention(net: _Net, sh: _Shared, P: str, tag: str, b: int, y: str) -> tupl
     q, k = g.op("Split", [g.op("Reshape", [phi, i64([0, 0, 2 * H, dh])]), i64([H, H])], axis=2,
                 outputs=2)                                                  # [C, B, H, dh] each
     v = g.op("Reshape", [v, sh.heads])                                      # [C, B, H, dh]
-    z = _sums(net, sh, k, sh.carried["attn_z"][b])                          # [C or 1, B, H, dh]
-    u = _sums(net, sh, v, sh.carried["attn_u"][b])
-    qz = g.op("ReduceSum", [g.op("Mul", [q, z]), i64([-1])], keepdims=1)   # [C, B, H, 1]
-    f = g.op("Div", [qz, g.op("Add", [qz, g.const(ATTN_EPS)])])             # [C, B, H, 1]
+    carried = {f: sh.carried[f][b] for f in ("attn_z", "attn_u", "thought_c")}
+    eps = g.const(ATTN_EPS)
     # combine_heads then attn_dense: two linear maps in a row, folded into one (in float64): Wo, bo
     wc, bc = w_("lmha/combine_heads").astype(np.float64), b_("lmha/combine_heads").astype(np.float64)
     wa, ba = w_("attn_dense").astype(np.float64), b_("attn_dense").astype(np.float64)
@@ -364,19 +356,36 @@ def _attention(net: _Net, sh: _Shared, P: str, tag: str, b: int, y: str) -> tupl
     bo = g.const((bc @ wa + ba).astype(np.float32), f"{tag}/attn_out/bias")
     mask = g.const(np.kron(np.eye(H, dtype=np.float32), np.ones((1, dh), np.float32))[:, None, :],
                    f"{tag}/head_rows")                                      # [H, 1, E]
-    rows = net.branch(f"{tag}/attn_rows",
-                      lambda s: s.op("Mul", [s.op("Reshape", [u, sh.merge]), mask]),              # [H, B, E]
-                      lambda s: s.op("Reshape", [s.op("Mul", [f, u]), sh.merge]))                 # [C, B, E]
+    gamma, beta = (g.const(net.f32(f"{P}/layernorm1/{n}"), f"{tag}/ln1/{n}") for n in ("gamma", "beta"))
+
+    def before(s: GraphBuilder, window: bool) -> tuple:
+        """-> z, u, f [C, B, H, 1], Wo's rows: H rows u_h (window) or f_t · u_t (running)"""
+        z, u = (_sums(s, x, carried[f], window) for x, f in ((k, "attn_z"), (v, "attn_u")))
+        qz = s.op("ReduceSum", [s.op("Mul", [q, z]), s.const([-1], "axis", dtype=np.int64)], keepdims=1)
+        f = s.op("Div", [qz, s.op("Add", [qz, eps])])                       # [C, B, H, 1]
+        rows = (s.op("Mul", [s.op("Reshape", [u, sh.merge]), mask]) if window       # [H, B, E]
+                else s.op("Reshape", [s.op("Mul", [f, u]), sh.merge]))              # [C, B, E]
+        return z, u, f, rows
+
+    z, u, f, rows = net.branch(f"{tag}/attn_rows", lambda s: before(s, True), lambda s: before(s, False))
     out = g.op("MatMul", [rows, wo], f"{tag}/attn_out")
 
-    def mixed(s) -> str:
-        heads = s.const([0, 0, H], "heads", dtype=np.int64)     # the branch's own (bench/macs.py reads it)
-        fh = s.op("Transpose", [s.op("Reshape", [f, heads])], perm=[1, 0, 2])                  # [B, C, H]
-        m = s.op("MatMul", [fh, s.op("Transpose", [out], perm=[1, 0, 2])])                    # [B, C, E]
-        return s.op("Add", [s.op("Transpose", [m], perm=[1, 0, 2]), bo])
+    def after(s: GraphBuilder, window: bool) -> tuple:
+        """-> o = LN1(y + attention), c = Σ o, the mean c / count"""
+        if window:                                                          # Σ_h f_th (u_h Wo)
+            heads = s.const([0, 0, H], "heads", dtype=np.int64)             # the branch's own (bench/macs.py reads it)
+            fh = s.op("Transpose", [s.op("Reshape", [f, heads])], perm=[1, 0, 2])              # [B, C, H]
+            mixed = s.op("MatMul", [fh, s.op("Transpose", [out], perm=[1, 0, 2])])             # [B, C, E]
+            attn = s.op("Transpose", [mixed], perm=[1, 0, 2])
+        else:
+            attn = out
+        o = s.op("LayerNormalization", [s.op("Add", [y, s.op("Add", [attn, bo])]), gamma, beta],
+                 axis=-1, epsilon=float(EPS_T6))                            # [C, B, E]
+        csum = _sums(s, o, carried["thought_c"], window)                    # [C or 1, B, E]
+        return o, csum, s.op("Div", [csum, counts[0] if window else counts[1]])
 
-    a = net.branch(f"{tag}/attn", mixed, lambda s: s.op("Add", [out, bo]))    # [C, B, E]
-    return z, u, a
+    o, csum, mean = net.branch(f"{tag}/ln1", lambda s: after(s, True), lambda s: after(s, False))
+    return z, u, o, csum, mean
 
 
 def _mix(net: _Net, sh: _Shared, outs: list[str], gate: str) -> str:
