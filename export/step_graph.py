@@ -133,7 +133,8 @@ class _Net:
             return causal()
         return self.g.op("Where", [REFILL_INPUT, window(), causal()])
 
-    def branch(self, hint: str, window: Callable[[GraphBuilder], object], causal: Callable[[GraphBuilder], object]):
+    def branch(self, hint: str, window: Callable[[GraphBuilder], object],
+               causal: Callable[[GraphBuilder], object]):
         """Like ``choose``, for ops that only one semantics needs: each callable writes its ops
         with the builder it is given and returns a value name or a tuple of them; the decode
         graph puts them in the two branches of an If on ``refill``, so a step runs the running
@@ -373,7 +374,7 @@ def _attention(net: _Net, sh: _Shared, P: str, tag: str, b: int, y: str, counts:
     def after(s: GraphBuilder, window: bool) -> tuple:
         """-> o = LN1(y + attention), c = Σ o, the mean c / count"""
         if window:                                                          # Σ_h f_th (u_h Wo)
-            heads = s.const([0, 0, H], "heads", dtype=np.int64)             # the branch's own (bench/macs.py reads it)
+            heads = s.const([0, 0, H], "heads", dtype=np.int64)             # the branch's own: bench/macs.py reads it
             fh = s.op("Transpose", [s.op("Reshape", [f, heads])], perm=[1, 0, 2])              # [B, C, H]
             mixed = s.op("MatMul", [fh, s.op("Transpose", [out], perm=[1, 0, 2])])             # [B, C, E]
             attn = s.op("Transpose", [mixed], perm=[1, 0, 2])
