@@ -355,8 +355,8 @@ def _attention(net: _Net, sh: _Shared, P: str, tag: str, b: int, y: str, counts:
     wa, ba = w_("attn_dense").astype(np.float64), b_("attn_dense").astype(np.float64)
     wo = g.const((wc @ wa).astype(np.float32), f"{tag}/attn_out/kernel")
     bo = g.const((bc @ wa + ba).astype(np.float32), f"{tag}/attn_out/bias")
-    mask = g.const(np.kron(np.eye(H, dtype=np.float32), np.ones((1, dh), np.float32))[:, None, :],
-                   f"{tag}/head_rows")                                      # [H, 1, E]
+    mask = (g.const(np.kron(np.eye(H, dtype=np.float32), np.ones((1, dh), np.float32))[:, None, :],
+                    f"{tag}/head_rows") if net.sem.window else None)        # [H, 1, E]: u_h alone in row h
     gamma, beta = (g.const(net.f32(f"{P}/layernorm1/{n}"), f"{tag}/ln1/{n}") for n in ("gamma", "beta"))
 
     def before(s: GraphBuilder, window: bool) -> tuple:
