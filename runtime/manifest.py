@@ -114,10 +114,13 @@ class Manifest(dict):
         file = entry.get(precision) if isinstance(entry, dict) else None
         return file if isinstance(file, str) else None
 
-    def decoding_graphs(self, precision: str = FP32) -> tuple[str, ...]:
+    def decoding_graphs(self, precision: str = FP32, branches: bool = True) -> tuple[str, ...]:
         """The graphs generation runs in ``precision``: the decode graph (step and chunk in one,
-        weights held once), else step and chunk, else (before the chunk graph) window and step."""
-        if self.graph_file(GRAPH_DECODE, precision):
+        weights held once), else step and chunk, else (before the chunk graph) window and step.
+        ``branches=False`` (a provider that must not run Ifs, ``Providers.runs_branches``): step
+        and chunk even beside a decode graph."""
+        separate = all(self.graph_file(g, precision) for g in DECODING_GRAPHS)
+        if self.graph_file(GRAPH_DECODE, precision) and (branches or not separate):
             return (GRAPH_DECODE,)
         return DECODING_GRAPHS if self.graph_file(GRAPH_CHUNK, FP32) else LEGACY_DECODING_GRAPHS
 

@@ -93,7 +93,8 @@ class Model:
              precision: Optional[str] = None, providers=None, check_onnxruntime: bool = True) -> "Model":
         """Verify the bundle (format version, every file's sha256), then open its graphs
         (default: the ones decoding runs, ``Manifest.decoding_graphs``: the decode graph, or the
-        step and chunk graphs of bundles without it) in ``precision``
+        step and chunk graphs of bundles without it or on a provider that must not run its Ifs,
+        ``providers.NO_BRANCHES``) in ``precision``
         ("fp32", "int8" or "int4"; ``int8=True`` is ``precision="int8"``).
 
         ``window``: characters exact mode re-reads per token (and stream mode re-reads when the
@@ -114,7 +115,7 @@ class Model:
             raise MofError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         manifest = read_manifest(bundle_dir)
         chosen = resolve_providers(providers)
-        graphs = manifest.decoding_graphs(precision) if graphs is None else tuple(graphs)
+        graphs = manifest.decoding_graphs(precision, chosen.runs_branches) if graphs is None else tuple(graphs)
         files = {name: manifest.graph_file(name, precision) for name in graphs}
         for name, file in files.items():
             if file is None:

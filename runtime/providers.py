@@ -31,6 +31,12 @@ FLAVOURS = {         # the package that brings a provider, for the error message
     "QNNExecutionProvider": "onnxruntime-qnn", "ROCMExecutionProvider": "onnxruntime-rocm",
     "MIGraphXExecutionProvider": "onnxruntime-migraphx", "VitisAIExecutionProvider": "onnxruntime-vitisai",
 }
+NO_BRANCHES = {      # providers that must not run the decode graph's Ifs: they get the step and chunk graphs
+    # OpenVINO 2025.4 (the one onnxruntime-openvino 1.24.1 bundles) hands a later op an If's output
+    # after reusing its memory when the chunk's length changes between calls: NaN in the refill's
+    # state and logits, now and then (docs/embedding.md); OpenVINO 2026.4 on its own computes them right
+    "OpenVINOExecutionProvider",
+}
 Provider = Union[str, tuple]         # a name, or (name, {option: value}) as onnxruntime takes them
 
 
@@ -53,6 +59,11 @@ class Providers:
     @property
     def accelerated(self) -> tuple[str, ...]:
         return tuple(n for n in self.names if n != CPU)
+
+    @property
+    def runs_branches(self) -> bool:
+        """May these providers run a graph with If nodes (the decode graph)? (NO_BRANCHES)"""
+        return not any(n in NO_BRANCHES for n in self.names)
 
 
 def canonical(name: str) -> str:

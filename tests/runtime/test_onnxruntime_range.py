@@ -21,7 +21,7 @@ from mof.runtime.bundle import read_manifest
 from mof.measure.machine import cpu_features
 from mof.runtime.errors import OnnxruntimeWarning
 from mof.runtime.ort_compat import CPU, KERNELS, SUPPORTED, check, record, version
-from mof.runtime.providers import canonical, parse, resolve
+from mof.runtime.providers import Providers, canonical, parse, resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("ort_logits", Path(__file__).with_name("ort_logits.py"))
@@ -182,7 +182,21 @@ def test_provider_names_and_options():
 
 def test_model_runs_on_the_cpu_provider_by_default_and_when_asked():
     assert Model.load(DEFAULT_BUNDLE).providers == [CPU]
-    assert Model.load(DEFAULT_BUNDLE, providers="cpu").providers == [CPU]
+    model = Model.load(DEFAULT_BUNDLE, providers="cpu")
+    assert model.providers == [CPU] and set(model.sessions) == {"decode"}
+
+
+def test_a_provider_that_must_not_run_ifs_gets_the_step_and_chunk_graphs():
+    m = read_manifest(DEFAULT_BUNDLE)
+    assert Providers((CPU,), ({},)).runs_branches
+    assert not Providers(("OpenVINOExecutionProvider", CPU), ({}, {})).runs_branches
+    for precision in ("fp32", "int8", "int4"):
+        assert m.decoding_graphs(precision) == ("decode",)
+        assert m.decoding_graphs(precision, branches=False) == ("step", "chunk")
+    # the graphs on their own compute what the decode graph does
+    ids = np.arange(3, 60)
+    a, b = Model.load(DEFAULT_BUNDLE), Model.load(DEFAULT_BUNDLE, graphs=("step", "chunk"))
+    assert np.abs(a.exact_logits(ids) - b.exact_logits(ids)).max() <= 1e-5
 
 
 def test_a_provider_this_onnxruntime_lacks_is_one_line_naming_it():
