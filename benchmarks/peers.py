@@ -19,7 +19,9 @@ logits — `mof.runtime.Model.exact_logits`, what exact decoding runs per token 
   (``INFERENCE_NUM_THREADS=N``, ``PERFORMANCE_HINT=LATENCY``), with ``INFERENCE_PRECISION_HINT=f32``,
   and with the plugin's default precision (bf16 on CPUs with AVX-512 BF16 or AMX; the precision it
   chose is recorded); ``openvino-nncf-int8``: the same graph after ``nncf.compress_weights`` (int8
-  weights, f32 activations);
+  weights, f32 activations). ``--openvino-graph ONNX`` gives OpenVINO another fp32 graph of the same
+  network (e.g. the chunk.onnx of a bundle exported by an earlier mof: a graph shaped for onnxruntime
+  can be slower in OpenVINO — the window sums as CumSum's last row are, 164 vs 123 ms);
 - ``tf``: TF Keras itself, one ``model(x)`` in a ``tf.function`` (all positions' logits, as xiaothink's
   generation loop computes them): the oracle every contender's max |Δlogit| is measured against.
 
@@ -303,7 +305,7 @@ def runner(spec: dict) -> tuple[Callable[[], np.ndarray], dict]:
     if name.startswith("openvino-"):
         import openvino as ov
         core = ov.Core()
-        model = core.read_model(str(bundle / spec["chunk_onnx"]))
+        model = core.read_model(str(bundle / spec["chunk_onnx"]))      # an absolute path: --openvino-graph
         model.reshape({"input_ids": list(ids.shape)})
         info = {}
         config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
@@ -515,6 +517,8 @@ def run(args) -> int:
     check_extras(names)
     if args.rounds < 1 or args.threads < 1 or args.tokens < 1:
         raise PeersError("--rounds, --threads and --tokens must be at least 1")
+    if args.openvino_graph and not args.openvino_graph.is_file():
+        raise PeersError(f"--openvino-graph {args.openvino_graph}: no such file")
     if not 0 <= args.settle <= 60:
         raise PeersError(f"--settle must be between 0 and 60 seconds, got {args.settle}")
     out_json, out_md = args.out / "peers.json", args.out / "peers.md"
@@ -530,7 +534,7 @@ def run(args) -> int:
     if "mof-int4" in names and "int4" not in (graphs.get("decode") or graphs.get("chunk") or {}):
         log(f"{bundle.name} has no int4 graphs: mof-int4 left out")
         names.remove("mof-int4")
-    if any(n.startswith("openvino-") for n in names) and "chunk" not in graphs:
+    if any(n.startswith("openvino-") for n in names) and "chunk" not in graphs and not args.openvino_graph:
         raise PeersError(f"{bundle} has no chunk graph for OpenVINO (re-export it with this mof)")
     if "tf" not in names:
         log("tf is not among the contenders: no max |Δlogit| (it is the oracle)")
@@ -552,7 +556,8 @@ def run(args) -> int:
     try:
         for n in names:
             spec = {"name": n, "threads": args.threads, "ids": str(peers_dir / "ids.npy"),
-                    "bundle": str(bundle), "ckpt": str(ckpt), "chunk_onnx": graphs.get("chunk", {}).get("fp32"),
+                    "bundle": str(bundle), "ckpt": str(ckpt), "chunk_onnx": str(args.openvino_graph.resolve()) if args.openvino_graph
+                    else graphs.get("chunk", {}).get("fp32"),
                     "logits": str(peers_dir / f"logits.{n}.npy")}
             if n.startswith("litert-"):
                 spec["tflite"] = str(tflite_path(peers_dir, n.split("-", 1)[1]))
@@ -624,6 +629,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--bundle", type=Path, metavar="BUNDLE", help="the bundle, if not DIR/<model-type>.mof (used as it is)")
     ap.add_argument("--model-type", metavar="TYPE", default="t6_beta_dense",
                     help="xiaothink model type of a bundle made here (default t6_beta_dense)")
+    ap.add_argument("--openvino-graph", type=Path, metavar="ONNX",
+                    help="the fp32 ONNX graph OpenVINO runs (default: the bundle's chunk.onnx); the same "
+                         "network as the bundle, e.g. an earlier mof's chunk.onnx of the same checkpoint")
     ap.add_argument("--rounds", type=int, metavar="N", default=10,
                     help="interleaved rounds, one pass per contender each (default 10)")
     ap.add_argument("--settle", type=float, metavar="S", default=0.5,

@@ -150,4 +150,8 @@ def test_errors_are_one_line(peers, tmp_path, capsys, monkeypatch):
     assert len(err.splitlines()) == 1 and "openvino is not installed" in err and ".[peers]" in err
     assert peers.main(["--contenders", "mof-fp32", "--settle", "-1", "--out", str(tmp_path)]) == 2
     assert "--settle must be between 0 and 60 seconds" in capsys.readouterr().err
+    missing = tmp_path / "nowhere.onnx"
+    assert peers.main(["--contenders", "mof-fp32", "--openvino-graph", str(missing), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--openvino-graph {missing}: no such file" in err
     assert not list(tmp_path.iterdir())                          # nothing written
