@@ -305,7 +305,7 @@ def runner(spec: dict) -> tuple[Callable[[], np.ndarray], dict]:
     if name.startswith("openvino-"):
         import openvino as ov
         core = ov.Core()
-        model = core.read_model(str(bundle / spec["chunk_onnx"]))      # an absolute path: --openvino-graph
+        model = core.read_model(str(bundle / spec["chunk_onnx"]))
         model.reshape({"input_ids": list(ids.shape)})
         info = {}
         config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
@@ -552,12 +552,13 @@ def run(args) -> int:
         if subprocess.run(cmd, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")).returncode != 0:
             raise PeersError("the LiteRT conversion failed (its error is above)")
 
+    openvino_graph = (str(args.openvino_graph.resolve()) if args.openvino_graph     # absolute: bundle / it is it
+                      else graphs.get("chunk", {}).get("fp32"))
     results, workers = [], []
     try:
         for n in names:
             spec = {"name": n, "threads": args.threads, "ids": str(peers_dir / "ids.npy"),
-                    "bundle": str(bundle), "ckpt": str(ckpt), "chunk_onnx": str(args.openvino_graph.resolve()) if args.openvino_graph
-                    else graphs.get("chunk", {}).get("fp32"),
+                    "bundle": str(bundle), "ckpt": str(ckpt), "chunk_onnx": openvino_graph,
                     "logits": str(peers_dir / f"logits.{n}.npy")}
             if n.startswith("litert-"):
                 spec["tflite"] = str(tflite_path(peers_dir, n.split("-", 1)[1]))
