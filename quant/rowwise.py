@@ -200,7 +200,9 @@ def quantize_rowwise(model, min_elements: int = 1, matmuls: bool = True):
     if done_weights and not any(o.domain == MS_DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     used = used_names(main)
-    keep = [t for t in main.initializer if t.name not in replaced or t.name in used]
+    # the float weights replaced, and the per-column scales no product reads (a GRU's recurrent
+    # weight uses its w_scale / 127 twin, unit_scale), go
+    keep = [t for t in main.initializer if t.name in used or (t.name not in replaced and t.name not in scales)]
     del main.initializer[:]
     main.initializer.extend(keep)
     if matmuls and not done_weights:
