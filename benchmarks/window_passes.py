@@ -14,7 +14,10 @@ a 128-token exact pass (``refill`` true, W tokens from a zero state), a 113-toke
 (K = W - R + 1 for W = 128, R = 16) and a one-token step, so the ratios between graphs are
 measured side by side. Each graph runs in a worker process of its own (an idle onnxruntime
 session's spinning threads would otherwise take the cores from the one being timed), loaded with
-mof.runtime's session options; the rounds go to the workers in turn.
+mof.runtime's session options; the rounds go to the workers in turn, the order rotated each round,
+each worker's turn after ``--settle`` seconds of quiet (default 0.5): onnxruntime's pool threads
+spin-wait after a run, and with a fixed order and no pause the graph listed first was timed 4-9 %
+slow on an AVX2-only AMD EPYC (full-size fp32 step 14.5 ms listed first, 13.1-13.3 ms otherwise).
 
 With ``--threads 1`` the time is the process's CPU time (robust on a machine shared with other
 jobs); otherwise wall-clock time. ``--profile`` adds one profiled run per graph and pass
@@ -88,28 +91,41 @@ def worker(graph: Path, bundle: Path, threads: int) -> int:
     return 0
 
 
+def rotated(order: list, k: int) -> list:
+    """Round k's order: ``order`` rotated by k (each graph takes each place in turn)."""
+    return order[k % len(order):] + order[:k % len(order)]
+
+
 def time_interleaved(graphs: dict, bundle: Path, cases: dict, rounds: int, threads: int,
-                     step_reps: int = 10) -> dict:
+                     step_reps: int = 10, settle: float = 0.5) -> dict:
     """{graph: {pass: [ms, ...]}}: every graph (its own worker process) runs every pass once per
-    repetition, the graphs in turn."""
+    repetition, the graphs in turn (the order rotated each round, ``settle`` seconds of quiet
+    before each graph's turn)."""
     import subprocess
-    procs = {}
-    for name, g in graphs.items():
-        procs[name] = subprocess.Popen([sys.executable, __file__, "--worker", str(g), "--bundle", str(bundle),
-                                        "--threads", str(threads)], stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, text=True)
-        if json.loads(procs[name].stdout.readline()).get("ready") is not True:
+
+    def start(g: Path):
+        proc = subprocess.Popen([sys.executable, __file__, "--worker", str(g), "--bundle", str(bundle),
+                                 "--threads", str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if json.loads(proc.stdout.readline()).get("ready") is not True:
             raise SystemExit(f"worker for {g} failed to start")
+        return proc
+
+    # a first worker that is not timed: the first one started ran 3-6 % slow for the whole run
+    # (the same graph listed twice, AVX2-only AMD EPYC), whatever its place in the rounds
+    spare = start(next(iter(graphs.values())))
+    procs = {name: start(g) for name, g in graphs.items()}
     out = {g: {c: [] for c in cases} for g in graphs}
     try:
-        for _ in range(rounds):
-            for name, proc in procs.items():
+        for k in range(rounds):
+            for name in rotated(list(procs), k):
+                proc = procs[name]
+                time.sleep(settle)
                 for c in cases:
                     proc.stdin.write(f"{c} {step_reps if c == 'step' else 3}\n")
                     proc.stdin.flush()
                     out[name][c] += json.loads(proc.stdout.readline())
     finally:
-        for proc in procs.values():
+        for proc in [spare, *procs.values()]:
             try:
                 proc.stdin.write("\n")
                 proc.stdin.close()
@@ -156,6 +172,9 @@ def main(argv=None) -> int:
                    help="time the one-token step alone (a step costs a few per cent of a window pass, so "
                         "comparing steps needs many more of them: --step-reps per round)")
     p.add_argument("--step-reps", type=int, default=10, help="steps per graph and round (default 10)")
+    p.add_argument("--settle", type=float, default=0.5,
+                   help="seconds of quiet before each graph's turn in a round (default 0.5: onnxruntime's "
+                        "pool threads spin-wait after a run)")
     p.add_argument("--json", type=Path)
     p.add_argument("--md", type=Path)
     p.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
@@ -178,7 +197,9 @@ def main(argv=None) -> int:
         cases = {"step": cases["step"]}
     print(f"timing {', '.join(cases)} of {len(names)} graphs (a worker process each) in {args.rounds} "
           "interleaved rounds …", file=sys.stderr)
-    times = time_interleaved(names, bundle, cases, args.rounds, args.threads, args.step_reps)
+    if not 0 <= args.settle <= 60:
+        p.error(f"--settle must be between 0 and 60 seconds, got {args.settle}")
+    times = time_interleaved(names, bundle, cases, args.rounds, args.threads, args.step_reps, args.settle)
     from mof.bench.cli import machine_info
     report = {"machine": machine_info(), "threads": args.threads,
               "clock": "process CPU time" if args.threads == 1 else "wall clock", "graphs": {}}
