@@ -32,9 +32,9 @@ FLAVOURS = {         # the package that brings a provider, for the error message
     "MIGraphXExecutionProvider": "onnxruntime-migraphx", "VitisAIExecutionProvider": "onnxruntime-vitisai",
 }
 NO_BRANCHES = {      # providers that must not run the decode graph's Ifs: they get the step and chunk graphs
-    # OpenVINO 2025.4 (the one onnxruntime-openvino 1.24.1 bundles) hands a later op an If's output
-    # after reusing its memory when the chunk's length changes between calls: NaN in the refill's
-    # state and logits, now and then (docs/embedding.md); OpenVINO 2026.4 on its own computes them right
+    # OpenVINO 2025.4 (the one onnxruntime-openvino 1.24.1 bundles): when the chunk's length changes
+    # between calls, a refill's state and logits are NaN now and then, from an If's output (its
+    # memory reused too early, it seems; docs/embedding.md); OpenVINO 2026.4 on its own computes them right
     "OpenVINOExecutionProvider",
 }
 Provider = Union[str, tuple]         # a name, or (name, {option: value}) as onnxruntime takes them
