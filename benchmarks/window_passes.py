@@ -15,9 +15,11 @@ a 128-token exact pass (``refill`` true, W tokens from a zero state), a 113-toke
 measured side by side. Each graph runs in a worker process of its own (an idle onnxruntime
 session's spinning threads would otherwise take the cores from the one being timed), loaded with
 mof.runtime's session options; the rounds go to the workers in turn, the order rotated each round,
-each worker's turn after ``--settle`` seconds of quiet (default 0.5): onnxruntime's pool threads
-spin-wait after a run, and with a fixed order and no pause the graph listed first was timed 4-9 %
-slow on an AVX2-only AMD EPYC (full-size fp32 step 14.5 ms listed first, 13.1-13.3 ms otherwise).
+each worker's turn after ``--settle`` seconds of quiet (default 0.5: onnxruntime's pool threads
+spin-wait after a run). The first worker started ran 3-6 % slow for a whole run on an AVX2-only
+AMD EPYC, whatever its place in the rounds (the same graph listed twice: full-size fp32 step
+14.5 ms in the first worker, 13.1-13.3 ms in a later one; cause not found), so an untimed worker
+is started first.
 
 With ``--threads 1`` the time is the process's CPU time (robust on a machine shared with other
 jobs); otherwise wall-clock time. ``--profile`` adds one profiled run per graph and pass
@@ -105,7 +107,8 @@ def time_interleaved(graphs: dict, bundle: Path, cases: dict, rounds: int, threa
 
     def start(g: Path):
         proc = subprocess.Popen([sys.executable, __file__, "--worker", str(g), "--bundle", str(bundle),
-                                 "--threads", str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                 "--threads", str(threads)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if json.loads(proc.stdout.readline()).get("ready") is not True:
             raise SystemExit(f"worker for {g} failed to start")
         return proc
