@@ -71,6 +71,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from mof.bench.rounds import SETTLE_S, rotated, settle_error
 from mof.runtime.errors import MofError
 
 HERE = Path(__file__).resolve().parent
@@ -519,8 +520,8 @@ def run(args) -> int:
         raise PeersError("--rounds, --threads and --tokens must be at least 1")
     if args.openvino_graph and not args.openvino_graph.is_file():
         raise PeersError(f"--openvino-graph {args.openvino_graph}: no such file")
-    if not 0 <= args.settle <= 60:
-        raise PeersError(f"--settle must be between 0 and 60 seconds, got {args.settle}")
+    if settle_error(args.settle):
+        raise PeersError(settle_error(args.settle))
     out_json, out_md = args.out / "peers.json", args.out / "peers.md"
     if not args.force and (out_json.exists() or out_md.exists()):
         raise PeersError(f"{out_json} exists; pass --force to replace it (or --out DIR)")
@@ -583,8 +584,7 @@ def run(args) -> int:
             workers.append((w, r))
             results.append(r)
         for k in range(args.rounds):
-            order = workers[k % len(workers):] + workers[:k % len(workers)] if workers else []
-            for w, r in order:
+            for w, r in rotated(workers, k):
                 time.sleep(args.settle)             # the last runtime's pool threads stop spinning
                 r["ms"].append(w.time_once())
             log(f"round {k + 1}/{args.rounds}: " + ", ".join(f"{r['name']} {r['ms'][-1]:.1f}" for _, r in workers))
@@ -635,8 +635,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "network as the bundle, e.g. an earlier mof's chunk.onnx of the same checkpoint")
     ap.add_argument("--rounds", type=int, metavar="N", default=10,
                     help="interleaved rounds, one pass per contender each (default 10)")
-    ap.add_argument("--settle", type=float, metavar="S", default=0.5,
-                    help="seconds of quiet before each timed pass (default 0.5): onnxruntime's pool "
+    ap.add_argument("--settle", type=float, metavar="S", default=SETTLE_S,
+                    help=f"seconds of quiet before each timed pass (default {SETTLE_S:g}): onnxruntime's pool "
                          "threads spin-wait after a run and would take the cores from the next "
                          "contender (measured: mof int8 153 ms right after mof fp32, 110 ms alone)")
     ap.add_argument("--threads", type=int, metavar="N", default=2, help="threads per runtime (default 2)")

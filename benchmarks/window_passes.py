@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mof.bench.rounds import SETTLE_S, rotated, settle_error
+
 
 def load_config(bundle: Path):
     from mof.runtime.manifest import Manifest
@@ -93,13 +95,8 @@ def worker(graph: Path, bundle: Path, threads: int) -> int:
     return 0
 
 
-def rotated(order: list, k: int) -> list:
-    """Round k's order: ``order`` rotated by k (each graph takes each place in turn)."""
-    return order[k % len(order):] + order[:k % len(order)]
-
-
 def time_interleaved(graphs: dict, bundle: Path, cases: dict, rounds: int, threads: int,
-                     step_reps: int = 10, settle: float = 0.5) -> dict:
+                     step_reps: int = 10, settle: float = SETTLE_S) -> dict:
     """{graph: {pass: [ms, ...]}}: every graph (its own worker process) runs every pass once per
     repetition, the graphs in turn (the order rotated each round, ``settle`` seconds of quiet
     before each graph's turn)."""
@@ -175,9 +172,9 @@ def main(argv=None) -> int:
                    help="time the one-token step alone (a step costs a few per cent of a window pass, so "
                         "comparing steps needs many more of them: --step-reps per round)")
     p.add_argument("--step-reps", type=int, default=10, help="steps per graph and round (default 10)")
-    p.add_argument("--settle", type=float, default=0.5,
-                   help="seconds of quiet before each graph's turn in a round (default 0.5: onnxruntime's "
-                        "pool threads spin-wait after a run)")
+    p.add_argument("--settle", type=float, default=SETTLE_S,
+                   help=f"seconds of quiet before each graph's turn in a round (default {SETTLE_S:g}: "
+                        "onnxruntime's pool threads spin-wait after a run)")
     p.add_argument("--json", type=Path)
     p.add_argument("--md", type=Path)
     p.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
@@ -200,8 +197,8 @@ def main(argv=None) -> int:
         cases = {"step": cases["step"]}
     print(f"timing {', '.join(cases)} of {len(names)} graphs (a worker process each) in {args.rounds} "
           "interleaved rounds …", file=sys.stderr)
-    if not 0 <= args.settle <= 60:
-        p.error(f"--settle must be between 0 and 60 seconds, got {args.settle}")
+    if settle_error(args.settle):
+        p.error(settle_error(args.settle))
     times = time_interleaved(names, bundle, cases, args.rounds, args.threads, args.step_reps, args.settle)
     from mof.bench.cli import machine_info
     report = {"machine": machine_info(), "threads": args.threads,

@@ -33,6 +33,7 @@ def test_rotated_rounds_time_every_graph_alike(wp, demo_bundle, tmp_path, monkey
     times = wp.time_interleaved(graphs, demo_bundle, cases, rounds=3, threads=1, step_reps=2, settle=0.25)
     assert [s for s in order if s == 0.25] == [0.25] * 9        # one quiet pause per graph and round
     assert [wp.rotated(list(graphs), k) for k in range(4)] == [list("abc"), list("bca"), list("cab"), list("abc")]
+    assert wp.rotated([], 3) == []
     for g in graphs:
         assert {c: len(v) for c, v in times[g].items()} == {c: 2 * 3 if c == "step" else 3 * 3 for c in cases}
         assert all(ms > 0 for v in times[g].values() for ms in v)
