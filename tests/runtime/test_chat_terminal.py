@@ -15,6 +15,7 @@ pexpect = pytest.importorskip("pexpect", reason="pexpect is in the [test] extra"
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="pexpect.spawn needs a POSIX pty")
 
 READY = "\x1b[?2004h"        # prompt_toolkit turns bracketed paste on as each prompt starts
+PROMPT_DONE = "\x1b[?2004l"  # ... and off as it returns the line typed
 LEFT, UP, BACKSPACE, HOME, CTRL_C = "\x1b[D", "\x1b[A", "\x7f", "\x1b[H", "\x03"
 PASTE = "\x1b[200~{}\x1b[201~"
 
@@ -140,7 +141,11 @@ def test_ctrl_c_stops_a_long_reply_and_the_chat_goes_on(demo_bundle, tmp_path):
     and the next prompt comes back."""
     child = spawn(tmp_path, "--form", "raw", "--max-tokens", "4000", "--seed", "0", "--no-history")
     send_line(child, "床前明月光，")
-    child.expect("[\u4e00-\u9fff]{8}")                     # the reply is streaming
+    # the reply is streaming: its first character after the prompt ends (prompt_toolkit turns
+    # bracketed paste off as it returns the line), not a later run of characters, which a busy
+    # machine could let the 4,000-token reply pass before Ctrl-C lands
+    child.expect_exact(PROMPT_DONE)
+    child.expect("[\u4e00-\u9fff]")
     child.send(CTRL_C)
     child.expect_exact("[stopped]")
     child.expect(r"\[\d+ tokens, prefill")
