@@ -108,6 +108,9 @@ def test_mof_contenders_on_the_demo_bundle(peers, demo_bundle, tmp_path, capsys)
     ids = np.load(tmp_path / "w" / "peers" / "ids.npy")
     saved = np.load(tmp_path / "w" / "peers" / "logits.mof-fp32.npy")
     np.testing.assert_allclose(saved, Model.load(demo_bundle).exact_logits(ids)[0], atol=1e-5)
+    # an untimed worker on the first contender ran before them (its logits, not in the report)
+    spare = np.load(tmp_path / "w" / "peers" / "logits.spare.npy")
+    np.testing.assert_array_equal(spare, saved)
     # a second run does not overwrite without --force
     rc = peers.main(["--workdir", str(tmp_path / "w"), "--bundle", str(demo_bundle), "--contenders",
                      "mof-fp32", "--out", str(out)])
