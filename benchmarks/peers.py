@@ -42,10 +42,10 @@ How: the checkpoint and bundle come from ``--workdir`` (``DIR/ckpt`` and ``DIR/<
 is. The .tflite files are converted once into ``DIR/peers/`` (``--reconvert`` redoes them). Every
 contender then runs in its own worker process (so no runtime's thread pool or allocator disturbs
 another; an untimed one on the first contender is started before them: the first worker started can
-run a few % slow for a whole run), loads, warms up twice and saves its logits; then ``--rounds`` interleaved rounds (the order
-rotates each round) each time one pass per contender, after ``--settle`` seconds of quiet (onnxruntime's
-pool threads spin-wait after a run: without the pause every contender timed right after an
-onnxruntime one lost the cores to its spinning threads). Reported: min and median ms over the rounds,
+run a few % slow for a whole run), loads, warms up twice and saves its logits; then ``--rounds``
+interleaved rounds (the order rotates each round) each time one pass per contender, after
+``--settle`` seconds of quiet (onnxruntime's pool threads spin-wait after a run: without the pause
+every contender timed right after an onnxruntime one lost the cores to its spinning threads). Reported: min and median ms over the rounds,
 max |Δlogit| against ``tf``'s logits for the same ids, and the machine (CPU, its avx2 / avx512_vnni /
 avx512_bf16 flags, cores, package versions), in ``benchmarks/results/<date>/peers.{json,md}``.
 
