@@ -140,10 +140,10 @@ def run(rounds: int, threads: int) -> dict:
 
 
 def render(report: dict) -> str:
-    m = report["machine"]
+    from mof.measure.machine import describe_machine
     lines = [f"# q/k/v layouts, {BLOCKS} blocks (E = {E}, {H} heads), {report['date']}", "",
-             f"CPU: {m['cpu']} ({', '.join(m['flags']) or 'no AVX-512 / VNNI flags'}), {report['threads']} threads, "
-             f"onnxruntime {m['onnxruntime']}; median of {report['rounds']} interleaved rounds.", "",
+             f"Machine: {describe_machine(report['machine'])}; {report['threads']} threads; "
+             f"median of {report['rounds']} interleaved rounds.", "",
              "| rows | precision | layout | ms (23 blocks) | × one product | max \\|Δ\\| vs one product |",
              "|---|---|---|---|---|---|"]
     base = {(r["rows"], r["precision"]): r["ms"] for r in report["results"] if r["layout"] == LAYOUTS[0]}
@@ -154,22 +154,6 @@ def render(report: dict) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict:
-    import onnxruntime as ort
-    cpu, flags = "unknown", []
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name") and cpu == "unknown":
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                flags = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in have]
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "flags": flags, "onnxruntime": ort.__version__}
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
@@ -178,6 +162,7 @@ def main(argv=None) -> int:
                     help="where qkv_layouts.{json,md} go (default benchmarks/results/<today>)")
     ap.add_argument("--force", action="store_true", help="replace existing results")
     args = ap.parse_args(argv)
+    from mof.measure.machine import measured_on
     if not 1 <= args.rounds <= 100:
         ap.error(f"--rounds must be between 1 and 100, got {args.rounds}")
     if not 1 <= args.threads <= 256:
@@ -187,7 +172,7 @@ def main(argv=None) -> int:
         print(f"qkv_layouts: {out_json} exists (--force replaces it)", file=sys.stderr)
         return 2
     report = {"date": time.strftime("%Y-%m-%d"), "threads": args.threads, "rounds": args.rounds,
-              "machine": machine(), **run(args.rounds, args.threads),
+              "machine": measured_on(), **run(args.rounds, args.threads),
               "command": "python benchmarks/qkv_layouts.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     args.out.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(report, indent=2))

@@ -85,7 +85,7 @@ def worker(bundle: Path, precision: str, passes: int) -> dict:
 
 def render(report: dict) -> str:
     lines = [f"# Steady memory of {report['bundle']} ({report['precision']}), {report['date']}", "",
-             f"CPU: {report['cpu']}; resident MB above the process's before `Model.load`, by mapping; "
+             f"Machine: {report['cpu']}; resident MB above the process's before `Model.load`, by mapping; "
              f"weights {report['weights_mb']:.1f} MB.", "",
              "| variant | stage | heap and anonymous | onnxruntime library | weights file | other | total (× weights) |",
              "|---|---|---|---|---|---|---|"]
@@ -125,7 +125,8 @@ def main(argv=None) -> int:
     if out_json.exists() and not args.force:
         print(f"steady_memory: {out_json} exists (--force replaces it)", file=sys.stderr)
         return 2
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    from mof.measure.machine import describe_machine, measured_on
+    cpu = describe_machine(measured_on())
     report = {"date": time.strftime("%Y-%m-%d"), "bundle": str(args.bundle), "precision": args.precision,
               "cpu": cpu, "variants": {},
               "command": "python benchmarks/steady_memory.py " + " ".join(sys.argv[1:] if argv is None else argv)}
