@@ -55,10 +55,11 @@ def by_mapping(weights_file: str) -> dict:
 
 def worker(bundle: Path, precision: str, passes: int) -> dict:
     import ctypes
+    from mof.bench.cli import precision_bytes
     from mof.runtime import Model
-    from mof.runtime.manifest import Manifest
-    manifest = Manifest(json.loads((bundle / "manifest.json").read_text(encoding="utf-8")), str(bundle))
-    weights = os.path.realpath(bundle / (manifest.weights_file(precision) or "-"))
+    from mof.runtime.bundle import read_manifest
+    manifest = read_manifest(bundle)
+    weights = os.path.realpath(bundle / (manifest.weights_file(precision) or "-"))   # none: format 1
     before = by_mapping(weights)
     model = Model.load(bundle, precision=precision)
     ids = np.random.default_rng(0).integers(0, model.config.vocab_size, model.config.window)
@@ -77,8 +78,8 @@ def worker(bundle: Path, precision: str, passes: int) -> dict:
         model.exact_logits(ids)
         times.append(time.perf_counter() - t0)
     stages[f"after {passes} more passes"] = by_mapping(weights)
-    weight_bytes = os.path.getsize(weights) if os.path.exists(weights) else 0
-    return {"weights_mb": weight_bytes / MB, "trim_ms": trim_ms,
+    # the precision's weight bytes as mof-bench counts them for its steady multiple
+    return {"weights_mb": precision_bytes(manifest, bundle, precision)[0] / MB, "trim_ms": trim_ms,
             "exact_ms_median": float(np.median(times) * 1e3),
             "stages": {s: {k: v - before[k] for k, v in kinds.items()} for s, kinds in stages.items()}}
 
