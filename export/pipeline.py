@@ -16,7 +16,7 @@ from mof.runtime.manifest import UNSAID_FORM
 from mof.runtime.vocab import Vocabulary
 from mof.writer.bundle_writer import BundleWriter, check_writable_target
 from mof.writer.graph_store import store_precision
-from mof.writer.manifest import add_precision, make_manifest, set_stream_report, set_validation
+from mof.writer.manifest import add_precision, make_manifest, set_self_check, set_stream_report, set_validation
 
 from .checkpoint import (EMBEDDING, check_data_complete, list_variables, locate_checkpoint, read_shape_facts,
                          resolve_config)
@@ -124,6 +124,7 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None,
     from mof.measure.calibration import load_calibration_text
     from mof.measure.policies import policy_table
     from mof.runtime.model import Model, session_options
+    from mof.runtime.selfcheck import make_reference
 
     from . import oracle
     from .convert import to_onnx
@@ -193,9 +194,11 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None,
         source = opts.calibration_text.name if opts.calibration_text else "built-in"
         stream = policy_table(decode_model, calibration, opts.eval_tokens, source,     # what decoding runs
                               None if opts.int8 else progress.log)
+        references = make_reference(decode_model, recorded_by="mof-export")    # the self-check's
         del sessions, runtime_model, decode_model
     set_validation(manifest, report)
     set_stream_report(manifest, stream)
+    set_self_check(manifest, references)
     int8_blobs = {}
     if opts.int8:
         from mof.quant.bundle_quant import make_quantized

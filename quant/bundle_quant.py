@@ -75,13 +75,24 @@ def make_quantized(precision: str, fp32_blobs: dict[str, bytes], manifest: dict,
         log(f"      WARNING: {msg}; kept because of --allow-degraded")
     from mof.runtime.ort_compat import record as onnxruntime_record     # the onnxruntime it was measured with
     additions = {"record": {"quantization": scheme, "accuracy": report},
-                 "onnxruntime": onnxruntime_record(precision, scheme["name"])}
+                 "onnxruntime": onnxruntime_record(precision, scheme["name"]),
+                 "self_check": self_check_references(models, precision, manifest)}
     if manifest.get("stream", {}).get("policies"):      # the policy table gains this precision's ms/token
         from mof.measure.policies import add_timings, format_table
         additions["stream"] = add_timings(manifest["stream"], precision, models[precision], text, eval_tokens)
         for line in format_table(additions["stream"]).splitlines():
             log("      " + line)
     return blobs, additions
+
+
+def self_check_references(models: dict, precision: str, manifest: dict) -> dict:
+    """The manifest's self_check section with ``precision``'s reference logits added (and fp32's,
+    for a bundle made before the self-check: its probes are made now)."""
+    from mof.runtime.selfcheck import SECTION, make_reference
+    section = manifest.get(SECTION)
+    if not section or FP32 not in (section.get("precisions") or {}):
+        section = make_reference(models[FP32], section, recorded_by="mof-quantize")
+    return make_reference(models[precision], section, recorded_by="mof-quantize")
 
 
 def quantize_bundle(bundle_dir: Path, *, precision: str = INT8, calibration_text: Optional[Path] = None,

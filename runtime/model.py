@@ -29,6 +29,8 @@ from .errors import BundleError, MofError, OnnxruntimeWarning
 from .manifest import Manifest
 from .memory import release_after
 from .onnx_refs import ProtoError, external_locations
+from . import ort_compat
+from .ort_compat import CPU, product_bug
 from .ort_compat import check as check_onnxruntime_version
 from .providers import resolve as resolve_providers
 from .state import State, state_shapes
@@ -68,6 +70,7 @@ class Model:
         self.onnxruntime_note = onnxruntime_note       # Model.load's one-line warning (None: none)
         self._state_fields = list(state_shapes(self.config))
         self._outputs = {n: [o.name for o in s.get_outputs()] for n, s in sessions.items()}
+        self.self_check_result = None                  # the last self_check()'s PrecisionCheck
 
     @property
     def recommended_mode(self) -> str:
@@ -90,7 +93,8 @@ class Model:
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike, int8: bool = False, threads: Optional[int] = None,
              graphs: Optional[Sequence[str]] = None, window: Optional[int] = None,
-             precision: Optional[str] = None, providers=None, check_onnxruntime: bool = True) -> "Model":
+             precision: Optional[str] = None, providers=None, check_onnxruntime: bool = True,
+             self_check: bool = False) -> "Model":
         """Verify the bundle (format version, every file's sha256), then open its graphs
         (default: the ones decoding runs, ``Manifest.decoding_graphs``: the decode graph, or the
         step and chunk graphs of bundles without it or on a provider that must not run its Ifs,
@@ -108,7 +112,12 @@ class Model:
         (docs/embedding.md): a version its kernels are known to compute differently on is a MofError;
         one not known to reproduce its figures, or another provider than the CPU, gives a one-line
         ``OnnxruntimeWarning`` (also kept as ``model.onnxruntime_note``). ``check_onnxruntime=False``
-        skips both (to measure such a version)."""
+        skips both (to measure such a version).
+
+        ``self_check``: recompute the bundle's reference logits for ``precision`` on this machine
+        (mof.runtime.selfcheck) and raise a MofError if they differ beyond the recorded tolerance;
+        the result is kept as ``model.self_check_result``. It runs whatever the flag on a CPU and
+        onnxruntime known to compute some products wrong (ort_compat.PRODUCT_BUGS)."""
         bundle_dir = Path(bundle_dir)
         precision = precision or (INT8 if int8 else FP32)
         if precision not in PRECISIONS:
@@ -173,7 +182,30 @@ class Model:
             _check_io(sess, manifest.graph(name), f"{bundle_dir.name}/{file}")
             sessions[name] = sess
         check_unchanged(bundle_dir, identities)
-        return cls(bundle_dir, manifest, sessions, vocab, precision, config, note)
+        model = cls(bundle_dir, manifest, sessions, vocab, precision, config, note)
+        bug = product_bug(precision) if check_onnxruntime and chosen.names[0] == CPU else None
+        if self_check or bug:
+            model.self_check(required=True, because=bug.why if bug else "")
+        return model
+
+    def self_check(self, required: bool = False, because: str = ""):
+        """Recompute the bundle's reference logits for this precision on this machine and compare
+        (mof.runtime.selfcheck.PrecisionCheck; its ``line()`` is the verdict). ``required``: a
+        verdict that fails, or a bundle without references, is a MofError (``because`` says why
+        the check was required)."""
+        from .selfcheck import check_model
+        why = f" ({because} on this CPU under onnxruntime {ort_compat.current()})" if because else ""
+        try:
+            result = check_model(self)
+        except MofError as e:
+            if not why:
+                raise
+            raise type(e)(f"{e}{why}") from None
+        self.self_check_result = result
+        if required and not result.passed:
+            raise MofError(f"{self.bundle_dir.name}: self-check failed{why}: {result.line()}; "
+                           "its logits differ from the export's on this machine (mof-check shows each probe)")
+        return result
 
     @property
     def providers(self) -> list[str]:

@@ -44,6 +44,38 @@ KERNELS = {          # max |Δlogit| vs 1.32.0: fp32 <= 9.5e-6 on every version 
 MEASURED_WITH = "1.32.0"           # the version KERNELS' "same" lists are relative to
 
 
+@dataclass(frozen=True)
+class ProductBug:
+    """onnxruntime versions whose kernels compute wrong products on CPUs with a feature, for some
+    shapes only: a bundle is used there only once its self-check passes (Model.load)."""
+    precision: str                 # the precision whose graphs run the broken kernel
+    first: str                     # first and last version measured wrong
+    last: str
+    cpu_flag: str                  # runtime/machine.py's flag that selects the broken kernel
+    why: str
+
+
+PRODUCT_BUGS = (
+    # An outside test on an Intel Xeon with AMX (docs/platforms.md): single u8 x s8 products wrong
+    # when N mod 32 is 17-31 and M >= 32 on 1.21.1-1.24.4 (onnxruntime issue 26324), right on 1.20.1
+    # and with AMX blocked; full-size t6_beta_dense's widths are spared, E = 520 / 392 RNN units are not.
+    ProductBug("int8", "1.21.0", "1.24.4", "amx_int8",
+               "MatMulIntegerToFloat's AMX kernels compute wrong products for some output widths"),
+)
+
+
+def product_bug(precision: str, running: Optional[str] = None, flags=None) -> Optional[ProductBug]:
+    """The known kernel bug this onnxruntime has on this CPU for ``precision``, if any."""
+    from .machine import cpu_flags
+    running = version(running or current())
+    flags = cpu_flags() if flags is None else set(flags)
+    for bug in PRODUCT_BUGS:
+        if (bug.precision == precision and bug.cpu_flag in flags
+                and version(bug.first) <= running <= version(bug.last)):
+            return bug
+    return None
+
+
 def version(text: str) -> tuple[int, ...]:
     """"1.24.4" -> (1, 24, 4); a local or dev suffix ("1.24.1+openvino", "1.33.0.dev1") is dropped."""
     m = re.match(r"(\d+(?:\.\d+)*)", str(text))

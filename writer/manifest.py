@@ -1,7 +1,8 @@
 """Writing manifest.json (docs/bundle-format.md): the one module that makes a manifest and
-changes it. mof-export makes it (``make_manifest``, ``set_validation``, ``set_stream_report``),
-mof-quantize adds a precision (``add_precision``, ``record_weights``), upgrading a bundle marks it
-current (``mark_current``), and ``write_manifest`` serializes it (BundleWriter.commit). Readers use
+changes it. mof-export makes it (``make_manifest``, ``set_validation``, ``set_stream_report``,
+``set_self_check``), mof-quantize adds a precision (``add_precision``, ``record_weights``),
+upgrading a bundle marks it current (``mark_current``), and ``write_manifest`` serializes it
+(BundleWriter.commit). Readers use
 mof.runtime.manifest.Manifest. No onnx here: mof-eval, which needs only the runtime, writes
 through it too.
 """
@@ -21,6 +22,7 @@ from mof.runtime.contract import (FORMAT, FORMAT_VERSION, FP32, GRAPH_CHUNK, GRA
 from mof.runtime.errors import BundleError
 from mof.runtime.manifest import UNSAID_FORM
 from mof.runtime.ort_compat import record as onnxruntime_record
+from mof.runtime.selfcheck import SECTION as SELF_CHECK
 from mof.runtime.state import state_io, state_shapes
 
 
@@ -111,8 +113,13 @@ def set_stream_report(manifest: dict, stream: dict) -> None:
     manifest["recommended_refill_every"] = stream["recommended_refill_every"]
 
 
+def set_self_check(manifest: dict, section: dict) -> None:
+    """Store the self-check's probes and reference logits (mof.runtime.selfcheck.make_reference)."""
+    manifest[SELF_CHECK] = section
+
+
 def add_precision(manifest: dict, precision: str, record: dict, onnxruntime: dict,
-                  stream: Optional[dict] = None) -> dict:
+                  stream: Optional[dict] = None, self_check: Optional[dict] = None) -> dict:
     """A copy of ``manifest`` with a quantized precision: its graph files named in every decoding
     graph's entry, its record ({"quantization", "accuracy"}) under its own key, the onnxruntime
     it was measured with, and (when given) the policy table with its ms per token."""
@@ -126,6 +133,8 @@ def add_precision(manifest: dict, precision: str, record: dict, onnxruntime: dic
     manifest["onnxruntime"] = {**(manifest.get("onnxruntime") or {}), precision: onnxruntime}
     if stream is not None:
         manifest["stream"] = stream
+    if self_check is not None:
+        set_self_check(manifest, self_check)
     return manifest
 
 
