@@ -259,13 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=number(int, lambda v: v >= 1, "an integer >= 1"),
                    help="onnxruntime intra-op threads (default: onnxruntime's choice)")
     add_provider_flag(p)
+    p.add_argument("--self-check", action="store_true",
+                   help="before the window opens, recompute the bundle's reference logits on this "
+                        "machine (mof-check) and stop if they differ from the export's")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
 def load(args) -> dict:
     """The model and settings ``args`` name (errors here come before any window opens)."""
-    model = Model.load(args.model, precision=args.precision, threads=args.threads, providers=args.provider)
+    model = Model.load(args.model, precision=args.precision, threads=args.threads, providers=args.provider,
+                       self_check=args.self_check)
+    if model.self_check_result is not None:
+        print(f"{PROG}: self-check: {model.self_check_result.line()}", file=sys.stderr)
     return {"model": model, "sampling": sampling_from_args(args),
             "mode": args.mode or model.recommended_mode, "form": args.form or model.form}
 

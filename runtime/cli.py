@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where a terminal chat keeps the lines you typed, for Up/Down "
                         "(default: %(default)s; created readable by you alone)")
     r.add_argument("--no-history", action="store_true", help="keep no history file")
+    r.add_argument("--self-check", action="store_true",
+                   help="first recompute the bundle's reference logits on this machine (mof-check) and "
+                        "stop if they differ from the export's")
     r.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -81,7 +84,9 @@ def run(args) -> int:
     if args.transcript is not None and args.transcript.is_dir():
         raise MofError(f"--transcript {args.transcript} is a directory")
     model = Model.load(args.model, precision=args.precision, threads=args.threads, window=args.window,
-                       providers=args.provider)
+                       providers=args.provider, self_check=args.self_check)
+    if model.self_check_result is not None:
+        print(f"{PROG}: self-check: {model.self_check_result.line()}", file=sys.stderr)
     decoding = resolve_decoding(model, args.mode, args.refill_every, CLI)
     form = args.form or model.form
     if form == "raw" and (args.save_state or args.load_state):

@@ -258,3 +258,19 @@ def test_int4_runs_and_says_it_missed_the_gates(mof_run):
         assert "int4 was kept below the accuracy gates" in err and "top-1" in err
     code, out, err = mof_run(["--int8", "--seed", "0", "--max-tokens", "8", "--prompt", "你好"])
     assert code == 0 and "below the accuracy gates" not in err
+
+
+def test_self_check_runs_first_and_a_failed_one_stops(mof_run, tmp_path):
+    code, out, err = mof_run(["--self-check", "--int8", "--seed", "0", "--max-tokens", "4", "--prompt", "你好"])
+    assert code == 0 and out.strip()
+    assert err.splitlines()[0].startswith("mof-run: self-check: int8  ✓ max |Δlogit|")
+    from mof.runtime import DEFAULT_BUNDLE
+    from mof.runtime.selfcheck import SECTION
+    bundle = tmp_path / "demo.mof"
+    shutil.copytree(DEFAULT_BUNDLE, bundle)
+    m = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    m[SECTION]["precisions"]["fp32"]["mean"] = m[SECTION]["precisions"]["int8"]["mean"]   # other references
+    (bundle / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+    code, out, err = mof_run(["--model", bundle, "--self-check", "--prompt", "你好"])
+    assert code == 1 and not out and err.count("\n") == 1
+    assert "self-check failed: fp32  ✗ max |Δlogit|" in err

@@ -16,7 +16,17 @@ from mof.runtime import DEFAULT_BUNDLE, Model, MofError
 from mof.runtime.bundle import file_record
 from mof.runtime.contract import PRECISIONS
 from mof.runtime.errors import BundleError
+from mof.runtime.model import check_environment
 from mof.runtime.selfcheck import SECTION, TOLERANCES, check_model, make_probes
+
+
+def _runs(precision: str) -> bool:
+    """This onnxruntime runs ``precision``'s graphs (int4 needs 1.29: runtime/ort_compat.py)."""
+    try:
+        check_environment(DEFAULT_BUNDLE, precision)
+        return True
+    except MofError:
+        return False
 
 
 def _copy(tmp_path: Path) -> Path:
@@ -46,6 +56,8 @@ def _scale_weights(bundle: Path, precision: str, factor: float) -> None:
 
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_the_demo_reproduces_its_references(precision):
+    if not _runs(precision):
+        pytest.skip(f"this onnxruntime does not run {precision}")
     model = Model.load(DEFAULT_BUNDLE, precision=precision)
     result = model.self_check()
     print(result.line())
@@ -89,7 +101,7 @@ def test_a_kernel_that_computes_other_logits_is_caught(monkeypatch, shift, passe
     result = model.self_check()
     print(result.line())
     assert result.passed is passes
-    assert result.max_abs_diff == pytest.approx(2 * shift, rel=0.05)
+    assert result.max_abs_diff == pytest.approx(2 * shift, abs=1e-5)    # onnxruntime 1.20.1: 1.9e-6 unshifted
 
 
 def test_a_bundle_without_references_says_how_to_add_them(tmp_path):
@@ -120,7 +132,7 @@ def test_another_cpu_kind_gets_int4s_wider_tolerance(monkeypatch):
     import mof.runtime.selfcheck as selfcheck
     other = {"model": "Some ARM64 CPU", "machine": "aarch64", "flags": ["asimddp"]}
     monkeypatch.setattr(selfcheck, "cpu_features", lambda: other)
-    for precision in PRECISIONS:
+    for precision in filter(_runs, PRECISIONS):
         result = check_model(Model.load(DEFAULT_BUNDLE, precision=precision))
         assert not result.same_cpu_kind and result.atol == TOLERANCES[precision].other_kind
     assert TOLERANCES["int4"].other_kind > TOLERANCES["int8"].other_kind
