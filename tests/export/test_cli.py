@@ -44,6 +44,9 @@ def test_export_force_and_progress_in_a_real_process(tiny_ckpt, tmp_path, run_cl
     assert stderr.count("✓") == cases and "✗" not in stderr
     assert "recommended: " in stderr and "stream policies vs exact" in stderr
     assert "oneDNN" not in stderr and "cuda" not in stderr.lower()
+    assert list(manifest["self_check"]["precisions"]) == ["fp32"]        # the self-check's references
+    from mof.runtime import Model
+    assert Model.load(out, self_check=True).self_check_result.max_abs_diff == 0.0
     before = manifest["files"]
 
     assert main([str(tiny_ckpt), "-o", str(out), *FLAGS]) == 1

@@ -119,6 +119,10 @@ def test_int8_meets_the_gates_on_a_trained_model(trained_bundle, tmp_path, capsy
     assert m["recommended_mode"] in ("stream", "exact")
     text = "".join(Generator(Model.load(copy, int8=True), "床前", SamplingConfig(seed=0, max_tokens=20)))
     assert len(text) == 20
+    # mof-quantize recorded int8's references beside the export's fp32 ones, and they reproduce
+    assert sorted(m["self_check"]["precisions"]) == ["fp32", "int8"]
+    assert m["self_check"]["precisions"]["fp32"]["recorded_by"] == "mof-export"
+    assert Model.load(copy, int8=True, self_check=True).self_check_result.max_abs_diff == 0.0
     # re-measured on this machine in one command: the same table (same text, same graphs, same CPU)
     capsys.readouterr()
     assert quantize_main(["--check", str(copy), "--eval-tokens", "400"]) == 0
