@@ -143,8 +143,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"{ort.__version__}, {providers}")
         results = [check_precision(args.bundle, p, args) for p in wanted]
         failed = [r["precision"] for r in results if not r["passed"]]
+        verb = "reproduces" if len(wanted) == 1 else "reproduce"
         print(f"{PROG}: " + (f"{', '.join(failed)} did not reproduce the bundle's references" if failed
-                             else f"{', '.join(wanted)} reproduce the bundle's references"))
+                             else f"{', '.join(wanted)} {verb} the bundle's references"))
         if args.json:
             report = {"bundle": str(args.bundle), "cpu": cpu_features(), "onnxruntime": ort.__version__,
                       "providers": providers, "passed": not failed, "precisions": results}
