@@ -75,7 +75,7 @@ def make_quantized(precision: str, fp32_blobs: dict[str, bytes], manifest: dict,
         log(f"      WARNING: {msg}; kept because of --allow-degraded")
     from mof.runtime.ort_compat import record as onnxruntime_record     # the onnxruntime it was measured with
     additions = {"record": {"quantization": scheme, "accuracy": report},
-                 "onnxruntime": onnxruntime_record(precision, scheme["name"]),
+                 "onnxruntime": onnxruntime_record(precision, scheme["name"], config=manifest["model"]),
                  "self_check": self_check_references(models, precision, manifest)}
     if manifest.get("stream", {}).get("policies"):      # the policy table gains this precision's ms/token
         from mof.measure.policies import add_timings, format_table

@@ -97,7 +97,7 @@ def make_manifest(config: ModelConfig, *, model_type: Optional[str], vocab: dict
         "stream": stream or {},
         "producer": producer,
         "source": source,
-        "onnxruntime": {FP32: onnxruntime_record(FP32)},   # mof-quantize adds its precision's
+        "onnxruntime": {FP32: onnxruntime_record(FP32, config=config)},   # mof-quantize adds its precision's
     }
 
 

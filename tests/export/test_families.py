@@ -69,3 +69,12 @@ def test_every_t7_type_takes_a_moemodel_t7_branch():
     # t7_cpu_standard's branch embeds with TokenAndPositionEmbedding_41_01_t7_2 (no GRU): embed_gru False
     assert [n for n, t in T7_TYPES.items() if not t.embed_gru] == ["t7_cpu_standard"]
     assert "TokenAndPositionEmbedding_41_01_t7_2" in src.split("mt=='t7_cpu_standard'")[1]
+
+
+def test_the_full_size_models_the_onnxruntime_tables_name_are_these_families():
+    """runtime/ort_compat.MODELS spells the measured full-size configurations out (the runtime does
+    not import the export side): they must stay the families' own."""
+    from mof.export.families import T7_TYPES
+    from mof.runtime.ort_compat import MODELS
+    assert MODELS["t6_beta_dense V=16000"] == T6_TYPES["t6_beta_dense"].config(16000).to_dict()
+    assert MODELS["t7_small V=16000"] == T7_TYPES["t7_small"].config(16000).to_dict()

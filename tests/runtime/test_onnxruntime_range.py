@@ -20,7 +20,7 @@ from mof.runtime import DEFAULT_BUNDLE, Model, MofError
 from mof.runtime.bundle import read_manifest
 from mof.measure.machine import cpu_features
 from mof.runtime.errors import OnnxruntimeWarning
-from mof.runtime.ort_compat import CPU, KERNELS, SUPPORTED, check, record, version
+from mof.runtime.ort_compat import CPU, KERNELS, SUPPORTED, check, model_of, precision_record, record, version
 from mof.runtime.providers import Providers, canonical, parse, resolve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,8 +103,9 @@ def test_int4_is_refused_below_the_version_its_kernels_need_in_one_line():
 
 
 def test_outside_the_known_versions_a_one_line_warning_names_onnxruntime():
-    note = check(_manifest(), "int8", "t6-demo.mof", running="1.23.2")          # never measured
-    assert note and "\n" not in note and "onnxruntime 1.23.2" in note and "1.32.0" in note
+    note = check(_manifest(), "int8", "t6-demo.mof", running="1.19.2")          # never measured
+    assert note and "\n" not in note and "onnxruntime 1.19.2" in note and "1.32.0" in note
+    assert "its logits may differ" in note and "mof-check t6-demo.mof" in note
     assert check(_manifest(), "int8", "t6-demo.mof", running="1.31.1") is None
     assert check(_manifest(), "fp32", "t6-demo.mof", running=SUPPORTED[0]) is None
     assert check(_manifest(), "int4", "t6-demo.mof", running="1.29.0")        # loads, not reproduced
@@ -113,7 +114,7 @@ def test_outside_the_known_versions_a_one_line_warning_names_onnxruntime():
 
 
 def test_a_bundle_s_own_record_wins_over_what_mof_measured_of_its_scheme():
-    own = {"int8": {"measured": "1.30.0", "reproduces": ["1.30.0"], "requires": "1.30.0"}}
+    own = {"int8": {"measured": "1.30.0", "reproduces": ["1.30.0"], "requires": "1.30.0", "basis": "its own"}}
     with pytest.raises(MofError, match="need onnxruntime >= 1.30.0"):
         check(_manifest(onnxruntime=own), "int8", "b", running="1.26.0")
     assert check(_manifest(onnxruntime=own), "int8", "b", running="1.32.0")   # not in its list: a warning
@@ -123,11 +124,37 @@ def test_a_bundle_s_own_record_wins_over_what_mof_measured_of_its_scheme():
     assert check(bare, "int4", "b", running="1.0.0") is None                    # nothing recorded: no claim
 
 
+FULL_SIZE = {"vocab_size": 16000, "embed_dim": 512, "rnn_units": 1400, "router_units": 128, "rnn_layers": 1,
+             "trans_layers": 23, "num_heads": 8, "ffn_dim": 512, "max_positions": 4096, "trans_window": 200,
+             "window": 128, "family": "t6", "trans_layers_2": 0, "ffn_dim_2": 0, "embed_gru": True}
+
+
+def test_the_lists_are_the_bundle_s_own_shapes_or_say_they_are_inferred():
+    """int8 reproduces on every version measured at the demo's shapes, but at full size only from
+    1.30 (docs/platforms.md): a full-size bundle's list is its own shapes', an older record (written
+    from the demo's list) is judged again on them, and shapes never measured get what held on every
+    model measured, marked as inferred."""
+    full = _manifest(model={"model_type": "t6_beta_dense", **FULL_SIZE})
+    full["onnxruntime"] = {"int8": {"measured": "1.32.0", "reproduces": ["1.20.1", "1.24.4", "1.32.0"]}}
+    rec = precision_record(full, "int8")
+    assert rec["reproduces"] == ["1.30.0", "1.31.1", "1.32.0"] and "t6_beta_dense" in rec["basis"]
+    note = check(full, "int8", "big.mof", running="1.24.4")
+    assert note and "measured to differ on this model's shapes" in note and "mof-check big.mof" in note
+    assert check(full, "fp32", "big.mof", running="1.24.4") is None
+    assert check(_manifest(), "int8", "t6-demo.mof", running="1.24.4") is None    # the demo's shapes
+    other = _manifest(model={**FULL_SIZE, "embed_dim": 520, "rnn_units": 392})
+    rec = record("int8", "rowwise-u8s8", "1.32.0", config=other["model"])
+    assert rec["reproduces"] == ["1.30.0", "1.31.1", "1.32.0"] and rec["basis"].startswith("inferred")
+    assert model_of(read_manifest(DEFAULT_BUNDLE).config) == "demo"
+
+
 def test_the_writer_records_this_onnxruntime_and_what_reproduces_it():
-    r = record("int4", "matmulnbits-int4", measured="1.32.0")
-    assert r == {"measured": "1.32.0", "reproduces": list(KERNELS["matmulnbits-int4"].same),
+    r = record("int4", "matmulnbits-int4", measured="1.32.0", config=read_manifest(DEFAULT_BUNDLE).config)
+    assert r == {"measured": "1.32.0", "reproduces": list(KERNELS["matmulnbits-int4"].same["demo"]),
+                 "basis": "measured on this model's shapes (demo)",
                  "requires": "1.29.0", "why": KERNELS["matmulnbits-int4"].why}
-    assert record("int8", "some-new-scheme", measured="1.31.0") == {"measured": "1.31.0", "reproduces": ["1.31.0"]}
+    assert record("int8", "some-new-scheme", measured="1.31.0") == {
+        "measured": "1.31.0", "reproduces": ["1.31.0"], "basis": "the version it was measured with"}
     assert record("fp32")["measured"] == ort.__version__
 
 
