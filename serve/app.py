@@ -129,7 +129,8 @@ def create_app(config: ServeConfig = ServeConfig(), model: Optional[Model] = Non
         err = ApiError(e.status_code, str(e.detail), code="not_found" if e.status_code == 404 else None)
         return JSONResponse(err.body(), status_code=e.status_code, headers=dict(e.headers or {}))
 
-    for module in (routes_completions, routes_info, routes_tokens, routes_page):
+    modules = (routes_completions, routes_info, routes_tokens, routes_page)
+    for module in modules:
         app.include_router(module.router)
     app.mount("/static", routes_page.static_files(), name="static")
     spec: dict = {}
@@ -139,7 +140,11 @@ def create_app(config: ServeConfig = ServeConfig(), model: Optional[Model] = Non
             spec.update(build_openapi(app, config, server.model_id))
         return spec
     app.openapi = openapi
-    app.add_middleware(RequestGuard, metrics=server.metrics, requests=server.requests)
+    # the routes whose templates label the request counter: each module's own, and the app's (the
+    # schema, the docs, /static); FastAPI wraps an included router in a route of its own
+    routes = [r for module in modules for r in module.router.routes] + \
+        [r for r in app.router.routes if getattr(r, "path_format", None)]
+    app.add_middleware(RequestGuard, metrics=server.metrics, requests=server.requests, routes=routes)
     if config.cors_origins:                  # browser front-ends on these origins may call the API
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"], expose_headers=["Retry-After"],

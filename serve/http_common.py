@@ -124,11 +124,19 @@ class OpenRequests:
 ROUTE_UNMATCHED = "unmatched"      # the endpoint label of every path no route matches (a 404)
 
 
-def route_label(scope) -> str:
-    """The route template a request matched (``/v1/models/{name}``), never the raw path: a bounded
-    label set however many paths clients invent."""
-    route = scope.get("route")
-    return getattr(route, "path_format", None) or getattr(route, "path", None) or ROUTE_UNMATCHED
+def route_label(scope, routes=()) -> str:
+    """The route template a request matches (``/v1/models/{name}``, ``/static/{path}``), never the
+    raw path: a bounded label set however many paths clients invent. A route that matches the
+    path but not the method (a 405) names it too; no route at all is ``unmatched``."""
+    from starlette.routing import Match
+    partial = None
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return getattr(route, "path_format", None) or ROUTE_UNMATCHED
+        if match is Match.PARTIAL and partial is None:
+            partial = route
+    return getattr(partial, "path_format", None) or ROUTE_UNMATCHED
 
 
 class _Response:
@@ -161,16 +169,18 @@ class RequestGuard:
     - when the drain's time runs out, ``OpenRequests.abort`` cancels what is still open: a request
       that had not answered gets a 503, a stream an error event and ``[DONE]``."""
 
-    def __init__(self, app, metrics: Metrics, requests: OpenRequests):
-        self.app, self.metrics, self.requests = app, metrics, requests
+    def __init__(self, app, metrics: Metrics, requests: OpenRequests, routes=()):
+        """``routes``: the app's routes (the request counter's labels are their templates)."""
+        self.app, self.metrics, self.requests, self.routes = app, metrics, requests, routes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        label = route_label(dict(scope), self.routes)      # before the routers add to the scope
         if self.requests.draining:
             await _send_error(send, ApiError(503, "the server is shutting down", code="unavailable",
                                              retry_after=5), close=True)
-            return self._count(scope, 503)
+            return self._count(label, 503)
         response = _Response()
 
         async def tracked(message):
@@ -190,14 +200,14 @@ class RequestGuard:
                 raise                                   # this request's own task was cancelled: pass it on
             await self._abort(send, response)
         except Exception as e:
-            log.error("%s %s failed", scope.get("method"), route_label(scope), exc_info=e)
+            log.error("%s %s failed", scope.get("method"), label, exc_info=e)
             if not response.started:
                 await _send_error(send, ApiError(500, f"internal error: {type(e).__name__}", code="internal_error"))
                 response.started = response.complete = True
                 response.status = 500
         finally:
             self.requests.discard(task)
-            self._count(scope, response.status if response.complete else 499)
+            self._count(label, response.status if response.complete else 499)
 
     async def _abort(self, send, response: _Response) -> None:
         """Answer a request the drain cut off (its client may not read any more: bounded)."""
@@ -212,5 +222,5 @@ class RequestGuard:
                 await asyncio.wait_for(send({"type": "http.response.body", "body": sse(error.body()) + SSE_DONE}), 1)
                 response.complete = True
 
-    def _count(self, scope, status: int) -> None:
-        self.metrics.requests.labels(route_label(scope), str(status)).inc()
+    def _count(self, label: str, status: int) -> None:
+        self.metrics.requests.labels(label, str(status)).inc()

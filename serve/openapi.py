@@ -36,6 +36,13 @@ COMPLETION = {"type": "object", "required": ["id", "object", "created", "model",
                              "created": {"type": "integer"}, "model": {"type": "string"},
                              "choices": {"type": "array", "items": {"type": "object", "required": ["index"]}},
                              "usage": USAGE, "timings": {"type": "object"}, "mof": {"type": "object"}}}
+CHUNK = {"type": "object", "required": ["id", "object", "created", "model", "choices"],
+         "properties": {"choices": {"type": "array", "items": {"type": "object", "required": ["index"]}}}}
+SSE_EVENT = {                  # one server-sent event: data: a chunk, an error, or [DONE] (the last)
+    "type": "object", "required": ["data"], "properties": {"data": {"anyOf": [
+        {"const": "[DONE]"},
+        {"type": "string", "contentMediaType": "application/json",
+         "contentSchema": {"anyOf": [CHUNK, ERROR]}}]}}}
 MODEL = {"type": "object", "required": ["id", "object", "created", "owned_by"],
          "properties": {"id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
                         "owned_by": {"type": "string"}}}
@@ -51,6 +58,13 @@ SCHEMAS = {
     "Text": {"type": "object", "required": ["content"], "properties": {"content": {"type": "string"}}},
     "Health": {"type": "object", "required": ["status"], "properties": {
         "status": {"enum": ["ok", "loading", "error"]}, "detail": {"type": ["string", "null"]}}},
+}
+
+EXAMPLES = {
+    "/v1/chat/completions": {"messages": [{"role": "user", "content": "你好"}], "max_tokens": 4},
+    "/v1/completions": {"prompt": "床前明月光，", "max_tokens": 4},
+    "/tokenize": {"content": "床前", "with_pieces": True},
+    "/detokenize": {"tokens": [1, 2, 3]},
 }
 
 WHY = {
@@ -75,9 +89,9 @@ STATUSES = {                   # (method, path) -> the statuses it can send besi
 }
 OK = {
     ("post", "/v1/chat/completions"): {"application/json": {"$ref": REF.format(model="Completion")},
-                                       "text/event-stream": {"type": "string"}},
+                                       "text/event-stream": SSE_EVENT},
     ("post", "/v1/completions"): {"application/json": {"$ref": REF.format(model="Completion")},
-                                  "text/event-stream": {"type": "string"}},
+                                  "text/event-stream": SSE_EVENT},
     ("post", "/tokenize"): {"application/json": {"$ref": REF.format(model="Tokens")}},
     ("post", "/detokenize"): {"application/json": {"$ref": REF.format(model="Text")}},
     ("get", "/v1/models"): {"application/json": {"$ref": REF.format(model="ModelList")}},
@@ -98,9 +112,10 @@ def _error(status: int) -> dict:
     return out
 
 
-def _responses(key: tuple) -> dict:
+def _responses(key: tuple, keyed: bool) -> dict:
+    """``keyed``: the server has an API key (only then can it send a 401)."""
     out = {"200": {"description": "OK", "content": {media: {"schema": schema} for media, schema in OK[key].items()}}}
-    for status in sorted(STATUSES[key] + (500, 503)):
+    for status in sorted(s for s in STATUSES[key] + (500, 503) if keyed or s != 401):
         out[str(status)] = _error(status)
     if key == ("get", "/health"):           # loading / failed: the health shape; draining: the error shape
         out["503"]["content"]["application/json"]["schema"] = {
@@ -139,15 +154,20 @@ def build_openapi(app, config: ServeConfig, model_id: str) -> dict:
     schemas.update(copy.deepcopy(defs["$defs"]))
     schemas.update(copy.deepcopy(SCHEMAS))
     _limits(schemas, config, model_id)
-    spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer", "description":
-                                                        "only when the server has an API key (--api-key-file)"}}
+    if config.api_key is not None:
+        spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     for path, methods in spec["paths"].items():
         for method, op in methods.items():
             key = (method, path)
-            op["responses"] = _responses(key)
+            op["responses"] = _responses(key, config.api_key is not None)
             if path in BODIES:
                 op["requestBody"] = {"required": True, "content": {"application/json": {
                     "schema": {"$ref": REF.format(model=BODIES[path].__name__)}}}}
-            if 401 in STATUSES[key]:
-                op["security"] = [{"bearer": []}, {}]
+            if 401 in STATUSES[key] and config.api_key is not None:
+                op["security"] = [{"bearer": []}]
+            for param in op.get("parameters", ()):
+                if param["name"] == "name":      # /v1/models/{name}: the one model served
+                    param["schema"]["examples"] = [model_id]
+            if path in EXAMPLES:
+                op["requestBody"]["content"]["application/json"]["example"] = {"model": model_id, **EXAMPLES[path]}
     return spec

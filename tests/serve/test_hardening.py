@@ -227,14 +227,16 @@ def test_request_metrics_have_bounded_labels_and_count_every_endpoint(served):
         httpx.get(f"{served}/v1/models/m{i}")
         httpx.post(f"{served}/v1/models/m{i}")
         httpx.get(f"{served}/nowhere/{i}")
+        httpx.get(f"{served}/static/no-{i}.js")
     httpx.post(served + "/tokenize", json={"content": "床前"})
     httpx.post(served + "/detokenize", json={"tokens": [1, 2]})
     text = _metrics(served)
     labels = _request_labels(text)
-    assert not any("m1" in label or "nowhere" in label for label in labels), labels
+    assert not any("m1" in label or "nowhere" in label or "no-" in label for label in labels), labels
     assert 'mof_requests_total{endpoint="/v1/models/{name}",status="404"} 30.0' in text
     assert 'mof_requests_total{endpoint="/v1/models/{name}",status="405"} 30.0' in text
     assert 'mof_requests_total{endpoint="unmatched",status="404"} 30.0' in text
+    assert 'mof_requests_total{endpoint="/static/{path}",status="404"} 30.0' in text
     assert 'mof_requests_total{endpoint="/tokenize",status="200"}' in text
     assert 'mof_requests_total{endpoint="/detokenize",status="200"}' in text
 
@@ -258,9 +260,15 @@ def test_a_streaming_client_that_disconnects_is_counted_499(demo_model):
 
 # The OpenAPI schema ------------------------------------------------------------------------------
 
-def test_the_openapi_schema_declares_bodies_statuses_and_media_types(served):
+def test_the_openapi_schema_declares_bodies_statuses_and_media_types(served, demo_model):
     spec = httpx.get(served + "/openapi.json").json()
     paths = spec["paths"]
+    assert "401" not in paths["/v1/models"]["get"]["responses"] and "securitySchemes" not in spec["components"]
+    with running(ServeConfig(api_key="k"), demo_model) as keyed:
+        spec = httpx.get(keyed + "/openapi.json").json()
+    paths = spec["paths"]
+    assert paths["/v1/models"]["get"]["security"] == [{"bearer": []}]
+    assert paths["/health"]["get"].get("security") is None
     for path, model in (("/v1/chat/completions", "ChatBody"), ("/v1/completions", "CompletionBody"),
                         ("/tokenize", "TokenizeBody"), ("/detokenize", "DetokenizeBody")):
         op = paths[path]["post"]
@@ -278,3 +286,55 @@ def test_the_openapi_schema_declares_bodies_statuses_and_media_types(served):
     assert set(paths["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
     chat = spec["components"]["schemas"]["ChatBody"]
     assert chat["properties"]["max_tokens"]["anyOf"][0]["maximum"] == ServeConfig().max_tokens_limit
+
+
+# Shutting down -----------------------------------------------------------------------------------
+
+def test_a_drain_ends_requests_the_engine_lost_without_a_traceback(demo_model, monkeypatch, caplog):
+    """Whatever the drain does: requests the engine no longer knows of (here: admitted, but their
+    rows never reach it) are ended when --drain-seconds run out — a 503, a stream's error event and
+    [DONE] — and the server stops soon after, with no traceback and nothing left for uvicorn to cancel."""
+    import logging
+    import threading
+    import uvicorn
+    from mof.serve.app import create_app
+    from mof.serve.engine import Engine, Ticket
+    from mof.serve.probe import free_port, wait_healthy
+    from mof.serve.shutdown import DrainingServer
+
+    def lost(self, job, sink, on_admit=None):
+        return Ticket(sink=sink, admitted=True, mode="stream", refill_every=16)
+    app = create_app(ServeConfig(), demo_model)
+    port = free_port()
+    server = DrainingServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
+                                           timeout_graceful_shutdown=5), app.state.server, drain_seconds=1)
+    thread = threading.Thread(target=server.run, daemon=True)
+    caplog.set_level(logging.INFO)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    assert wait_healthy(url, thread.is_alive, 30, interval=0.02)
+    monkeypatch.setattr(Engine, "submit", lost)
+    answers = {}
+
+    def ask(stream: bool):
+        try:
+            answers[stream] = _completion(url, stream) if stream else _completion(url, False).status_code
+        except httpx.HTTPError as e:
+            answers[stream] = type(e).__name__
+    askers = [threading.Thread(target=ask, args=(stream,)) for stream in (False, True)]
+    for a in askers:
+        a.start()
+    while len(app.state.server.requests) < 2:
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    server.should_exit = True                  # what SIGTERM does (uvicorn's handle_exit)
+    thread.join(timeout=15)
+    took = time.monotonic() - t0
+    for a in askers:
+        a.join(timeout=5)
+    assert not thread.is_alive() and took < 4, f"stopped after {took:.1f} s"
+    assert answers[False] == 503, answers
+    lines = answers[True]
+    assert lines[-1] == "data: [DONE]" and "shut down" in json.loads(lines[-2][6:])["error"]["message"], lines
+    assert not [r for r in caplog.records if r.exc_info or "Cancel" in r.getMessage()], caplog.text
+    assert "ran out: ending 2 open request(s)" in caplog.text
