@@ -223,13 +223,14 @@ def _request_labels(text: str) -> set:
 
 
 def test_request_metrics_have_bounded_labels_and_count_every_endpoint(served):
-    for i in range(30):
-        httpx.get(f"{served}/v1/models/m{i}")
-        httpx.post(f"{served}/v1/models/m{i}")
-        httpx.get(f"{served}/nowhere/{i}")
-        httpx.get(f"{served}/static/no-{i}.js")
-    httpx.post(served + "/tokenize", json={"content": "床前"})
-    httpx.post(served + "/detokenize", json={"tokens": [1, 2]})
+    with httpx.Client(base_url=served) as http:
+        for i in range(30):
+            http.get(f"/v1/models/m{i}")
+            http.post(f"/v1/models/m{i}")
+            http.get(f"/nowhere/{i}")
+            http.get(f"/static/no-{i}.js")
+        http.post("/tokenize", json={"content": "床前"})
+        http.post("/detokenize", json={"tokens": [1, 2]})
     text = _metrics(served)
     labels = _request_labels(text)
     assert not any("m1" in label or "nowhere" in label or "no-" in label for label in labels), labels
