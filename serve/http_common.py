@@ -11,6 +11,7 @@ import logging
 from typing import Callable, Optional
 
 from fastapi import Request
+from starlette.routing import Match
 
 from .metrics import Metrics
 from .protocol import ApiError
@@ -128,7 +129,6 @@ def route_label(scope, routes=()) -> str:
     """The route template a request matches (``/v1/models/{name}``, ``/static/{path}``), never the
     raw path: a bounded label set however many paths clients invent. A route that matches the
     path but not the method (a 405) names it too; no route at all is ``unmatched``."""
-    from starlette.routing import Match
     partial = None
     for route in routes:
         match, _ = route.matches(scope)
