@@ -31,8 +31,9 @@ from mof.runtime.model import Model
 from . import routes_completions, routes_info, routes_page, routes_tokens
 from .backend import LocalBackend, ModelInfo
 from .config import ServeConfig
-from .http_common import CountRequests
+from .http_common import OpenRequests, RequestGuard
 from .metrics import Metrics
+from .openapi import build_openapi
 from .protocol import ApiError
 
 log = logging.getLogger("mof.serve")
@@ -50,6 +51,7 @@ class Server:
     def __init__(self, config: ServeConfig, model: Optional[Model] = None, backend=None):
         self.config = config
         self.metrics = Metrics()
+        self.requests = OpenRequests()          # the HTTP requests in flight (what a drain waits for)
         self.model_id = model_id(config)
         self.created = int(time.time())
         self.backend = backend if backend is not None else LocalBackend(config, self.metrics, model)
@@ -79,17 +81,28 @@ class Server:
                            param="model", code="model_not_found")
 
     async def drain(self, seconds: float) -> None:
-        """Shutting down: give open requests ``seconds`` to finish, then end what is left — every
-        open stream gets an error event and ``[DONE]``, a waiting request a 503 — with one log line."""
+        """Shutting down: new requests (on connections opened before) get a 503; open requests get
+        ``seconds`` to finish. Then what is left is ended, with one log line: the engine ends its
+        rows (each stream gets an error event and ``[DONE]``, a waiting request a 503), and any
+        request still open a second later — whatever it waits for — is cancelled and answered the
+        same way by ``RequestGuard``."""
+        self.requests.draining = True
+        await self._settle(seconds)
+        if not self.requests:
+            return
+        log.warning("mof-serve: --drain-seconds %g ran out: ending %d open request(s) with an error",
+                    seconds, len(self.requests))
+        await asyncio.to_thread(self.backend.stop)
+        await self._settle(1.0)
+        if self.requests:
+            self.requests.abort()
+            await self._settle(1.0)
+
+    async def _settle(self, seconds: float) -> None:
+        """Wait until no request is open, for ``seconds`` at most."""
         deadline = time.monotonic() + seconds
-        open_requests = getattr(self.backend, "open_requests", lambda: 0)
-        while open_requests() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        left = open_requests()
-        if left:
-            log.warning("mof-serve: --drain-seconds %g ran out: ending %d open request(s) with an error",
-                        seconds, left)
-            await asyncio.to_thread(self.backend.stop)
+        while self.requests and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
 
 
 def create_app(config: ServeConfig = ServeConfig(), model: Optional[Model] = None, backend=None) -> FastAPI:
@@ -112,14 +125,26 @@ def create_app(config: ServeConfig = ServeConfig(), model: Optional[Model] = Non
         return JSONResponse(e.body(), status_code=e.status, headers=e.headers())
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, e: StarletteHTTPException):
+    async def http_error(request: Request, e: StarletteHTTPException):     # 404, 405 (with its Allow)
         err = ApiError(e.status_code, str(e.detail), code="not_found" if e.status_code == 404 else None)
-        return JSONResponse(err.body(), status_code=e.status_code)
+        return JSONResponse(err.body(), status_code=e.status_code, headers=dict(e.headers or {}))
 
-    for module in (routes_completions, routes_info, routes_tokens, routes_page):
+    modules = (routes_completions, routes_info, routes_tokens, routes_page)
+    for module in modules:
         app.include_router(module.router)
     app.mount("/static", routes_page.static_files(), name="static")
-    app.add_middleware(CountRequests, metrics=server.metrics)
+    spec: dict = {}
+
+    def openapi() -> dict:                   # the schema as the server behaves (openapi.py)
+        if not spec:
+            spec.update(build_openapi(app, config, server.model_id))
+        return spec
+    app.openapi = openapi
+    # the routes whose templates label the request counter: each module's own, and the app's (the
+    # schema, the docs, /static); FastAPI wraps an included router in a route of its own
+    routes = [r for module in modules for r in module.router.routes] + \
+        [r for r in app.router.routes if getattr(r, "path_format", None)]
+    app.add_middleware(RequestGuard, metrics=server.metrics, requests=server.requests, routes=routes)
     if config.cors_origins:                  # browser front-ends on these origins may call the API
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"], expose_headers=["Retry-After"],

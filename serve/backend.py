@@ -115,10 +115,6 @@ class LocalBackend:
         return {"active": self.engine.active, "queued": self.engine.waiting, "queue_length": length,
                 "queue_wait_s": round(wait, 3)}
 
-    def open_requests(self) -> int:
-        """Rows decoding or waiting, and requests queued: what a drain waits for."""
-        return 0 if self.engine is None else self.engine.active + self.engine.waiting + self.engine.queue_status()[0]
-
     def stop(self) -> None:
         if self.engine is not None:
             self.engine.stop(0.0)

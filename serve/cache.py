@@ -114,7 +114,9 @@ class StateCache:
 
     # Files ------------------------------------------------------------------------------
     def _path(self, entry: Entry) -> Path:
-        digest = hashlib.sha256(f"{entry.refill_every}\n{entry.text}".encode("utf-8")).hexdigest()
+        # surrogatepass: any str hashes (a lone surrogate cannot be UTF-8, and must not raise here)
+        key = f"{entry.refill_every}\n{entry.text}".encode("utf-8", "surrogatepass")
+        digest = hashlib.sha256(key).hexdigest()
         return self.folder / f"{digest}.npz"
 
     def _write(self, entry: Entry) -> None:
@@ -122,7 +124,7 @@ class StateCache:
                 **entry.snapshot.to_meta()}
         try:
             write_state_npz(self._path(entry), meta, entry.snapshot.state)
-        except OSError as e:
+        except (OSError, ValueError) as e:      # ValueError: a text UTF-8 cannot hold (kept in memory only)
             log.warning("state cache: cannot write %s: %s", self.folder, e)
 
     def _read(self, path: Path) -> Entry:

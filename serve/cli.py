@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import signal
@@ -138,19 +137,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # for SIGTERM that is this no-op, so a drained server exits 0 (Ctrl-C still exits 130)
         signal.signal(signal.SIGTERM, lambda *_: None)
         app = create_app(config)
-
-        class Draining(uvicorn.Server):
-            """Shutting down, the app ends its own open requests when --drain-seconds run out (an
-            error event and [DONE] for each stream), so uvicorn never has to cancel them."""
-            async def shutdown(self, sockets=None):
-                drain = asyncio.ensure_future(app.state.server.drain(config.drain_seconds))
-                try:
-                    await super().shutdown(sockets)
-                finally:
-                    drain.cancel()
-        # uvicorn's own cut-off, a safety net well after the app's
-        Draining(uvicorn.Config(app, host=config.host, port=config.port, log_level=level,
-                                timeout_graceful_shutdown=int(config.drain_seconds) + 10)).run()
+        from .shutdown import DrainingServer
+        # uvicorn's own cut-off (timeout_graceful_shutdown) is a safety net: the drain has ended
+        # every request by then (shutdown.py)
+        DrainingServer(uvicorn.Config(app, host=config.host, port=config.port, log_level=level,
+                                      timeout_graceful_shutdown=5), app.state.server, config.drain_seconds).run()
         return 0
 
     return run_command(PROG, run, debug="debug" in args)

@@ -77,6 +77,7 @@ class Event:
     finish_reason: Optional[str] = None            # "done": "stop" or "length"
     usage: Optional[Usage] = None                  # "done"
     message: str = ""                              # "error"
+    status: int = 503                              # "error": 503 the server stopped (retry), 500 a failure
 
 
 Sink = Callable[[Event], None]
@@ -96,7 +97,13 @@ class Row:
         self.waited = 0                    # ticks its planned window read has waited
         self._unreleased: list = []        # logprob entries whose text is not released yet
 
+    ended = False                          # its "done" or "error" was sent: nothing follows
+
     def emit(self, event: Event) -> None:
+        """Send ``event``; a row's last one ("done" or "error") is sent once, whatever path sends it."""
+        if self.ended:
+            return
+        self.ended = event.kind != "text"
         self.ticket.sink(event)
 
 
@@ -152,26 +159,16 @@ class Engine:
     def submit(self, job: Job, sink: Sink, on_admit: Optional[Callable] = None) -> Ticket:
         """Admit ``job``'s rows, or queue the request when they do not fit (``ticket.admitted`` says
         which; ``on_admit`` is called when a queued one is admitted). ApiError 429 when the queue is
-        full, 400 when ``n`` can never fit, 503 when stopping; events go to ``sink``."""
-        model = self.model
-        decoding = decoding_of(model, job)
-        mode, R = decoding.mode, decoding.refill_every
-        ticket = Ticket(sink=sink, top_logprobs=job.top_logprobs, mode=mode, refill_every=R, on_admit=on_admit,
-                        submitted=time.perf_counter())
-        entry = self.cache.lookup(job.prompt, R) if (self.cache is not None and mode == "stream") else None
-        for i in range(job.n):
-            sampling = job.sampling
-            if sampling.seed is not None and i:
-                sampling = dataclasses.replace(sampling, seed=sampling.seed + i)
-            if entry is not None:
-                decoder = StreamDecoder.restore(model, entry.snapshot)
-                gen = Generation(model.vocab, job.prompt[len(entry.text):], sampling, model.config.window,
-                                 history=entry.text)
-            else:
-                decoder = make_decoder(model, mode, R)
-                gen = Generation(model.vocab, job.prompt, sampling, model.config.window)
-            usage = Usage(prompt_tokens=len(job.prompt), cached_tokens=len(entry.text) if entry else 0)
-            ticket.rows.append(Row(ticket, i, gen, decoder, usage))
+        full, 400 when ``n`` can never fit, 503 when stopping, 500 when its rows cannot be made (a
+        bug or a broken bundle: this request fails, the server goes on); events go to ``sink``."""
+        try:
+            ticket, entry = self._ticket(job, sink, on_admit)
+        except ApiError:
+            raise
+        except Exception as e:
+            log.error("cannot start a generation", exc_info=e)
+            raise ApiError(500, f"cannot start the generation: {type(e).__name__}: {e}",
+                           code="generation_failed") from None
         with self._cond:
             if self._stopping:
                 raise ApiError(503, "the server is shutting down", code="unavailable", retry_after=5)
@@ -188,9 +185,40 @@ class Engine:
             else:
                 self._queue.append(ticket)
                 self.metrics.queue_length.set(len(self._queue))
-        if self.cache is not None and mode == "stream":
+        if self.cache is not None and ticket.mode == "stream":
             self.metrics.cache_lookup(entry is not None)
         return ticket
+
+    def _ticket(self, job: Job, sink: Sink, on_admit) -> tuple[Ticket, Optional[Entry]]:
+        """``job``'s ticket and rows (restored from the state cache's entry when there is one)."""
+        model = self.model
+        decoding = decoding_of(model, job)
+        mode, R = decoding.mode, decoding.refill_every
+        ticket = Ticket(sink=sink, top_logprobs=job.top_logprobs, mode=mode, refill_every=R, on_admit=on_admit,
+                        submitted=time.perf_counter())
+        entry = self._lookup(job.prompt, R) if (self.cache is not None and mode == "stream") else None
+        for i in range(job.n):
+            sampling = job.sampling
+            if sampling.seed is not None and i:
+                sampling = dataclasses.replace(sampling, seed=sampling.seed + i)
+            if entry is not None:
+                decoder = StreamDecoder.restore(model, entry.snapshot)
+                gen = Generation(model.vocab, job.prompt[len(entry.text):], sampling, model.config.window,
+                                 history=entry.text)
+            else:
+                decoder = make_decoder(model, mode, R)
+                gen = Generation(model.vocab, job.prompt, sampling, model.config.window)
+            usage = Usage(prompt_tokens=len(job.prompt), cached_tokens=len(entry.text) if entry else 0)
+            ticket.rows.append(Row(ticket, i, gen, decoder, usage))
+        return ticket, entry
+
+    def _lookup(self, prompt: str, R: int) -> Optional[Entry]:
+        """The cached state ``prompt`` continues, if any: a cache that fails is a miss, not a failure."""
+        try:
+            return self.cache.lookup(prompt, R)
+        except Exception as e:
+            log.warning("state cache: lookup failed, reading the prompt afresh (%s: %s)", type(e).__name__, e)
+            return None
 
     def _fits(self, ticket: Ticket) -> bool:
         return len(self._active) + len(self._waiting) + len(ticket.rows) <= self.config.max_conversations
@@ -260,24 +288,38 @@ class Engine:
     # The loop ---------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            with self._cond:
-                while not self._active and not self._waiting and not self._stopping:
-                    self._cond.wait()
-                if self._stopping and not self._active and not self._waiting:
-                    return
-                while self._waiting and len(self._active) < self.config.max_batch:
-                    self._active.append(self._waiting.popleft())
-                rows = list(self._active)
             try:
-                done = self._tick(rows)
-            except Exception as e:     # never leave the loop: every later request would hang
-                done = self._fail(rows, e)
-            with self._cond:
-                self._active = [r for r in self._active if r not in done]
-                if done and self._queue:
-                    self._admit_queued()
-                self.metrics.conversations(len(self._active), len(self._waiting))
-                self._cond.notify_all()
+                if not self._loop_once():
+                    return
+            except Exception as e:     # outside a tick (admitting, counting): end the rows in flight, go on
+                with self._cond:
+                    rows = list(self._active) + list(self._waiting)
+                    self._active, self._waiting = [], collections.deque()
+                    self._fail(rows, e)
+                    self._cond.notify_all()
+
+    def _loop_once(self) -> bool:
+        """One turn of the engine's loop: wait for rows, run a tick, let finished rows leave.
+        False when the engine has stopped."""
+        with self._cond:
+            while not self._active and not self._waiting and not self._stopping:
+                self._cond.wait()
+            if self._stopping and not self._active and not self._waiting:
+                return False
+            while self._waiting and len(self._active) < self.config.max_batch:
+                self._active.append(self._waiting.popleft())
+            rows = list(self._active)
+        try:
+            done = self._tick(rows)
+        except Exception as e:     # never leave the loop: every later request would hang
+            done = self._fail(rows, e)
+        with self._cond:
+            self._active = [r for r in self._active if r not in done]
+            if done and self._queue:
+                self._admit_queued()
+            self._cond.notify_all()
+            self.metrics.conversations(len(self._active), len(self._waiting))
+        return True
 
     def _tick(self, rows: list[Row]) -> set:
         """One read per row, batched; returns the rows that are finished."""
@@ -331,11 +373,18 @@ class Engine:
         return [r for r in rows if r not in later]
 
     def _fail(self, rows: list, error: Exception) -> set:
-        """End ``rows`` with an error event (the client gets a 503 or an SSE error)."""
+        """End ``rows`` with an error event (the client gets a 500, or an SSE error event). A row
+        that was finishing has its whole reply already: it ends with its "done" (its state is not cached)."""
         log.error("generation failed for %d row(s)", len(rows), exc_info=error)
         for row in rows:
-            if not row.finishing:
-                row.emit(Event(row.choice, "error", message=f"generation failed: {type(error).__name__}: {error}"))
+            try:
+                if row.finishing:
+                    self._finish(row)
+                else:
+                    row.emit(Event(row.choice, "error", status=500,
+                                   message=f"generation failed: {type(error).__name__}: {error}"))
+            except Exception as e:      # an event that cannot be sent: its client has nobody listening
+                log.error("cannot end a failed row: %s: %s", type(e).__name__, e)
         return set(rows)
 
     def _take(self, row: Row, logits: np.ndarray, state, done: set) -> int:
@@ -404,7 +453,11 @@ class Engine:
         return tokens[token], float(lp[token]), alts
 
     def _remember(self, row: Row) -> None:
-        self.cache.put(Entry(row.generation.text, row.decoder.snapshot()))
+        """Keep the row's state; a cache that fails costs the next turn's hit, never this reply."""
+        try:
+            self.cache.put(Entry(row.generation.text, row.decoder.snapshot()))
+        except Exception as e:
+            log.warning("state cache: cannot keep a state (%s: %s)", type(e).__name__, e)
 
     def _throughput(self, tokens: int) -> None:
         now = time.monotonic()

@@ -141,11 +141,18 @@ def decoding_of(model, job: Job) -> Decoding:
 def parse(raw: bytes, kind: type[_Body]) -> _Body:
     """A request body -> its model, or ApiError(400) naming the field."""
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        text = raw.decode("utf-8")         # strict: JSON is UTF-8 (an encoded surrogate is not)
+    except UnicodeDecodeError as e:
+        raise ApiError(400, f"the body is not valid UTF-8: byte {e.start}", code="invalid_json") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
         raise ApiError(400, f"the body is not valid JSON: {e}", code="invalid_json") from None
+    except RecursionError:
+        raise ApiError(400, "the body nests too deeply", code="invalid_json") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object", code="invalid_json")
+    _check_unicode(data)
     try:
         return kind.model_validate(data)
     except ValidationError as e:
@@ -154,6 +161,36 @@ def parse(raw: bytes, kind: type[_Body]) -> _Body:
         param, err = max(found, key=lambda f: len((f[0] or "").split(".")))
         raise ApiError(400, f"{param}: {err['msg']}" if param else err["msg"], param=param,
                        code="invalid_value") from None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:        # a lone surrogate (valid JSON text: "\\ud800")
+        return False
+
+
+def _check_unicode(data: Any) -> None:
+    """ApiError 400 naming the first string (or key) that is not valid Unicode: a lone surrogate
+    could be neither encoded back (a reply, a log line, a cache file's name) nor tokenized honestly.
+    Iterative: a body may nest as deep as the JSON parser allows."""
+    stack = [([], data)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, str):
+            if not _encodable(node):
+                where = ".".join(path)
+                raise ApiError(400, f"{where}: not valid Unicode (a lone surrogate)", param=where or None,
+                               code="invalid_value")
+            continue
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in reversed(list(items)):           # reversed: the first is checked first
+            if isinstance(key, str) and not _encodable(key):
+                where = ".".join(path)
+                raise ApiError(400, f"{where + ': ' if where else ''}a key is not valid Unicode (a lone "
+                                    "surrogate)", param=where or None, code="invalid_value")
+            stack.append((path + [str(key)], value))
 
 
 def _client_path(data: Any, loc: tuple, missing: bool) -> Optional[str]:
@@ -207,10 +244,11 @@ def _job(body: _Body, prompt: str, stops: tuple[str, ...], max_tokens: Optional[
     if max_tokens is not None and max_tokens > config.max_tokens_limit:
         raise ApiError(400, f"max_tokens: at most {config.max_tokens_limit}", param="max_tokens",
                        code="invalid_value")
+    if max_tokens is None:              # the default, within this server's limit too
+        max_tokens = min(SamplingConfig().max_tokens, config.max_tokens_limit)
     given = {k: getattr(body, k) for k in ("temperature", "top_p", "top_k", "min_p", "repetition_penalty",
                                           "penalty_mode", "seed") if getattr(body, k) is not None}
-    if max_tokens is not None:
-        given["max_tokens"] = max_tokens
+    given["max_tokens"] = max_tokens
     try:
         sampling = SamplingConfig(stop=stops, **given)
     except MofError as e:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 
@@ -22,6 +23,7 @@ from .http_common import SSE_DONE, ClientWatch, check_key, read_body, sse
 from .protocol import ApiError, ChatBody, CompletionBody, chat_job, completion_job, parse
 
 router = APIRouter()
+log = logging.getLogger("mof.serve")
 
 CLIENT_GONE = object()          # put on a request's event queue when its client disconnects
 
@@ -132,7 +134,7 @@ async def _whole(ticket, queue, job, head: dict, chat: bool, extension: dict):
             if ev is CLIENT_GONE:
                 return Response(status_code=499)
             if ev.kind == "error":
-                raise ApiError(503, ev.message, code="generation_failed", retry_after=1)
+                raise _event_error(ev)
             if ev.kind == "text":
                 texts[ev.choice] += ev.text
                 entries[ev.choice] += ev.logprobs
@@ -155,41 +157,58 @@ async def _whole(ticket, queue, job, head: dict, chat: bool, extension: dict):
     return {**head, "choices": choices, **tail}
 
 
+def _event_error(ev: Event) -> ApiError:
+    """An engine's "error" event as the client's error: 503 (retry: the server stopped), else 500."""
+    return ApiError(ev.status, ev.message, code="generation_failed", retry_after=1 if ev.status == 503 else None)
+
+
 async def _stream(ticket, queue, job, head: dict, chat: bool, extension: dict):
+    """The SSE body: every way it ends — done, an error event from the engine, a failure here —
+    ends with ``data: [DONE]`` (an error event first)."""
+    try:
+        async for chunk in _chunks(queue, job, head, chat, extension):
+            yield chunk
+    except Exception as e:          # a bug while rendering: say so in the stream, and end it properly
+        log.error("a stream failed", exc_info=e)
+        yield sse({"error": ApiError(500, f"the stream failed: {type(e).__name__}: {e}",
+                                     code="generation_failed").body()["error"]})
+        yield SSE_DONE
+    finally:
+        ticket.cancel()          # a client gone mid-stream frees its rows at the next tick
+
+
+async def _chunks(queue, job, head: dict, chat: bool, extension: dict):
     usages = [None] * job.n
     offsets = [len(job.prompt)] * job.n
     with_usage = {"usage": None} if job.include_usage else {}
     pending = job.n
-    try:
-        if chat:
-            for i in range(job.n):
-                yield sse({**head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
-                                                "logprobs": None, "finish_reason": None}], **with_usage})
-        while pending:
-            ev = await queue.get()
-            if ev.kind == "error":          # e.g. the drain time ran out: say so, and end the stream cleanly
-                yield sse({"error": ApiError(503, ev.message, code="generation_failed").body()["error"]})
-                yield SSE_DONE
-                return
-            if ev.kind == "text":
-                lp = None
-                if job.top_logprobs is not None:
-                    lp = ({"content": _chat_logprobs(ev.logprobs)} if chat
-                          else _completion_logprobs(ev.logprobs, offsets[ev.choice]))
-                offsets[ev.choice] += len(ev.text)
-                choice = ({"index": ev.choice, "delta": {"content": ev.text}} if chat
-                          else {"index": ev.choice, "text": ev.text})
-                yield sse({**head, "choices": [{**choice, "logprobs": lp, "finish_reason": None}], **with_usage})
-            else:
-                usages[ev.choice] = ev.usage
-                pending -= 1
-                choice = {"index": ev.choice, "delta": {}} if chat else {"index": ev.choice, "text": ""}
-                yield sse({**head, "choices": [{**choice, "logprobs": None, "finish_reason": ev.finish_reason}],
-                           "timings": ev.usage.timings(), **with_usage})
-        if job.include_usage:
-            extension["refills"] = sum(u.refills for u in usages)
-            yield sse({**head, "choices": [], "usage": usage_of(usages), "timings": timings_of(usages),
-                       "mof": extension})
-        yield SSE_DONE
-    finally:
-        ticket.cancel()          # a client gone mid-stream frees its rows at the next tick
+    if chat:
+        for i in range(job.n):
+            yield sse({**head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
+                                            "logprobs": None, "finish_reason": None}], **with_usage})
+    while pending:
+        ev = await queue.get()
+        if ev.kind == "error":          # e.g. the drain time ran out: say so, and end the stream cleanly
+            yield sse({"error": _event_error(ev).body()["error"]})
+            yield SSE_DONE
+            return
+        if ev.kind == "text":
+            lp = None
+            if job.top_logprobs is not None:
+                lp = ({"content": _chat_logprobs(ev.logprobs)} if chat
+                      else _completion_logprobs(ev.logprobs, offsets[ev.choice]))
+            offsets[ev.choice] += len(ev.text)
+            choice = ({"index": ev.choice, "delta": {"content": ev.text}} if chat
+                      else {"index": ev.choice, "text": ev.text})
+            yield sse({**head, "choices": [{**choice, "logprobs": lp, "finish_reason": None}], **with_usage})
+        else:
+            usages[ev.choice] = ev.usage
+            pending -= 1
+            choice = {"index": ev.choice, "delta": {}} if chat else {"index": ev.choice, "text": ""}
+            yield sse({**head, "choices": [{**choice, "logprobs": None, "finish_reason": ev.finish_reason}],
+                       "timings": ev.usage.timings(), **with_usage})
+    if job.include_usage:
+        extension["refills"] = sum(u.refills for u in usages)
+        yield sse({**head, "choices": [], "usage": usage_of(usages), "timings": timings_of(usages),
+                   "mof": extension})
+    yield SSE_DONE

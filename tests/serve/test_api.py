@@ -338,7 +338,7 @@ def test_non_streaming_disconnect_frees_its_row_within_a_tick(demo_model):
         assert _metric(url, "mof_cancelled_rows_total") == 1
         metrics = httpx.get(url + "/metrics").text
         assert 'mof_requests_total{endpoint="/v1/completions",status="499"} 1.0' in metrics
-        assert 'status="200"' not in metrics
+        assert 'endpoint="/v1/completions",status="200"' not in metrics
 
 
 def _follow_ups(url: str, conversations: int) -> list[int]:

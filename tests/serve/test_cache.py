@@ -82,3 +82,14 @@ def test_a_file_in_the_layout_earlier_servers_wrote_still_loads(demo_model, tmp_
     assert got is not None and (got.refill_every, got.snapshot.ids, got.snapshot.since_refill) == (8, e.snapshot.ids, e.snapshot.since_refill)
     again = StreamDecoder.restore(demo_model, got.snapshot)
     np.testing.assert_array_equal(again.feed([5]), StreamDecoder.restore(demo_model, e.snapshot).feed([5]))
+
+
+def test_a_text_that_is_not_unicode_is_kept_without_raising(demo_model, tmp_path):
+    """A lone surrogate in a conversation's text made the key hashing raise (issue 39: the row was
+    never answered). Its key hashes (the server refuses such text with a 400 before it gets here;
+    the cache must not be where a request dies), and its file is read back."""
+    cache = StateCache(1 << 20, "id", demo_model.config, tmp_path)
+    cache.put(entry(demo_model, "a\ud800b"))
+    assert cache.lookup("a\ud800bc", 16).text == "a\ud800b"
+    again = StateCache(1 << 20, "id", demo_model.config, tmp_path)
+    assert again.lookup("a\ud800bc", 16).text == "a\ud800b"

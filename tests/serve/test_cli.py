@@ -152,3 +152,67 @@ def test_the_docs_name_only_flags_that_exist_and_the_demos_form():
     assert named - known - others == set()
     form = read_manifest(DEFAULT_BUNDLE).form
     assert f"the demo bundle records the `{form}` form" in docs
+
+
+def test_a_request_on_an_open_connection_during_the_drain_gets_a_503(tmp_path):
+    """After SIGTERM the listening socket closes, but a client's open keep-alive connection may
+    still carry a request: it gets a 503 with Retry-After (it got 0 bytes and a close) while a
+    stream is still open; then the server exits 0 without a traceback."""
+    import time
+    proc, url = _start(["--drain-seconds", "20"], tmp_path)
+    try:
+        with httpx.Client(timeout=30) as keep_alive:
+            with httpx.stream("POST", url + "/v1/completions", timeout=60,        # open for seconds
+                              json={"model": "t6-demo", "prompt": "床", "max_tokens": 4096, "mode": "exact",
+                                    "stream": True}) as r:
+                lines = r.iter_lines()
+                assert next(lines).startswith("data: ")
+                assert keep_alive.get(url + "/health").status_code == 200    # this connection stays open
+                proc.send_signal(signal.SIGTERM)
+                time.sleep(0.3)
+                late = keep_alive.get(url + "/v1/models")
+                assert next(lines) is not None                                 # the stream goes on
+        assert late.status_code == 503 and late.headers["retry-after"], late.text
+        assert late.headers["connection"] == "close" and late.json()["error"]["type"] == "server_error"
+        assert proc.wait(timeout=30) == 0                 # the stream's client left: the drain is over
+        log = proc.stderr.read()
+        assert "Traceback" not in log and "CancelledError" not in log, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_lone_surrogate_with_a_state_dir_then_sigterm_exits_promptly(tmp_path):
+    """The issue's run: with --state-dir, a lone surrogate in a chat message was never answered, and
+    SIGTERM then waited for uvicorn's own cut-off and printed a CancelledError traceback."""
+    import threading
+    import time
+    proc, url = _start(["--drain-seconds", "1", "--state-dir", str(tmp_path)], tmp_path)
+    answers = []
+
+    def ask():
+        try:
+            r = httpx.post(url + "/v1/chat/completions", timeout=30, headers={"content-type": "application/json"},
+                           content=json.dumps({"model": "t6-demo", "max_tokens": 4,
+                                               "messages": [{"role": "user", "content": "a\ud800b"}]}))
+            answers.append(r.status_code)
+        except httpx.HTTPError as e:
+            answers.append(type(e).__name__)
+    try:
+        asker = threading.Thread(target=ask)
+        asker.start()
+        asker.join(timeout=3)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        took = time.monotonic() - t0
+        asker.join(timeout=5)
+        log = proc.stderr.read()
+        assert answers == [400], answers
+        assert took < 4, f"exit took {took:.1f} s after SIGTERM"
+        assert "Traceback" not in log and "CancelledError" not in log, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
