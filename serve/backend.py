@@ -35,11 +35,16 @@ class ModelInfo:
     mode: str              # the bundle's recommended decoding mode ("stream" or "exact")
     refill_every: Optional[int]   # stream mode's recommended R
     vocab: Vocabulary      # for /tokenize and /detokenize
+    self_check: Optional[dict] = None   # --self-check's verdict (mof.runtime.selfcheck), for /health
 
 
 def model_info(model: Model) -> ModelInfo:
     decoding = resolve_decoding(model)           # what a request that names neither gets
-    return ModelInfo(model.form, model.precision, decoding.mode, decoding.refill_every, model.vocab)
+    check = model.self_check_result
+    verdict = None if check is None else {"passed": check.passed, "max_abs_diff": check.max_abs_diff,
+                                           "atol": check.atol, "top1_agree": check.top1_agree,
+                                           "rows": check.rows, "line": check.line()}
+    return ModelInfo(model.form, model.precision, decoding.mode, decoding.refill_every, model.vocab, verdict)
 
 
 async def admit(engine: Engine, job: Job, sink: Sink, timeout: float) -> Ticket:
@@ -78,7 +83,11 @@ async def admit(engine: Engine, job: Job, sink: Sink, timeout: float) -> Ticket:
 def open_engine(config: ServeConfig, metrics: Metrics, model: Optional[Model] = None) -> Engine:
     """Load the bundle (unless ``model`` is given), make its state cache, start an engine on it."""
     model = model or Model.load(config.model or DEFAULT_BUNDLE, precision=config.precision, threads=config.threads,
-                                providers=config.provider)
+                                providers=config.provider, self_check=config.self_check)
+    if config.self_check and model.self_check_result is None:    # a model the caller loaded
+        model.self_check(required=True)
+    if model.self_check_result is not None:
+        log.info("mof-serve: self-check: %s", model.self_check_result.line())
     warning = model.manifest.accuracy_warning(model.precision)
     if warning:
         log.warning("mof-serve: %s", warning)

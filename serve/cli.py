@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
             where.add_argument("--api-key-file", metavar="FILE", type=Path,
                                help="read the API key from FILE's first line")
         kw = dict(dest=f.name, type=_arg_type(m["parse"]), help=_help(f))
+        if f.default is False:                            # a switch: the flag alone turns it on
+            kw = dict(dest=f.name, action="store_true", default=argparse.SUPPRESS, help=_help(f))
         if m["metavar"]:
             kw["metavar"] = m["metavar"]
         if m["repeat"]:

@@ -36,6 +36,18 @@ def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
+def _switch(value) -> bool:
+    """A yes/no setting: a flag on the command line, true/false in a YAML config."""
+    if isinstance(value, bool):
+        return value
+    if str(value).strip().lower() in ("true", "yes", "1"):
+        return True
+    if str(value).strip().lower() in ("false", "no", "0"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+_switch.__name__ = "true or false"
 POSITIVE = _number(int, lambda v: v >= 1, "an integer >= 1")
 COUNT = _number(int, lambda v: v >= 0, "an integer >= 0")
 NON_NEGATIVE = _number(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
@@ -91,6 +103,10 @@ class ServeConfig:
         None, "onnxruntime execution provider to run on: cpu (default), openvino, dml, cuda, coreml, ... or "
               "its full name; one the installed onnxruntime has (docs/embedding.md); NAME:key=value,... "
               "passes provider options", metavar="NAME", group="capacity")
+    self_check: bool = setting(         # recompute the bundle's reference logits before serving (mof-check)
+        False, "before serving, recompute the bundle's reference logits on this machine (mof-check); if "
+               "they differ from the export's the model is not served and /health says why; the verdict "
+               "is in /health (default: off)", _switch, group="capacity")
     max_tokens_limit: int = setting(    # the most max_tokens a request may ask for
         4096, "the largest max_tokens a request may ask", POSITIVE, "N", "capacity")
     max_n: int = setting(               # the most choices (n) per request

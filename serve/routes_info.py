@@ -24,8 +24,9 @@ async def health(request: Request):
     status = server.backend.status()
     if inspect.isawaitable(status):                  # Ray: gathered from the replicas
         status = await status
+    checked = {"self_check": info.self_check} if info.self_check is not None else {}
     return {"status": "ok", "model": server.model_id, "precision": info.precision, "mode": info.mode,
-            "refill_every": info.refill_every, "max_queue": server.config.max_queue, **status}
+            "refill_every": info.refill_every, "max_queue": server.config.max_queue, **checked, **status}
 
 
 @router.get("/metrics")

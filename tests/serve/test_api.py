@@ -426,3 +426,47 @@ def test_response_format_text_is_accepted_and_json_refused(served):
         c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "你好"}], max_tokens=2,
                                   response_format={"type": "json_object"})
     assert e.value.body["param"] == "response_format"
+
+
+def test_self_check_verdict_in_health_and_a_failed_one_is_not_served(tmp_path):
+    """--self-check: the bundle's reference logits are recomputed before serving; /health carries
+    the verdict, and a bundle that does not reproduce them is not served (/health says why)."""
+    import shutil
+    from mof.runtime import DEFAULT_BUNDLE
+    with running(ServeConfig(self_check=True, precision="int8")) as url:
+        for _ in range(600):
+            h = httpx.get(url + "/health")
+            if h.status_code == 200:
+                break
+            import time
+            time.sleep(0.05)
+        verdict = h.json()["self_check"]
+        assert verdict["passed"] and verdict["max_abs_diff"] <= verdict["atol"] and verdict["rows"] == 12
+        assert verdict["line"].startswith("int8  ✓")
+    bundle = tmp_path / "demo.mof"
+    shutil.copytree(DEFAULT_BUNDLE, bundle)
+    m = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    m["self_check"]["precisions"]["fp32"]["logsumexp"] = m["self_check"]["precisions"]["int8"]["logsumexp"]
+    (bundle / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+    with running(ServeConfig(model=bundle, self_check=True)) as url:
+        for _ in range(600):
+            h = httpx.get(url + "/health")
+            if h.json()["status"] != "loading":
+                break
+            import time
+            time.sleep(0.05)
+        assert h.status_code == 503 and h.json()["status"] == "error"
+        assert "self-check failed: fp32  ✗" in h.json()["detail"]
+        r = httpx.post(url + "/v1/completions", json={"model": "demo", "prompt": "a"})
+        assert r.status_code == 503
+    with running(ServeConfig(model=bundle)) as url:             # without the flag: served as before
+        from mof.serve.probe import wait_healthy
+        assert wait_healthy(url, lambda: True, 30)
+        assert "self_check" not in httpx.get(url + "/health").json()
+
+
+def test_self_check_is_a_yaml_setting_too():
+    from mof.serve.config import parse_setting
+    assert parse_setting("self_check", "true") is True and parse_setting("self_check", False) is False
+    with pytest.raises(ValueError, match="true or false"):
+        parse_setting("self_check", "maybe")
