@@ -230,7 +230,7 @@ def check_model(model) -> PrecisionCheck:
         model = type(model)(model.bundle_dir, model.manifest, model.sessions, model.vocab,   # bundle's
                             model.precision)
     probes = read_probes(section, where)
-    want = {k: decode(rec.get(k), where) for k in ("top_ids", "top_logits", "sample_logits", "logsumexp", "mean")}
+    want = _reference_arrays(rec, section, sum(p.ids.shape[0] for p in probes), model.config.vocab_size, where)
     here = machine(model)
     same = same_cpu_kind(here["cpu"], (rec.get("measured_on") or {}).get("cpu") or {})
     atol = float(rec["atol"] if same else rec.get("atol_other_cpu", rec["atol"]))
@@ -240,9 +240,22 @@ def check_model(model) -> PrecisionCheck:
         start += logits.shape[0]
         results.append(_compare(probe.name, logits, {k: v[rows] for k, v in want.items()},
                                 section["sample_ids"], atol))
-    if start != want["top_ids"].shape[0]:
-        raise BundleError(f"{where}: self_check has {want['top_ids'].shape[0]} reference rows, its probes give {start}")
     return PrecisionCheck(model.precision, tuple(results), atol, same, rec.get("measured_on") or {}, here)
+
+
+def _reference_arrays(rec: dict, section: dict, rows: int, vocab_size: int, where: str) -> dict:
+    """A precision's recorded arrays, checked against the probes' rows and the vocabulary."""
+    want = {k: decode(rec.get(k), where) for k in ("top_ids", "top_logits", "sample_logits", "logsumexp", "mean")}
+    sample = section.get("sample_ids")
+    ok = (isinstance(sample, list) and all(isinstance(i, int) and 0 <= i < vocab_size for i in sample)
+          and all(a.shape[:1] == (rows,) for a in want.values())
+          and want["top_ids"].shape == want["top_logits"].shape and want["top_ids"].ndim == 2
+          and want["sample_logits"].shape == (rows, len(sample))
+          and bool(((want["top_ids"] >= 0) & (want["top_ids"] < vocab_size)).all()))
+    if not ok or not isinstance(rec.get("atol"), (int, float)):
+        raise BundleError(f"{where}: the manifest's {SECTION} references do not fit its {rows} probe rows "
+                          f"and {vocab_size}-token vocabulary")
+    return want
 
 
 def _compare(name: str, logits: np.ndarray, want: dict, sample: Sequence[int], atol: float) -> ProbeResult:

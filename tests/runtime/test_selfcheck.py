@@ -119,6 +119,8 @@ def test_a_bundle_without_references_says_how_to_add_them(tmp_path):
     lambda s: s["precisions"]["fp32"]["mean"].__setitem__("shape", [5]),
     lambda s: s["probes"][0].__setitem__("call", "eval"),
     lambda s: s["probes"].pop(),
+    lambda s: s["sample_ids"].append(10 ** 6),
+    lambda s: s["precisions"]["fp32"].pop("atol"),
 ])
 def test_a_malformed_section_is_a_one_line_bundle_error(tmp_path, breakage):
     bundle = _copy(tmp_path)
