@@ -1,0 +1,136 @@
+"""Write what mof.runtime does on the demo bundle, for the JavaScript package's tests to reproduce
+(js/test/*.test.js read it): per case (precision, mode, R, form, sampling options, turns) the token
+ids Python samples, the uniform draws its RandomState made for them, the reply, how it stopped, the
+refills, the final position; a conversation saved after its first turn (mof-run --save-state's .npz,
+base64) with what the second turn then gives; and the exact and stream logits of a few windows
+(the JS side measures onnxruntime-web's difference from them).
+
+    python tests/js/write_fixture.py OUT.json [--bundle DIR]
+
+The JS decoder, given the same draws (or greedy), must pick the same ids. Nothing here is
+hard-coded: every expected value comes from running mof.runtime now."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mof.runtime import DEFAULT_BUNDLE, Model, SamplingConfig
+from mof.runtime.decoder import StreamDecoder
+from mof.runtime.session import ChatSession
+
+ROOT = Path(__file__).resolve().parents[2]
+HELDOUT = ROOT / "tests" / "fixtures" / "demo_ckpt" / "heldout.txt"
+
+# name, precisions, mode, R (None: the bundle's), form, sampling options, turns (user texts)
+CASES = [
+    ("chat-stream", ("fp32", "int8", "int4"), "stream", None, "chat",
+     dict(seed=2, temperature=0.5, max_tokens=40), ["你好", "你叫什么名字？"]),
+    ("chat-exact", ("fp32", "int8", "int4"), "exact", None, "chat",
+     dict(seed=5, max_tokens=30), ["你好", "今天天气怎么样？"]),
+    ("instruct-stream-R5-topk-minp", ("fp32",), "stream", 5, "instruct",
+     dict(seed=3, top_k=20, min_p=0.05, max_tokens=40), ["写一首诗", "再写一首"]),
+    ("pretrain-stream-RW-signaware-ban", ("fp32",), "stream", 64, "pretrain",
+     dict(seed=4, repetition_penalty=1.3, penalty_mode="sign-aware", penalty_window=16, ban=("的", "了"),
+          max_tokens=40), ["春天来了"]),
+    ("raw-stream-greedy-long-stop", ("fp32", "int8", "int4"), "stream", None, "raw",
+     dict(temperature=0, repetition_penalty=1.0, max_tokens=80, stop=("。。",)), ["HELDOUT:90"]),
+    ("raw-exact-plain", ("fp32",), "exact", None, "raw",
+     dict(seed=7, temperature=1.0, top_p=1.0, repetition_penalty=1.0, max_tokens=50), ["床前明月光，"]),
+    ("raw-stream-R1-topp-stop", ("fp32", "int8"), "stream", 1, "raw",
+     dict(seed=11, temperature=0.8, top_p=0.9, max_tokens=60, stop=("。",)), ["白日依山尽，"]),
+    ("chat-stream-greedy-penalty", ("fp32",), "stream", 8, "chat",
+     dict(temperature=0, max_tokens=40), ["你好", "你好"]),
+]
+
+
+def user_text(text: str) -> str:
+    if text.startswith("HELDOUT:"):
+        return HELDOUT.read_text(encoding="utf-8")[: int(text.split(":")[1])]
+    return text
+
+
+def recorded_turn(session: ChatSession, text: str, raw: bool) -> dict:
+    """One turn, with the sampler's picks and the uniform draws behind them recorded."""
+    gen = session.continue_text(text) if raw else session.turn(text)
+    prompt = gen.prompt
+    ids, draws = [], []
+    sample, rng = gen.sampler.sample, gen.sampler.rng
+
+    class Recording:
+        def random_sample(self):
+            draws.append(float(rng.random_sample()))
+            return draws[-1]
+
+    def sampling(logits, recent):
+        ids.append(int(sample(logits, recent)))
+        return ids[-1]
+    gen.sampler.rng = Recording()
+    gen.sampler.sample = sampling
+    output = "".join(gen)
+    session.finish(gen)
+    return {"user": text, "prompt": prompt, "ids": ids, "draws": draws, "output": output,
+            "stopped_by": gen.stats.stopped_by, "refills": gen.stats.refills,
+            "position": None if session.state is None else int(session.state.position[0])}
+
+
+def run_case(model: Model, name, mode, R, form, options, turns, tmp: Path) -> dict:
+    sampling = SamplingConfig(**options)
+    session = ChatSession(model, sampling, mode=mode, form=form, refill_every=R)
+    texts = [user_text(t) for t in turns]
+    out = {"name": name, "precision": model.precision, "mode": mode, "refill_every": R, "form": form,
+           "sampling": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
+           "turns": []}
+    for i, text in enumerate(texts):
+        out["turns"].append(recorded_turn(session, text, form == "raw"))
+        if i == 0 and len(texts) > 1 and form != "raw":
+            save = tmp / f"{name}-{model.precision}.npz"
+            session.save(save)
+            out["saved_after_first_turn"] = base64.b64encode(save.read_bytes()).decode("ascii")
+    return out
+
+
+def logits_cases(model: Model) -> list[dict]:
+    """Exact logits of three windows, and the stream logits after a refill and a step."""
+    text = HELDOUT.read_text(encoding="utf-8")
+    ids = model.vocab.encode(text[:100])
+    W = model.config.window
+    out = [{"kind": "exact", "ids": ids[:n][-W:], "logits": model.exact_logits(ids[:n])[0].tolist()}
+           for n in (1, 17, 100)]
+    dec = StreamDecoder(model, 16)
+    refill = dec.feed(ids[:20]).tolist()
+    out.append({"kind": "stream", "feeds": [ids[:20]], "refill_every": 16, "logits": refill})
+    step = dec.feed(ids[20:21]).tolist()
+    out.append({"kind": "stream", "feeds": [ids[:20], ids[20:21]], "refill_every": 16, "logits": step})
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("out", type=Path, help="the fixture file to write (JSON)")
+    p.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: the demo)")
+    args = p.parse_args(argv)
+    tmp = args.out.parent
+    cases, logits = [], {}
+    for precision in ("fp32", "int8", "int4"):
+        model = Model.load(args.bundle, precision=precision)
+        for name, precisions, mode, R, form, options, turns in CASES:
+            if precision in precisions:
+                cases.append(run_case(model, name, mode, R, form, options, turns, tmp))
+        logits[precision] = logits_cases(model)
+    import onnxruntime
+    fixture = {"bundle": str(args.bundle.resolve()), "onnxruntime": onnxruntime.__version__,
+               "numpy": np.__version__, "cases": cases, "logits": logits}
+    args.out.write_text(json.dumps(fixture, ensure_ascii=False), encoding="utf-8")
+    print(f"{args.out}: {len(cases)} cases, {sum(len(c['turns']) for c in cases)} turns, "
+          f"{sum(len(t['ids']) for c in cases for t in c['turns'])} tokens", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
