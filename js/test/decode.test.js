@@ -94,3 +94,14 @@ test('a prompt is one id per code point, unknown characters the unknown id', asy
   assert.equal(ids[2], m.vocab.unknownId);
   assert.throws(() => new Generator(m, '', {}), /the prompt is empty/);
 });
+
+for (const b of fixture ? fixture.broken : []) {
+  test(`a broken bundle gets mof.runtime's one-line error: ${path.basename(b.path)} ${b.precision}`, async () => {
+    const { loadModel } = await import('../src/node.js');
+    await assert.rejects(loadModel(b.path, { ort, precision: b.precision }), (e) => {
+      assert.equal(e.name === 'MofError' || e.name === 'BundleError', true, `${e.name}: ${e.message}`);
+      assert.equal(e.message, b.error);
+      return true;
+    });
+  });
+}

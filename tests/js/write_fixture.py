@@ -110,12 +110,73 @@ def logits_cases(model: Model) -> list[dict]:
     return out
 
 
+def broken_bundles(bundle: Path, where: Path) -> list[dict]:
+    """Damaged copies of the bundle and the one-line error Model.load gives for each."""
+    import shutil
+    from mof.runtime.errors import MofError
+    where.mkdir(parents=True, exist_ok=True)
+
+    def copy(name: str) -> Path:
+        out = where / name
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(bundle, out)
+        return out
+
+    def edit_manifest(path: Path, change) -> None:
+        m = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        change(m)
+        (path / "manifest.json").write_text(json.dumps(m, ensure_ascii=False), encoding="utf-8")
+
+    def flip(path: Path, name: str) -> None:
+        data = bytearray((path / name).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (path / name).write_bytes(bytes(data))
+
+    cases = []
+    (where / "a-file.mof").write_text("not a directory")
+    (where / "empty.mof").mkdir(exist_ok=True)
+    cases += [(where / "nope.mof", "fp32"), (where / "a-file.mof", "fp32"), (where / "empty.mof", "fp32")]
+    p = copy("format.mof")
+    edit_manifest(p, lambda m: m.update(format="something-else"))
+    cases.append((p, "fp32"))
+    p = copy("version.mof")
+    edit_manifest(p, lambda m: m.update(format_version=3))
+    cases.append((p, "fp32"))
+    p = copy("tampered.mof")
+    flip(p, "decode.onnx")
+    cases.append((p, "fp32"))
+    p = copy("tampered-vocab.mof")
+    flip(p, "vocab.json")
+    cases.append((p, "fp32"))
+    p = copy("truncated.mof")
+    (p / "weights.fp32.bin").write_bytes((p / "weights.fp32.bin").read_bytes()[:-8])
+    cases.append((p, "fp32"))
+    p = copy("missing.mof")
+    (p / "chunk.int4.onnx").unlink()                  # a file fp32 decoding never reads: still checked
+    cases.append((p, "fp32"))
+    p = copy("unsafe.mof")
+    edit_manifest(p, lambda m: m["files"].update({"../evil": {"sha256": "0" * 64, "bytes": 1}}))
+    cases.append((p, "fp32"))
+    p = copy("no-int8.mof")
+    edit_manifest(p, lambda m: [g.pop("int8", None) for g in m["graphs"].values()])
+    cases.append((p, "int8"))
+    out = []
+    for path, precision in cases:
+        try:
+            Model.load(path, precision=precision)
+        except MofError as e:
+            out.append({"path": str(path), "precision": precision, "error": str(e)})
+        else:
+            raise AssertionError(f"{path} loaded")
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path, help="the fixture file to write (JSON)")
     p.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: the demo)")
     args = p.parse_args(argv)
-    tmp = args.out.parent
+    tmp = args.out.resolve().parent
     cases, logits = [], {}
     for precision in ("fp32", "int8", "int4"):
         model = Model.load(args.bundle, precision=precision)
@@ -125,7 +186,8 @@ def main(argv=None) -> int:
         logits[precision] = logits_cases(model)
     import onnxruntime
     fixture = {"bundle": str(args.bundle.resolve()), "onnxruntime": onnxruntime.__version__,
-               "numpy": np.__version__, "cases": cases, "logits": logits}
+               "numpy": np.__version__, "cases": cases, "logits": logits,
+               "broken": broken_bundles(args.bundle, tmp / "broken")}
     args.out.write_text(json.dumps(fixture, ensure_ascii=False), encoding="utf-8")
     print(f"{args.out}: {len(cases)} cases, {sum(len(c['turns']) for c in cases)} turns, "
           f"{sum(len(t['ids']) for c in cases for t in c['turns'])} tokens", file=sys.stderr)
