@@ -12,6 +12,24 @@ import { makeDecoder } from './decoder.js';
 import { Sampler, samplingConfig } from './sampling.js';
 import { charCount, lastChars } from './vocab.js';
 
+/**
+ * Let the host handle its events (a Stop click, a repaint) between tokens: onnxruntime-web's
+ * single-threaded run resolves without leaving the microtask queue, so without this a page could
+ * not stop a reply, nor show it, until it ended. A macrotask, without setTimeout's 4 ms clamp.
+ */
+export function yieldToHost() {
+  // not scheduler.yield(): its continuation goes before the page's other tasks, measured to starve them
+  if (typeof globalThis.setImmediate === 'function') return new Promise((r) => globalThis.setImmediate(r));
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
+}
+
 /** Length of the longest suffix of `text` that is a proper prefix of a stop string. */
 export function holdback(text, stops) {
   let best = 0;
@@ -126,7 +144,8 @@ export class Generator {
   /**
    * The released pieces, as they become safe to show (a stop string is never shown, not even in part).
    * `signal`: an AbortSignal; when it fires the generation ends (stats.stoppedBy "aborted") after the
-   * token being computed, and the decoder has then not read the last token.
+   * token being computed, and the decoder has then not read the last token. With a signal, the host
+   * gets its turn between tokens (yieldToHost), so what would abort can run.
    * @param {{signal?: AbortSignal}} [options]
    */
   async *pieces({ signal } = {}) {
@@ -137,6 +156,7 @@ export class Generator {
     const t1 = now();
     this.stats.prefillMs = t1 - t0;
     while (!gen.done) {
+      if (signal) await yieldToHost();
       if (signal && signal.aborted) {
         gen.stoppedBy = 'aborted';
         break;
