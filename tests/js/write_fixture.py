@@ -171,6 +171,33 @@ def broken_bundles(bundle: Path, where: Path) -> list[dict]:
     return out
 
 
+def js_onnxruntime_version() -> str | None:
+    """The onnxruntime-node the JS tests run on (js/node_modules), None if not installed."""
+    package = ROOT / "js" / "node_modules" / "onnxruntime-node" / "package.json"
+    return json.loads(package.read_text(encoding="utf-8"))["version"] if package.is_file() else None
+
+
+def comparable_precisions(bundle: Path) -> tuple[list[str], dict]:
+    """The precisions whose logits both this onnxruntime and the JS tests' onnxruntime-node are recorded
+    to reproduce (the bundle's own "onnxruntime" section), and why each other one is left out: their
+    ids are compared token for token, which a kernel computing otherwise would break."""
+    import onnxruntime
+    from mof.runtime.bundle import read_manifest
+    manifest = read_manifest(bundle)
+    ours, theirs = onnxruntime.__version__, js_onnxruntime_version()
+    keep, skipped = [], {}
+    for precision in ("fp32", "int8", "int4"):
+        reproduces = manifest.onnxruntime_record(precision).get("reproduces", [])
+        missing = [v for v in (ours, theirs) if v and v not in reproduces]
+        if not manifest.has_precision(precision):
+            skipped[precision] = "the bundle has no such graphs"
+        elif missing:
+            skipped[precision] = f"onnxruntime {', '.join(missing)} not recorded to reproduce its logits"
+        else:
+            keep.append(precision)
+    return keep, skipped
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path, help="the fixture file to write (JSON)")
@@ -178,7 +205,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     tmp = args.out.resolve().parent
     cases, logits = [], {}
-    for precision in ("fp32", "int8", "int4"):
+    precisions, skipped = comparable_precisions(args.bundle)
+    for precision, why in skipped.items():
+        print(f"{args.out}: no {precision} cases: {why}", file=sys.stderr)
+    for precision in precisions:
         model = Model.load(args.bundle, precision=precision)
         for name, precisions, mode, R, form, options, turns in CASES:
             if precision in precisions:
@@ -186,7 +216,7 @@ def main(argv=None) -> int:
         logits[precision] = logits_cases(model)
     import onnxruntime
     fixture = {"bundle": str(args.bundle.resolve()), "onnxruntime": onnxruntime.__version__,
-               "numpy": np.__version__, "cases": cases, "logits": logits,
+               "numpy": np.__version__, "cases": cases, "logits": logits, "skipped": skipped,
                "broken": broken_bundles(args.bundle, tmp / "broken")}
     args.out.write_text(json.dumps(fixture, ensure_ascii=False), encoding="utf-8")
     print(f"{args.out}: {len(cases)} cases, {sum(len(c['turns']) for c in cases)} turns, "
