@@ -115,7 +115,7 @@ export class Generator {
     else if (decoder.model !== model) throw new MofError('the decoder belongs to another model');
     if (!prompt && !decoder.logits) throw new MofError('the prompt is empty: give at least one character');
     this.model = model;
-    this.sampling = Object.isFrozen(sampling) && 'top_p' in sampling ? sampling : samplingConfig(sampling);
+    this.sampling = samplingConfig(sampling);                // checked (a config passes through unchanged)
     this.decoder = decoder;
     this.mode = decoder.mode;
     this.generation = new Generation(model.vocab, prompt, this.sampling, model.config.window, history);

@@ -199,7 +199,8 @@ export function nucleus(probs, topP) {
     for (let k = 0; k < probs.length; k++) if (probs[k] < keep) probs[k] = 0;
     return;
   }
-  // a tie at the cut: the reference's argsort order (descending; numpy's ties fall in index order reversed)
+  // a tie at the cut: which of the equal probabilities the reference keeps depends on its (unstable)
+  // argsort; here the higher ids go first. As rare as the Python runtime's own fallback to argsort.
   const order = Array.from(probs.keys()).sort((a, b) => probs[a] - probs[b] || a - b).reverse();
   acc = 0;
   const remove = [];

@@ -7,6 +7,7 @@ error, not a blank page."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from mof.runtime.session import ChatSession  # noqa: E402
 from .conftest import copy_site, needs_npm, static_server  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = Path(__file__).parents[2] / "docs" / "web-chat.png"     # MOF_UPDATE_SCREENSHOT=1 writes it
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -97,10 +99,12 @@ def test_typing_nihao_gets_the_python_runtimes_reply_in_the_tab(site, open_page,
         page = open_page(url)
         assert page.inner_text("#status") == "ready", page.inner_text("#messages")
         assert page.is_hidden("#download")                     # the progress bar, gone once loaded
-        assert page.inner_text("#info-model") == "t6-demo.mof"
+        assert page.inner_text("#info-model") == "t6-demo"
         assert page.inner_text("#info-precision") == "fp32"
         assert page.inner_text("#info-mode") == f"stream (R = {demo_model.recommended_refill_every})"
-        assert page.inner_text("#info-backend") == "WebAssembly SIMD, 1 thread (the page is not cross-origin isolated)"
+        assert page.inner_text("#info-backend") == "WASM SIMD, 1 thread"
+        assert page.inner_text("#timings").endswith("WebAssembly SIMD, 1 thread: the page is not cross-origin isolated "
+                                                     "(the server sends no COOP/COEP headers)")
         _settings(page, 40, 2, 0.5)
         first = _say(page, "你好")
         assert first["text"] == want[0] and first["finish"] == "stop" and first["chunks"] >= 2
@@ -109,6 +113,8 @@ def test_typing_nihao_gets_the_python_runtimes_reply_in_the_tab(site, open_page,
         assert float(page.inner_text("#info-speed")) > 0
         assert "tokens in" in page.inner_text("#timings")
         assert page.errors == []
+        if os.environ.get("MOF_UPDATE_SCREENSHOT"):
+            page.screenshot(path=str(SCREENSHOT))
 
 
 def test_stop_ends_a_reply_and_clear_starts_afresh(site, open_page, demo_model):
@@ -145,7 +151,8 @@ def test_a_cross_origin_isolated_page_runs_threads(site, open_page):
         assert page.evaluate("crossOriginIsolated") is True
         threads = int(page.get_attribute("#info-backend", "data-threads"))
         assert threads == min(4, page.evaluate("navigator.hardwareConcurrency")) and threads >= 2
-        assert page.inner_text("#info-backend").endswith("(cross-origin isolated)")
+        assert page.inner_text("#info-backend") == f"WASM SIMD, {threads} threads"
+        assert page.inner_text("#timings").endswith(f"{threads} threads: the page is cross-origin isolated")
         _settings(page, 20, 2, 0.5)
         reply = _say(page, "你好")
         assert reply["text"] and reply["finish"] in ("stop", "length")

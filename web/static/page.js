@@ -51,10 +51,12 @@ function configureRuntime() {
   ort.env.wasm.wasmPaths = { mjs: new URL('./ort/ort-wasm-simd-threaded.mjs', import.meta.url).href,
     wasm: new URL('./ort/ort-wasm-simd-threaded.wasm', import.meta.url).href };
   ort.env.logLevel = 'error';
-  const text = `WebAssembly SIMD, ${threads} thread${threads > 1 ? 's' : ''}` +
-    (isolated ? ' (cross-origin isolated)' : ' (the page is not cross-origin isolated)');
-  $('info-backend').textContent = text;
-  $('info-backend').dataset.threads = String(threads);
+  const backend = $('info-backend');
+  backend.textContent = `WASM SIMD, ${threads} thread${threads > 1 ? 's' : ''}`;
+  backend.title = isolated ? `WebAssembly SIMD, ${threads} threads: the page is cross-origin isolated`
+    : 'WebAssembly SIMD, 1 thread: the page is not cross-origin isolated (the server sends no COOP/COEP headers)';
+  backend.dataset.threads = String(threads);
+  return backend.title;
 }
 
 function mb(n) {
@@ -62,7 +64,7 @@ function mb(n) {
 }
 
 async function load() {
-  configureRuntime();
+  const runsOn = configureRuntime();
   let config;
   try {
     const r = await fetch('config.json', { cache: 'no-cache' });
@@ -72,7 +74,7 @@ async function load() {
     showError('this site has no readable config.json (write it with mof-web): ' + (e.message || e));
     return;
   }
-  $('info-model').textContent = config.model;
+  $('info-model').textContent = config.model.replace(/\.mof$/, '');
   $('info-precision').textContent = config.precision;
   $('download').hidden = false;
   setStatus('downloading the model…', 'loading');
@@ -96,7 +98,7 @@ async function load() {
   $('info-mode').textContent = d.mode + (d.refillEvery ? ' (R = ' + d.refillEvery + ')' : '');
   $('send').disabled = false;
   setStatus('ready', 'idle');
-  $('timings').textContent = `model loaded in ${Math.round(performance.now() - t0)} ms (${describeDecoding(d)})`;
+  $('timings').textContent = `model loaded in ${Math.round(performance.now() - t0)} ms (${describeDecoding(d)}); ${runsOn}`;
 }
 
 function turnSampling() {
