@@ -202,6 +202,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path, help="the fixture file to write (JSON)")
     p.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: the demo)")
+    p.add_argument("--cases", nargs="+", metavar="NAME", help="only these cases (default: all)")
+    p.add_argument("--precision", nargs="+", choices=("fp32", "int8", "int4"), help="only these precisions")
+    p.add_argument("--max-tokens", type=int, help="cap every case's max_tokens (a large bundle)")
+    p.add_argument("--no-broken", action="store_true", help="write no broken copies of the bundle")
     args = p.parse_args(argv)
     tmp = args.out.resolve().parent
     cases, logits = [], {}
@@ -209,15 +213,20 @@ def main(argv=None) -> int:
     for precision, why in skipped.items():
         print(f"{args.out}: no {precision} cases: {why}", file=sys.stderr)
     for precision in precisions:
+        if args.precision and precision not in args.precision:
+            continue
         model = Model.load(args.bundle, precision=precision)
         for name, precisions, mode, R, form, options, turns in CASES:
-            if precision in precisions:
+            if precision in precisions and (not args.cases or name in args.cases):
+                if args.max_tokens:
+                    options = {**options, "max_tokens": min(options.get("max_tokens", 256), args.max_tokens)}
+                R = min(R, model.config.window) if R else R
                 cases.append(run_case(model, name, mode, R, form, options, turns, tmp))
         logits[precision] = logits_cases(model)
     import onnxruntime
     fixture = {"bundle": str(args.bundle.resolve()), "onnxruntime": onnxruntime.__version__,
                "numpy": np.__version__, "cases": cases, "logits": logits, "skipped": skipped,
-               "broken": broken_bundles(args.bundle, tmp / "broken")}
+               "broken": [] if args.no_broken else broken_bundles(args.bundle, tmp / "broken")}
     args.out.write_text(json.dumps(fixture, ensure_ascii=False), encoding="utf-8")
     print(f"{args.out}: {len(cases)} cases, {sum(len(c['turns']) for c in cases)} turns, "
           f"{sum(len(t['ids']) for c in cases for t in c['turns'])} tokens", file=sys.stderr)
