@@ -118,11 +118,12 @@ def test_typing_nihao_gets_the_python_runtimes_reply_in_the_tab(site, open_page,
 
 
 def test_stop_ends_a_reply_and_clear_starts_afresh(site, open_page, demo_model):
-    long = ChatSession(demo_model, SamplingConfig(max_tokens=256, seed=3, temperature=1.5)).turn("写一首很长的诗")
-    assert len("".join(long)) and long.stats.generated_tokens == 256      # a reply Stop can interrupt
+    long = ChatSession(demo_model, SamplingConfig(max_tokens=600, seed=3, temperature=1.5)).turn("写一首很长的诗")
+    full = "".join(long)
+    assert long.stats.generated_tokens == 600                  # a reply long enough to interrupt (~8 s here)
     with static_server(site) as url:
         page = open_page(url)
-        _settings(page, 256, 3, 1.5)
+        _settings(page, 600, 3, 1.5)
         started = _say(page, "写一首很长的诗", wait=False)
         page.wait_for_function("n => Number(document.querySelectorAll('.message.assistant')[n].dataset.chunks) >= 3",
                                arg=started["index"], polling=20)
@@ -132,7 +133,9 @@ def test_stop_ends_a_reply_and_clear_starts_afresh(site, open_page, demo_model):
         bubble = started["bubble"]
         assert bubble.get_attribute("data-finish") == "stopped"
         assert bubble.locator(".meta").inner_text() == "(stopped)"
-        assert int(bubble.get_attribute("data-chunks")) < 100
+        shown = bubble.locator(".text").text_content()
+        assert 3 <= int(bubble.get_attribute("data-chunks")) < 600
+        assert full.startswith(shown) and len(shown) < len(full)  # Python's reply, cut where Stop came
         assert page.is_enabled("#send") and page.is_disabled("#stop")
 
         page.click("#clear")
