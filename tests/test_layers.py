@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"runtime": "runtime", "writer": "writer", "measure": "measure", "quant": "quant",
-           "export": "export", "bench": "bench", "serve": "serve"}
+           "export": "export", "bench": "bench", "serve": "serve", "web": "web"}
 # What each package may import (besides itself and the top-level ``mof`` package).
 ALLOWED = {
     "runtime": set(),
@@ -24,6 +24,7 @@ ALLOWED = {
     "export": {"runtime", "writer", "measure", "quant"},
     "bench": {"runtime", "writer", "measure"},
     "serve": {"runtime"},
+    "web": {"runtime", "serve"},       # mof-web: verifies with the runtime, reuses mof-serve's stylesheet
 }
 
 
