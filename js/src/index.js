@@ -15,3 +15,4 @@ export { Generation, Generator } from './generate.js';
 export { ChatSession, SAVE_FORMAT, SAVE_VERSION } from './session.js';
 export { encodeNpz, decodeNpz } from './npz.js';
 export { sha256 } from './sha256.js';
+export { selfCheck, decodeArray } from './selfcheck.js';

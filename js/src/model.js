@@ -11,6 +11,7 @@ import { BundleError, MofError, pyRepr } from './errors.js';
 import { GRAPH_CHUNK, GRAPH_DECODE, GRAPH_STEP, PRECISIONS, checkListing, lookups, modelConfig, readManifest,
   readVerified, verifyAll } from './bundle.js';
 import { externalLocations, ProtoError } from './onnxrefs.js';
+import { selfCheck } from './selfcheck.js';
 import { Vocabulary, checkTokenList } from './vocab.js';
 
 /**
@@ -34,6 +35,8 @@ export class State {
  * @property {boolean} [verifyAll]           also every listed file not used (as mof.runtime does; a directory's default)
  * @property {object} [sessionOptions]       merged into onnxruntime's session options
  * @property {(done: number, total: number) => void} [onProgress]   bytes of the used files read so far
+ * @property {boolean} [selfCheck]           recompute the bundle's reference logits here first (selfcheck.js):
+ *                                           a MofError if they differ; the verdict in model.selfCheckResult
  */
 
 /** "onnxruntime-node" or "onnxruntime-web": which the host passed (their env says). */
@@ -147,7 +150,15 @@ export class Model {
       checkIo(session, lookups.graph(manifest, name, where), `${where.replace(/[/\\]+$/, '').split(/[/\\]/).pop()}/${file}`);
       sessions[name] = session;
     }
-    return new Model({ ort, where, manifest, config, vocab, precision, sessions, files });
+    const model = new Model({ ort, where, manifest, config, vocab, precision, sessions, files });
+    if (options.selfCheck) {
+      model.selfCheckResult = await selfCheck(model);
+      if (!model.selfCheckResult.passed) {
+        throw new MofError(`${model.bundleName}: self-check failed: ${model.selfCheckResult.line()}; its logits `
+          + 'differ from the export\'s here (mof-check shows each probe)');
+      }
+    }
+    return model;
   }
 
   /** The state before anything is read. */
