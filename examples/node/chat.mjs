@@ -38,6 +38,7 @@ statistics per reply goes to stderr.
   --save-state FILE       after each turn, save the conversation (mof-run --save-state's format)
   --load-state FILE       resume a conversation saved by this program or by mof-run
   --threads N             onnxruntime intra-op threads (default: one per core)
+  --self-check            first recompute the bundle's reference logits here (mof-check); stop if they differ
   -h, --help              show this help`;
 
 class UsageError extends Error {}
@@ -55,7 +56,7 @@ function parse(argv) {
         'top-p': { type: 'string' }, 'min-p': { type: 'string' }, 'repetition-penalty': { type: 'string' },
         'penalty-mode': { type: 'string' }, ban: { type: 'string', multiple: true }, stop: { type: 'string', multiple: true },
         'max-tokens': { type: 'string' }, seed: { type: 'string' }, 'save-state': { type: 'string' },
-        'load-state': { type: 'string' }, threads: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        'load-state': { type: 'string' }, threads: { type: 'string' }, 'self-check': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     }));
   } catch (e) {
@@ -82,6 +83,7 @@ function parse(argv) {
     mode: values.mode ?? null, refillEvery: num('refill-every', true) ?? null, form: values.form ?? null,
     prompt: values.prompt, sampling, saveState: values['save-state'], loadState: values['load-state'],
     threads: num('threads', true),
+    selfCheck: Boolean(values['self-check']),
   };
 }
 
@@ -121,7 +123,8 @@ async function main(argv) {
   }
   const say = (line) => process.stderr.write(line + '\n');
   const sessionOptions = args.threads ? { intraOpNumThreads: args.threads } : {};
-  const model = await mof.loadModel(args.model, { ort, precision: args.precision, sessionOptions });
+  const model = await mof.loadModel(args.model, { ort, precision: args.precision, sessionOptions, selfCheck: args.selfCheck });
+  if (model.selfCheckResult) say(`${PROG}: self-check: ${model.selfCheckResult.line()}`);
   const session = new mof.ChatSession(model, args.sampling, { mode: args.mode, form: args.form, refillEvery: args.refillEvery });
   say(`${PROG}: ${model.bundleName}, ${mof.describeDecoding(session.decoding)}, ${session.conversation.form} form, ` +
     `${model.precision}, onnxruntime-node ${ort.env.versions.node}`);
