@@ -10,6 +10,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional, Sequence
 
 # The flags that select onnxruntime's int8/int4 kernels, in the order reports list them:
 # x86 (VNNI, AMX), then ARM64 (dot product, int8 matrix multiply, SVE).
@@ -58,12 +59,15 @@ def cpu_features() -> dict:
             "flags": [f for f in CPU_FEATURES if f in flags]}
 
 
-def same_cpu_kind(a: dict, b: dict) -> bool:
-    """Two ``cpu_features`` records choose the same onnxruntime kernels: same architecture, same
-    kernel-selecting flags (a record without "machine", made before it was kept, is x86-64)."""
-    arch = lambda r: {"amd64": "x86_64"}.get(str(r.get("machine") or "x86_64").lower(),
-                                             str(r.get("machine") or "x86_64").lower())
-    return arch(a) == arch(b) and list(a.get("flags") or []) == list(b.get("flags") or [])
+def same_cpu_kind(a: dict, b: dict, flags: Optional[Sequence[str]] = None) -> bool:
+    """Two ``cpu_features`` records choose the same onnxruntime kernels: same architecture and the
+    same of ``flags`` (None: every kernel-selecting flag). A record without "machine", made before
+    it was kept, is x86-64."""
+    def arch(r: dict) -> str:
+        name = str(r.get("machine") or "x86_64").lower()
+        return {"amd64": "x86_64", "arm64": "aarch64"}.get(name, name)
+    pick = lambda r: [f for f in (r.get("flags") or []) if flags is None or f in flags]
+    return arch(a) == arch(b) and pick(a) == pick(b)
 
 
 def describe_cpu(cpu: dict) -> str:

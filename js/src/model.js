@@ -37,6 +37,7 @@ export class State {
  * @property {(done: number, total: number) => void} [onProgress]   bytes of the used files read so far
  * @property {boolean} [selfCheck]           recompute the bundle's reference logits here first (selfcheck.js):
  *                                           a MofError if they differ; the verdict in model.selfCheckResult
+ * @property {{machine: string, flags: string[]}} [cpu]   this CPU, for the self-check's tolerance (Node: read for you)
  */
 
 /** "onnxruntime-node" or "onnxruntime-web": which the host passed (their env says). */
@@ -152,7 +153,7 @@ export class Model {
     }
     const model = new Model({ ort, where, manifest, config, vocab, precision, sessions, files });
     if (options.selfCheck) {
-      model.selfCheckResult = await selfCheck(model);
+      model.selfCheckResult = await selfCheck(model, { cpu: options.cpu || null });
       if (!model.selfCheckResult.passed) {
         throw new MofError(`${model.bundleName}: self-check failed: ${model.selfCheckResult.line()}; its logits `
           + 'differ from the export\'s here (mof-check shows each probe)');

@@ -6,6 +6,7 @@
 //   const model = await loadModel('t6.mof', { ort, precision: 'int8' });
 
 import fs from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { BundleError, MofError } from './errors.js';
 import { MANIFEST_FILE, MAX_MANIFEST_BYTES } from './bundle.js';
@@ -67,7 +68,25 @@ export function dirSource(dir) {
  * @param {string} dir @param {import('./model.js').LoadOptions} options
  */
 export function loadModel(dir, options) {
-  return Model.load(dirSource(dir), options);
+  return Model.load(dirSource(dir), { cpu: cpuFeatures(), ...options });
+}
+
+// The flags that select onnxruntime's int8/int4 kernels (mof.runtime.machine.CPU_FEATURES).
+const CPU_FEATURES = ['sse4_1', 'avx', 'avx2', 'fma', 'avx512f', 'avx512bw', 'avx512_vnni', 'avx_vnni',
+  'avx_vnni_int8', 'amx_int8', 'asimddp', 'i8mm', 'sve'];
+
+/** This CPU as mof.runtime.machine.cpu_features describes it: {model, machine, flags} (flags from /proc/cpuinfo). */
+export function cpuFeatures() {
+  const machine = { x64: 'x86_64', arm64: 'aarch64' }[process.arch] || process.arch;
+  let text = '';
+  try {
+    text = readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return { model: machine, machine, flags: [] };
+  }
+  const field = (key) => ((text.split('\n').find((l) => l.startsWith(key)) || '').split(':')[1] || '').trim();
+  const have = new Set((field('flags') || field('Features')).split(/\s+/));
+  return { model: field('model name') || machine, machine, flags: CPU_FEATURES.filter((f) => have.has(f)) };
 }
 
 /** Write the session's conversation to `file` atomically (mof-run --save-state's format). */

@@ -1,10 +1,11 @@
 // The bundle's self-check, as mof.runtime.selfcheck does it (docs/bundle-format.md, "self_check"):
 // the reference logits the export recorded for six fixed probes are recomputed with the host's
 // onnxruntime and compared. Rows of the batched probes run one at a time (this package decodes one
-// row per call), and the host's CPU kind is not known here, so the looser of the recorded
-// tolerances applies (`atol_other_cpu`: another CPU kind, or onnxruntime-web's own kernels).
+// row per call). The recorded tolerance for the reference's CPU kind applies when the host says its
+// CPU is of that kind (`cpu`: {machine, flags} as mof.runtime.machine.cpu_features; Node's loadModel
+// reads /proc/cpuinfo), the one for another kind otherwise (a browser: onnxruntime-web's own kernels).
 //
-//   const result = await selfCheck(model);   // { passed, maxAbsDiff, atol, top1Agree, rows, probes, line() }
+//   const result = await selfCheck(model, { cpu });   // { passed, maxAbsDiff, atol, top1Agree, rows, probes, line() }
 //   loadModel(dir, { ort, selfCheck: true }) // the same while loading; a MofError if it fails
 
 import { BundleError, MofError } from './errors.js';
@@ -85,10 +86,20 @@ function compareRow(logits, want, sample, row, atol) {
   return { worst, agree };
 }
 
+/** The same CPU kind for a precision's kernels (mof.runtime.machine.same_cpu_kind): architecture and `flags` (null: all). */
+export function sameCpuKind(a, b, flags = null) {
+  if (!a || !b) return false;
+  const arch = (r) => ({ amd64: 'x86_64', x64: 'x86_64', arm64: 'aarch64' }[String(r.machine || 'x86_64').toLowerCase()] || String(r.machine).toLowerCase());
+  const pick = (r) => (r.flags || []).filter((f) => flags === null || flags.includes(f)).join(' ');
+  return arch(a) === arch(b) && pick(a) === pick(b);
+}
+
 /** Recompute the bundle's references for model.precision here and compare. */
-export async function selfCheck(model) {
+export async function selfCheck(model, { cpu = null } = {}) {
   const { section, rec, probes, want } = reference(model);
-  const atol = Number(rec.atol_other_cpu ?? rec.atol);
+  const recordedCpu = (rec.measured_on || {}).cpu;
+  const sameKind = sameCpuKind(cpu, recordedCpu, Array.isArray(rec.cpu_kind_flags) ? rec.cpu_kind_flags : null);
+  const atol = Number(sameKind ? rec.atol : (rec.atol_other_cpu ?? rec.atol));
   const sample = section.sample_ids;
   const results = [];
   let row = 0;
@@ -105,7 +116,9 @@ export async function selfCheck(model) {
   const rows = results.reduce((s, p) => s + p.rows, 0);
   const top1Agree = results.reduce((s, p) => s + p.top1Agree, 0);
   const passed = maxAbsDiff <= atol && top1Agree === rows;
+  const where = sameKind ? '' : ', another CPU kind than the reference\'s';
   const line = () => `${model.precision.padEnd(5)} ${passed ? '✓' : '✗'} max |Δlogit| ${Number(maxAbsDiff.toPrecision(2))} `
-    + `(atol ${atol}), top-1 ${top1Agree}/${rows}`;
-  return { precision: model.precision, passed, maxAbsDiff, atol, top1Agree, rows, probes: results, recordedOn: rec.measured_on, line };
+    + `(atol ${atol}${where}), top-1 ${top1Agree}/${rows}`;
+  return { precision: model.precision, passed, maxAbsDiff, atol, sameCpuKind: sameKind, top1Agree, rows,
+    probes: results, recordedOn: rec.measured_on, line };
 }

@@ -137,7 +137,22 @@ def test_another_cpu_kind_gets_int4s_wider_tolerance(monkeypatch):
     for precision in filter(_runs, PRECISIONS):
         result = check_model(Model.load(DEFAULT_BUNDLE, precision=precision))
         assert not result.same_cpu_kind and result.atol == TOLERANCES[precision].other_kind
-    assert TOLERANCES["int4"].other_kind > TOLERANCES["int8"].other_kind
+    assert TOLERANCES["int4"].other_kind > TOLERANCES["fp32"].other_kind
+
+
+def test_what_makes_a_cpu_kind_depends_on_the_precision(monkeypatch):
+    """int8's products are exact on every x86 CPU with AVX2 (AVX2 or VNNI kernels alike): an AVX2-only
+    CPU is int8's kind but not int4's (its MatMulNBits kernels differ), and not fp32's concern."""
+    import mof.runtime.selfcheck as selfcheck
+    avx2 = {"model": "Some AVX2 laptop", "machine": "x86_64", "flags": ["sse4_1", "avx", "avx2", "fma"]}
+    monkeypatch.setattr(selfcheck, "cpu_features", lambda: avx2)
+    recorded = Model.load(DEFAULT_BUNDLE).manifest["self_check"]["precisions"]
+    vnni = "avx512_vnni" in recorded["int8"]["measured_on"]["cpu"]["flags"]
+    int8 = check_model(Model.load(DEFAULT_BUNDLE, precision="int8"))
+    assert int8.same_cpu_kind and int8.atol == TOLERANCES["int8"].same_kind
+    if _runs("int4"):
+        int4 = check_model(Model.load(DEFAULT_BUNDLE, precision="int4"))
+        assert int4.same_cpu_kind is not vnni
 
 
 def test_a_known_product_bug_makes_load_check_the_bundle(tmp_path, monkeypatch):
