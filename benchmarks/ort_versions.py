@@ -2,6 +2,8 @@
 
     python benchmarks/ort_versions.py BUNDLE [BUNDLE ...] [--versions 1.20.1,1.32.0]
                                       [--workdir DIR] [--out FILE.md]
+    python benchmarks/ort_versions.py BUNDLE --versions 1.20.1,1.32.0 --emulate-cpu EPYC-Rome
+                                      --rows 1 --exact-every 128      # the AVX2-only path, reduced
 
 For every onnxruntime version (default: the newest patch of each minor 1.20 ... 1.32 that pip
 offers, VERSIONS) this makes, once, a virtual environment under DIR/venvs/ with only numpy, that
@@ -23,6 +25,13 @@ newest version listed: max |Δlogit| and mean |Δlogit| over every logit, the sh
 differ by more than 1e-3, top-1 agreement, the max per case, and whether max |Δ| <= 1e-4 (the
 export's tolerance) — markdown, also written to --out. The machine (CPU model, the int8-relevant
 SIMD flags) is the worker's, recorded in each dump.
+
+--emulate-cpu MODEL also runs each version's worker under ``qemu-x86_64 -cpu MODEL`` (Debian
+package qemu-user; its CPUID is MODEL's, so onnxruntime picks that CPU's kernels — EPYC-Rome or
+Haswell: AVX2 without AVX-512 or VNNI; qemu reports the host's /proc/cpuinfo, so the machine line
+names the host) and compares it with the native run of the same version. Every worker also runs a
+one-node kernel probe (run_probe) whose value shows which int8 kernel family it got. Emulation
+is ~20-50x slower: --rows and --exact-every reduce the set (their dumps are kept apart).
 """
 
 from __future__ import annotations
@@ -31,9 +40,11 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,16 +55,16 @@ VERSIONS = ("1.20.1", "1.21.1", "1.22.1", "1.23.2", "1.24.4", "1.25.1", "1.26.0"
 PRECISIONS = ("fp32", "int8", "int4")
 CASES = ("exact", "short", "stream", "batch")
 ROWS, LENGTH, SEED = 4, 128, 0                         # the random ids: ROWS x LENGTH, default_rng(SEED)
-EXACT_ENDS = tuple(range(8, LENGTH + 1, 8))            # exact passes end after these many ids
 SHORT, PREFILL, STEPS, BATCH_STEPS = 5, 16, 16, 8
 TOLERANCE = 1e-4                                       # the export's max |Δlogit| tolerance
 DIFFERS = 1e-3                                         # "a logit differs": the share column's threshold
 
 
 # Worker: runs inside one version's environment ---------------------------------------------------
-def case_logits(model, ids: np.ndarray) -> dict[str, np.ndarray]:
-    """{case: float32 [N, V]} for ids int32 [ROWS, LENGTH]."""
-    out = {"exact": np.concatenate([model.exact_logits(row[:end]) for row in ids for end in EXACT_ENDS]),
+def case_logits(model, ids: np.ndarray, every: int = 8) -> dict[str, np.ndarray]:
+    """{case: float32 [N, V]} for ids int32 [rows, LENGTH]; exact passes end every ``every`` ids."""
+    ends = range(every, ids.shape[1] + 1, every)
+    out = {"exact": np.concatenate([model.exact_logits(row[:end]) for row in ids for end in ends]),
            "short": np.concatenate([model.exact_logits(row[:SHORT]) for row in ids])}
     got, state = model.prefill(ids[:1, :PREFILL])
     stream = [got]
@@ -71,22 +82,26 @@ def case_logits(model, ids: np.ndarray) -> dict[str, np.ndarray]:
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 
-def worker(bundle: Path, inputs: Path, out: Path) -> None:
-    """Every precision of ``bundle`` on the ids in ``inputs`` -> ``out`` (npz), with this onnxruntime."""
+def worker(bundle: Path, inputs: Path, out: Path, rows: int = ROWS, every: int = 8, probe: Path | None = None,
+           precisions=PRECISIONS) -> None:
+    """Every precision of ``bundle`` on the first ``rows`` rows of the ids in ``inputs`` -> ``out``
+    (npz), with this onnxruntime; ``probe``: also run that one-node int8 model (the kernel probe)."""
     import onnxruntime as ort
     from mof.measure.machine import cpu_features
     from mof.runtime import Model
     from mof.runtime.bundle import read_manifest
-    ids = np.load(inputs)["ids"]
+    ids = np.load(inputs)["ids"][:rows]
     manifest = read_manifest(bundle)
     arrays = {"onnxruntime": np.asarray(ort.__version__), "numpy": np.asarray(np.__version__),
               "cpu": np.asarray(json.dumps(cpu_features())), "ids": ids}
-    for p in PRECISIONS:
+    if probe:
+        arrays["probe"] = run_probe(probe)
+    for p in precisions:
         if p != "fp32" and not manifest.graph_file("chunk", p):
             continue
         t0 = time.time()
         model = Model.load(bundle, precision=p, check_onnxruntime=False)
-        for case, logits in case_logits(model, ids).items():
+        for case, logits in case_logits(model, ids, every).items():
             arrays[f"{p}.{case}"] = logits
         del model
         print(f"    {bundle.name} {p}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
@@ -132,23 +147,86 @@ def make_inputs(bundle: Path, path: Path) -> Path:
     return path
 
 
-def measure(bundles: list[Path], versions: list[str], workdir: Path) -> dict[str, Path]:
-    """Make the missing dumps, one environment at a time; {bundle key: its dump directory}."""
+def run_probe(path: Path) -> np.ndarray:
+    """The kernel probe's output: one MatMulIntegerToFloat, uint8 255 x int8 127 over K = 64.
+    VNNI (and AMX) kernels give the exact 2,072,640; the AVX2 kernels' pairwise int16 sums
+    saturate (32,767 x 32 = 1,048,544), showing which kernel family this CPU got."""
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"a": np.full((1, 64), 255, np.uint8)})[0]
+
+
+def make_probe(path: Path) -> Path | None:
+    """Write the probe model (needs onnx; None without it)."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return None
+    if path.exists():
+        return path
+    b = numpy_helper.from_array(np.full((64, 1), 127, np.int8), "b")
+    one = numpy_helper.from_array(np.ones(1, np.float32), "one")
+    node = helper.make_node("MatMulIntegerToFloat", ["a", "b", "one", "one"], ["y"], domain="com.microsoft")
+    g = helper.make_graph([node], "probe", [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])], [b, one])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    m.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(m, str(path))
+    return path
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the workers compute and where (one dump directory per plan)."""
+    rows: int = ROWS               # rows of the random ids used (exact: per row; batch: all at once)
+    every: int = 8                 # exact passes end every this many ids (128: the full window only)
+    emulate: str = ""              # qemu-x86_64 -cpu MODEL for the workers ("" native)
+    precisions: tuple = PRECISIONS # the precisions measured (those the bundle has)
+
+    def subdir(self) -> str:
+        full = self.precisions == PRECISIONS
+        if (self.rows, self.every) == (ROWS, 8) and full:
+            return ""
+        return f"r{self.rows}-e{self.every}" + ("" if full else "-" + "_".join(self.precisions))
+
+    def file(self, version: str, emulated: bool) -> str:
+        return f"{version}@{self.emulate}.npz" if emulated else f"{version}.npz"
+
+
+def measure(bundles: list[Path], versions: list[str], workdir: Path, plan: Plan) -> dict[str, Path]:
+    """Make the missing dumps (natively, and under qemu for plan.emulate), one environment at a
+    time; {bundle key: its dump directory}."""
     dirs = {}
     for bundle in bundles:
-        d = workdir / "dumps" / bundle_key(bundle)
-        make_inputs(bundle, d / "inputs.npz")
-        dirs[bundle_key(bundle)] = d
+        root = workdir / "dumps" / bundle_key(bundle)
+        make_inputs(bundle, root / "inputs.npz")
+        dirs[bundle_key(bundle)] = root / plan.subdir()
+    probe = make_probe(workdir / "probe.onnx")
+    qemu = None
+    if plan.emulate:
+        qemu = shutil.which("qemu-x86_64") or shutil.which("qemu-x86_64-static")
+        if not qemu:
+            raise SystemExit("error: --emulate-cpu needs qemu-x86_64 (Debian package qemu-user)")
+    runs = [(False, [])] + ([(True, [qemu, "-cpu", plan.emulate])] if qemu else [])
     for version in versions:
-        todo = [b for b in bundles if not (dirs[bundle_key(b)] / f"{version}.npz").exists()]
-        if not todo:
-            continue
-        python = environment(workdir, version)
-        for bundle in todo:
-            d = dirs[bundle_key(bundle)]
-            print(f"  onnxruntime {version}: {bundle.name}", file=sys.stderr, flush=True)
-            subprocess.run([str(python), __file__, "--worker", str(bundle), "--inputs", str(d / "inputs.npz"),
-                            "--dump", str(d / f"{version}.npz")], check=True)
+        for emulated, prefix in runs:
+            todo = [b for b in bundles if not (dirs[bundle_key(b)] / plan.file(version, emulated)).exists()]
+            if not todo:
+                continue
+            python = environment(workdir, version)
+            for bundle in todo:
+                d = dirs[bundle_key(bundle)]
+                d.mkdir(parents=True, exist_ok=True)
+                where = f" under qemu -cpu {plan.emulate}" if emulated else ""
+                print(f"  onnxruntime {version}{where}: {bundle.name}", file=sys.stderr, flush=True)
+                cmd = prefix + [str(python), __file__, "--worker", str(bundle), "--inputs",
+                                str(d.parent / "inputs.npz" if plan.subdir() else d / "inputs.npz"),
+                                "--dump", str(d / plan.file(version, emulated)),
+                                "--rows", str(plan.rows), "--exact-every", str(plan.every),
+                                "--precisions", ",".join(plan.precisions)]
+                subprocess.run(cmd + (["--probe", str(probe)] if probe else []), check=True)
     return dirs
 
 
@@ -166,37 +244,65 @@ def compare(ref: dict, other: dict, precision: str) -> dict | None:
                       for c in CASES}}
 
 
-def report(dirs: dict[str, Path], versions: list[str]) -> tuple[str, dict]:
+HEADER = ("| bundle | precision | onnxruntime | max \\|Δ\\| vs {ref} | mean \\|Δ\\| | logits > 1e-3 | top-1 "
+          "| max: exact / short / stream / batch | ≤ 1e-4 |\n|---|---|---|---|---|---|---|---|---|")
+
+
+def row(key: str, p: str, label: str, r: dict) -> str:
+    cases = " / ".join(f"{r['cases'][c]:.2g}" for c in CASES)
+    return (f"| {key.rsplit('-', 1)[0]} | {p} | {label} | {r['max']:.2g} | {r['mean']:.2g} | {r['share']:.1%} | "
+            f"{r['top1']:.2%} | {cases} | {'yes' if r['max'] <= TOLERANCE else '**no**'} |")
+
+
+def load_dumps(d: Path, names: list[str]) -> dict[str, dict]:
+    dumps = {n: dict(np.load(d / n, allow_pickle=False)) for n in names if (d / n).exists()}
+    first = next(iter(dumps.values()), None)
+    for n, dump in dumps.items():
+        if not np.array_equal(dump["ids"], first["ids"]):
+            raise SystemExit(f"{d}: {n} was made with other ids; remove the directory")
+    return dumps
+
+
+def report(dirs: dict[str, Path], versions: list[str], plan: Plan) -> tuple[str, dict]:
+    """The version table (each version against the last) and, with plan.emulate, the emulated
+    CPU against this one per version."""
     reference = versions[-1]
-    lines, results, machines = [], {}, set()
-    lines.append(f"| bundle | precision | onnxruntime | max \\|Δ\\| vs {reference} | mean \\|Δ\\| | logits > 1e-3 "
-                 f"| top-1 | max: exact / short / stream / batch | ≤ 1e-4 |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines, results, machines, probes = [HEADER.format(ref=reference)], {}, set(), {}
+    emu_lines = [HEADER.format(ref="native").replace("| onnxruntime |", f"| onnxruntime under -cpu {plan.emulate} |")]
     for key, d in dirs.items():
-        dumps = {v: dict(np.load(d / f"{v}.npz", allow_pickle=False)) for v in versions if (d / f"{v}.npz").exists()}
-        if reference not in dumps:
-            continue
-        ref = dumps[reference]
-        for dump in dumps.values():
-            if not np.array_equal(dump["ids"], ref["ids"]):
-                raise SystemExit(f"{d}: dumps made with other ids; remove the directory")
+        dumps = load_dumps(d, [plan.file(v, False) for v in versions] + [plan.file(v, True) for v in versions if plan.emulate])
+        ref = dumps.get(plan.file(reference, False))
+        for name, dump in dumps.items():
             machines.add(str(dump["cpu"]))
+            if "probe" in dump:
+                probes[name.removesuffix(".npz")] = float(dump["probe"].ravel()[0])
         for p in PRECISIONS:
-            for v, dump in dumps.items():
-                r = compare(ref, dump, p)
-                if r is None:
-                    continue
-                results.setdefault(key, {}).setdefault(p, {})[v] = r
-                cases = " / ".join(f"{r['cases'][c]:.2g}" for c in CASES)
-                lines.append(f"| {key.rsplit('-', 1)[0]} | {p} | {v} | {r['max']:.2g} | {r['mean']:.2g} | "
-                             f"{r['share']:.1%} | {r['top1']:.2%} | {cases} | "
-                             f"{'yes' if r['max'] <= TOLERANCE else '**no**'} |")
+            for v in versions:
+                native = dumps.get(plan.file(v, False))
+                r = compare(ref, native, p) if ref is not None and native is not None else None
+                if r:
+                    results.setdefault(key, {}).setdefault(p, {})[v] = r
+                    lines.append(row(key, p, v, r))
+                emu = dumps.get(plan.file(v, True)) if plan.emulate else None
+                r = compare(native, emu, p) if emu is not None and native is not None else None
+                if r:
+                    results.setdefault(key, {}).setdefault(f"{p}@{plan.emulate}", {})[v] = r
+                    emu_lines.append(row(key, p, v, r))
     machine = "; ".join(sorted(describe(json.loads(m)) for m in machines))
-    head = (f"Logits per bundle, precision and onnxruntime version against onnxruntime {reference}, "
-            f"{len(EXACT_ENDS) * ROWS} exact passes, {ROWS} short passes, {1 + STEPS} stream logits, a batch of "
-            f"{ROWS} rows (exact pass, prefill, {BATCH_STEPS} steps); each version in its own environment "
-            f"(numpy + onnxruntime + mof --no-deps). Machine: {machine}.\n\n")
-    return head + "\n".join(lines) + "\n", results
+    exact = f"{plan.rows} x {LENGTH // plan.every}"
+    head = (f"Logits per bundle, precision and onnxruntime version: {exact} exact passes (batch 1, ending every "
+            f"{plan.every} ids of {plan.rows} random rows of {LENGTH}), {plan.rows} short passes ({SHORT} ids), "
+            f"{1 + STEPS} stream logits (a {PREFILL}-id prefill and {STEPS} steps), and a batch of {plan.rows} rows "
+            f"(exact pass, prefill, {BATCH_STEPS} steps); each version in its own environment (numpy + onnxruntime "
+            f"+ mof --no-deps). Machine: {machine}.\n")
+    if probes:
+        head += ("Kernel probe (MatMulIntegerToFloat, 255 x 127 over K = 64; exact 2072640, AVX2's saturating "
+                 "sums 1048544): " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(probes.items())) + ".\n")
+    text = head + f"\n### Against onnxruntime {reference}\n\n" + "\n".join(lines) + "\n"
+    if plan.emulate:
+        text += (f"\n### Under `qemu-x86_64 -cpu {plan.emulate}` (its CPUID: onnxruntime picks that CPU's kernels) "
+                 f"against native, same version\n\n" + "\n".join(emu_lines) + "\n")
+    return text, results
 
 
 def describe(cpu: dict) -> str:
@@ -205,7 +311,7 @@ def describe(cpu: dict) -> str:
 
 def summary(results: dict) -> str:
     """Per bundle and precision: the versions within 1e-4 of the reference, and the others."""
-    out = ["", "| bundle | precision | reproduce the reference (≤ 1e-4) | differ (max \\|Δ\\|, top-1) |", "|---|---|---|---|"]
+    out = ["", "| bundle | precision | within 1e-4 (reproduce) | differ (max \\|Δ\\|, top-1) |", "|---|---|---|---|"]
     for key, per in results.items():
         for p, rs in per.items():
             same = [v for v, r in rs.items() if r["max"] <= TOLERANCE]
@@ -225,22 +331,41 @@ def main(argv=None) -> int:
                          "(default: %(default)s)")
     ap.add_argument("--workdir", type=Path, default=Path.home() / ".cache" / "mof-ort-versions",
                     help="environments and dumps (default: %(default)s)")
+    ap.add_argument("--rows", type=int, default=ROWS, choices=range(1, ROWS + 1), metavar=f"1-{ROWS}",
+                    help="rows of random ids to use (default: %(default)s)")
+    ap.add_argument("--exact-every", type=int, default=8, metavar="N",
+                    help="exact passes end every N ids (default: %(default)s; 128: the full window only)")
+    ap.add_argument("--precisions", default=",".join(PRECISIONS),
+                    help="the precisions to measure, of those the bundle has (default: %(default)s)")
+    ap.add_argument("--emulate-cpu", default="", metavar="QEMU_CPU",
+                    help="also run each version under qemu-x86_64 -cpu QEMU_CPU (e.g. EPYC-Rome: AVX2, no "
+                         "AVX-512, no VNNI) and compare with the native run of the same version")
     ap.add_argument("--out", type=Path, help="also write the markdown (and FILE.json with the figures) here")
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--inputs", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--dump", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--probe", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.inputs, args.dump)
+        worker(args.worker, args.inputs, args.dump, args.rows, args.exact_every, args.probe,
+               tuple(args.precisions.split(",")))
         return 0
+    if not 1 <= args.exact_every <= LENGTH:
+        print(f"error: --exact-every must be between 1 and {LENGTH}", file=sys.stderr)
+        return 2
     bundles = [b.resolve() for b in (args.bundles or [ROOT / "runtime" / "demo" / "t6-demo.mof"])]
     for b in bundles:
         if not (b / "manifest.json").is_file():
             print(f"error: {b} is not a mof bundle (no manifest.json)", file=sys.stderr)
             return 2
     versions = [v.strip() for v in args.versions.split(",") if v.strip()]
-    dirs = measure(bundles, versions, args.workdir.resolve())
-    text, results = report(dirs, versions)
+    precisions = tuple(p for p in PRECISIONS if p in args.precisions.split(","))
+    if not precisions or set(args.precisions.split(",")) - set(PRECISIONS):
+        print(f"error: --precisions takes {', '.join(PRECISIONS)}, got {args.precisions!r}", file=sys.stderr)
+        return 2
+    plan = Plan(args.rows, args.exact_every, args.emulate_cpu, precisions)
+    dirs = measure(bundles, versions, args.workdir.resolve(), plan)
+    text, results = report(dirs, versions, plan)
     text += summary(results)
     print(text)
     if args.out:
