@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -37,7 +38,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from ort_versions import environment  # noqa: E402  (one venv per onnxruntime version)
+from ort_versions import environment, run_quiet  # noqa: E402  (one venv per onnxruntime version)
 
 SKIP = {"Shape", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Concat", "Slice", "Split", "Transpose",
         "Cast", "Gather", "Range", "Constant", "ConstantOfShape", "Expand", "Where", "LessOrEqual",
@@ -271,15 +272,25 @@ def trace_lines(traces: list[dict], rows: list) -> list[str]:
     for t in traces:
         got = {name: r for tt, name, r in rows if tt is t}
         order = t["order"]
+        per_op = defaultdict(lambda: [0, 0, 0.0, 0.0])
+        for o, op, node in order:
+            per_op[op][0] += 1
+            if o in got:
+                per_op[op][1] += 1
+                per_op[op][2] = max(per_op[op][2], got[o]["max"])
+                per_op[op][3] = max(per_op[op][3], got[o]["share"])
         first = [(o, op, node) for o, op, node in order if o in got][:5]
         line = f"\nTrace, the whole graph on ids [1, {t['T']}] (tested nodes' outputs added): "
         if not got:
             out.append(line + "every output identical.")
             continue
         logits = got.get("logits")
-        out.append(line + f"{len(got)} of {len(order)} outputs differ"
+        out.append(line + f"{sum(o in got for o, _, _ in order)} of {len(order)} tested nodes' outputs differ"
                    + (f"; logits max |Δ| {logits['max']:.3g}" if logits else "; logits identical")
-                   + ". First in graph order: " + "; ".join(f"`{node}` {op} {got[o]['max']:.3g}" for o, op, node in first) + ".")
+                   + ". First in graph order: " + "; ".join(f"`{node}` {op} {got[o]['max']:.3g}" for o, op, node in first)
+                   + ". Per op (outputs differing / tested, max |Δ|, largest share of elements differing): "
+                   + "; ".join(f"{op} {b}/{n}, {mx:.3g}, {sh:.1%}" for op, (n, b, mx, sh) in sorted(per_op.items()) if b)
+                   + ".")
     return out
 
 
@@ -291,7 +302,9 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", default="int8", help="fp32, int8 or int4 (default: %(default)s)")
     ap.add_argument("--graph", default="chunk", help="which graph (default: %(default)s, the window pass)")
     ap.add_argument("--versions", default="1.28.0,1.29.0,1.30.0,1.32.0",
-                    help="onnxruntime versions; the last is the reference (default: %(default)s)")
+                    help="onnxruntime versions; the last is the reference; VERSION@QEMU_CPU runs that "
+                         "version under qemu-x86_64 -cpu QEMU_CPU (e.g. 1.30.0@Westmere: no AVX2) "
+                         "(default: %(default)s)")
     ap.add_argument("--lengths", default="1,128", help="ids per run = rows M of the products (default: %(default)s)")
     ap.add_argument("--matmul-rows", default="1,32,113,128,512",
                     help="M of the extra MatMulIntegerToFloat tests with random rows; '' for none (default: %(default)s)")
@@ -323,13 +336,20 @@ def main(argv=None) -> int:
         tests = build(args.bundle.resolve(), args.graph, args.precision, lengths, rows, ops, tests_dir)
         print(f"  {len(tests)} tests built in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
     dumps = {}
-    for v in versions:
-        dumps[v] = tests_dir / f"out-{v}.npz"
-        if not dumps[v].exists():
-            python = environment(args.workdir.resolve(), v)
+    for spec in versions:
+        dumps[spec] = tests_dir / f"out-{spec}.npz"
+        if not dumps[spec].exists():
+            version, _, cpu = spec.partition("@")
+            python = environment(args.workdir.resolve(), version)
+            prefix = []
+            if cpu:
+                qemu = shutil.which("qemu-x86_64") or shutil.which("qemu-x86_64-static")
+                if not qemu:
+                    raise SystemExit(f"error: {spec} needs qemu-x86_64 (Debian package qemu-user)")
+                prefix = [qemu, "-cpu", cpu]
             t0 = time.time()
-            subprocess.run([str(python), __file__, "--worker", str(tests_dir), "--dump", str(dumps[v])], check=True)
-            print(f"  onnxruntime {v}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+            run_quiet(prefix + [str(python), __file__, "--worker", str(tests_dir), "--dump", str(dumps[spec])])
+            print(f"  onnxruntime {spec}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
     from mof.measure.machine import cpu_features
     cpu = cpu_features()
     text = (f"# {args.bundle.name}: {args.precision} {args.graph} graph, node by node across onnxruntime versions\n\n"
