@@ -10,7 +10,8 @@ random ids (seed 0) of each --lengths (the products then have M = length rows), 
 every tested node kept; each tested top-level node becomes a one-node model (its constant inputs as
 initializers, so onnxruntime pre-packs the weights as in the bundle; a Loop or If brings its body
 and the outer values the body reads). For MatMulIntegerToFloat nodes --matmul-rows adds one-node
-tests with the node's real weights and random uint8 rows (seed 0), M = each value.
+tests with the weights of the first node of each [K, N] and random uint8 rows (seed 0), M = each
+value.
 
 Then, in one environment per version (benchmarks/ort_versions.py's: numpy + onnxruntime + mof,
 one at a time), every one-node model runs on the kept inputs, and the whole graph runs with the
@@ -149,8 +150,8 @@ def build(bundle: Path, graph: str, precision: str, lengths: list[int], matmul_r
             np.savez(out / f"{name}.npz", **{x: values[x] for x in feeds})
             tests.append({"name": n.name, "kind": "node", "op": n.op_type, "T": T, "model": f"{name}.onnx",
                           "inputs": f"{name}.npz", "shapes": shapes(n, values, inits)})
-            if n.op_type == "MatMulIntegerToFloat" and n.input[1] in inits and n.input[1] not in seen_mm:
-                seen_mm.add(n.input[1])
+            if n.op_type == "MatMulIntegerToFloat" and n.input[1] in inits and tuple(inits[n.input[1]].dims) not in seen_mm:
+                seen_mm.add(tuple(inits[n.input[1]].dims))         # one weight per [K, N]
                 tests += matmul_tests(m, n, feeds, values, inits, matmul_rows, out, i)
     (out / "tests.json").write_text(json.dumps(tests, indent=1))
     return tests
@@ -325,8 +326,12 @@ def main(argv=None) -> int:
     lengths = [int(x) for x in args.lengths.split(",") if x]
     rows = [int(x) for x in args.matmul_rows.split(",") if x]
     ops = set(args.ops.split(",")) if args.ops else None
-    from ort_versions import bundle_key
-    tag = f"{bundle_key(args.bundle.resolve())}-{args.graph}.{args.precision}-T{'_'.join(map(str, lengths))}" \
+    from ort_versions import precision_key
+    key = precision_key(args.bundle.resolve(), args.precision)
+    if not key:
+        print(f"error: {args.bundle} has no {args.precision} graphs", file=sys.stderr)
+        return 2
+    tag = f"{key.replace('/', '-')}-{args.graph}-T{'_'.join(map(str, lengths))}" \
           f"-M{'_'.join(map(str, rows))}" + (f"-{'_'.join(sorted(ops))}" if ops else "")
     tests_dir = args.workdir.resolve() / "op_diff" / tag
     t0 = time.time()

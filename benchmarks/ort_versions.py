@@ -144,8 +144,24 @@ def run_quiet(cmd: list[str]) -> None:
 
 # Inputs and dumps --------------------------------------------------------------------------------
 def bundle_key(bundle: Path) -> str:
-    """<bundle name>-<first 12 hex of the manifest's sha256>: a re-export gets new dumps."""
+    """<bundle name>-<first 12 hex of the manifest's sha256>."""
     return f"{bundle.name.removesuffix('.mof')}-{hashlib.sha256((bundle / 'manifest.json').read_bytes()).hexdigest()[:12]}"
+
+
+def precision_key(bundle: Path, precision: str) -> str | None:
+    """<bundle name>/<precision>-<12 hex>: a hash of the sha256s the manifest records for the files
+    that precision's decoding reads (graphs, weights) and of the vocabulary size; None when the
+    bundle lacks the precision. A precision added later (mof-quantize) leaves the others' dumps valid."""
+    from mof.runtime.bundle import read_manifest
+    m = read_manifest(bundle)
+    graphs = [g for g in ("chunk", "step", "decode", "window") if g in m.get("graphs", {})]
+    files = [m.graph_file(g, precision) for g in graphs]
+    if not any(files):
+        return None
+    files += [m.weights_file(precision)] if m.weights_file(precision) else []
+    recorded = m.get("files", {})
+    text = f"{m.config.vocab_size}|" + "|".join(f"{f}:{recorded.get(f, {}).get('sha256')}" for f in sorted(filter(None, files)))
+    return f"{bundle.name.removesuffix('.mof')}/{precision}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 def make_inputs(bundle: Path, path: Path) -> Path:
@@ -197,10 +213,7 @@ class Plan:
     precisions: tuple = PRECISIONS # the precisions measured (those the bundle has)
 
     def subdir(self) -> str:
-        full = self.precisions == PRECISIONS
-        if (self.rows, self.every) == (ROWS, 8) and full:
-            return ""
-        return f"r{self.rows}-e{self.every}" + ("" if full else "-" + "_".join(self.precisions))
+        return "" if (self.rows, self.every) == (ROWS, 8) else f"r{self.rows}-e{self.every}"
 
     def file(self, version: str, emulated: bool) -> str:
         return f"{version}@{self.emulate}.npz" if emulated else f"{version}.npz"
@@ -208,12 +221,16 @@ class Plan:
 
 def measure(bundles: list[Path], versions: list[str], workdir: Path, plan: Plan) -> dict[str, Path]:
     """Make the missing dumps (natively, and under qemu for plan.emulate), one environment at a
-    time; {bundle key: its dump directory}."""
-    dirs = {}
+    time, in the order of ``versions``; {"<bundle>/<precision>-<hash>": its dump directory}."""
+    dirs, todo_keys = {}, {}
     for bundle in bundles:
-        root = workdir / "dumps" / bundle_key(bundle)
-        make_inputs(bundle, root / "inputs.npz")
-        dirs[bundle_key(bundle)] = root / plan.subdir()
+        for p in plan.precisions:
+            key = precision_key(bundle, p)
+            if key:
+                d = workdir / "dumps" / key / plan.subdir()
+                make_inputs(bundle, d / "inputs.npz")
+                dirs[key] = d
+                todo_keys.setdefault(bundle, []).append((p, key))
     probe = make_probe(workdir / "probe.onnx")
     qemu = None
     if plan.emulate:
@@ -223,21 +240,19 @@ def measure(bundles: list[Path], versions: list[str], workdir: Path, plan: Plan)
     runs = [(False, [])] + ([(True, [qemu, "-cpu", plan.emulate])] if qemu else [])
     for version in versions:
         for emulated, prefix in runs:
-            todo = [b for b in bundles if not (dirs[bundle_key(b)] / plan.file(version, emulated)).exists()]
-            if not todo:
-                continue
-            python = environment(workdir, version)
-            for bundle in todo:
-                d = dirs[bundle_key(bundle)]
-                d.mkdir(parents=True, exist_ok=True)
+            for bundle, keys in todo_keys.items():
+                missing = [(p, k) for p, k in keys if not (dirs[k] / plan.file(version, emulated)).exists()]
+                if not missing:
+                    continue
+                python = environment(workdir, version)
                 where = f" under qemu -cpu {plan.emulate}" if emulated else ""
-                print(f"  onnxruntime {version}{where}: {bundle.name}", file=sys.stderr, flush=True)
-                cmd = prefix + [str(python), __file__, "--worker", str(bundle), "--inputs",
-                                str(d.parent / "inputs.npz" if plan.subdir() else d / "inputs.npz"),
-                                "--dump", str(d / plan.file(version, emulated)),
-                                "--rows", str(plan.rows), "--exact-every", str(plan.every),
-                                "--precisions", ",".join(plan.precisions)]
-                run_quiet(cmd + (["--probe", str(probe)] if probe else []))
+                print(f"  onnxruntime {version}{where}: {bundle.name} {', '.join(p for p, _ in missing)}",
+                      file=sys.stderr, flush=True)
+                for p, k in missing:
+                    cmd = prefix + [str(python), __file__, "--worker", str(bundle), "--inputs", str(dirs[k] / "inputs.npz"),
+                                    "--dump", str(dirs[k] / plan.file(version, emulated)), "--rows", str(plan.rows),
+                                    "--exact-every", str(plan.every), "--precisions", p]
+                    run_quiet(cmd + (["--probe", str(probe)] if probe else []))
     return dirs
 
 
@@ -275,30 +290,31 @@ def load_dumps(d: Path, names: list[str]) -> dict[str, dict]:
 
 
 def report(dirs: dict[str, Path], versions: list[str], plan: Plan) -> tuple[str, dict]:
-    """The version table (each version against the last) and, with plan.emulate, the emulated
+    """The version table (each version against the newest) and, with plan.emulate, the emulated
     CPU against this one per version."""
+    versions = sorted(versions, key=lambda v: tuple(int(x) for x in v.split(".")))
     reference = versions[-1]
     lines, results, machines, probes = [HEADER.format(ref=reference)], {}, set(), {}
     emu_lines = [HEADER.format(ref="native").replace("| onnxruntime |", f"| onnxruntime under -cpu {plan.emulate} |")]
     for key, d in dirs.items():
+        bundle, p = key.split("/")[0], key.split("/")[1].split("-")[0]
         dumps = load_dumps(d, [plan.file(v, False) for v in versions] + [plan.file(v, True) for v in versions if plan.emulate])
         ref = dumps.get(plan.file(reference, False))
         for name, dump in dumps.items():
             machines.add(str(dump["cpu"]))
             if "probe" in dump:
                 probes[name.removesuffix(".npz")] = float(dump["probe"].ravel()[0])
-        for p in PRECISIONS:
-            for v in versions:
-                native = dumps.get(plan.file(v, False))
-                r = compare(ref, native, p) if ref is not None and native is not None else None
-                if r:
-                    results.setdefault(key, {}).setdefault(p, {})[v] = r
-                    lines.append(row(key, p, v, r))
-                emu = dumps.get(plan.file(v, True)) if plan.emulate else None
-                r = compare(native, emu, p) if emu is not None and native is not None else None
-                if r:
-                    results.setdefault(key, {}).setdefault(f"{p}@{plan.emulate}", {})[v] = r
-                    emu_lines.append(row(key, p, v, r))
+        for v in versions:
+            native = dumps.get(plan.file(v, False))
+            r = compare(ref, native, p) if ref is not None and native is not None else None
+            if r:
+                results.setdefault(bundle, {}).setdefault(p, {})[v] = r
+                lines.append(row(bundle, p, v, r))
+            emu = dumps.get(plan.file(v, True)) if plan.emulate else None
+            r = compare(native, emu, p) if emu is not None and native is not None else None
+            if r:
+                results.setdefault(bundle, {}).setdefault(f"{p}@{plan.emulate}", {})[v] = r
+                emu_lines.append(row(bundle, p, v, r))
     machine = "; ".join(sorted(describe(json.loads(m)) for m in machines))
     exact = f"{plan.rows} x {LENGTH // plan.every}"
     head = (f"Logits per bundle, precision and onnxruntime version: {exact} exact passes (batch 1, ending every "
@@ -327,7 +343,7 @@ def summary(results: dict) -> str:
         for p, rs in per.items():
             same = [v for v, r in rs.items() if r["max"] <= TOLERANCE]
             other = [f"{v} ({r['max']:.2g}, {r['top1']:.1%})" for v, r in rs.items() if r["max"] > TOLERANCE]
-            out.append(f"| {key.rsplit('-', 1)[0]} | {p} | {', '.join(same) or '—'} | {', '.join(other) or '—'} |")
+            out.append(f"| {key} | {p} | {', '.join(same) or '—'} | {', '.join(other) or '—'} |")
     return "\n".join(out) + "\n"
 
 
@@ -338,8 +354,8 @@ def main(argv=None) -> int:
     ap.add_argument("bundles", nargs="*", type=Path, metavar="BUNDLE",
                     help="bundles to measure (default: the demo, runtime/demo/t6-demo.mof)")
     ap.add_argument("--versions", default=",".join(VERSIONS),
-                    help="comma-separated onnxruntime versions, oldest first; the last is the reference "
-                         "(default: %(default)s)")
+                    help="comma-separated onnxruntime versions, measured in this order; the newest is the "
+                         "reference (default: %(default)s)")
     ap.add_argument("--workdir", type=Path, default=Path.home() / ".cache" / "mof-ort-versions",
                     help="environments and dumps (default: %(default)s)")
     ap.add_argument("--rows", type=int, default=ROWS, choices=range(1, ROWS + 1), metavar=f"1-{ROWS}",
