@@ -19,8 +19,13 @@ computes, for fixed random ids (seed 0, the same for every version):
   batch   the 4 rows at once: the window pass over [4, 128], then a [4, 16] prefill and 8 steps of
           [4] (the runtime's graphs take [B, ...])
 
-and keeps them in DIR/dumps/<bundle>-<manifest sha>/<version>.npz, so a rerun only computes the
-versions and bundles it has not seen. Then it prints, per bundle x precision x version, against the
+(--rows N uses the first N rows, --exact-every S ends the exact passes every S ids: a full-size
+bundle takes ~1 minute per precision and version with the defaults on 2 cores, ~15 s with
+--rows 2 --exact-every 32.)
+
+and keeps them in DIR/dumps/<bundle>/<precision>-<hash of the files it reads>/<version>.npz, so a
+rerun only computes the versions, bundles and precisions it has not seen (adding int4 to a bundle
+later keeps its fp32 and int8 dumps). Then it prints, per bundle x precision x version, against the
 newest version listed: max |Δlogit| and mean |Δlogit| over every logit, the share of logits that
 differ by more than 1e-3, top-1 agreement, the max per case, and whether max |Δ| <= 1e-4 (the
 export's tolerance) — markdown, also written to --out. The machine (CPU model, the int8-relevant
@@ -119,10 +124,11 @@ def environment(workdir: Path, version: str) -> Path:
     if done.exists():
         return python
     print(f"  making {env} ...", file=sys.stderr, flush=True)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(env)], check=True)
     pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    subprocess.run(pip + ["numpy", f"onnxruntime=={version}"], check=True)
-    subprocess.run(pip + ["--no-deps", "-e", str(ROOT)], check=True)
+    for cmd in ([sys.executable, "-m", "venv", "--clear", str(env)], pip + ["numpy", f"onnxruntime=={version}"],
+                pip + ["--no-deps", "-e", str(ROOT)]):
+        if subprocess.run(cmd).returncode:           # pip has said why; the unfinished venv is redone next time
+            raise SystemExit(f"error: could not make {env} ({' '.join(cmd[-2:])} failed)")
     got = subprocess.run([str(python), "-c", "import onnxruntime as o; print(o.__version__)"],
                          capture_output=True, text=True, check=True).stdout.strip()
     if got != version:
