@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -116,7 +115,6 @@ def build(bundle: Path, graph: str, precision: str, lengths: list[int], matmul_r
           ops: set[str] | None, out: Path) -> list[dict]:
     """Write the one-node tests and the traces under ``out``; returns the test list (tests.json)."""
     import onnx
-    from onnx import numpy_helper
     from mof.runtime.bundle import read_manifest
     model, file = load_graph(bundle, graph, precision)
     vocab = read_manifest(bundle).config.vocab_size
