@@ -71,12 +71,12 @@ _NEW = ("1.30.0", "1.31.1", "1.32.0")
 _ALL = _R + _NEW
 _DEMO_U8U8 = ("1.17.3", "1.18.1", "1.19.2", "1.20.1", "1.24.4", "1.25.0", "1.26.0") + _NEW
 KERNELS = {
-    # fp32: <= 9.5e-6 on the demo, <= 8.3e-6 at full size, on every version measured
+    # fp32: <= 9.5e-6 on the demo, <= 1.5e-5 at full size, on every version measured
     "fp32": Kernels(same={"demo": _ALL, "t6_beta_dense V=16000": _ALL, "t7_small V=16000": _ALL}),
     # int8 before 0.2 (uint8 x uint8 MatMulInteger), demo only: 5.7e-6 up to 1.26, 0.025 on 1.27-1.29
     "rowwise-u8u8": Kernels(same={"demo": _DEMO_U8U8}),
     # int8 (uint8 x 7-bit int8 MatMulIntegerToFloat): the demo <= 6.7e-6 everywhere; at full size
-    # 0.15-0.19 (top-1 77 %) before 1.30 (docs/platforms.md)
+    # 0.19-0.24 (top-1 77-79 %) before 1.30 (docs/platforms.md)
     "rowwise-u8s8": Kernels(same={"demo": _ALL, "t6_beta_dense V=16000": _NEW, "t7_small V=16000": _NEW}),
     # int4: 2.8 and top-1 74 % before 1.29, 0.059 on 1.29, 0 from 1.30 (demo)
     "matmulnbits-int4": Kernels(same={"demo": _NEW, "t6_beta_dense V=16000": _NEW, "t7_small V=16000": _NEW},
