@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -117,18 +118,19 @@ def dump(bundle: Path, out_dir: Path) -> Path:
 
 def compare(ref: dict, other: dict) -> dict[str, dict]:
     """Per precision both hold: max |Δlogit|, mean |Δlogit|, top-1 agreement (rows, agreeing rows),
-    and the case with the largest Δ."""
+    the case with the largest Δ, and each case's max |Δlogit|."""
     out = {}
     for p in PRECISIONS:
         cases = [k.split("/", 1)[1] for k in ref if k.startswith(p + "/") and k in other]
         if not cases:
             continue
-        worst, worst_case, total, count, rows, agree = 0.0, "", 0.0, 0, 0, 0
+        worst, worst_case, total, count, rows, agree, per_case = 0.0, "", 0.0, 0, 0, 0, {}
         for case in cases:
             a, b = np.asarray(ref[f"{p}/{case}"]), np.asarray(other[f"{p}/{case}"])
             if a.shape != b.shape:
                 raise ValueError(f"{p}/{case}: shapes {a.shape} and {b.shape} differ")
             d = np.abs(a.astype(np.float64) - b)
+            per_case[case] = float(d.max())
             if float(d.max()) >= worst:
                 worst, worst_case = float(d.max()), case
             total, count = total + float(d.sum()), count + d.size
@@ -136,7 +138,7 @@ def compare(ref: dict, other: dict) -> dict[str, dict]:
             rows += a2.shape[0]
             agree += int((a2.argmax(1) == b2.argmax(1)).sum())
         out[p] = {"max_abs": worst, "mean_abs": total / count, "rows": rows, "top1_agree": agree,
-                  "worst_case": worst_case}
+                  "worst_case": worst_case, "cases": per_case}
     return out
 
 
@@ -170,15 +172,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--ort", default=None, metavar="VERSION",
                     help="onnxruntime version in the arm64 root (default: this environment's)")
     ap.add_argument("--md", type=Path, help="write the table as markdown here")
-    ap.add_argument("--json", type=Path, help="write the figures as JSON here")
+    ap.add_argument("--json", type=Path, help="write the figures as JSON here (with each case's max |Δ|)")
+    ap.add_argument("--keep", type=Path, metavar="DIR",
+                    help="keep the logits (.npz, one per bundle and machine) in this existing folder")
     args = ap.parse_args(argv)
     for b in args.bundles:
         if not (b / "manifest.json").is_file():
             raise UsageError(f"{b} is not a mof bundle (no manifest.json)")
     if args.dump is not None and not args.dump.is_dir():
         raise UsageError(f"--dump: {args.dump} is not a folder")
-    if args.dump is not None and (args.cpu or args.md or args.json or args.ort):
-        raise UsageError("--dump computes this machine's logits only: no --cpu, --ort, --md or --json")
+    if args.dump is not None and (args.cpu or args.md or args.json or args.ort or args.keep):
+        raise UsageError("--dump computes this machine's logits only: no --cpu, --ort, --md, --json or --keep")
+    if args.keep is not None and not args.keep.is_dir():
+        raise UsageError(f"--keep: {args.keep} is not a folder")
     for out in (args.md, args.json):
         if out is not None and not out.parent.is_dir():
             raise UsageError(f"{out}: folder {out.parent} does not exist")
@@ -200,7 +206,24 @@ def report(bundles: list[Path], out_dir: Path, cpus: list[str]) -> tuple[list[st
             result = compare(native, emulated)
             figures[b.name][cpu] = {"onnxruntime": str(emulated["onnxruntime"]), **result}
             rows += markdown_rows(b.name, f"aarch64, qemu {cpu}", result)
-    return header + rows, figures
+    return header + rows + [""] + case_table(figures), figures
+
+
+def case_table(figures: dict) -> list[str]:
+    """Each case's max |Δlogit|: a row per bundle, precision and CPU model."""
+    lines = []
+    for bundle, per_cpu in figures.items():
+        results = [(cpu, p, r) for cpu, f in per_cpu.items() if isinstance(f, dict) for p, r in f.items()
+                   if isinstance(r, dict)]
+        if not results:
+            continue
+        cases = list(results[0][2]["cases"])
+        lines += [f"Max |Δlogit| per case, {bundle}:", "",
+                  "| precision | CPU | " + " | ".join(cases) + " |", "|---|---|" + "---|" * len(cases)]
+        lines += [f"| {p} | {cpu} | " + " | ".join(f"{r['cases'].get(c, float('nan')):.2g}" for c in cases) + " |"
+                  for cpu, p, r in sorted(results, key=lambda x: (PRECISIONS.index(x[1]), x[0]))]
+        lines.append("")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -230,6 +253,9 @@ def main(argv=None) -> int:
         run_emulated(bundles, out_dir, cpus, ort_version)
         emulated_s = time.perf_counter() - t0
         lines, figures = report(bundles, out_dir, cpus)
+        if args.keep is not None:
+            for f in out_dir.glob("*.npz"):
+                shutil.copy2(f, args.keep / f.name)
     native = next(iter(figures.values()))
     head = (f"Native: {native['native']}, onnxruntime {native['onnxruntime']}. Emulated: Debian bookworm "
             f"arm64 under qemu-user (.ci/arm64), onnxruntime {ort_version}; {emulated_s:.0f} s for the "

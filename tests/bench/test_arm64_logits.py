@@ -60,6 +60,11 @@ def test_compare_finds_a_changed_logit_and_names_its_case(al, demo_dump):
     assert got["int8"]["max_abs"] == pytest.approx(100.0)
     assert got["int8"]["top1_agree"] == rows - 1
     assert got["int8"]["worst_case"] == "stream 4x(8+16)"
+    assert got["int8"]["cases"]["stream 4x(8+16)"] == pytest.approx(100.0)
+    assert got["int8"]["cases"]["stream 1x(8+16)"] == 0.0
+    table = al.case_table({"t6-demo.mof": {"native": "x86", "onnxruntime": "1.32.0", "cortex-a72": got}})
+    int8 = next(row for row in table if row.startswith("| int8 | cortex-a72 |")).split(" | ")
+    assert int8[2 + list(got["int8"]["cases"]).index("stream 4x(8+16)")] == "1e+02"
     line = al.markdown_rows("t6-demo.mof", "aarch64, qemu cortex-a72", {"int8": got["int8"]})[0]
     assert line.startswith("| t6-demo.mof | int8 | aarch64, qemu cortex-a72 | 1e+02 |") and f"{rows - 1}/{rows}" in line
 
@@ -75,6 +80,7 @@ def test_compare_refuses_different_shapes(al, demo_dump):
     (["{demo}", "--dump", "{tmp}/missing"], "--dump: {tmp}/missing is not a folder"),
     (["{demo}", "--dump", "{tmp}", "--cpu", "cortex-a72"], "--dump computes this machine's logits only"),
     (["{demo}", "--md", "{tmp}/no/such/table.md"], "folder {tmp}/no/such does not exist"),
+    (["{demo}", "--keep", "{tmp}/missing"], "--keep: {tmp}/missing is not a folder"),
 ])
 def test_command_line_mistakes_are_one_line(al, demo_bundle, tmp_path, capsys, argv, message):
     fill = {"demo": str(demo_bundle), "tmp": str(tmp_path)}
