@@ -202,6 +202,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def report(bundles: list[Path], out_dir: Path, cpus: list[str]) -> tuple[list[str], dict]:
+    """The markdown tables and the figures (bundle -> CPU model -> precision -> compare()'s record)
+    from the dumps in out_dir."""
     header = ["| bundle | precision | CPU (vs native x86) | max \\|Δlogit\\| | mean \\|Δlogit\\| | top-1 agreement "
               "(rows) | largest Δ in |", "|---|---|---|---|---|---|---|"]
     rows, figures = [], {}
@@ -271,7 +273,8 @@ def main(argv=None) -> int:
             f"Emulated: Debian bookworm arm64 under {qemu_version()} (.ci/arm64), "
             f"onnxruntime {ort_version}; {emulated_s:.0f} s for the "
             f"emulated runs. Inputs: seed {SEED}, exact passes {ROWS}x{LENGTH} (batch 4 and batch 1), "
-            f"{ROWS}x{SHORT}, chunk, stream {SHORT}-token prefill + {STEPS} steps (batch 4 and 1).")
+            f"{ROWS}x{SHORT}, stream {SHORT}-token prefill + {STEPS} steps (batch 4 and 1), and the chunk "
+            f"graph over all {LENGTH} ids where the window W is shorter.")
     text = "\n".join([head, "", *lines, ""])
     print(text)
     if args.md:
