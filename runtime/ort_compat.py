@@ -2,10 +2,12 @@
 
 mof runs beside the onnxruntime an app ships: any version in SUPPORTED (the lowest and the highest
 are tested in CI, .ci/run). A bundle records, per precision, the onnxruntime its accuracy was
-measured with and the versions known to give the same logits (manifest["onnxruntime"], written by
-``record``); bundles made before that record are judged by what mof measured of their scheme's
-kernels (KERNELS). Outside the known versions ``Model.load`` warns in one line; below a version a
-precision's kernels need, it refuses.
+measured with and the versions known to give the same logits on its own shapes (manifest
+["onnxruntime"], written by ``record`` from KERNELS, measured per model in MODELS; for shapes never
+measured, what held on every model, marked as inferred); bundles made before that record are judged
+the same way from their scheme. Outside the known versions ``Model.load`` warns in one line; below a
+version a precision's kernels need, it refuses; on a CPU and version with a known product bug
+(PRODUCT_BUGS) it runs the bundle's self-check first.
 """
 
 from __future__ import annotations
