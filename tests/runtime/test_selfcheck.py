@@ -90,7 +90,7 @@ def test_a_changed_weight_is_caught(tmp_path):
 
 @pytest.mark.parametrize("shift, passes", [(1e-3, False), (1e-6, True)])
 def test_a_kernel_that_computes_other_logits_is_caught(monkeypatch, shift, passes):
-    model = Model.load(DEFAULT_BUNDLE, precision="int8")
+    model = Model.load(DEFAULT_BUNDLE)             # fp32: held to 1e-4 on every CPU kind (ARM64 too)
     run = Model._run
 
     def shifted(self, graph, feeds):       # a session whose kernels compute slightly other logits
@@ -101,7 +101,7 @@ def test_a_kernel_that_computes_other_logits_is_caught(monkeypatch, shift, passe
     result = model.self_check()
     print(result.line())
     assert result.passed is passes
-    assert result.max_abs_diff == pytest.approx(2 * shift, abs=1e-5)    # onnxruntime 1.20.1: 1.9e-6 unshifted
+    assert result.max_abs_diff == pytest.approx(2 * shift, abs=1e-5)    # unshifted: <= 7.6e-6 (1.20.1, ARM64)
 
 
 def test_a_bundle_without_references_says_how_to_add_them(tmp_path):
