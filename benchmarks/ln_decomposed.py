@@ -1,5 +1,5 @@
 """Would a graph without the LayerNormalization op give int8 logits that hold across onnxruntime
-versions? (issue 36: an experiment, not what mof exports.)
+versions? (An experiment, not what mof exports.)
 
     python benchmarks/ln_decomposed.py BUNDLE [--precision int8] [--versions 1.20.1,...,1.32.0]
                                        [--workdir DIR] [--out FILE.md]

@@ -1,4 +1,4 @@
-"""Which op's kernel makes a graph's outputs differ between onnxruntime versions (issue 36).
+"""Which op's kernel makes a graph's outputs differ between onnxruntime versions.
 
     python benchmarks/ort_op_diff.py BUNDLE [--precision int8] [--graph chunk]
                                      [--versions 1.28.0,1.29.0,1.30.0,1.32.0] [--lengths 1,128]

@@ -1,4 +1,4 @@
-"""A bundle's logits across onnxruntime versions, per precision, on its own shapes (issue 36).
+"""A bundle's logits across onnxruntime versions, per precision, on its own shapes.
 
     python benchmarks/ort_versions.py BUNDLE [BUNDLE ...] [--versions 1.20.1,1.32.0]
                                       [--workdir DIR] [--out FILE.md]

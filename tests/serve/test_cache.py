@@ -85,7 +85,7 @@ def test_a_file_in_the_layout_earlier_servers_wrote_still_loads(demo_model, tmp_
 
 
 def test_a_text_that_is_not_unicode_is_kept_without_raising(demo_model, tmp_path):
-    """A lone surrogate in a conversation's text made the key hashing raise (issue 39: the row was
+    """A lone surrogate in a conversation's text made the key hashing raise (and the row was
     never answered). Its key hashes (the server refuses such text with a 400 before it gets here;
     the cache must not be where a request dies), and its file is read back."""
     cache = StateCache(1 << 20, "id", demo_model.config, tmp_path)

@@ -1,4 +1,4 @@
-"""What a fuzzer found (issue 39): a request never answered, text that is not Unicode, a failure at
+"""What a fuzzer (schemathesis) and a hand run found: a request never answered, text that is not Unicode, a failure at
 each stage of a row's life, metrics whose label sets grew with every path, and the OpenAPI schema."""
 
 from __future__ import annotations
