@@ -114,10 +114,8 @@ class Model:
         ``OnnxruntimeWarning`` (also kept as ``model.onnxruntime_note``). ``check_onnxruntime=False``
         skips both (to measure such a version).
 
-        ``self_check``: recompute the bundle's reference logits for ``precision`` on this machine
-        (mof.runtime.selfcheck) and raise a MofError if they differ beyond the recorded tolerance;
-        the result is kept as ``model.self_check_result``. It runs whatever the flag on a CPU and
-        onnxruntime known to compute some products wrong (ort_compat.PRODUCT_BUGS)."""
+        ``self_check``: run ``Model.self_check(required=True)`` before returning (``_check_at_load``:
+        also, whatever the flag, where ort_compat.PRODUCT_BUGS knows of wrong products)."""
         bundle_dir = Path(bundle_dir)
         precision = precision or (INT8 if int8 else FP32)
         if precision not in PRECISIONS:
@@ -183,10 +181,15 @@ class Model:
             sessions[name] = sess
         check_unchanged(bundle_dir, identities)
         model = cls(bundle_dir, manifest, sessions, vocab, precision, config, note)
-        bug = product_bug(precision) if check_onnxruntime and chosen.names[0] == CPU else None
-        if self_check or bug:
-            model.self_check(required=True, because=bug.why if bug else "")
+        model._check_at_load(self_check, check_onnxruntime and chosen.names[0] == CPU)
         return model
+
+    def _check_at_load(self, asked: bool, known_bugs: bool) -> None:
+        """Model.load's self-check: when ``asked``, and (``known_bugs``: the CPU provider, versions
+        checked) whenever this CPU and onnxruntime have a known product bug (ort_compat.PRODUCT_BUGS)."""
+        bug = product_bug(self.precision) if known_bugs else None
+        if asked or bug:
+            self.self_check(required=True, because=bug.why if bug else "")
 
     def self_check(self, required: bool = False, because: str = ""):
         """Recompute the bundle's reference logits for this precision on this machine and compare

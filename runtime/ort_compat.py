@@ -167,17 +167,17 @@ def precision_record(manifest, precision: str) -> dict:
         return {**record(precision, _scheme(manifest, precision), rec["measured"], manifest.get("model") or {}),
                 **{k: rec[k] for k in ("requires", "why") if k in rec}}
     if precision == "fp32":
-        measured, scheme = (manifest.get("producer") or {}).get("onnxruntime"), "fp32"
+        measured = (manifest.get("producer") or {}).get("onnxruntime")
     else:
-        prec = manifest.precision_record(precision)
-        measured = ((prec.get("accuracy") or {}).get("measured_on") or {}).get("onnxruntime")
-        scheme = (prec.get("quantization") or {}).get("name")
+        accuracy = manifest.precision_record(precision).get("accuracy") or {}
+        measured = (accuracy.get("measured_on") or {}).get("onnxruntime")
     if not isinstance(measured, str):
         return {}
-    return record(precision, scheme, measured, manifest.get("model") or {})
+    return record(precision, _scheme(manifest, precision), measured, manifest.get("model") or {})
 
 
 def _scheme(manifest, precision: str) -> str:
+    """The graph scheme KERNELS knows ``precision``'s graphs by (the quantization's name)."""
     if precision == "fp32":
         return "fp32"
     return ((manifest.precision_record(precision).get("quantization") or {}).get("name")) or precision

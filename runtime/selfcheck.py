@@ -115,15 +115,20 @@ def decode(d, where: str) -> np.ndarray:
         raise BundleError(f"{where}: a malformed array in the manifest's {SECTION} ({e})") from None
 
 
-def row_summary(logits: np.ndarray, sample: Sequence[int]) -> dict[str, np.ndarray]:
-    """What a reference keeps of logits [R, V]: top ids and values, the sampled logits, logsumexp, mean."""
-    top = np.argsort(-logits, axis=1, kind="stable")[:, :TOP].astype(np.int32)
+def row_sums(logits: np.ndarray, sample: Sequence[int]) -> dict[str, np.ndarray]:
+    """What a check compares of logits [R, V] beside the recorded top ids: the sampled logits and
+    the two sums over each whole row (logsumexp, mean)."""
     wide = logits.astype(np.float64)
     m = wide.max(axis=1, keepdims=True)
-    return {"top_ids": top, "top_logits": np.take_along_axis(logits, top, axis=1),
-            "sample_logits": logits[:, list(sample)],
+    return {"sample_logits": logits[:, list(sample)],
             "logsumexp": (m[:, 0] + np.log(np.exp(wide - m).sum(axis=1))).astype(np.float32),
             "mean": wide.mean(axis=1).astype(np.float32)}
+
+
+def row_summary(logits: np.ndarray, sample: Sequence[int]) -> dict[str, np.ndarray]:
+    """What a reference keeps of logits [R, V]: top ids and values, and ``row_sums``."""
+    top = np.argsort(-logits, axis=1, kind="stable")[:, :TOP].astype(np.int32)
+    return {"top_ids": top, "top_logits": np.take_along_axis(logits, top, axis=1), **row_sums(logits, sample)}
 
 
 def all_logits(model, probes: Sequence[Probe]) -> list[np.ndarray]:
@@ -176,6 +181,9 @@ class ProbeResult:
     max_abs_diff: float      # over the kept logits and the two row sums
     top1_agree: int          # rows whose largest logit is the recorded one (or tied with it within 2 atol)
 
+    def passes(self, atol: float) -> bool:
+        return self.max_abs_diff <= atol and self.top1_agree == self.rows
+
 
 @dataclass(frozen=True)
 class PrecisionCheck:
@@ -200,7 +208,7 @@ class PrecisionCheck:
 
     @property
     def passed(self) -> bool:
-        return self.max_abs_diff <= self.atol and self.top1_agree == self.rows
+        return all(p.passes(self.atol) for p in self.probes)
 
     def line(self) -> str:
         mark = "✓" if self.passed else "✗"
@@ -268,7 +276,7 @@ def _reference_arrays(rec: dict, section: dict, rows: int, vocab_size: int, wher
 
 
 def _compare(name: str, logits: np.ndarray, want: dict, sample: Sequence[int], atol: float) -> ProbeResult:
-    got = row_summary(logits, sample)
+    got = row_sums(logits, sample)
     diffs = [np.abs(np.take_along_axis(logits, want["top_ids"].astype(np.int64), axis=1) - want["top_logits"]),
              np.abs(got["sample_logits"] - want["sample_logits"]),
              np.abs(got["logsumexp"] - want["logsumexp"]), np.abs(got["mean"] - want["mean"])]
@@ -281,7 +289,7 @@ def _compare(name: str, logits: np.ndarray, want: dict, sample: Sequence[int], a
 
 def describe(result: PrecisionCheck) -> list[str]:
     """The per-probe lines under a precision's verdict."""
-    return [f"      {'✓' if p.max_abs_diff <= result.atol and p.top1_agree == p.rows else '✗'} "
+    return [f"      {'✓' if p.passes(result.atol) else '✗'} "
             f"{p.name:22s} max |Δlogit| {p.max_abs_diff:.2g}, top-1 {p.top1_agree}/{p.rows}"
             for p in result.probes]
 
