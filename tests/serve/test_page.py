@@ -19,30 +19,16 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi", reason="mof-serve needs the [serve] extra")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright ([dev] extra)")
 
+from chromium import browser, skip_without_chromium  # noqa: E402,F401  (browser: a fixture)
 from mof.runtime import SamplingConfig  # noqa: E402
 from mof.runtime.session import ChatSession  # noqa: E402
 from mof.serve.config import ServeConfig  # noqa: E402
 
 from .conftest import running  # noqa: E402
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOT = Path(__file__).parents[2] / "docs" / "serving-chat.png"
 
-if not CHROMIUM.exists():
-    pytest.skip(f"the browser test needs Debian's chromium at {CHROMIUM} (apt-get install chromium)",
-                allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+skip_without_chromium()
 
 
 @pytest.fixture()
