@@ -97,8 +97,10 @@ def test_a_wrong_graph_fails_validation_and_writes_nothing(ckpt_factory, tmp_pat
 
     def sabotaged(fn, out_shape, *, is_keras):
         model = real(fn, out_shape, is_keras=is_keras)
-        if not is_keras:   # perturb the window graph's largest weight slightly
-            _nudge_first(max(model.graph.initializer, key=lambda t: np.prod(t.dims)), 0.05)
+        if not is_keras:   # logit 0 of every row moves by 1e-3, ten times the tolerance
+            # (the output bias, found by its shape: tf2onnx's names and order vary between runs)
+            bias = next(t for t in model.graph.initializer if list(t.dims) == [cfg.vocab_size])
+            _nudge_first(bias, 1e-3)
         return model
 
     monkeypatch.setattr(convert, "to_onnx", sabotaged)
