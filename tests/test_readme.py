@@ -86,7 +86,7 @@ def scratch(tmp_path):
 def test_the_readmes_commands_run(scratch):
     commands = shell_commands(README.read_text(encoding="utf-8"))
     runnable = [c for c in commands if why_left_out(c) is None]
-    assert len(commands) >= 25 and len(runnable) >= 6, (commands, runnable)     # the extractor finds them
+    assert len(commands) >= 15 and len(runnable) >= 6, (commands, runnable)     # the extractor finds them
     assert any(c.startswith("mof-eval ") for c in runnable) and "mof-run" in runnable
     for command in runnable:
         proc = run(command, scratch)
@@ -112,7 +112,7 @@ def test_commands_left_out_are_only_those_with_a_reason():
     an untested command; this lists what is left out so a review can see it."""
     commands = shell_commands(README.read_text(encoding="utf-8"))
     left_out = {c: why_left_out(c) for c in commands if why_left_out(c)}
-    assert "mof-serve" in left_out and "pip install -e ." in left_out
+    assert "mof-serve" in left_out and any(c.startswith("pip install -e ") for c in left_out)
     assert all(left_out.values())
 
 
