@@ -112,14 +112,75 @@ def test_a_file_changed_while_onnxruntime_opens_it_is_refused(bundle, monkeypatc
         Model.load(bundle)
 
 
+def _mutations():
+    """Bytes near a real graph (the demo's step graph, which holds external references):
+    truncated, with bytes overwritten, or with bytes inserted — and arbitrary bytes."""
+    real = (DEFAULT_BUNDLE / GRAPH).read_bytes()
+    edits = st.lists(st.tuples(st.integers(0, len(real) - 1), st.binary(min_size=1, max_size=4),
+                               st.booleans()), min_size=1, max_size=4)
+
+    def apply(changes):
+        data = bytearray(real)
+        for at, new, insert in changes:
+            data[at:at if insert else at + len(new)] = new
+        return bytes(data)
+    return st.one_of(st.binary(max_size=3000), st.integers(0, len(real)).map(lambda n: real[:n]),
+                     edits.map(apply))
+
+
 @settings(max_examples=300, deadline=None)
-@given(data=st.binary(max_size=3000))
-def test_external_reference_scan_never_crashes(data):
+@given(data=_mutations())
+def test_external_reference_scan_gives_locations_or_a_proto_error(data):
+    """Damaged bytes give a list of locations (str, or None for a tensor without one) or
+    ProtoError — never another exception; where onnx parses the same bytes, the locations are
+    the ones onnx finds."""
     from mof.runtime.onnx_refs import ProtoError, external_locations
     try:
-        assert isinstance(external_locations(data), list)
+        found = external_locations(data)
     except ProtoError:
-        pass
+        return
+    assert all(loc is None or isinstance(loc, str) for loc in found), found
+    try:
+        import onnx                                      # the [export] extra; without it, the types alone
+    except ImportError:
+        return
+    try:
+        model = onnx.ModelProto.FromString(data)
+    except Exception:
+        return                                          # onnx refuses what the scan read: fine
+    assert sorted(found, key=str) == sorted(_onnx_locations(model), key=str)
+
+
+def _onnx_locations(model) -> list:
+    """Every external tensor's location in ``model`` as onnx reads it, subgraphs included."""
+    from onnx import TensorProto
+    out = []
+
+    def tensors(graph):
+        yield from graph.initializer
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    yield from tensors(g)
+
+    graphs = [model.graph] if model.HasField("graph") else []
+    for graph in graphs:
+        for t in tensors(graph):
+            if t.data_location == TensorProto.EXTERNAL:
+                out.append(next((e.value for e in t.external_data if e.key == "location"), None))
+    return out
+
+
+def test_external_reference_scan_finds_the_demo_graphs_locations():
+    onnx = pytest.importorskip("onnx")
+    from mof.runtime.onnx_refs import external_locations
+    data = (DEFAULT_BUNDLE / GRAPH).read_bytes()
+    found = external_locations(data)
+    assert found and set(found) == {WEIGHTS}
+    assert sorted(found) == sorted(_onnx_locations(onnx.ModelProto.FromString(data)))
 
 
 def test_graph_with_an_unknown_op_domain_is_refused(bundle):
@@ -136,15 +197,31 @@ def test_graph_with_an_unknown_op_domain_is_refused(bundle):
         Model.load(bundle, graphs=("chunk",))
 
 
+def _manifest_bytes():
+    """Arbitrary bytes, arbitrary JSON, and the demo's manifest with one field replaced."""
+    real = json.loads((DEFAULT_BUNDLE / "manifest.json").read_text(encoding="utf-8"))
+    values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+                          max_leaves=10)
+
+    def replaced(change):
+        key, value = change
+        return json.dumps({**real, key: value}).encode()
+    return st.one_of(st.binary(max_size=2000), values.map(lambda v: json.dumps(v).encode()),
+                     st.tuples(st.sampled_from(sorted(real)), values).map(replaced))
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.binary(max_size=2000))
-def test_manifest_parsing_never_crashes(tmp_path, data):
+@given(data=_manifest_bytes())
+def test_a_manifest_is_read_as_written_or_refused_in_one_line(tmp_path, data):
     (tmp_path / "manifest.json").write_bytes(data)
     try:
         m = read_manifest(tmp_path)
-        assert isinstance(m, dict)
-    except BundleError:
-        pass
+    except BundleError as e:
+        assert "\n" not in str(e) and "manifest.json" in str(e), str(e)
+        return
+    assert dict(m) == json.loads(data.decode("utf-8"))          # nothing added, nothing lost
+    assert m["format"] == "mof-bundle" and isinstance(m["format_version"], int)
 
 
 @pytest.fixture(scope="module")
