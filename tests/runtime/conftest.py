@@ -21,3 +21,10 @@ def mof_run(capsys):
         out, err = capsys.readouterr()
         return code, out, err
     return run
+
+
+@pytest.fixture(scope="module")
+def model(demo_bundle):
+    """The demo bundle's fp32 model, one thread (a test file that needs another builds its own)."""
+    from mof.runtime import Model
+    return Model.load(demo_bundle, threads=1)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mof.runtime import Generator, Model, SamplingConfig
+from mof.runtime import Generator, SamplingConfig
 from mof.runtime.decoder import PLAIN, ExactDecoder, StreamDecoder, make_decoder
 from mof.runtime.decoding import API, CHAT, CLI, Decoding, DecodingError, resolve_decoding
 from mof.runtime.errors import MofError
@@ -65,11 +65,6 @@ def test_each_mistake_is_one_line_naming_the_setting(source, mode, R, spelling, 
         resolve_decoding(source, mode, R, spelling)
     assert str(e.value) == message and e.value.param == param
     assert isinstance(e.value, MofError) and "\n" not in message
-
-
-@pytest.fixture(scope="module")
-def model(demo_bundle):
-    return Model.load(demo_bundle, threads=1)
 
 
 def test_every_entry_point_resolves_the_same_way(model):

@@ -10,11 +10,6 @@ from mof.runtime.generate import _holdback
 
 
 @pytest.fixture(scope="module")
-def model(demo_bundle):
-    return Model.load(demo_bundle, threads=1)
-
-
-@pytest.fixture(scope="module")
 def tiny_model(tiny_bundle):
     """The tiny checkpoint's export, next to its TensorFlow model (tiny_tf_model)."""
     return Model.load(tiny_bundle, threads=1)

@@ -11,11 +11,6 @@ from mof.runtime.state import State
 
 
 @pytest.fixture(scope="module")
-def model(demo_bundle):
-    return Model.load(demo_bundle, threads=1)
-
-
-@pytest.fixture(scope="module")
 def ids(model):
     """Two rows of 30 token ids (shorter than the demo's window W = 64)."""
     return np.random.default_rng(5).integers(0, model.config.vocab_size, size=(2, 30), dtype=np.int32)

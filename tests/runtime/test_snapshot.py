@@ -8,17 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from mof.runtime import Model, SamplingConfig
+from mof.runtime import SamplingConfig
 from mof.runtime.decoder import DecoderSnapshot, StreamDecoder
 from mof.runtime.errors import MofError
 from mof.runtime.files import write_state_npz
 from mof.runtime.session import SAVE_FORMAT, SAVE_VERSION, ChatSession
 from mof.runtime.state import State
-
-
-@pytest.fixture(scope="module")
-def model(demo_bundle):
-    return Model.load(demo_bundle, threads=1)
 
 
 def _read(model, text, R=4):
