@@ -120,9 +120,7 @@ class LocalBackend:
         return await admit(self.engine, job, sink, self.config.queue_timeout)
 
     def status(self) -> dict:
-        length, wait = self.engine.queue_status()
-        return {"active": self.engine.active, "queued": self.engine.waiting, "queue_length": length,
-                "queue_wait_s": round(wait, 3)}
+        return self.engine.status()
 
     def stop(self) -> None:
         if self.engine is not None:

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 from mof.runtime.cli_common import add_precision_flags, run_command
 
-from .config import POSITIVE, SETTINGS, ServeConfig
+from .config import POSITIVE, SETTINGS, ServeConfig, flag
 
 PROG = "mof-serve"
 
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
             kw["action"] = "append"
         if getattr(m["parse"], "choices", None):
             kw["choices"] = m["parse"].choices
-        where.add_argument(m["flag"] or "--" + f.name.replace("_", "-"), **kw)
+        where.add_argument(flag(f.name), **kw)
     r = p.add_argument_group("Ray Serve (the [ray] extra)")
     r.add_argument("--ray", action="store_true",
                    help="run the engines as Ray Serve replicas behind one HTTP ingress (docs/serving.md)")
