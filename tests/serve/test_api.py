@@ -478,7 +478,7 @@ def test_self_check_verdict_in_health_and_a_failed_one_is_not_served(tmp_path):
         r = httpx.post(url + "/v1/completions", json={"model": "demo", "prompt": "a"})
         assert r.status_code == 503
     with running(ServeConfig(model=bundle)) as url:             # without the flag: served as before
-        from mof.serve.probe import wait_healthy
+        from serve_probe import wait_healthy
         assert wait_healthy(url, lambda: True, 30)
         assert "self_check" not in httpx.get(url + "/health").json()
 

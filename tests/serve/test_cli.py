@@ -12,7 +12,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi", reason="mof-serve needs the [serve] extra")
 
-from mof.serve.probe import free_port, wait_healthy  # noqa: E402
+from serve_probe import free_port, wait_healthy  # noqa: E402
 
 SERVE = [sys.executable, "-m", "mof.serve.cli"]
 
