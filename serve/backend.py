@@ -97,7 +97,7 @@ def open_engine(config: ServeConfig, metrics: Metrics, model: Optional[Model] = 
         cache = StateCache(int(config.cache_mb * 2 ** 20), identity, model.config, config.state_dir)
     engine = Engine(model, config, metrics, cache)
     engine.start()
-    log.info("mof-serve: %s ready (%s, %s)", model.bundle_dir.name, model.precision, resolve_decoding(model).describe())
+    log.debug("mof-serve: %s loaded (%s, %s)", model.bundle_dir.name, model.precision, resolve_decoding(model).describe())
     return engine
 
 

@@ -165,7 +165,9 @@ def _run_ray(config: ServeConfig, ray_args: dict) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         serve.run(build(config, ray_args.get("replicas", 1), ray_args.get("autoscale")), name="mof", route_prefix="/")
-        print(f"{PROG}: serving on http://{config.host}:{config.port} with Ray Serve", file=sys.stderr, flush=True)
+        from .app import page_url
+        url = page_url(config.host, config.port)
+        print(f"{PROG}: ready with Ray Serve: chat at {url}, the OpenAI API at {url}v1", file=sys.stderr, flush=True)
         stop.wait()
     except KeyboardInterrupt:
         pass
