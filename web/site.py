@@ -3,7 +3,7 @@ package (js/src), onnxruntime-web's WebAssembly build (from its npm package, js/
 bundle's files for one precision, verified before they are copied.
 
     DIR/index.html, page.js, page.css, config.json
-    DIR/chat.css, favicon.svg, favicon.ico   mof-serve's stylesheet and icon
+    DIR/chat.css, fontcheck.js, favicon.svg, favicon.ico   mof-serve's stylesheet, font check and icon
     DIR/mof/*.js                       the package (mof-js/web)
     DIR/ort/ort.wasm.min.mjs, ort-wasm-simd-threaded.mjs, ort-wasm-simd-threaded.wasm, package.json
     DIR/bundle/manifest.json, vocab.json, the precision's decoding graphs and weights file
@@ -25,7 +25,7 @@ from mof.runtime.errors import MofError
 
 STATIC = Path(__file__).resolve().parent / "static"
 SERVE_STATIC = Path(mof.serve.__file__).resolve().parent / "static"
-SERVED = ("chat.css", "favicon.svg", "favicon.ico")      # mof-serve's files the site holds too
+SERVED = ("chat.css", "fontcheck.js", "favicon.svg", "favicon.ico")     # mof-serve's files the site holds too
 JS_DIR = Path(__file__).resolve().parents[1] / "js"       # the source tree's package (an editable install)
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 PAGE_FILES = ("index.html", "page.js", "page.css")
