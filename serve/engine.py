@@ -6,9 +6,9 @@ active row which read it needs next (``decoder.plan``: its prompt, or the token 
 runs them all with ``run_reads`` — one graph call per kind and length: every one-token step in one
 step-graph call, refills of equal length in one chunk-graph call, exact windows of equal length
 in one call — then each row takes its logits and samples with its own options and seed. The same
-rule and the same graphs as ``Generator``, and rows that do not depend on each other (measured:
-fp32 and int8 logits are bitwise equal in a batch and alone), so a seeded request gets the tokens
-``Generator`` gives it alone.
+rule and the same graphs as ``Generator``, and rows that do not depend on each other (a row's
+logits are the same in a batch as alone: tests/runtime/test_bundle_format.py), so a seeded request
+gets the tokens ``Generator`` gives it alone.
 
 A prompt is read by one call of at most W tokens (a stream refill or an exact window: the rule's
 own bound), so a new request never stalls the others for longer than one window pass. After a
