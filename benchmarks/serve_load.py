@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mof.serve.probe import free_port, wait_healthy
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests" / "helpers"))
+from serve_probe import free_port, wait_healthy  # noqa: E402  (the tests' helper: a free port, /health)
 PROMPTS = ["床前明月光，", "春眠不觉晓，", "白日依山尽，", "红豆生南国，", "千山鸟飞绝，", "空山不见人，",
            "国破山河在，", "好雨知时节，"]
 

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mof.runtime.bundle_default import DEFAULT_BUNDLE
+from mof.runtime.decoding import Decoding
 from mof.runtime.errors import MofError
 from mof.runtime.model import Model
 
@@ -45,6 +46,13 @@ def model_id(config: ServeConfig) -> str:
     return config.model_name or (path.name[:-4] if path.name.endswith(".mof") else path.name)
 
 
+def page_url(host: str, port: int) -> str:
+    """The chat page's address as a browser on this machine opens it: a wildcard host (0.0.0.0,
+    ::) is reached through the loopback; an IPv6 address goes in brackets."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
 class Server:
     """What the app holds: the config, the backend that decodes, what it said of the model."""
 
@@ -57,6 +65,8 @@ class Server:
         self.backend = backend if backend is not None else LocalBackend(config, self.metrics, model)
         self.info: Optional[ModelInfo] = None
         self.load_error: Optional[str] = None
+        self.port: Optional[int] = None         # the port listened on, once mof-serve's server says (listening)
+        self._announced = threading.Lock()      # the ready line is printed once: taken by whoever prints it
 
     def load(self) -> None:
         """Bring the backend up (in a thread: /health answers 503 meanwhile)."""
@@ -68,6 +78,23 @@ class Server:
         except Exception as e:       # e.g. a Ray backend whose replicas cannot start: say so, don't hang
             self.load_error = f"{type(e).__name__}: {e}"
             log.exception("mof-serve: the backend did not start")
+        self._announce()
+
+    def listening(self, port: int) -> None:
+        """mof-serve's server is bound to ``port`` (the one --port 0 chose)."""
+        self.port = port
+        self._announce()
+
+    def _announce(self) -> None:
+        """Once the model is loaded and the port known (whichever comes last): the ready line, with
+        the chat page's address a user opens."""
+        info = self.info
+        if info is None or self.port is None or not self._announced.acquire(blocking=False):
+            return
+        url = page_url(self.config.host, self.port)
+        how = Decoding(info.mode, info.refill_every).describe()
+        log.info("mof-serve: %s ready (%s, %s): chat at %s, the OpenAI API at %sv1",
+                 self.model_id, info.precision, how, url, url)
 
     def ready(self) -> ModelInfo:
         if self.info is None:

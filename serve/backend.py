@@ -97,7 +97,7 @@ def open_engine(config: ServeConfig, metrics: Metrics, model: Optional[Model] = 
         cache = StateCache(int(config.cache_mb * 2 ** 20), identity, model.config, config.state_dir)
     engine = Engine(model, config, metrics, cache)
     engine.start()
-    log.info("mof-serve: %s ready (%s, %s)", model.bundle_dir.name, model.precision, resolve_decoding(model).describe())
+    log.debug("mof-serve: %s loaded (%s, %s)", model.bundle_dir.name, model.precision, resolve_decoding(model).describe())
     return engine
 
 
@@ -120,9 +120,7 @@ class LocalBackend:
         return await admit(self.engine, job, sink, self.config.queue_timeout)
 
     def status(self) -> dict:
-        length, wait = self.engine.queue_status()
-        return {"active": self.engine.active, "queued": self.engine.waiting, "queue_length": length,
-                "queue_wait_s": round(wait, 3)}
+        return self.engine.status()
 
     def stop(self) -> None:
         if self.engine is not None:

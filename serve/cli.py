@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 from mof.runtime.cli_common import add_precision_flags, run_command
 
-from .config import POSITIVE, SETTINGS, ServeConfig
+from .config import POSITIVE, SETTINGS, ServeConfig, flag
 
 PROG = "mof-serve"
 
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
             kw["action"] = "append"
         if getattr(m["parse"], "choices", None):
             kw["choices"] = m["parse"].choices
-        where.add_argument(m["flag"] or "--" + f.name.replace("_", "-"), **kw)
+        where.add_argument(flag(f.name), **kw)
     r = p.add_argument_group("Ray Serve (the [ray] extra)")
     r.add_argument("--ray", action="store_true",
                    help="run the engines as Ray Serve replicas behind one HTTP ingress (docs/serving.md)")
@@ -165,7 +165,9 @@ def _run_ray(config: ServeConfig, ray_args: dict) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         serve.run(build(config, ray_args.get("replicas", 1), ray_args.get("autoscale")), name="mof", route_prefix="/")
-        print(f"{PROG}: serving on http://{config.host}:{config.port} with Ray Serve", file=sys.stderr, flush=True)
+        from .app import page_url
+        url = page_url(config.host, config.port)
+        print(f"{PROG}: ready with Ray Serve: chat at {url}, the OpenAI API at {url}v1", file=sys.stderr, flush=True)
         stop.wait()
     except KeyboardInterrupt:
         pass

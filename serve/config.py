@@ -127,6 +127,11 @@ class ServeConfig:
 SETTINGS = {f.name: f for f in fields(ServeConfig)}
 
 
+def flag(name: str) -> str:
+    """Setting ``name``'s mof-serve flag (``--max-n`` for ``max_n``): what an error message names."""
+    return SETTINGS[name].metadata["flag"] or "--" + name.replace("_", "-")
+
+
 def parse_setting(name: str, value: Any) -> Any:
     """``value`` (a command-line string or a YAML scalar / list) as field ``name``'s value."""
     f = SETTINGS[name]

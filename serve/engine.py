@@ -6,9 +6,9 @@ active row which read it needs next (``decoder.plan``: its prompt, or the token 
 runs them all with ``run_reads`` — one graph call per kind and length: every one-token step in one
 step-graph call, refills of equal length in one chunk-graph call, exact windows of equal length
 in one call — then each row takes its logits and samples with its own options and seed. The same
-rule and the same graphs as ``Generator``, and rows that do not depend on each other (measured:
-fp32 and int8 logits are bitwise equal in a batch and alone), so a seeded request gets the tokens
-``Generator`` gives it alone.
+rule and the same graphs as ``Generator``, and rows that do not depend on each other (a row's
+logits are the same in a batch as alone: tests/runtime/test_bundle_format.py), so a seeded request
+gets the tokens ``Generator`` gives it alone.
 
 A prompt is read by one call of at most W tokens (a stream refill or an exact window: the rule's
 own bound), so a new request never stalls the others for longer than one window pass. After a
@@ -40,7 +40,7 @@ from mof.runtime.generate import Generation
 from mof.runtime.model import Model
 
 from .cache import Entry, StateCache
-from .config import ServeConfig
+from .config import ServeConfig, flag
 from .metrics import Metrics
 from .protocol import ApiError, Job, decoding_of
 
@@ -148,12 +148,16 @@ class Engine:
     def waiting(self) -> int:
         return len(self._waiting)
 
-    def queue_status(self) -> tuple[int, float]:
-        """(requests in the admission queue, seconds the oldest of them has waited)."""
+    def status(self) -> dict:
+        """/health's counts: rows decoding (``active``), rows admitted and waiting for a batch slot
+        (``queued``), requests in the admission queue (``queue_length``) and how long the oldest of
+        them has waited (``queue_wait_s``). A local server and each Ray replica report this dict."""
         with self._cond:
             oldest = self._queue[0].submitted if self._queue else None
-            n = len(self._queue)
-        return n, (time.perf_counter() - oldest) if oldest is not None else 0.0
+            length = len(self._queue)
+        wait = (time.perf_counter() - oldest) if oldest is not None else 0.0
+        return {"active": self.active, "queued": self.waiting, "queue_length": length,
+                "queue_wait_s": round(wait, 3)}
 
     # Submitting -------------------------------------------------------------------------
     def submit(self, job: Job, sink: Sink, on_admit: Optional[Callable] = None) -> Ticket:
@@ -161,6 +165,9 @@ class Engine:
         which; ``on_admit`` is called when a queued one is admitted). ApiError 429 when the queue is
         full, 400 when ``n`` can never fit, 503 when stopping, 500 when its rows cannot be made (a
         bug or a broken bundle: this request fails, the server goes on); events go to ``sink``."""
+        if job.n > self.config.max_conversations:        # could never be admitted: not a retryable 429
+            raise ApiError(400, f"n: at most {self.config.max_conversations}, the rows this server holds at once "
+                                f"({flag('max_conversations')})", param="n", code="invalid_value")
         try:
             ticket, entry = self._ticket(job, sink, on_admit)
         except ApiError:
@@ -172,9 +179,6 @@ class Engine:
         with self._cond:
             if self._stopping:
                 raise ApiError(503, "the server is shutting down", code="unavailable", retry_after=5)
-            if job.n > self.config.max_conversations:
-                raise ApiError(400, f"n: at most {self.config.max_conversations} (--max-conversations)",
-                               param="n", code="invalid_value")
             if not self._queue and self._fits(ticket):
                 self._admit(ticket)
             elif len(self._queue) >= self.config.max_queue:

@@ -25,7 +25,7 @@ from mof.runtime.decoding import API, Decoding, DecodingError, resolve_decoding
 from mof.runtime.errors import MofError
 from mof.runtime.sampling import PENALTY_MODES, SamplingConfig
 
-from .config import ServeConfig
+from .config import ServeConfig, flag
 
 
 class ApiError(Exception):
@@ -232,18 +232,16 @@ def _job(body: _Body, prompt: str, stops: tuple[str, ...], max_tokens: Optional[
          top_logprobs: Optional[int], config: ServeConfig, conversation: str, prompt_param: str) -> Job:
     """``prompt_param``: the field the prompt came from ("prompt", or "messages" for a chat)."""
     if body.n > config.max_n:
-        raise ApiError(400, f"n: at most {config.max_n} (--max-n)", param="n", code="invalid_value")
-    if body.n > config.max_conversations:        # could never be admitted: not a retryable 429
-        raise ApiError(400, f"n: at most {config.max_conversations}, the rows this server holds at once "
-                            "(--max-conversations)", param="n", code="invalid_value")
+        raise ApiError(400, f"n: at most {config.max_n} ({flag('max_n')})", param="n", code="invalid_value")
     if not prompt:
         raise ApiError(400, "the prompt is empty", param=prompt_param, code="invalid_value")
     if len(prompt) > config.max_prompt_chars:
         raise ApiError(400, f"the prompt has {len(prompt)} characters; this server reads at most "
-                            f"{config.max_prompt_chars}", param=prompt_param, code="context_length_exceeded")
+                            f"{config.max_prompt_chars} ({flag('max_prompt_chars')})", param=prompt_param,
+                       code="context_length_exceeded")
     if max_tokens is not None and max_tokens > config.max_tokens_limit:
-        raise ApiError(400, f"max_tokens: at most {config.max_tokens_limit}", param="max_tokens",
-                       code="invalid_value")
+        raise ApiError(400, f"max_tokens: at most {config.max_tokens_limit} ({flag('max_tokens_limit')})",
+                       param="max_tokens", code="invalid_value")
     if max_tokens is None:              # the default, within this server's limit too
         max_tokens = min(SamplingConfig().max_tokens, config.max_tokens_limit)
     given = {k: getattr(body, k) for k in ("temperature", "top_p", "top_k", "min_p", "repetition_penalty",

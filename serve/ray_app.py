@@ -61,12 +61,7 @@ class EngineReplica:
         self.metrics = Metrics()
         self.engine = open_engine(config, self.metrics)
         self.replica = serve.get_replica_context().replica_id.unique_id
-        start_reporting(self.replica, self._status, lambda: self.metrics.render(self.engine.cache))
-
-    def _status(self) -> dict:
-        length, wait = self.engine.queue_status()
-        return {"active": self.engine.active, "queued": self.engine.waiting, "queue_length": length,
-                "queue_wait_s": round(wait, 3)}
+        start_reporting(self.replica, self.engine.status, lambda: self.metrics.render(self.engine.cache))
 
     def info(self) -> ModelInfo:
         return model_info(self.engine.model)

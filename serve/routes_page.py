@@ -1,5 +1,7 @@
 """GET /: the chat page (serve/static: plain HTML, CSS and JavaScript shipped in the package; no
-build step, nothing fetched from elsewhere). It talks to /v1/chat/completions like any client."""
+build step, nothing fetched from elsewhere). It talks to /v1/chat/completions like any client.
+GET /favicon.ico: the icon a browser asks for by itself (the page links static/favicon.svg; both
+drawn by scripts/make_favicon.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,11 @@ router = APIRouter()
 async def page():
     return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8",
                         headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon():
+    return FileResponse(STATIC / "favicon.ico", media_type="image/x-icon", headers={"Cache-Control": "max-age=86400"})
 
 
 def static_files() -> StaticFiles:

@@ -1,5 +1,6 @@
 """Shutting down without losing a request or printing a traceback: uvicorn's server, with the
-app's drain run between "stop listening" and uvicorn's own shutdown.
+app's drain run between "stop listening" and uvicorn's own shutdown (and, once it listens, the
+port told to the app for its ready line).
 
 What uvicorn does by itself on SIGTERM / Ctrl-C (uvicorn/server.py ``Server.shutdown``): it closes
 the listening sockets, then calls ``shutdown()`` on every connection — an idle keep-alive
@@ -29,6 +30,11 @@ class DrainingServer(uvicorn.Server):
         """``server``: the app's ``Server`` (app.state.server); ``drain_seconds``: --drain-seconds."""
         super().__init__(config)
         self.mof_server, self.drain_seconds = server, drain_seconds
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if self.servers and self.servers[0].sockets:        # bound: the app's ready line can give the port
+            self.mof_server.listening(self.servers[0].sockets[0].getsockname()[1])
 
     async def shutdown(self, sockets=None) -> None:
         for listening in self.servers:          # no new connections from now on

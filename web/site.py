@@ -2,7 +2,8 @@
 package (js/src), onnxruntime-web's WebAssembly build (from its npm package, js/node_modules) and the
 bundle's files for one precision, verified before they are copied.
 
-    DIR/index.html, page.js, page.css, chat.css, config.json
+    DIR/index.html, page.js, page.css, config.json
+    DIR/chat.css, fontcheck.js, favicon.svg, favicon.ico   mof-serve's stylesheet, font check and icon
     DIR/mof/*.js                       the package (mof-js/web)
     DIR/ort/ort.wasm.min.mjs, ort-wasm-simd-threaded.mjs, ort-wasm-simd-threaded.wasm, package.json
     DIR/bundle/manifest.json, vocab.json, the precision's decoding graphs and weights file
@@ -17,13 +18,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import mof.serve  # its static/chat.css: the page looks as mof-serve's (mof.serve's __init__ imports nothing)
+import mof.serve  # its static/: the page looks as mof-serve's, with its icon (mof.serve's __init__ imports nothing)
 from mof.runtime.bundle import read_manifest, verify_bundle
 from mof.runtime.contract import FP32, INT8, MANIFEST_FILE
 from mof.runtime.errors import MofError
 
 STATIC = Path(__file__).resolve().parent / "static"
-STYLE = Path(mof.serve.__file__).resolve().parent / "static" / "chat.css"
+SERVE_STATIC = Path(mof.serve.__file__).resolve().parent / "static"
+SERVED = ("chat.css", "fontcheck.js", "favicon.svg", "favicon.ico")     # mof-serve's files the site holds too
 JS_DIR = Path(__file__).resolve().parents[1] / "js"       # the source tree's package (an editable install)
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 PAGE_FILES = ("index.html", "page.js", "page.css")
@@ -68,8 +70,9 @@ def bundle_files(cfg: SiteConfig) -> tuple[list[str], dict]:
 def write_site(cfg: SiteConfig, say=lambda text: None) -> dict:
     """Write the site into cfg.out (built beside it, then renamed: never half a site); returns a summary."""
     src, dist = js_files(cfg.js)
-    if not STYLE.is_file():
-        raise MofError(f"mof-serve's stylesheet is missing ({STYLE})")
+    missing = [name for name in SERVED if not (SERVE_STATIC / name).is_file()]
+    if missing:
+        raise MofError(f"mof-serve's {', '.join(missing)} missing from {SERVE_STATIC}")
     files, manifest = bundle_files(cfg)
     out = cfg.out
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not cfg.force:
@@ -79,7 +82,8 @@ def write_site(cfg: SiteConfig, say=lambda text: None) -> dict:
     try:
         for name in PAGE_FILES:
             shutil.copyfile(STATIC / name, tmp / name)
-        shutil.copyfile(STYLE, tmp / "chat.css")
+        for name in SERVED:
+            shutil.copyfile(SERVE_STATIC / name, tmp / name)
         (tmp / "mof").mkdir()
         for f in sorted(p for p in src.glob("*.js") if p.name != "node.js"):     # node.js: Node's file access
             shutil.copyfile(f, tmp / "mof" / f.name)

@@ -2,6 +2,7 @@
 
 Runs on the demo bundle shipped in the package: no TensorFlow needed."""
 
+import ast
 import hashlib
 import json
 import os
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from mof.runtime import DEFAULT_BUNDLE, Generator, Model, SamplingConfig, State
 from mof.runtime.bundle import BundleError, read_manifest
+from mof.runtime.contract import FORMAT, READABLE_VERSIONS
 from mof.runtime.errors import MofError
 from mof.runtime.session import ChatSession
 
@@ -112,75 +114,55 @@ def test_a_file_changed_while_onnxruntime_opens_it_is_refused(bundle, monkeypatc
         Model.load(bundle)
 
 
-def _mutations():
-    """Bytes near a real graph (the demo's step graph, which holds external references):
-    truncated, with bytes overwritten, or with bytes inserted — and arbitrary bytes."""
-    real = (DEFAULT_BUNDLE / GRAPH).read_bytes()
-    edits = st.lists(st.tuples(st.integers(0, len(real) - 1), st.binary(min_size=1, max_size=4),
-                               st.booleans()), min_size=1, max_size=4)
+def _pb_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n >> 7 else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
 
-    def apply(changes):
-        data = bytearray(real)
-        for at, new, insert in changes:
-            data[at:at if insert else at + len(new)] = new
-        return bytes(data)
-    return st.one_of(st.binary(max_size=3000), st.integers(0, len(real)).map(lambda n: real[:n]),
-                     edits.map(apply))
+
+def _pb(field: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _pb_varint(field << 3 | 2) + _pb_varint(len(payload)) + payload
+
+
+def _external_tensor(location) -> bytes:
+    """TensorProto with data_location EXTERNAL (14 = 1) and, unless None, external_data {location}."""
+    entry = b"" if location is None else _pb(13, _pb(1, b"location") + _pb(2, location.encode("utf-8")))
+    return _pb(1, b"w") + entry + _pb_varint(14 << 3) + _pb_varint(1)
 
 
 @settings(max_examples=300, deadline=None)
-@given(data=_mutations())
-def test_external_reference_scan_gives_locations_or_a_proto_error(data):
-    """Damaged bytes give a list of locations (str, or None for a tensor without one) or
-    ProtoError — never another exception; where onnx parses the same bytes, the locations are
-    the ones onnx finds."""
+@given(data=st.binary(max_size=3000))
+def test_external_reference_scan_of_any_bytes_is_a_proto_error_or_what_they_hold(data):
+    """Arbitrary bytes: a ProtoError, or locations each spelt out in the bytes (never invented)."""
     from mof.runtime.onnx_refs import ProtoError, external_locations
     try:
         found = external_locations(data)
     except ProtoError:
         return
-    assert all(loc is None or isinstance(loc, str) for loc in found), found
-    try:
-        import onnx                                      # the [export] extra; without it, the types alone
-    except ImportError:
-        return
-    try:
-        model = onnx.ModelProto.FromString(data)
-    except Exception:
-        return                                          # onnx refuses what the scan read: fine
-    assert sorted(found, key=str) == sorted(_onnx_locations(model), key=str)
+    assert isinstance(found, list)
+    for location in found:
+        assert location is None or location.encode("utf-8") in data or \
+            (location.startswith("b") and ast.literal_eval(location) in data), location   # repr(): not UTF-8
 
 
-def _onnx_locations(model) -> list:
-    """Every external tensor's location in ``model`` as onnx reads it, subgraphs included."""
-    from onnx import TensorProto
-    out = []
-
-    def tensors(graph):
-        yield from graph.initializer
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.HasField("t"):
-                    yield attr.t
-                yield from attr.tensors
-                for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                    yield from tensors(g)
-
-    graphs = [model.graph] if model.HasField("graph") else []
-    for graph in graphs:
-        for t in tensors(graph):
-            if t.data_location == TensorProto.EXTERNAL:
-                out.append(next((e.value for e in t.external_data if e.key == "location"), None))
-    return out
+names = st.one_of(st.none(), st.text(st.characters(blacklist_categories=("Cs",)), max_size=20))
 
 
-def test_external_reference_scan_finds_the_demo_graphs_locations():
-    onnx = pytest.importorskip("onnx")
+@settings(max_examples=150, deadline=None)
+@given(top=st.lists(names, max_size=4), nested=st.lists(names, max_size=4), depth=st.integers(1, 5))
+def test_external_reference_scan_finds_every_external_tensor_in_a_model(top, nested, depth):
+    """A ModelProto whose graph holds external initializers and a node with a subgraph (``depth``
+    deep) holding more: every location, None for one without, in the walk's order."""
     from mof.runtime.onnx_refs import external_locations
-    data = (DEFAULT_BUNDLE / GRAPH).read_bytes()
-    found = external_locations(data)
-    assert found and set(found) == {WEIGHTS}
-    assert sorted(found) == sorted(_onnx_locations(onnx.ModelProto.FromString(data)))
+    sub = b"".join(_pb(5, _external_tensor(n)) for n in nested)
+    for _ in range(depth):                                   # NodeProto.attribute (5) -> AttributeProto.g (6)
+        sub = _pb(1, _pb(5, _pb(6, sub)))
+    graph = b"".join(_pb(5, _external_tensor(n)) for n in top) + sub
+    assert external_locations(_pb(7, graph)) == top + nested
 
 
 def test_graph_with_an_unknown_op_domain_is_refused(bundle):
@@ -197,31 +179,38 @@ def test_graph_with_an_unknown_op_domain_is_refused(bundle):
         Model.load(bundle, graphs=("chunk",))
 
 
-def _manifest_bytes():
-    """Arbitrary bytes, arbitrary JSON, and the demo's manifest with one field replaced."""
-    real = json.loads((DEFAULT_BUNDLE / "manifest.json").read_text(encoding="utf-8"))
-    values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
-                          max_leaves=10)
-
-    def replaced(change):
-        key, value = change
-        return json.dumps({**real, key: value}).encode()
-    return st.one_of(st.binary(max_size=2000), values.map(lambda v: json.dumps(v).encode()),
-                     st.tuples(st.sampled_from(sorted(real)), values).map(replaced))
+def _manifest_verdict(folder, data: bytes):
+    """read_manifest on ``data``: the Manifest, or its error, which must be one line naming the file."""
+    (folder / "manifest.json").write_bytes(data)
+    try:
+        return read_manifest(folder)
+    except BundleError as e:
+        assert "\n" not in str(e) and str(folder) in str(e), str(e)
+        return e
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=_manifest_bytes())
-def test_a_manifest_is_read_as_written_or_refused_in_one_line(tmp_path, data):
-    (tmp_path / "manifest.json").write_bytes(data)
-    try:
-        m = read_manifest(tmp_path)
-    except BundleError as e:
-        assert "\n" not in str(e) and "manifest.json" in str(e), str(e)
-        return
-    assert dict(m) == json.loads(data.decode("utf-8"))          # nothing added, nothing lost
-    assert m["format"] == "mof-bundle" and isinstance(m["format_version"], int)
+@given(data=st.binary(max_size=2000))
+def test_manifest_of_any_bytes_is_a_one_line_error_or_a_checked_manifest(tmp_path, data):
+    verdict = _manifest_verdict(tmp_path, data)
+    if not isinstance(verdict, BundleError):
+        assert verdict["format"] == FORMAT and verdict["format_version"] in READABLE_VERSIONS
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fmt=st.sampled_from([FORMAT, "mof-bundle2", "", None]),
+       version=st.one_of(st.sampled_from(READABLE_VERSIONS), st.integers(-2, 9), st.booleans(), st.none(),
+                         st.text(max_size=3), st.floats(allow_nan=False)))
+def test_a_manifest_is_read_exactly_when_its_format_and_version_are_known(tmp_path, fmt, version):
+    """The shipped manifest with its format and format_version replaced: read (the rest unchanged)
+    exactly when both are ones this mof reads, else a one-line BundleError naming the file."""
+    shipped = json.loads((DEFAULT_BUNDLE / "manifest.json").read_text(encoding="utf-8"))
+    changed = {**shipped, "format": fmt, "format_version": version}
+    verdict = _manifest_verdict(tmp_path, json.dumps(changed).encode("utf-8"))
+    known = fmt == FORMAT and version in READABLE_VERSIONS and not isinstance(version, bool)
+    assert isinstance(verdict, BundleError) != known, (fmt, version, verdict)
+    if known:
+        assert dict(verdict) == changed
 
 
 @pytest.fixture(scope="module")

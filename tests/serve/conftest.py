@@ -10,7 +10,7 @@ import pytest
 
 from mof.runtime import DEFAULT_BUNDLE, Model
 from mof.serve.config import ServeConfig
-from mof.serve.probe import wait_healthy
+from serve_probe import wait_healthy
 
 
 @pytest.fixture(scope="session")

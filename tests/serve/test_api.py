@@ -382,6 +382,24 @@ def test_n_over_max_conversations_is_a_400_not_a_retryable_429(demo_model):
         assert _error(r)["param"] == "n" and "max-conversations" in _error(r)["message"]
 
 
+def test_every_limit_error_names_the_flag_that_raises_it(demo_model):
+    """A request over one of the server's limits is told which mof-serve flag sets it, by the name
+    --help lists (the n and max_tokens errors, the prompt's length, the rows held at once)."""
+    import re
+    from mof.serve.cli import build_parser
+    flags = {s for a in build_parser()._actions for s in a.option_strings}
+    config = ServeConfig(max_n=4, max_tokens_limit=5, max_prompt_chars=10, max_conversations=3)
+    cases = [({"n": 5}, "n", "--max-n"), ({"max_tokens": 6}, "max_tokens", "--max-tokens-limit"),
+             ({"prompt": "长" * 11}, "prompt", "--max-prompt-chars"), ({"n": 4}, "n", "--max-conversations")]
+    with running(config, demo_model) as url:
+        for fields, param, flag in cases:
+            r = httpx.post(url + "/v1/completions", json={"model": MODEL, "prompt": "a", "max_tokens": 2, **fields})
+            error = _error(r)
+            assert r.status_code == 400 and error["param"] == param, (fields, error)
+            named = re.findall(r"\(?(--[a-z-]+)\)?", error["message"])
+            assert named == [flag] and flag in flags, (fields, error["message"])
+
+
 def test_prompt_over_the_limit_names_prompt_or_messages(demo_model):
     with running(ServeConfig(max_prompt_chars=10), demo_model) as url:
         r = httpx.post(url + "/v1/completions", json={"model": MODEL, "prompt": "长" * 11})
@@ -460,7 +478,7 @@ def test_self_check_verdict_in_health_and_a_failed_one_is_not_served(tmp_path):
         r = httpx.post(url + "/v1/completions", json={"model": "demo", "prompt": "a"})
         assert r.status_code == 503
     with running(ServeConfig(model=bundle)) as url:             # without the flag: served as before
-        from mof.serve.probe import wait_healthy
+        from serve_probe import wait_healthy
         assert wait_healthy(url, lambda: True, 30)
         assert "self_check" not in httpx.get(url + "/health").json()
 

@@ -12,7 +12,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi", reason="mof-serve needs the [serve] extra")
 
-from mof.serve.probe import free_port, wait_healthy  # noqa: E402
+from serve_probe import free_port, wait_healthy  # noqa: E402
 
 SERVE = [sys.executable, "-m", "mof.serve.cli"]
 
@@ -92,6 +92,45 @@ def test_a_drain_timeout_ends_open_streams_with_an_error_and_done(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_ready_line_gives_the_chat_pages_address(tmp_path):
+    """With --port 0 the ready line is the only place the port shows: the address it gives opens
+    the chat page, and its API address lists the model."""
+    import contextlib
+    import queue
+    import re
+    import threading
+    import time
+    proc = subprocess.Popen(SERVE + ["--port", "0", "--state-dir", str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+    try:
+        deadline, seen = time.monotonic() + 60, []
+        while not (seen and "ready" in seen[-1]):
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(seen)
+            with contextlib.suppress(queue.Empty):
+                seen.append(lines.get(timeout=0.5))
+        m = re.search(r"mof-serve: t6-demo ready \(fp32, .+\): chat at (http://127\.0\.0\.1:(\d+)/), "
+                      r"the OpenAI API at (\S+)$", seen[-1].rstrip())
+        assert m and int(m.group(2)) > 0 and m.group(3) == m.group(1) + "v1", seen[-1]
+        page = httpx.get(m.group(1), timeout=10)
+        assert page.status_code == 200 and "<title>mof chat</title>" in page.text
+        assert httpx.get(m.group(3) + "/models", timeout=10).json()["data"][0]["id"] == "t6-demo"
+        assert len([line for line in seen if "ready" in line]) == 1, seen
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_the_page_address_of_a_wildcard_or_ipv6_host():
+    from mof.serve.app import page_url
+    assert page_url("0.0.0.0", 8000) == "http://127.0.0.1:8000/"
+    assert page_url("::", 80) == "http://[::1]:80/"
+    assert page_url("192.168.1.5", 8000) == "http://192.168.1.5:8000/"
+    assert page_url("fe80::1", 8000) == "http://[fe80::1]:8000/"
+    assert page_url("localhost", 9) == "http://localhost:9/"
 
 
 @pytest.mark.parametrize("how", ["file", "env"])

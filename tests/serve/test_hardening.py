@@ -300,7 +300,7 @@ def test_a_drain_ends_requests_the_engine_lost_without_a_traceback(demo_model, m
     import uvicorn
     from mof.serve.app import create_app
     from mof.serve.engine import Engine, Ticket
-    from mof.serve.probe import free_port, wait_healthy
+    from serve_probe import free_port, wait_healthy
     from mof.serve.shutdown import DrainingServer
 
     def lost(self, job, sink, on_admit=None):

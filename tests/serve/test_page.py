@@ -1,7 +1,7 @@
 """The chat page at / in a real browser: Debian's headless Chromium driven by Playwright. Typing
 你好 streams the reply ChatSession gives for the same options; the conversation is kept (the second
 turn continues the cached state), Stop ends a reply and frees its row, Clear starts afresh, and a
-server with an API key asks for it.
+server with an API key asks for it. In a browser without a CJK font the page says which to install.
 
 Needs the python `playwright` package ([dev] extra) and /usr/bin/chromium (`apt-get install
 chromium`; `.ci/run` installs both). MOF_UPDATE_SCREENSHOT=1 also writes docs/serving-chat.png."""
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -19,7 +20,8 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi", reason="mof-serve needs the [serve] extra")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright ([dev] extra)")
 
-from chromium import browser, skip_without_chromium  # noqa: E402,F401  (browser: a fixture)
+from chromium import (browser, browser_without_cjk, playwright_session,  # noqa: E402,F401  (fixtures)
+                      skip_without_chromium)
 from mof.runtime import SamplingConfig  # noqa: E402
 from mof.runtime.session import ChatSession  # noqa: E402
 from mof.serve.config import ServeConfig  # noqa: E402
@@ -130,3 +132,35 @@ def test_a_server_with_an_api_key_asks_for_it(page, demo_model):
         assert not page.is_visible("#key-panel")
         _settings(page, 5, 1, 0.8)
         assert _say(page, "你好")["finish"] == "length"
+
+
+def _has_cjk_font() -> bool:
+    out = shutil.which("fc-list") and subprocess.run(["fc-list", ":lang=zh"], capture_output=True,
+                                                                      text=True, timeout=30).stdout
+    return bool(out and out.strip())
+
+
+def _font_note(browser, url: str) -> tuple[bool, str]:
+    """(the page's own check: is Chinese drawn as boxes?, the note's text or "")."""
+    context = browser.new_context(locale="zh-CN")
+    try:
+        page = context.new_page()
+        page.goto(url + "/")
+        page.wait_for_function("window.mofFonts !== undefined")
+        missing = page.evaluate("window.mofFonts.cjkMissing()")
+        note = page.locator("#font-note")
+        return missing, note.inner_text() if note.count() else ""
+    finally:
+        context.close()
+
+
+def test_the_font_note_shows_only_in_a_browser_without_a_cjk_font(browser, browser_without_cjk, demo_model):
+    """With fonts-wqy-microhei installed the page says nothing; the same browser given the Latin
+    fonts alone (a fontconfig without CJK, as Debian's chromium alone) draws 你好中 as one box and
+    the page names the font to install."""
+    if not _has_cjk_font():
+        pytest.skip("no CJK font on this machine (apt-get install fonts-wqy-microhei) to compare with")
+    with running(ServeConfig(), demo_model) as url:
+        assert _font_note(browser, url) == (False, "")
+        missing, note = _font_note(browser_without_cjk, url)
+    assert missing and "apt install fonts-wqy-microhei" in note and "CJK font" in note, note

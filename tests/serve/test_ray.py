@@ -18,7 +18,7 @@ httpx = pytest.importorskip("httpx")
 from mof.serve.config import ServeConfig  # noqa: E402
 
 from . import test_api as api  # noqa: E402
-from mof.serve.probe import free_port  # noqa: E402
+from serve_probe import free_port  # noqa: E402
 
 from .conftest import client  # noqa: E402
 

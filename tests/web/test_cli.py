@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -27,8 +28,11 @@ def _sha(path: Path) -> str:
 
 def test_the_site_holds_the_page_the_package_onnxruntime_web_and_the_bundles_files(site):
     assert {p.name for p in site.iterdir()} == {"index.html", "page.js", "page.css", "chat.css", "config.json",
-                                                "mof", "ort", "bundle"}
-    assert (site / "chat.css").read_bytes() == (ROOT / "serve" / "static" / "chat.css").read_bytes()
+                                                "fontcheck.js", "favicon.svg", "favicon.ico", "mof", "ort", "bundle"}
+    for name in ("chat.css", "fontcheck.js", "favicon.svg", "favicon.ico"):           # mof-serve's, byte for byte
+        assert (site / name).read_bytes() == (ROOT / "serve" / "static" / name).read_bytes()
+    icons = re.findall(r'<link rel="icon" href="([^"]+)"', (site / "index.html").read_text(encoding="utf-8"))
+    assert icons == ["favicon.svg"] and (site / icons[0]).is_file()     # relative: the site may live in a folder
     assert {p.name for p in (site / "mof").iterdir()} == {p.name for p in (ROOT / "js" / "src").glob("*.js")} - {"node.js"}
     assert {p.name for p in (site / "ort").iterdir()} >= {"ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs",
                                                           "ort-wasm-simd-threaded.wasm", "package.json"}

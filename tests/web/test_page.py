@@ -2,8 +2,8 @@
 `python -m http.server` on 127.0.0.1 — no model on the server: the tab downloads the bundle, verifies
 it and runs it on onnxruntime-web. Typing 你好 gets the reply ChatSession gives for the same options
 (the same seed: the same draws), the conversation goes on as Python's does, Stop ends a reply, Clear
-starts afresh, the page says how many threads it runs and the tokens/s, and a broken bundle shows an
-error, not a blank page."""
+starts afresh, the page says how many threads it runs and the tokens/s, a broken bundle shows an
+error, not a blank page, and a browser without a CJK font is told which to install."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright ([dev] extra)")
 
-from chromium import browser, skip_without_chromium  # noqa: E402,F401  (browser: a fixture)
+from chromium import (browser, browser_without_cjk, playwright_session,  # noqa: E402,F401  (fixtures)
+                      skip_without_chromium)
 from mof.runtime import SamplingConfig  # noqa: E402
 from mof.runtime.session import ChatSession  # noqa: E402
 
@@ -164,3 +165,26 @@ def test_a_broken_bundle_shows_an_error_not_a_blank_page(site, open_page, tmp_pa
     with static_server(broken) as url:
         page = open_page(url)
         assert "is not a mof bundle (no manifest.json)" in page.locator(".message.error").inner_text()
+
+
+def test_a_browser_without_a_cjk_font_is_told_which_to_install(site, browser, browser_without_cjk):
+    """The site's page runs mof-serve's font check (fontcheck.js, copied): no note where a CJK font
+    draws 你好中, the note where they are boxes (the Latin fonts alone)."""
+    import shutil
+    import subprocess
+    found = shutil.which("fc-list") and subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True,
+                                                       timeout=30).stdout.strip()
+    with static_server(site) as url:
+        for b, boxes in ((browser, False), (browser_without_cjk, True)):
+            if not boxes and not found:
+                continue                   # no CJK font on this machine: only the note's side can be checked
+            context = b.new_context(locale="zh-CN")
+            page = context.new_page()
+            page.goto(url)
+            page.wait_for_function("window.mofFonts !== undefined")
+            assert page.evaluate("window.mofFonts.cjkMissing()") is boxes
+            note = page.locator("#font-note")
+            assert note.count() == int(boxes)
+            if boxes:
+                assert "apt install fonts-wqy-microhei" in note.inner_text()
+            context.close()

@@ -1,5 +1,6 @@
-"""Starting a server from a test or a benchmark: a free loopback port, and waiting for /health.
-Standard library only (no HTTP client needed)."""
+"""Starting mof-serve from a test (tests/serve), a benchmark (benchmarks/serve_load.py) or CI's fuzz
+run (.ci/serve_fuzz): a free loopback port, and waiting for /health. Standard library only (no
+HTTP client needed); the tests find it on pytest's pythonpath, the scripts add tests/helpers."""
 
 from __future__ import annotations
 
