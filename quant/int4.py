@@ -33,11 +33,11 @@ from __future__ import annotations
 import numpy as np
 
 from mof.runtime.errors import MofError
-from mof.writer.onnx_walk import node_graphs
+from mof.writer.onnx_walk import node_graphs, prune_initializers
 
 from .gru_rewrite import gru_to_matmuls
 from .int8 import large_float_initializers
-from .rowwise import quantize_rowwise, used_names
+from .rowwise import quantize_rowwise
 
 BLOCK_SIZE = 32            # weights per scale along K (16, 32, 64, 128, ...: a power of 2 >= 16)
 ACCURACY_LEVEL = 4         # MatMulNBits compute: 0 = unset (fp32), 4 = int8 activations (per block)
@@ -130,12 +130,7 @@ def quantize_matmuls_nbits(model, block_size: int = BLOCK_SIZE, accuracy_level: 
         graph.node.extend(new_nodes)
 
     walk(model.graph, {})
-    used = used_names(model.graph)
-    dropped = {n for n in packed_names if n not in used}
-    for graph in {id(owners[n]): owners[n] for n in dropped}.values():    # one pass per graph
-        keep = [t for t in graph.initializer if t.name not in dropped]
-        del graph.initializer[:]
-        graph.initializer.extend(keep)
+    prune_initializers(model.graph, packed_names)      # the float weights no node reads any more
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return packed_names

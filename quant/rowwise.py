@@ -33,7 +33,7 @@ import numpy as np
 
 from mof.runtime.errors import MofError
 from mof.writer.onnx_builder import UNIT_INPUT
-from mof.writer.onnx_walk import all_graphs, node_graphs
+from mof.writer.onnx_walk import node_graphs, prune_initializers
 
 SCHEME = {
     "name": "rowwise-u8s8",
@@ -199,20 +199,12 @@ def quantize_rowwise(model, min_elements: int = 1, matmuls: bool = True):
     walk(main, {})
     if done_weights and not any(o.domain == MS_DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
-    used = used_names(main)
     # the float weights replaced, and the per-column scales no product reads (a GRU's recurrent
     # weight uses its w_scale / 127 twin, unit_scale), go
-    keep = [t for t in main.initializer if t.name in used or (t.name not in replaced and t.name not in scales)]
-    del main.initializer[:]
-    main.initializer.extend(keep)
+    prune_initializers(main, replaced | set(scales))
     if matmuls and not done_weights:
         raise MofError("no MatMul with a constant weight found to quantize")
     return model
-
-
-def used_names(graph) -> set[str]:
-    """Every value name a node of ``graph`` or of its subgraphs (Loop / If / Scan bodies) reads."""
-    return {name for g in all_graphs(graph) for n in g.node for name in n.input}
 
 
 def saturation_risks(model) -> list[str]:
