@@ -7,7 +7,7 @@ from typing import Callable, Optional
 
 from mof.measure.calibration import load_calibration_text
 from mof.measure.machine import measured_on
-from mof.measure.report import int8_report, print_report
+from mof.measure.report import quant_report, print_report
 from mof.runtime.bundle import verify_bundle
 from mof.runtime.contract import FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_STEP, INT4, INT8, QUANTIZED_FILES, QUANTIZED_GRAPHS
 from mof.runtime.errors import MofError
@@ -61,7 +61,7 @@ def make_quantized(precision: str, fp32_blobs: dict[str, bytes], manifest: dict,
         models[p] = Model(Path("."), manifest, sessions, vocab, p)
     text = load_calibration_text(calibration_text)
     source = calibration_text.name if calibration_text else "built-in"
-    report = int8_report(models[FP32], models[precision], text, eval_tokens, source)
+    report = quant_report(models[FP32], models[precision], text, eval_tokens, source)
     report["measured_on"] = measured_on()
     print_report(report, log)
     if not report["passed"]:
