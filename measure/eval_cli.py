@@ -21,9 +21,12 @@ from typing import Optional, Sequence
 from mof.runtime.cli_common import add_precision_flags, number, run_command
 from mof.runtime.contract import FP32
 
+from .calibration import add_measure_flags
 from .gates import MIN_EVAL_WINDOWS
 
 PROG = "mof-eval"
+EVAL_TOKENS = 512       # mof-eval's default --tokens: the user's text is what the command is run for
+                        # (an export or a quantization measures calibration.DEFAULT_TOKENS on the side)
 TOO_SHORT = ("below W the window never slides, so the refill dial is never exercised; below 2W the "
              "largest R (W/2) has refilled fewer than 4 times")
 
@@ -62,11 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                "mof-run uses by default.")
     p.add_argument("bundle", metavar="BUNDLE", type=Path, nargs="?", default=DEFAULT_BUNDLE,
                    help="bundle directory (default: the shipped demo model)")
-    p.add_argument("--text", metavar="FILE", type=Path, required=True, help="UTF-8 text to measure on")
+    add_measure_flags(p, "to measure on", text_required=True, tokens_default=EVAL_TOKENS)
     add_precision_flags(p, "measure (policies against that precision's exact decoding; int8 and "
                            "int4 also against fp32, on this machine's CPU)")
-    p.add_argument("--tokens", metavar="N", type=number(int, lambda v: v >= 2, "an integer >= 2"),
-                   default=512, help="characters of the text to measure on (default 512)")
     p.add_argument("--json", metavar="FILE", type=Path, help="also write the report as JSON to FILE")
     p.add_argument("--threads", type=number(int, lambda v: v >= 1, "an integer >= 1"),
                    help="onnxruntime intra-op threads (default: onnxruntime's choice)")

@@ -21,6 +21,7 @@ from mof.runtime.model import Model
 
 from . import gates
 from .accuracy import compare, decoder_logits, exact_logits, perplexity
+from .calibration import DEFAULT_TOKENS
 from .machine import cpu_features
 
 EXACT_TIMED_TOKENS = 64       # exact mode's ms per token is timed on this many tokens (it is slow)
@@ -38,7 +39,7 @@ def _ids(model: Model, text: str, max_tokens: int) -> np.ndarray:
     return ids
 
 
-def policy_table(model: Model, text: str, max_tokens: int = 256, source: str = "built-in",
+def policy_table(model: Model, text: str, max_tokens: int = DEFAULT_TOKENS, source: str = "built-in",
                  log: Optional[Callable[[str], None]] = None) -> dict:
     """Measure every policy on ``text`` at ``model``'s precision (``add_timings`` adds another
     precision's ms per token)."""

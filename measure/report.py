@@ -13,7 +13,7 @@ from mof.runtime.model import Model
 
 from . import gates
 from .accuracy import compare, exact_logits, perplexity, stream_logits
-from .calibration import load_calibration_text
+from .calibration import DEFAULT_TOKENS, load_calibration_text
 from .machine import describe_machine, measured_on
 
 
@@ -68,7 +68,7 @@ def quantized_accuracy(bundle_dir: Path, text: Optional[str] = None, eval_tokens
     rec = fp32.manifest.precision_record(precision)
     recorded = rec.get("accuracy") or {}
     if eval_tokens is None:
-        eval_tokens = int(recorded.get("tokens") or 256)
+        eval_tokens = int(recorded.get("tokens") or DEFAULT_TOKENS)
     if text is None:
         text, source = load_calibration_text(None), "built-in"
     report = quant_report(fp32, quant, text, eval_tokens, source or "given")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
-from mof.measure.calibration import load_calibration_text
+from mof.measure.calibration import DEFAULT_TOKENS, load_calibration_text
 from mof.measure.machine import measured_on
 from mof.measure.report import quant_report, print_report
 from mof.runtime.bundle import verify_bundle
@@ -96,7 +96,7 @@ def self_check_references(models: dict, precision: str, manifest: dict) -> dict:
 
 
 def quantize_bundle(bundle_dir: Path, *, precision: str = INT8, calibration_text: Optional[Path] = None,
-                    eval_tokens: int = 256, allow_degraded: bool = False, force: bool = False,
+                    eval_tokens: int = DEFAULT_TOKENS, allow_degraded: bool = False, force: bool = False,
                     log: Callable[[str], None] = print) -> Path:
     """Add ``precision`` graphs to an existing bundle, atomically (the bundle is replaced as a whole).
     The result is a format-2 bundle: a format-1 bundle's graphs are rewritten with their weights
