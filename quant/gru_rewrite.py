@@ -5,9 +5,9 @@ full-size model's RNN expert would stay fp32. Each GRU (forward, linear_before_r
 default activations, no sequence_lens) becomes x·W for the whole sequence, the first
 step's h·R at top level and a Loop over the remaining steps — the same cell, bit for bit
 up to float rounding. A one-token sequence (every stream decoding call) makes no Loop
-iterations: the earlier Scan over all steps cost 5.65 ms per full-size int8 step vs
-5.47 ms now, with the same prefill and window-pass speed (an If around the Scan was
-faster per token but 37 % slower for 128-token passes).
+iterations, which is why the rest is a Loop: a Scan over every step costs more per token, and
+an If around one slows long passes (measured: docs/quantization.md, "Why the GRU rewrite ends
+in a Loop").
 """
 
 from __future__ import annotations

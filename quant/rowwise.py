@@ -21,9 +21,9 @@ Why no x86 CPU can compute anything else: uint8 activations x int8 weights run M
 kernels — vpmaddubsw on AVX2 and AVX-512BW without VNNI, which adds two u8 x s8 products in a
 saturating int16; vpdpbusd with VNNI; AMX — and with |w| <= 64 a pair is at most
 2 * 255 * 64 = 32640 < 32767, so nothing saturates and every kernel returns the exact int32 sum
-(uint8 x uint8, the scheme before, was exact too, at half the speed: MLAS widens both to 16 bits).
-x / x_scale is an IEEE division and QuantizeLinear's scale is 1.0, so no kernel's choice of a
-reciprocal can change a bit; every other step is per element, per row or per column, so a row's
+(the other schemes measured, and why this one: docs/quantization.md, "int8"). x / x_scale is an
+IEEE division and QuantizeLinear's scale is 1.0, so no kernel's choice of a reciprocal can change
+a bit; every other step is per element, per row or per column, so a row's
 result does not depend on which rows share its batch.
 """
 
