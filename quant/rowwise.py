@@ -76,7 +76,7 @@ def quantize_table(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.rint(t / scale), -127, 127).astype(np.int8), scale
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)       # eq=False: an array field has no truth value to compare by
 class Quantized:
     """A float initializer's integer replacement, added to the main graph once and read by every
     node that read the float one (in the main graph or a Loop body)."""
@@ -122,7 +122,7 @@ class _RowwiseRewrite:
         self.consts: set[str] = set()         # names of the constants added (mofq/one, w_scale / 127, ...)
         self.weights: dict[str, Quantized] = {}     # float MatMul weight name -> its int8 replacement
         self.tables: dict[str, Quantized] = {}      # float Gather table name -> its int8 replacement
-        self.count = 0
+        self.count = 0                        # node outputs named so far (uid)
 
     def const(self, name: str, value) -> str:
         if name not in self.consts:
