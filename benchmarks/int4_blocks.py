@@ -194,15 +194,15 @@ def logits_both_modes(model, text: str, tokens: int) -> dict:
 
 
 def accuracy(ref: dict, got: dict) -> dict:
-    """measure/report.py's figures and gates for ``got`` against ``ref`` (both from logits_both_modes)."""
+    """measure/report.py's figures and measure/gates.py's verdict for ``got`` against ``ref`` (both from logits_both_modes)."""
     from mof.measure.accuracy import compare, perplexity
-    from mof.measure.report import MAX_PPL_CHANGE, MIN_TOP1
+    from mof.measure.gates import quant_passes
     out = {}
     for mode in ("exact", "stream"):
         r = compare(ref[mode], got[mode])
         pa, pb = perplexity(ref[mode], ref["targets"]), perplexity(got[mode], ref["targets"])
         r.update(fp32_perplexity=pa, perplexity=pb, perplexity_change=pb / pa - 1)
-        r["passed"] = bool(r["top1_agreement"] >= MIN_TOP1 and r["perplexity_change"] <= MAX_PPL_CHANGE)
+        r["passed"] = quant_passes(r["top1_agreement"], r["perplexity_change"])
         out[mode] = r
     return out
 

@@ -4,7 +4,8 @@ Like llama.cpp's perplexity tool with KL divergence: teacher-forced over the tex
 refill policy and exact mode, perplexity, mean KL(exact || policy), top-1 agreement and
 ms per token. Runs on a runtime-only install (numpy + onnxruntime). After the table: the
 mof-run command that applies the recommendation — or, on a text too short for the table to
-mean anything (fewer than MIN_WINDOWS x W characters measured), a warning and no recommendation.
+mean anything (fewer than gates.MIN_EVAL_WINDOWS x W characters measured), a warning and no
+recommendation.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from typing import Optional, Sequence
 from mof.runtime.cli_common import add_precision_flags, number, run_command
 from mof.runtime.contract import FP32
 
+from .calibration import add_measure_flags
+from .gates import MIN_EVAL_WINDOWS
+
 PROG = "mof-eval"
-# Fewer measured characters than MIN_WINDOWS x W and the table means nothing: below W the window
-# never slides, so what the refill dial is for (a state read past the window) is never exercised;
-# below 2W the largest candidate R (W/2) has refilled fewer than 4 times, too few cycles to tell
-# policies apart by the +3 % / 0.03 gates of the rule.
-MIN_WINDOWS = 2
+EVAL_TOKENS = 512       # mof-eval's default --tokens: the user's text is what the command is run for
+                        # (an export or a quantization measures calibration.DEFAULT_TOKENS on the side)
 TOO_SHORT = ("below W the window never slides, so the refill dial is never exercised; below 2W the "
              "largest R (W/2) has refilled fewer than 4 times")
 
@@ -58,17 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "you bring (teacher-forced): perplexity, its change, mean KL(exact||policy), "
                     "top-1 agreement and ms per token; with --int8 (--int4) also int8 (int4) against fp32.",
         epilog="After the table: the mof-run command that decodes as recommended. Fewer than "
-               f"{MIN_WINDOWS} x W measured characters (128 for the demo, W = 64) get a warning and no "
+               f"{MIN_EVAL_WINDOWS} x W measured characters (128 for the demo, W = 64) get a warning and no "
                "recommendation: " + TOO_SHORT + ". The bundle's own table (measured at export on its "
                "calibration text) is in its manifest.json under 'stream'; its recommendation is what "
                "mof-run uses by default.")
     p.add_argument("bundle", metavar="BUNDLE", type=Path, nargs="?", default=DEFAULT_BUNDLE,
                    help="bundle directory (default: the shipped demo model)")
-    p.add_argument("--text", metavar="FILE", type=Path, required=True, help="UTF-8 text to measure on")
+    add_measure_flags(p, "to measure on", text_required=True, tokens_default=EVAL_TOKENS)
     add_precision_flags(p, "measure (policies against that precision's exact decoding; int8 and "
                            "int4 also against fp32, on this machine's CPU)")
-    p.add_argument("--tokens", metavar="N", type=number(int, lambda v: v >= 2, "an integer >= 2"),
-                   default=512, help="characters of the text to measure on (default 512)")
     p.add_argument("--json", metavar="FILE", type=Path, help="also write the report as JSON to FILE")
     p.add_argument("--threads", type=number(int, lambda v: v >= 1, "an integer >= 1"),
                    help="onnxruntime intra-op threads (default: onnxruntime's choice)")
@@ -98,13 +97,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"characters of {args.text.name}", file=sys.stderr)
         table = policy_table(model, text, args.tokens, args.text.name)
         report = {"bundle": str(model.bundle_dir), "policies": table}
-        need = MIN_WINDOWS * table["window"]
+        need = MIN_EVAL_WINDOWS * table["window"]
         if table["tokens"] < need:
             print(strip_recommendation(format_table(table)))
             fix = (f"pass --tokens {need} or more" if len(text) - 1 >= need else
                    f"give a --text of at least {need + 1} characters")
             warning = (f"warning: {table['tokens']} characters measured, too few for a recommendation: "
-                       f"need at least {need} = {MIN_WINDOWS} x W ({TOO_SHORT}); {fix}")
+                       f"need at least {need} = {MIN_EVAL_WINDOWS} x W ({TOO_SHORT}); {fix}")
             print(f"{PROG}: {warning}", file=sys.stderr)
             report["apply"] = {"command": None, "warning": warning, "min_tokens": need}
         else:

@@ -5,7 +5,7 @@ refill every R tokens for R in {W/2, W/4, 16, 8, 4} (those between 2 and W/2), a
 mode — on the same text, teacher-forced: perplexity, its change against exact's, mean
 KL(exact || policy), top-1 agreement with exact, and the measured milliseconds per token at
 each precision given. The recommendation is the cheapest refill policy (the largest R) within
-+3 % of exact's perplexity and with mean KL <= 0.03; exact mode when none is.
+the POLICY_* gates of gates.py; exact mode when none is.
 """
 
 from __future__ import annotations
@@ -19,14 +19,12 @@ from mof.runtime.decoder import PLAIN, ExactDecoder, StreamDecoder
 from mof.runtime.errors import MofError
 from mof.runtime.model import Model
 
+from . import gates
 from .accuracy import compare, decoder_logits, exact_logits, perplexity
+from .calibration import DEFAULT_TOKENS
 from .machine import cpu_features
 
-MAX_PPL_CHANGE = 0.03         # a recommended policy's perplexity is within +3 % of exact's ...
-MAX_MEAN_KL = 0.03            # ... and its mean KL(exact || policy) at most this
 EXACT_TIMED_TOKENS = 64       # exact mode's ms per token is timed on this many tokens (it is slow)
-RULE = (f"the largest R with perplexity within +{MAX_PPL_CHANGE:.0%} of exact's and mean KL <= "
-        f"{MAX_MEAN_KL:g}; exact mode when none qualifies")
 
 
 def candidate_refills(window: int) -> list[int]:
@@ -41,7 +39,7 @@ def _ids(model: Model, text: str, max_tokens: int) -> np.ndarray:
     return ids
 
 
-def policy_table(model: Model, text: str, max_tokens: int = 256, source: str = "built-in",
+def policy_table(model: Model, text: str, max_tokens: int = DEFAULT_TOKENS, source: str = "built-in",
                  log: Optional[Callable[[str], None]] = None) -> dict:
     """Measure every policy on ``text`` at ``model``'s precision (``add_timings`` adds another
     precision's ms per token)."""
@@ -64,7 +62,7 @@ def policy_table(model: Model, text: str, max_tokens: int = 256, source: str = "
     rows.append({**exact_row, "perplexity": ppl_exact, "perplexity_change": 0.0, "mean_kl": 0.0,
                  "top1_agreement": 1.0, "ms_per_token": {model.precision: _run(model, exact_row, feed)[1]}})
     ok = [r for r in rows if r["refill_every"] not in (PLAIN, 1)
-          and r["perplexity_change"] <= MAX_PPL_CHANGE and r["mean_kl"] <= MAX_MEAN_KL]
+          and gates.policy_passes(r["perplexity_change"], r["mean_kl"])]
     best = max(ok, key=lambda r: r["refill_every"]) if ok else None
     report = {
         "text": source,
@@ -76,7 +74,7 @@ def policy_table(model: Model, text: str, max_tokens: int = 256, source: str = "
         "policies": rows,
         "recommended_mode": "stream" if best else "exact",
         "recommended_refill_every": best["refill_every"] if best else 1,
-        "rule": RULE,
+        "rule": gates.policy_rule(),
     }
     if log:
         for line in format_table(report).splitlines():

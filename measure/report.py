@@ -11,30 +11,27 @@ import numpy as np
 from mof.runtime.contract import INT8
 from mof.runtime.model import Model
 
+from . import gates
 from .accuracy import compare, exact_logits, perplexity, stream_logits
-from .calibration import load_calibration_text
+from .calibration import DEFAULT_TOKENS, load_calibration_text
 from .machine import describe_machine, measured_on
 
-MIN_TOP1 = 0.95            # a quantized precision must pick fp32's top-1 at least this often
-MAX_PPL_CHANGE = 0.05      # and its perplexity may rise at most this much
 
-
-def int8_report(fp32: Model, int8: Model, text: str, max_tokens: int, source: str,
-                stream_fp32: Optional[dict] = None) -> dict:
-    """``int8`` is the quantized model, of any precision (``int8.precision`` names its keys)."""
-    q = int8.precision
+def quant_report(fp32: Model, quant: Model, text: str, max_tokens: int, source: str) -> dict:
+    """``quant`` (int8 or int4: ``quant.precision`` names its keys) against ``fp32`` on the first
+    ``max_tokens`` characters of ``text``, exact and stream mode, judged by measure/gates.py."""
+    q = quant.precision
     ids = np.asarray(fp32.vocab.encode(text[: max_tokens + 1]), np.int32)
     targets = ids[1:]
-    report = {"precision": q, "text": source, "tokens": int(len(targets)), "gates": {
-        "min_top1_agreement": MIN_TOP1, "max_perplexity_change": MAX_PPL_CHANGE}}
+    report = {"precision": q, "text": source, "tokens": int(len(targets)), "gates": gates.quant_gates()}
     logits = {}
     for mode, fn in (("exact", exact_logits), ("stream", stream_logits)):
-        a, b = fn(fp32, ids[:-1]), fn(int8, ids[:-1])
+        a, b = fn(fp32, ids[:-1]), fn(quant, ids[:-1])
         logits[mode] = a
         ppl_a, ppl_b = perplexity(a, targets), perplexity(b, targets)
         r = compare(a, b)
         r.update({"fp32_perplexity": ppl_a, f"{q}_perplexity": ppl_b, "perplexity_change": ppl_b / ppl_a - 1})
-        r["passed"] = bool(r["top1_agreement"] >= MIN_TOP1 and r["perplexity_change"] <= MAX_PPL_CHANGE)
+        r["passed"] = gates.quant_passes(r["top1_agreement"], r["perplexity_change"])
         report[mode] = r
     report["stream_vs_exact_fp32"] = compare(logits["exact"], logits["stream"])
     report["passed"] = report["exact"]["passed"] and report["stream"]["passed"]
@@ -71,10 +68,10 @@ def quantized_accuracy(bundle_dir: Path, text: Optional[str] = None, eval_tokens
     rec = fp32.manifest.precision_record(precision)
     recorded = rec.get("accuracy") or {}
     if eval_tokens is None:
-        eval_tokens = int(recorded.get("tokens") or 256)
+        eval_tokens = int(recorded.get("tokens") or DEFAULT_TOKENS)
     if text is None:
         text, source = load_calibration_text(None), "built-in"
-    report = int8_report(fp32, quant, text, eval_tokens, source or "given")
+    report = quant_report(fp32, quant, text, eval_tokens, source or "given")
     report["measured_on"] = measured_on()
     report["recorded"] = {k: recorded.get(k) for k in ("text", "tokens", "exact", "stream", "measured_on")
                           if k in recorded}

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
-from mof.measure.calibration import load_calibration_text
+from mof.measure.calibration import DEFAULT_TOKENS, load_calibration_text
 from mof.measure.machine import measured_on
-from mof.measure.report import int8_report, print_report
+from mof.measure.report import quant_report, print_report
 from mof.runtime.bundle import verify_bundle
 from mof.runtime.contract import FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_STEP, INT4, INT8, QUANTIZED_FILES, QUANTIZED_GRAPHS
 from mof.runtime.errors import MofError
@@ -61,7 +61,7 @@ def make_quantized(precision: str, fp32_blobs: dict[str, bytes], manifest: dict,
         models[p] = Model(Path("."), manifest, sessions, vocab, p)
     text = load_calibration_text(calibration_text)
     source = calibration_text.name if calibration_text else "built-in"
-    report = int8_report(models[FP32], models[precision], text, eval_tokens, source)
+    report = quant_report(models[FP32], models[precision], text, eval_tokens, source)
     report["measured_on"] = measured_on()
     print_report(report, log)
     if not report["passed"]:
@@ -96,7 +96,7 @@ def self_check_references(models: dict, precision: str, manifest: dict) -> dict:
 
 
 def quantize_bundle(bundle_dir: Path, *, precision: str = INT8, calibration_text: Optional[Path] = None,
-                    eval_tokens: int = 256, allow_degraded: bool = False, force: bool = False,
+                    eval_tokens: int = DEFAULT_TOKENS, allow_degraded: bool = False, force: bool = False,
                     log: Callable[[str], None] = print) -> Path:
     """Add ``precision`` graphs to an existing bundle, atomically (the bundle is replaced as a whole).
     The result is a format-2 bundle: a format-1 bundle's graphs are rewritten with their weights

@@ -5,9 +5,9 @@ full-size model's RNN expert would stay fp32. Each GRU (forward, linear_before_r
 default activations, no sequence_lens) becomes x·W for the whole sequence, the first
 step's h·R at top level and a Loop over the remaining steps — the same cell, bit for bit
 up to float rounding. A one-token sequence (every stream decoding call) makes no Loop
-iterations: the earlier Scan over all steps cost 5.65 ms per full-size int8 step vs
-5.47 ms now, with the same prefill and window-pass speed (an If around the Scan was
-faster per token but 37 % slower for 128-token passes).
+iterations, which is why the rest is a Loop: a Scan over every step costs more per token, and
+an If around one slows long passes (measured: docs/quantization.md, "Why the GRU rewrite ends
+in a Loop").
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 
 from mof.runtime.errors import MofError
 from mof.writer.onnx_builder import GraphBuilder
+from mof.writer.onnx_walk import prune_initializers
 
 
 def _attrs(node) -> dict:
@@ -48,7 +49,7 @@ def gru_to_matmuls(model) -> tuple[object, int]:
     from onnx import numpy_helper
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    new_nodes, used, count = [], [], 0
+    new_nodes, replaced, count = [], [], 0
     for k, node in enumerate(graph.node):
         if node.op_type != "GRU":
             new_nodes.append(node)
@@ -78,12 +79,9 @@ def gru_to_matmuls(model) -> tuple[object, int]:
             g.op_named("Unsqueeze", [h_last, zero], [outs[1]])                         # [1, B, U]
         new_nodes.extend(g.nodes)
         graph.initializer.extend(g.initializers)
-        used += [n for n in ins[1:4] if n]
+        replaced += [n for n in ins[1:4] if n]
         count += 1
     del graph.node[:]
     graph.node.extend(new_nodes)
-    still_used = {i for n in graph.node for i in n.input}
-    keep = [t for t in graph.initializer if t.name not in used or t.name in still_used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
+    prune_initializers(graph, replaced)     # the GRU weights no node (of any graph) reads any more
     return model, count

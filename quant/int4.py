@@ -9,23 +9,19 @@ asymmetric), with the weight packed by onnxruntime's own C++ routine ``quantize_
 the node layout ``onnxruntime.quantization.matmul_nbits_quantizer.MatMulNBitsQuantizer`` writes
 (QOperator format). That class itself cannot be imported here: its module needs the onnx-ir
 package, which is no dependency of mof (benchmarks/int4_blocks.py checks, when onnx-ir is
-importable, that both give the same numbers: max |Δ| 0 on the demo). Gather tables (token and
-position embeddings) keep rowwise.py's int8 per row: int4 tables (GatherBlockQuantized, block 32)
-saved 15 % of the demo's int4 bytes but raised its perplexity change from +2.2 % to +2.7 % and its
-mean KL by 12 %, and tables cost no MatMul time.
+importable, that both give the same numbers). Gather tables (token and position embeddings) keep
+rowwise.py's int8 per row: int4 tables cost more accuracy than the bytes they save are worth, and
+tables cost no MatMul time.
 
-Defaults chosen by benchmarks/int4_blocks.py (benchmarks/results/2026-11-28/int4_blocks.md, Intel Xeon
-with AVX-512 VNNI, onnxruntime 1.32.0): block 32 (demo mean KL vs fp32 1.75e-2, against 1.97e-2 at 64
-and 2.61e-2 at 128; 128 is ~10 % faster), accuracy_level 4 (the same accuracy as 0, and the full-size
-step 0.70x int8's time against 0.93x at level 0), asymmetric (perplexity change +0.9 % against +2.2 %
-symmetric, KL 1.75e-2 against 2.17e-2, the same speed; top-1 92.6 % against 93.6 %, 5 of 512 tokens).
-On the demo int4 misses int8's 95 % top-1 gate at every block size (91.4-93.6 %), while its
-perplexity change stays within +5 %.
+The defaults (BLOCK_SIZE, ACCURACY_LEVEL, SYMMETRIC) were chosen with benchmarks/int4_blocks.py:
+the block size and symmetry with the lowest mean KL and perplexity change against fp32, and
+accuracy_level 4 for its speed at the same accuracy; the figures behind each, and the demo's miss
+of the top-1 gate (measure/gates.py) at every block size: docs/quantization.md, "int4".
 
 CPU dependence: unlike int8 (rowwise.py: the same numbers on every x86 CPU), accuracy_level 4 runs
-int8 dot products whose kernels differ by CPU: on an emulated AVX2-only CPU the demo's logits moved
-by up to 0.09 from the host's (level 0: 6e-6). Rows of a batch stay independent (measure/rows.py: 0 at
-level 4). Weights stay ordinary initializers: whoever writes the bundle decides where they are stored.
+int8 dot products whose kernels differ by CPU, so int4 logits do too, and on some CPUs a row's
+logits depend on its batch (docs/quantization.md, "int4"). Weights stay ordinary initializers: whoever
+writes the bundle decides where they are stored.
 """
 
 from __future__ import annotations
@@ -33,11 +29,11 @@ from __future__ import annotations
 import numpy as np
 
 from mof.runtime.errors import MofError
-from mof.writer.onnx_walk import node_graphs
+from mof.writer.onnx_walk import node_graphs, prune_initializers
 
 from .gru_rewrite import gru_to_matmuls
 from .int8 import large_float_initializers
-from .rowwise import quantize_rowwise, used_names
+from .rowwise import quantize_rowwise
 
 BLOCK_SIZE = 32            # weights per scale along K (16, 32, 64, 128, ...: a power of 2 >= 16)
 ACCURACY_LEVEL = 4         # MatMulNBits compute: 0 = unset (fp32), 4 = int8 activations (per block)
@@ -130,12 +126,7 @@ def quantize_matmuls_nbits(model, block_size: int = BLOCK_SIZE, accuracy_level: 
         graph.node.extend(new_nodes)
 
     walk(model.graph, {})
-    used = used_names(model.graph)
-    dropped = {n for n in packed_names if n not in used}
-    for graph in {id(owners[n]): owners[n] for n in dropped}.values():    # one pass per graph
-        keep = [t for t in graph.initializer if t.name not in dropped]
-        del graph.initializer[:]
-        graph.initializer.extend(keep)
+    prune_initializers(model.graph, packed_names)      # the float weights no node reads any more
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return packed_names

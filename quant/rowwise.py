@@ -21,19 +21,22 @@ Why no x86 CPU can compute anything else: uint8 activations x int8 weights run M
 kernels — vpmaddubsw on AVX2 and AVX-512BW without VNNI, which adds two u8 x s8 products in a
 saturating int16; vpdpbusd with VNNI; AMX — and with |w| <= 64 a pair is at most
 2 * 255 * 64 = 32640 < 32767, so nothing saturates and every kernel returns the exact int32 sum
-(uint8 x uint8, the scheme before, was exact too, at half the speed: MLAS widens both to 16 bits).
-x / x_scale is an IEEE division and QuantizeLinear's scale is 1.0, so no kernel's choice of a
-reciprocal can change a bit; every other step is per element, per row or per column, so a row's
+(the other schemes measured, and why this one: docs/quantization.md, "int8"). x / x_scale is an
+IEEE division and QuantizeLinear's scale is 1.0, so no kernel's choice of a reciprocal can change
+a bit; every other step is per element, per row or per column, so a row's
 result does not depend on which rows share its batch.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import numpy as np
 
 from mof.runtime.errors import MofError
 from mof.writer.onnx_builder import UNIT_INPUT
-from mof.writer.onnx_walk import all_graphs, node_graphs
+from mof.writer.onnx_walk import node_graphs, prune_initializers
 
 SCHEME = {
     "name": "rowwise-u8s8",
@@ -73,146 +76,189 @@ def quantize_table(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.rint(t / scale), -127, 127).astype(np.int8), scale
 
 
+@dataclass(frozen=True, eq=False)       # eq=False: an array field has no truth value to compare by
+class Quantized:
+    """A float initializer's integer replacement, added to the main graph once and read by every
+    node that read the float one (in the main graph or a Loop body)."""
+    values: str                 # int8 initializer: W_s8 [K, N] (MatMul) or the table [V, E] (Gather)
+    scale: str                  # float32 initializer: w_scale [N], one per column, or [V, 1], one per row
+    scale_values: np.ndarray    # the scale's values (a GRU's recurrent product reads w_scale / 127)
+
+
+@dataclass(frozen=True)
+class QuantizedInput:
+    """An activation quantized once for every MatMul of its graph that reads it."""
+    x_u8: str                   # uint8 [..., K] = round(x / x_scale) + 128
+    x_scale: Optional[str]      # float [..., 1], one per row; None: the fixed scale 1/127 (UNIT_INPUT)
+
+
 def quantize_rowwise(model, min_elements: int = 1, matmuls: bool = True):
     """Rewrite ``model`` (an fp32 ModelProto whose GRUs are already MatMuls) in place; returns it.
     ``matmuls=False``: the Gather tables only (int4.py puts the MatMul weights in MatMulNBits)."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    main = model.graph
-    opset = _opset(model)
-    floats = (TensorProto.FLOAT,)
-    consts = {}
-
-    def const(name, value):
-        if name not in consts:
-            main.initializer.append(numpy_helper.from_array(np.asarray(value), name))
-            consts[name] = name
-        return name
-
-    inv127 = lambda: const("mofq/inv127", np.array(1 / 127, np.float32))
-    one = lambda: const("mofq/one", np.array(1, np.float32))
-    zp = lambda: const("mofq/zp128", np.array(ZP, np.uint8))
-    axes = lambda: const("mofq/axes_last", np.array([-1], np.int64))
-    c127 = lambda: const("mofq/c127", np.array(127, np.float32))
-
-    done_weights: dict[str, tuple[str, str]] = {}
-    done_tables: dict[str, tuple[str, str]] = {}
-    replaced: set[str] = set()
-    counter = [0]
-
-    def uid(hint):
-        counter[0] += 1
-        return f"mofq/{hint}_{counter[0]}"
-
-    scales: dict[str, np.ndarray] = {}      # scale initializer name -> its values
-
-    def stored(done, quantize, suffixes, name, arr):
-        """The (quantized, scale) initializers replacing ``name``, added once."""
-        if name not in done:
-            q, s = quantize(arr)
-            qn, sn = name + suffixes[0], name + suffixes[1]
-            main.initializer.extend([numpy_helper.from_array(q, qn), numpy_helper.from_array(s, sn)])
-            done[name] = (qn, sn)
-            scales[sn] = s
-            replaced.add(name)
-        return done[name]
-
-    def weight(name, arr):
-        return stored(done_weights, quantize_weight, ("/s8", "/scale"), name, arr)
-
-    def unit_scale(ws):
-        """w_scale / 127 beside w_scale: the product's scale when x has the fixed scale 1/127."""
-        name = ws + "/127"
-        if name not in consts:
-            const(name, (scales[ws] / np.float32(127)).astype(np.float32))
-        return name
-
-    def table(name, arr):
-        return stored(done_tables, quantize_table, ("/i8", "/row_scale"), name, arr)
-
-    def walk(graph, scope: dict):
-        scope = dict(scope)
-        scope.update({t.name: t for t in graph.initializer})
-        quantized_inputs: dict[str, tuple[str, str]] = {}
-        new_nodes = []
-        for node in graph.node:
-            for g in node_graphs(node):                    # Loop / If / Scan bodies
-                walk(g, scope)
-            if node.op_type == "Gather":
-                init = scope.get(node.input[0])                 # the table; indices may be constant too
-                axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
-                if (init is not None and init.data_type in floats and len(init.dims) == 2 and axis == 0
-                        and int(np.prod(init.dims)) >= min_elements):
-                    qn, sn = table(init.name, numpy_helper.to_array(init))
-                    rows = helper.make_node("Gather", [qn, node.input[1]], [uid("rows_i8")], axis=0)
-                    scales = helper.make_node("Gather", [sn, node.input[1]], [uid("rows_scale")], axis=0)
-                    as_f = helper.make_node("Cast", [rows.output[0]], [uid("rows_f")], to=TensorProto.FLOAT)
-                    new_nodes += [rows, scales, as_f,
-                                  helper.make_node("Mul", [as_f.output[0], scales.output[0]], list(node.output))]
-                    continue
-                new_nodes.append(node)
-                continue
-            init = scope.get(node.input[1]) if node.op_type == "MatMul" and matmuls else None
-            if (init is None or init.data_type not in floats
-                    or len(init.dims) != 2 or int(np.prod(init.dims)) < min_elements):
-                new_nodes.append(node)
-                continue
-            wq, ws = weight(init.name, numpy_helper.to_array(init))
-            x = node.input[0]
-            if node.doc_string == UNIT_INPUT:
-                # a GRU hidden state, never outside [-1, 1]: the fixed scale 1/127 (x * 127 is one
-                # IEEE multiply; QuantizeLinear's scale 1.0 leaves nothing to a kernel's choice)
-                if (x, "unit") not in quantized_inputs:
-                    h127, xq = uid("h_127"), uid("h_u8")
-                    new_nodes += [helper.make_node("Mul", [x, c127()], [h127]),
-                                  helper.make_node("QuantizeLinear", [h127, one(), zp()], [xq])]
-                    quantized_inputs[(x, "unit")] = (xq, None)
-                xq, _ = quantized_inputs[(x, "unit")]
-                new_nodes.append(helper.make_node("MatMulIntegerToFloat", [xq, wq, one(), unit_scale(ws), zp()],
-                                                  list(node.output), domain=MS_DOMAIN))
-                continue
-            if x not in quantized_inputs:
-                absx, amax, scale, unit, xq = uid("abs"), uid("amax"), uid("x_scale"), uid("x_div"), uid("x_u8")
-                nodes = [helper.make_node("Abs", [x], [absx])]
-                if opset >= 18:
-                    nodes.append(helper.make_node("ReduceMax", [absx, axes()], [amax], keepdims=1))
-                else:
-                    nodes.append(helper.make_node("ReduceMax", [absx], [amax], axes=[-1], keepdims=1))
-                # x / x_scale in [-127, 127] (an IEEE division, the same whichever SIMD lane or tail
-                # loop computes it); QuantizeLinear with scale 1: round-half-even + 128, saturated to
-                # [0, 255]. An all-zero row makes 0/0 = NaN and an arbitrary x_u8, but its output is
-                # multiplied by x_scale = 0 below, so it is exactly 0 whatever the kernel made of the NaN.
-                nodes += [helper.make_node("Mul", [amax, inv127()], [scale]),
-                          helper.make_node("Div", [x, scale], [unit]),
-                          helper.make_node("QuantizeLinear", [unit, one(), zp()], [xq])]
-                new_nodes += nodes
-                quantized_inputs[x] = (xq, scale)
-            xq, scale = quantized_inputs[x]
-            cols = uid("acc_f")
-            # the exact int32 sum * w_scale per column (in the kernel), then * x_scale per row
-            new_nodes += [helper.make_node("MatMulIntegerToFloat", [xq, wq, one(), ws, zp()], [cols],
-                                           domain=MS_DOMAIN),
-                          helper.make_node("Mul", [cols, scale], list(node.output))]
-        del graph.node[:]
-        graph.node.extend(new_nodes)
-
-    walk(main, {})
-    if done_weights and not any(o.domain == MS_DOMAIN for o in model.opset_import):
+    from onnx import helper
+    rewrite = _RowwiseRewrite(model, min_elements, matmuls)
+    rewrite.walk(model.graph, {})
+    if rewrite.weights and not any(o.domain == MS_DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
-    used = used_names(main)
     # the float weights replaced, and the per-column scales no product reads (a GRU's recurrent
     # weight uses its w_scale / 127 twin, unit_scale), go
-    keep = [t for t in main.initializer if t.name in used or (t.name not in replaced and t.name not in scales)]
-    del main.initializer[:]
-    main.initializer.extend(keep)
-    if matmuls and not done_weights:
+    prune_initializers(model.graph, rewrite.replaced())
+    if matmuls and not rewrite.weights:
         raise MofError("no MatMul with a constant weight found to quantize")
     return model
 
 
-def used_names(graph) -> set[str]:
-    """Every value name a node of ``graph`` or of its subgraphs (Loop / If / Scan bodies) reads."""
-    return {name for g in all_graphs(graph) for n in g.node for name in n.input}
+class _RowwiseRewrite:
+    """One model's rewrite: every new initializer goes to the main graph, each added once; node
+    outputs are named mofq/<hint>_<n>, n counting over the whole model."""
+
+    def __init__(self, model, min_elements: int, matmuls: bool):
+        from onnx import helper, numpy_helper
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.main = model.graph
+        self.opset = _opset(model)
+        self.min_elements = min_elements      # smaller weights and tables stay float
+        self.matmuls = matmuls                # False: Gather tables only
+        self.consts: set[str] = set()         # names of the constants added (mofq/one, w_scale / 127, ...)
+        self.weights: dict[str, Quantized] = {}     # float MatMul weight name -> its int8 replacement
+        self.tables: dict[str, Quantized] = {}      # float Gather table name -> its int8 replacement
+        self.count = 0                        # node outputs named so far (uid)
+
+    def const(self, name: str, value) -> str:
+        if name not in self.consts:
+            self.main.initializer.append(self.numpy_helper.from_array(np.asarray(value), name))
+            self.consts.add(name)
+        return name
+
+    def uid(self, hint: str) -> str:
+        self.count += 1
+        return f"mofq/{hint}_{self.count}"
+
+    def replaced(self) -> set[str]:
+        """The float initializers replaced and their per-column scales: pruned when unread."""
+        done = list(self.weights.items()) + list(self.tables.items())
+        return {name for name, _ in done} | {q.scale for _, q in done}
+
+    def _eligible(self, init) -> bool:
+        from onnx import TensorProto
+        return (init is not None and init.data_type == TensorProto.FLOAT and len(init.dims) == 2
+                and int(np.prod(init.dims)) >= self.min_elements)
+
+    def _stored(self, done: dict, quantize, suffixes: tuple[str, str], init) -> Quantized:
+        if init.name not in done:
+            values, scale = quantize(self.numpy_helper.to_array(init))
+            q = Quantized(init.name + suffixes[0], init.name + suffixes[1], scale)
+            self.main.initializer.extend([self.numpy_helper.from_array(values, q.values),
+                                          self.numpy_helper.from_array(scale, q.scale)])
+            done[init.name] = q
+        return done[init.name]
+
+    def weight(self, init) -> Quantized:
+        return self._stored(self.weights, quantize_weight, ("/s8", "/scale"), init)
+
+    def table(self, init) -> Quantized:
+        return self._stored(self.tables, quantize_table, ("/i8", "/row_scale"), init)
+
+    def unit_scale(self, w: Quantized) -> str:
+        """w_scale / 127 beside w_scale: the product's scale when x has the fixed scale 1/127."""
+        return self.const(w.scale + "/127", (w.scale_values / np.float32(127)).astype(np.float32))
+
+    def walk(self, graph, scope: dict) -> None:
+        """Rewrite ``graph`` and the graphs its nodes hold; ``scope``: the enclosing graphs'
+        initializers by name (a Loop body reads its weights from the graph around it)."""
+        scope = {**scope, **{t.name: t for t in graph.initializer}}
+        inputs: dict[tuple[str, bool], QuantizedInput] = {}     # (x, fixed scale) -> x quantized
+        new_nodes = []
+        for node in graph.node:
+            for g in node_graphs(node):                    # Loop / If / Scan bodies
+                self.walk(g, scope)
+            new_nodes += self._rewrite(node, scope, inputs)
+        del graph.node[:]
+        graph.node.extend(new_nodes)
+
+    def _rewrite(self, node, scope: dict, inputs: dict) -> list:
+        """The nodes replacing ``node``: itself when its weight or table is not quantized."""
+        if node.op_type == "Gather":
+            init = scope.get(node.input[0])                 # the table; indices may be constant too
+            axis = next((self.helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
+            return self._gather(node, self.table(init)) if self._eligible(init) and axis == 0 else [node]
+        init = scope.get(node.input[1]) if node.op_type == "MatMul" and self.matmuls else None
+        if not self._eligible(init):
+            return [node]
+        w = self.weight(init)
+        if node.doc_string == UNIT_INPUT:
+            return self._unit_matmul(node, w, inputs)
+        return self._matmul(node, w, inputs)
+
+    def _gather(self, node, table: Quantized) -> list:
+        """Gather the int8 rows and their scales, then rows * scale."""
+        from onnx import TensorProto
+        make = self.helper.make_node
+        rows = make("Gather", [table.values, node.input[1]], [self.uid("rows_i8")], axis=0)
+        scales = make("Gather", [table.scale, node.input[1]], [self.uid("rows_scale")], axis=0)
+        as_f = make("Cast", [rows.output[0]], [self.uid("rows_f")], to=TensorProto.FLOAT)
+        return [rows, scales, as_f, make("Mul", [as_f.output[0], scales.output[0]], list(node.output))]
+
+    def _unit_matmul(self, node, w: Quantized, inputs: dict) -> list:
+        """A GRU hidden state, never outside [-1, 1]: the fixed scale 1/127 (x * 127 is one IEEE
+        multiply; QuantizeLinear's scale 1.0 leaves nothing to a kernel's choice)."""
+        make, x, nodes = self.helper.make_node, node.input[0], []
+        if (x, True) not in inputs:
+            h127, xq = self.uid("h_127"), self.uid("h_u8")
+            nodes += [make("Mul", [x, self.const_c127()], [h127]),
+                      make("QuantizeLinear", [h127, self.const_one(), self.const_zp()], [xq])]
+            inputs[(x, True)] = QuantizedInput(xq, None)
+        xq = inputs[(x, True)].x_u8
+        return nodes + [make("MatMulIntegerToFloat", [xq, w.values, self.const_one(), self.unit_scale(w),
+                                                      self.const_zp()], list(node.output), domain=MS_DOMAIN)]
+
+    def _matmul(self, node, w: Quantized, inputs: dict) -> list:
+        """x quantized per row (once per graph), the exact int32 sum * w_scale per column (in the
+        kernel), then * x_scale per row."""
+        make, x, nodes = self.helper.make_node, node.input[0], []
+        if (x, False) not in inputs:
+            quantize, inputs[(x, False)] = self._quantize_rows(x)
+            nodes += quantize
+        q = inputs[(x, False)]
+        cols = self.uid("acc_f")
+        return nodes + [make("MatMulIntegerToFloat", [q.x_u8, w.values, self.const_one(), w.scale, self.const_zp()],
+                             [cols], domain=MS_DOMAIN),
+                        make("Mul", [cols, q.x_scale], list(node.output))]
+
+    def _quantize_rows(self, x: str) -> tuple[list, QuantizedInput]:
+        """x_scale = ReduceMax(|x|, last axis) / 127; x_u8 = QuantizeLinear(x / x_scale, 1.0, 128).
+
+        x / x_scale in [-127, 127] is an IEEE division (the same whichever SIMD lane or tail loop
+        computes it); QuantizeLinear with scale 1: round-half-even + 128, saturated to [0, 255]. An
+        all-zero row makes 0/0 = NaN and an arbitrary x_u8, but its output is multiplied by
+        x_scale = 0, so it is exactly 0 whatever the kernel made of the NaN."""
+        make = self.helper.make_node
+        absx, amax, scale, unit, xq = (self.uid(h) for h in ("abs", "amax", "x_scale", "x_div", "x_u8"))
+        nodes = [make("Abs", [x], [absx])]
+        if self.opset >= 18:
+            nodes.append(make("ReduceMax", [absx, self.const_axes()], [amax], keepdims=1))
+        else:
+            nodes.append(make("ReduceMax", [absx], [amax], axes=[-1], keepdims=1))
+        nodes += [make("Mul", [amax, self.const_inv127()], [scale]),
+                  make("Div", [x, scale], [unit]),
+                  make("QuantizeLinear", [unit, self.const_one(), self.const_zp()], [xq])]
+        return nodes, QuantizedInput(xq, scale)
+
+    # the shared constants, each added to the main graph the first time a node reads it
+    def const_one(self) -> str:
+        return self.const("mofq/one", np.array(1, np.float32))
+
+    def const_zp(self) -> str:
+        return self.const("mofq/zp128", np.array(ZP, np.uint8))
+
+    def const_inv127(self) -> str:
+        return self.const("mofq/inv127", np.array(1 / 127, np.float32))
+
+    def const_c127(self) -> str:
+        return self.const("mofq/c127", np.array(127, np.float32))
+
+    def const_axes(self) -> str:
+        return self.const("mofq/axes_last", np.array([-1], np.int64))
 
 
 def saturation_risks(model) -> list[str]:

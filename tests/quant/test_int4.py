@@ -11,6 +11,7 @@ import pytest
 onnx = pytest.importorskip("onnx")      # a runtime-only install has no onnx: skip, not a collection error
 
 from mof.measure.accuracy import compare, exact_logits, perplexity, stream_logits
+from mof.measure.gates import QUANT_MAX_PPL_CHANGE
 from mof.quant.int4 import quantize_model_int4
 from mof.quant.int8 import LARGE_FLOAT_LIMIT, large_float_initializers
 from mof.runtime.contract import INT8_FILES
@@ -23,11 +24,12 @@ TOKENS = 256
 # Measured with the defaults (block 32, accuracy_level 4, asymmetric) on the demo, 256 characters of
 # heldout.txt, Intel Xeon (AVX-512 VNNI), onnxruntime 1.32.0: top-1 agreement exact 92.6 % / stream 91.8 %,
 # perplexity change +0.82 % / +0.97 %, mean KL 0.0159 / 0.0159 (benchmarks/results/2026-11-28/int4_blocks.md
-# has 512 characters and every block size). Below int8's 95 % top-1 gate: int4 on this 96-wide model does
-# not reach it. Bounds with margin for other CPUs (accuracy_level 4's int8 kernels differ by CPU):
-MIN_TOP1 = 0.88
-MAX_PPL_CHANGE = 0.03
-MAX_MEAN_KL = 0.03
+# has 512 characters and every block size). On this 96-wide model int4 passes the product's perplexity gate
+# (measure/gates.py QUANT_MAX_PPL_CHANGE, asserted below) and misses its top-1 gate (QUANT_MIN_TOP1), as
+# docs/quantization.md says; the top-1 and KL bounds below, with margin for other CPUs (accuracy_level 4's
+# int8 kernels differ by CPU), are this test's expectations of the demo, not gates of the product:
+DEMO_INT4_MIN_TOP1 = 0.88
+DEMO_INT4_MAX_MEAN_KL = 0.03
 
 
 def _nodes(graph, depth=0):
@@ -113,6 +115,6 @@ def test_int4_agrees_with_fp32_on_the_demo(demo_bundle, int4_graphs):
         change = perplexity(b, ids[1:]) / perplexity(a, ids[1:]) - 1
         print(mode, f"top-1 {r['top1_agreement']:.1%}, perplexity {change:+.2%}, mean KL {r['mean_kl']:.3g}")
         assert r["max_abs_diff"] > 1e-3, "int4 must not be fp32 in disguise"
-        assert r["top1_agreement"] >= MIN_TOP1
-        assert change <= MAX_PPL_CHANGE
-        assert r["mean_kl"] <= MAX_MEAN_KL
+        assert r["top1_agreement"] >= DEMO_INT4_MIN_TOP1
+        assert change <= QUANT_MAX_PPL_CHANGE
+        assert r["mean_kl"] <= DEMO_INT4_MAX_MEAN_KL

@@ -135,8 +135,8 @@ def test_mof_quantize_is_atomic_and_gated(trained_bundle, tmp_path, capsys, monk
     copy = tmp_path / "b.mof"
     shutil.copytree(trained_bundle, copy)
     before = verify_bundle(copy)["files"]
-    import mof.measure.report as report
-    monkeypatch.setattr(report, "MIN_TOP1", 1.01)              # an impossible gate
+    import mof.measure.gates as gates
+    monkeypatch.setattr(gates, "QUANT_MIN_TOP1", 1.01)         # an impossible gate
     assert quantize_main([str(copy), "-q"]) == 1
     err = capsys.readouterr().err
     assert "below the gates" in err and "--allow-degraded" in err and "Traceback" not in err

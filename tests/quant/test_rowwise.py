@@ -143,7 +143,7 @@ def test_onnxruntime_computes_the_exact_integer_arithmetic():
 def test_the_demo_int8_and_int4_graphs_hold_no_unused_initializer():
     """Every initializer of a quantized graph is read by a node (the GRUs' recurrent weights use
     their w_scale / 127 twin; their plain w_scale used to stay behind, unread)."""
-    from mof.quant.rowwise import used_names
+    from mof.writer.onnx_walk import used_names
     from mof.runtime import DEFAULT_BUNDLE
     files = sorted(DEFAULT_BUNDLE.glob("*.int[48].onnx"))
     assert len(files) == 6
