@@ -155,9 +155,10 @@ MODES = ("stream", "plain", "exact")   # stream: the refill rule at R; plain: st
 
 def _decoder(model, mode: str, refill_every: int):
     """A fresh decoder for one of MODES; ``refill_every``: the stream mode's R (the others have none)."""
-    from mof.runtime.decoder import PLAIN, StreamDecoder, make_decoder
+    from mof.measure.plain import PlainDecoder
+    from mof.runtime.decoder import make_decoder
     if mode == "plain":
-        return StreamDecoder(model, PLAIN)
+        return PlainDecoder(model)
     return make_decoder(model, mode, refill_every if mode == "stream" else None)
 
 

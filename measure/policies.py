@@ -15,12 +15,13 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from mof.runtime.decoder import PLAIN, ExactDecoder, StreamDecoder
+from mof.runtime.decoder import ExactDecoder, StreamDecoder
 from mof.runtime.errors import MofError
 from mof.runtime.model import Model
 
 from .accuracy import compare, decoder_logits, exact_logits, perplexity
 from .machine import cpu_features
+from .plain import PLAIN, PlainDecoder
 
 MAX_PPL_CHANGE = 0.03         # a recommended policy's perplexity is within +3 % of exact's ...
 MAX_MEAN_KL = 0.03            # ... and its mean KL(exact || policy) at most this
@@ -89,6 +90,8 @@ def _run(model: Model, row: dict, feed: np.ndarray) -> tuple[np.ndarray, float]:
     timed on its first EXACT_TIMED_TOKENS tokens only (it is slow; its logits are not needed)."""
     if row["policy"] == "exact":
         decoder, feed = ExactDecoder(model), feed[:EXACT_TIMED_TOKENS]
+    elif row["refill_every"] == PLAIN:
+        decoder = PlainDecoder(model)
     else:
         decoder = StreamDecoder(model, row["refill_every"])
     t0 = time.perf_counter()
