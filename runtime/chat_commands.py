@@ -16,7 +16,7 @@ from typing import Callable, Optional
 from .chat import CLEAN_COMMAND
 from .decoding import CHAT, MODES
 from .errors import MofError
-from .session import ChatSession
+from .chat_session import ChatSession
 
 # What /set can change: SamplingConfig fields, in the order /show lists them.
 SETTABLE = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "penalty_mode",

@@ -11,7 +11,7 @@ from typing import Optional
 
 from . import chat_commands
 from .errors import MofError
-from .session import ChatSession
+from .chat_session import ChatSession
 from .transcript import Transcript
 
 QUOTES = '"""'

@@ -6,7 +6,7 @@ import pytest
 
 from mof.runtime import Model, SamplingConfig
 from mof.runtime.chat_loop import read_message, MultiLineUnclosed
-from mof.runtime.session import ChatSession
+from mof.runtime.chat_session import ChatSession
 
 
 def _records(path):

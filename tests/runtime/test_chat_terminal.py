@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from mof.runtime import Model, SamplingConfig
-from mof.runtime.session import ChatSession
+from mof.runtime.chat_session import ChatSession
 
 pexpect = pytest.importorskip("pexpect", reason="pexpect is in the [test] extra")
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="pexpect.spawn needs a POSIX pty")

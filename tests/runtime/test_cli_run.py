@@ -14,7 +14,7 @@ from mof.runtime import Model, SamplingConfig
 from mof.runtime.cli import build_parser, main
 from mof.runtime.cli_common import sampling_from_args
 from mof.runtime.errors import BundleError, MofError
-from mof.runtime.session import ChatSession
+from mof.runtime.chat_session import ChatSession
 
 
 def _run(args, stdin=""):

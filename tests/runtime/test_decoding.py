@@ -12,7 +12,7 @@ from mof.runtime import Generator, Model, SamplingConfig
 from mof.runtime.decoder import ExactDecoder, StreamDecoder, make_decoder
 from mof.runtime.decoding import API, CHAT, CLI, Decoding, DecodingError, resolve_decoding
 from mof.runtime.errors import MofError
-from mof.runtime.session import ChatSession
+from mof.runtime.chat_session import ChatSession
 
 
 def bundle(mode="stream", R=16, W=64):

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from mof.runtime import DEFAULT_BUNDLE, Generator, Model, SamplingConfig, State
 from mof.runtime.bundle import BundleError, read_manifest
 from mof.runtime.errors import MofError
-from mof.runtime.session import ChatSession
+from mof.runtime.chat_session import ChatSession
 
 GRAPH = "step.onnx"
 WEIGHTS = "weights.fp32.bin"

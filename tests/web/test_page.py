@@ -16,7 +16,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test n
 
 from chromium import browser, skip_without_chromium  # noqa: E402,F401  (browser: a fixture)
 from mof.runtime import SamplingConfig  # noqa: E402
-from mof.runtime.session import ChatSession  # noqa: E402
+from mof.runtime.chat_session import ChatSession  # noqa: E402
 
 from .conftest import copy_site, needs_npm, static_server  # noqa: E402
 
