@@ -32,6 +32,16 @@ def test_multi_line_messages():
         read_message(Lines('"""一', "二"))
 
 
+def test_help_lists_every_command_with_its_words_in_one_column():
+    from mof.runtime.chat_commands import HELP
+    rows = [line for line in HELP.splitlines() if line.startswith("  /")]
+    assert any(r.startswith("  /clear, [CLEAN] ") for r in rows) and len(rows) >= 9
+    columns = {len(r) - len(r[2:].split("  ", 1)[1].lstrip()) for r in rows}
+    assert len(columns) == 1, rows                       # each description starts in one column
+    follow = [line for line in HELP.splitlines() if line.startswith("   ")]
+    assert follow and {len(line) - len(line.lstrip()) for line in follow} == columns   # and so do its next lines
+
+
 def test_set_mode_refill_change_the_next_replies(demo_bundle, tmp_path, mof_run):
     t = tmp_path / "t.jsonl"
     stdin = "/set temperature 0\n/set top-k 5\n/mode exact\n你好\n/mode stream\n/refill 4\n再见\n/show\n/bye\n没有读到\n"

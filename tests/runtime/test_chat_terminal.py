@@ -105,6 +105,18 @@ def test_set_temperature_without_leaving(demo_bundle, tmp_path):
     assert got["reply"] == "".join(gen) and got["sampling"]["temperature"] == 0.0 and got["mode"] == "exact"
 
 
+def test_a_mistyped_command_at_a_terminal_does_not_fail_the_run(demo_bundle, tmp_path):
+    """Piped input: a bad command fails the run (exit 1, test_chat_commands.py). At a terminal the
+    person saw the error and went on, so /bye leaves with 0."""
+    child = spawn(tmp_path, "--max-tokens", "2", "--seed", "0")
+    for line, error in (("/frob", "unknown command /frob"), ("/set foo 1", "/set foo: unknown setting")):
+        send_line(child, line)
+        child.expect_exact(error)
+        child.expect_exact(READY)
+    turn(child, "你好")
+    leave(child)                                           # exit status 0
+
+
 def test_ctrl_c_at_the_prompt_says_how_to_leave(demo_bundle, tmp_path):
     child = spawn(tmp_path, "--max-tokens", "2", "--seed", "0")
     child.send("半行")
