@@ -39,16 +39,15 @@ from .vocab import Vocabulary
 
 
 def session_options(threads: Optional[int]) -> ort.SessionOptions:
-    """Batch-1 latency settings, chosen by measurement (full-size int8 step calls on 2 cores,
-    docs/bundle-format.md "Embedding checklist"): all graph optimisations; intra-op threads =
-    onnxruntime's default, one per core (2 threads 7.3 ms, 1 thread 10.8 ms); pool threads
-    spin between calls, onnxruntime's default (without spinning: 11.6 ms); no inter-op
-    parallelism (each graph is one chain of ops); no CPU memory arena (below)."""
+    """Batch-1 latency settings, chosen by measurement (the figures: docs/bundle-format.md,
+    "Embedding checklist"): all graph optimisations; intra-op threads = onnxruntime's default,
+    one per core (fewer are slower); pool threads spin between calls, onnxruntime's default
+    (without spinning a step is slower); no inter-op parallelism (each graph is one chain of
+    ops); no CPU memory arena (below)."""
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # no arena: activation memory goes back after each call instead of staying at the largest
-    # call's size (full-size int8 after a 512-token prompt: 158 vs 219 MB above the process;
-    # steps, refills and 128-token prefills within 1 % either way, interleaved in one process)
+    # call's size, at the same speed
     so.enable_cpu_mem_arena = False
     if threads:
         so.intra_op_num_threads = int(threads)
