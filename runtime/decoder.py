@@ -17,7 +17,7 @@ bundle's window, R = ``refill_every`` (1 <= R <= W) and K = W - R + 1. Ids arriv
 A refill leaves the position at K or less and at most R - 1 steps follow: positions stay
 below W, so stream decoding never uses a position or a sum the reference does not. R = 1
 re-reads the last W ids for every token — exact mode's logits; larger R is cheaper (about one
-window pass per R tokens) and drifts more. Each bundle measures the dial and recommends an R.
+refill per R tokens) and drifts more. Each bundle measures the dial and recommends an R.
 
 Batching: a decoder never calls the model itself. ``plan(ids)`` says which call reading ids
 takes (a ``Read``: refill, step or exact, with its ids and state), ``commit(logits, state)``

@@ -4,8 +4,8 @@
     logits, state = model.prefill(ids)          # ids [B, T] (or [T]); state starts at zero
     logits, state = model.step(next_ids, state) # ids [B] or [B, C]; the caller's state is never mutated
     logits = model.exact_logits(ids)            # the reference: the network over the last W tokens
-    logits, state = model.refill(ids)           # ids [B, K] read with the reference's (window)
-                                                # semantics from a zero state (chunk graph)
+    logits, state = model.refill(ids)           # ids [B, K] read with the reference's semantics
+                                                # from a zero state (the chunk graph)
 
 Logits are float32 [B, V] for the last position of each row.
 """
@@ -60,7 +60,7 @@ class Model:
     def __init__(self, bundle_dir: Path, manifest: dict, sessions: dict[str, ort.InferenceSession],
                  vocab: Vocabulary, precision: str, config: Optional[ModelConfig] = None,
                  onnxruntime_note: Optional[str] = None):
-        """Prefer ``Model.load``. ``config``: the manifest's, unless given (e.g. another window)."""
+        """Prefer ``Model.load``. ``config``: the manifest's, unless given (e.g. another W)."""
         self.bundle_dir = bundle_dir
         self.manifest = manifest if isinstance(manifest, Manifest) else Manifest(manifest, str(bundle_dir))
         self.config: ModelConfig = config or self.manifest.config
@@ -182,7 +182,8 @@ class Model:
 
     # Stream mode ------------------------------------------------------------------------
     def prefill(self, ids, state: Optional[State] = None) -> tuple[np.ndarray, State]:
-        """Consume a chunk of tokens per row; returns logits [B, V] after its last token."""
+        """Read ids [B, T] (or [T]) from ``state`` (default: zero) with the step graph; returns
+        logits [B, V] after each row's last token."""
         ids = self._ids(ids)
         if state is None:
             state = self.initial_state(ids.shape[0])
@@ -212,7 +213,7 @@ class Model:
 
     def refill(self, ids) -> tuple[np.ndarray, State]:
         """Read ids [B, K] (K <= W) from a zero state with the reference's semantics: the logits
-        are exact mode's for that window, the state (position K) is what ``step`` continues from."""
+        are exact mode's for those ids, the state (position K) is what ``step`` continues from."""
         ids = self._ids(ids)
         if ids.shape[1] > self.config.window:
             raise MofError(f"a refill reads at most W = {self.config.window} tokens, got {ids.shape[1]}")
