@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from .contract import FORMAT, FORMAT_VERSION, MANIFEST_FILE, PRECISIONS
+from .contract import FORMAT, FORMAT_VERSION, MANIFEST_FILE, PRECISIONS, READABLE_VERSIONS
 from .errors import BundleError
 from .manifest import Manifest
 
@@ -44,7 +44,7 @@ def is_bundle_dir(path: Path) -> bool:
         return False
 
 
-def read_manifest(bundle_dir: str | Path, versions: tuple[int, ...] = (FORMAT_VERSION,)) -> Manifest:
+def read_manifest(bundle_dir: str | Path, versions: tuple[int, ...] = READABLE_VERSIONS) -> Manifest:
     """Parse and check manifest.json (format and version) without verifying hashes. ``versions``:
     the format versions read; an older one is refused with the command that upgrades it
     (mof-quantize --upgrade, the one reader of older formats, passes them)."""
@@ -95,7 +95,7 @@ def read_verified(bundle_dir: Path, manifest: dict[str, Any], name: str) -> byte
 
 
 def verify_bundle(bundle_dir: str | Path, hashed_when_read: Iterable[str] = (),
-                  manifest: Manifest | None = None, versions: tuple[int, ...] = (FORMAT_VERSION,)) -> Manifest:
+                  manifest: Manifest | None = None, versions: tuple[int, ...] = READABLE_VERSIONS) -> Manifest:
     """Read the manifest (unless the caller has: ``manifest``; ``versions``: as ``read_manifest``)
     and check every listed file's size and sha256. Returns the manifest.
 
