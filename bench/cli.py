@@ -155,9 +155,10 @@ MODES = ("stream", "plain", "exact")   # stream: the refill rule at R; plain: st
 
 def _decoder(model, mode: str, refill_every: int):
     """A fresh decoder for one of MODES; ``refill_every``: the stream mode's R (the others have none)."""
-    from mof.runtime.decoder import PLAIN, StreamDecoder, make_decoder
+    from mof.measure.plain import PlainDecoder
+    from mof.runtime.decoder import make_decoder
     if mode == "plain":
-        return StreamDecoder(model, PLAIN)
+        return PlainDecoder(model)
     return make_decoder(model, mode, refill_every if mode == "stream" else None)
 
 
@@ -235,23 +236,18 @@ def _worker(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequenc
 
 
 def precision_bytes(manifest, bundle: Path, precision: str) -> tuple[int, int]:
-    """(weight bytes, bundle bytes) of what decoding in ``precision`` loads: the weights file (or,
-    format 1, every initializer of the step and chunk graphs), and every file it opens."""
+    """(weight bytes, bundle bytes) of what decoding in ``precision`` loads: the weights file, and
+    every file it opens."""
     files = {manifest.graph_file(g, precision) for g in manifest.decoding_graphs(precision)}
     weights = manifest.weights_file(precision)
-    on_disk = sum((bundle / f).stat().st_size for f in files | ({weights} if weights else set()))
-    if weights:
-        return (bundle / weights).stat().st_size, on_disk
-    step = manifest.graph_file("step", precision)         # format 1: each graph holds all of them
-    return (bundle / step).stat().st_size if step else on_disk, on_disk
+    on_disk = sum((bundle / f).stat().st_size for f in files | {weights})
+    return (bundle / weights).stat().st_size, on_disk
 
 
 def _mode_bytes(manifest, bundle: Path, mode: str, precision: str, R: int) -> tuple[int, int]:
     """(weight bytes read per token, graph file bytes) of a mode: plain reads the step graph's
-    weights per token; stream also one chunk pass per R tokens; exact a chunk pass per token
-    (the window graph for bundles made before the chunk graph)."""
-    chunk = "chunk" if manifest.graph_file("chunk", precision) else "window"
-    step_file, chunk_file = (bundle / manifest.graph_file(g, precision) for g in ("step", chunk))
+    weights per token; stream also one chunk pass per R tokens; exact a chunk pass per token."""
+    step_file, chunk_file = (bundle / manifest.graph_file(g, precision) for g in ("step", "chunk"))
     if mode == "exact":
         return weight_bytes_per_token(chunk_file), chunk_file.stat().st_size
     wb = weight_bytes_per_token(step_file)

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from mof.runtime import Model
-from mof.runtime.decoder import PLAIN, ExactDecoder, StreamDecoder
+from mof.measure.plain import PlainDecoder
+from mof.runtime.decoder import ExactDecoder, StreamDecoder
 
 
 def main() -> int:
@@ -38,7 +39,7 @@ def main() -> int:
     W = cfg.window
     Rs = args.refill_every or sorted({model.recommended_refill_every, W // 2, W // 4, 16, 8} - {1}, reverse=True)
     Rs = [r for r in Rs if 1 <= r <= W]
-    decoders = {"exact": ExactDecoder(model), "plain stream": StreamDecoder(model, PLAIN)}
+    decoders = {"exact": ExactDecoder(model), "plain stream": PlainDecoder(model)}
     decoders.update({f"stream R={r}": StreamDecoder(model, r) for r in Rs})
     seq = np.random.default_rng(0).integers(0, cfg.vocab_size, size=W + args.tokens, dtype=np.int32)
     for d in decoders.values():                        # the prompt, and a warm-up of both graphs

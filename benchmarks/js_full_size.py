@@ -25,7 +25,7 @@ from pathlib import Path
 
 from mof.measure.machine import describe_machine, measured_on
 from mof.runtime import Model, SamplingConfig
-from mof.runtime.session import ChatSession
+from mof.runtime.chat_session import ChatSession
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "js"))

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from mof.measure.machine import describe_machine, measured_on
 from mof.runtime import DEFAULT_BUNDLE, Model, SamplingConfig
-from mof.runtime.session import ChatSession
+from mof.runtime.chat_session import ChatSession
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = "写一首很长的诗"

@@ -59,7 +59,7 @@ def worker(bundle: Path, precision: str, passes: int) -> dict:
     from mof.runtime import Model
     from mof.runtime.bundle import read_manifest
     manifest = read_manifest(bundle)
-    weights = os.path.realpath(bundle / (manifest.weights_file(precision) or "-"))   # none: format 1
+    weights = os.path.realpath(bundle / manifest.weights_file(precision))
     before = by_mapping(weights)
     model = Model.load(bundle, precision=precision)
     ids = np.random.default_rng(0).integers(0, model.config.vocab_size, model.config.window)

@@ -35,7 +35,7 @@ from mof.runtime.chat import FORMS
 from mof.runtime.cli_common import (add_precision_flags, add_provider_flag, add_sampling_arguments, number,
                                     run_command, sampling_from_args, utf8_stdio)
 from mof.runtime.generate import MODES
-from mof.runtime.session import ChatSession
+from mof.runtime.chat_session import ChatSession
 
 PROG = "desktop_chat.py"
 POLL_MS = 25

@@ -107,7 +107,7 @@ def record(bundle: Path, wanted: Optional[Sequence[str]], force: bool, threads: 
     new_manifest = without_files(manifest)
     set_self_check(new_manifest, section)
     with BundleWriter(bundle, force=True) as w:
-        copy_bundle_files(w, bundle, manifest, new_manifest, log=lambda line: None)
+        copy_bundle_files(w, bundle, manifest, new_manifest)
         w.commit(new_manifest)
     print(f"{PROG}: {bundle} now records references for {', '.join(sorted(section['precisions']))}",
           file=sys.stderr)

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from mof.runtime.decoder import PLAIN, ExactDecoder, StreamDecoder
+from mof.runtime.decoder import ExactDecoder, StreamDecoder
 from mof.runtime.errors import MofError
 from mof.runtime.model import Model
 
@@ -23,6 +23,7 @@ from . import gates
 from .accuracy import compare, decoder_logits, exact_logits, perplexity
 from .calibration import DEFAULT_TOKENS
 from .machine import cpu_features
+from .plain import PLAIN, PlainDecoder
 
 EXACT_TIMED_TOKENS = 64       # exact mode's ms per token is timed on this many tokens (it is slow)
 
@@ -87,6 +88,8 @@ def _run(model: Model, row: dict, feed: np.ndarray) -> tuple[np.ndarray, float]:
     timed on its first EXACT_TIMED_TOKENS tokens only (it is slow; its logits are not needed)."""
     if row["policy"] == "exact":
         decoder, feed = ExactDecoder(model), feed[:EXACT_TIMED_TOKENS]
+    elif row["refill_every"] == PLAIN:
+        decoder = PlainDecoder(model)
     else:
         decoder = StreamDecoder(model, row["refill_every"])
     t0 = time.perf_counter()

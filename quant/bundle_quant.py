@@ -98,9 +98,8 @@ def self_check_references(models: dict, precision: str, manifest: dict) -> dict:
 def quantize_bundle(bundle_dir: Path, *, precision: str = INT8, calibration_text: Optional[Path] = None,
                     eval_tokens: int = DEFAULT_TOKENS, allow_degraded: bool = False, force: bool = False,
                     log: Callable[[str], None] = print) -> Path:
-    """Add ``precision`` graphs to an existing bundle, atomically (the bundle is replaced as a whole).
-    The result is a format-2 bundle: a format-1 bundle's graphs are rewritten with their weights
-    in one file per precision (docs/bundle-format.md)."""
+    """Add ``precision`` graphs to an existing bundle, atomically (the bundle is replaced as a whole;
+    docs/bundle-format.md)."""
     bundle_dir = Path(bundle_dir)
     manifest = verify_bundle(bundle_dir)
     if precision not in QUANTIZED_FILES:
@@ -119,6 +118,6 @@ def quantize_bundle(bundle_dir: Path, *, precision: str = INT8, calibration_text
     del fp32
     new_manifest = add_precision(without_files(manifest), precision, **additions)
     with BundleWriter(bundle_dir, force=True) as w:
-        copy_bundle_files(w, bundle_dir, manifest, new_manifest, leave_out=precision, log=log)
+        copy_bundle_files(w, bundle_dir, manifest, new_manifest, leave_out=precision)
         store_precision(w, new_manifest, precision, blobs, log)
         return w.commit(new_manifest)

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from .contract import FORMAT, MANIFEST_FILE, PRECISIONS, READABLE_VERSIONS
+from .contract import FORMAT, FORMAT_VERSION, MANIFEST_FILE, PRECISIONS, READABLE_VERSIONS
 from .errors import BundleError
 from .manifest import Manifest
 
@@ -21,8 +21,8 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
     return h.hexdigest()
 
 
@@ -44,8 +44,10 @@ def is_bundle_dir(path: Path) -> bool:
         return False
 
 
-def read_manifest(bundle_dir: str | Path) -> Manifest:
-    """Parse and check manifest.json (format and version) without verifying hashes."""
+def read_manifest(bundle_dir: str | Path, versions: tuple[int, ...] = READABLE_VERSIONS) -> Manifest:
+    """Parse and check manifest.json (format and version) without verifying hashes. ``versions``:
+    the format versions read; an older one is refused with the command that upgrades it
+    (mof-quantize --upgrade, the one reader of older formats, passes them)."""
     bundle_dir = Path(bundle_dir)
     path = bundle_dir / MANIFEST_FILE
     if not bundle_dir.exists():
@@ -66,11 +68,13 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{path} is not a {FORMAT} manifest")
     version = manifest.get("format_version")
-    if version not in READABLE_VERSIONS or isinstance(version, bool):
-        raise BundleError(
-            f"{path} has format_version {version!r}; this mof reads versions "
-            f"{', '.join(map(str, READABLE_VERSIONS))} (update mof, or re-export the bundle with this one)")
-    return Manifest(manifest, where=str(bundle_dir))
+    if version in versions and not isinstance(version, bool):
+        return Manifest(manifest, where=str(bundle_dir))
+    if isinstance(version, int) and not isinstance(version, bool) and 0 < version < FORMAT_VERSION:
+        raise BundleError(f"{bundle_dir} is in bundle format {version}, which this mof no longer runs; "
+                          f"upgrade it with: mof-quantize --upgrade {bundle_dir}")
+    raise BundleError(f"{path} has format_version {version!r}; this mof reads version {FORMAT_VERSION} "
+                      "(update mof, or re-export the bundle with this one)")
 
 
 def read_verified(bundle_dir: Path, manifest: dict[str, Any], name: str) -> bytes:
@@ -91,16 +95,16 @@ def read_verified(bundle_dir: Path, manifest: dict[str, Any], name: str) -> byte
 
 
 def verify_bundle(bundle_dir: str | Path, hashed_when_read: Iterable[str] = (),
-                  manifest: Manifest | None = None) -> Manifest:
-    """Read the manifest (unless the caller has: ``manifest``) and check every listed file's size
-    and sha256. Returns the manifest.
+                  manifest: Manifest | None = None, versions: tuple[int, ...] = READABLE_VERSIONS) -> Manifest:
+    """Read the manifest (unless the caller has: ``manifest``; ``versions``: as ``read_manifest``)
+    and check every listed file's size and sha256. Returns the manifest.
 
     Files named in ``hashed_when_read`` get every check but the sha256, which the caller does
     on the bytes it then uses (``read_verified``) — so large graphs are hashed once, not twice."""
     hashed_when_read = set(hashed_when_read)
     bundle_dir = Path(bundle_dir)
     if manifest is None:
-        manifest = read_manifest(bundle_dir)
+        manifest = read_manifest(bundle_dir, versions)
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise BundleError(f"{bundle_dir}: manifest lists no files")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from .errors import MofError
 
 FORMS = ("chat", "instruct", "pretrain", "raw")
+DEFAULT_FORM = "chat"          # mof-export --form's default: xiaothink's chat-trained models
 
 STOPS = {
     "chat": ('"}]}', '"}'),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -16,28 +17,42 @@ from typing import Callable, Optional
 from .chat import CLEAN_COMMAND
 from .decoding import CHAT, MODES
 from .errors import MofError
-from .session import ChatSession
+from .chat_session import ChatSession
 
 # What /set can change: SamplingConfig fields, in the order /show lists them.
 SETTABLE = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "penalty_mode",
             "max_tokens", "seed")
 RANDOM_SEED_WORDS = ("none", "random")       # /set seed none: fresh randomness per reply
 
-HELP = f"""commands (a line that starts with / is a command, not sent to the model; a space before the /
-sends it):
-  /help, /?                 this list
-  /show                     model, form, decoding mode, refill period, precision, sampling
-  /set NAME VALUE           change sampling for the next replies; NAME is one of
-                            {", ".join(SETTABLE)} (seed none = random)
-  /mode stream|exact        decoding mode for the next replies
-  /refill R                 stream mode: refill every R tokens (1 = exact mode's tokens)
-  /clear, {CLEAN_COMMAND}          forget the conversation (a new one starts)
-  /save FILE [--force]      save the conversation (history + recurrent state) to FILE
-  /load FILE                continue the conversation saved in FILE
-  /bye                      leave (also Ctrl-D at an empty prompt)
-multi-line input: a line that starts with \"\"\" opens it, a line that ends with \"\"\" closes it
-(a paste of several lines is one message too); Up/Down recall earlier lines, Left/Right edit;
-Ctrl-C stops a reply, or clears the line at the prompt"""
+COMMANDS = (                                 # (what is typed, what it does) in /help's table
+    ("/help, /?", "this list"),
+    ("/show", "model, form, decoding mode, refill period, precision, sampling"),
+    ("/set NAME VALUE", f"change sampling for the next replies; NAME is one of {', '.join(SETTABLE)} "
+                        "(seed none = random)"),
+    ("/mode stream|exact", "decoding mode for the next replies"),
+    ("/refill R", "stream mode: refill every R tokens (1 = exact mode's tokens)"),
+    (f"/clear, {CLEAN_COMMAND}", "forget the conversation (a new one starts)"),
+    ("/save FILE [--force]", "save the conversation (history + recurrent state) to FILE"),
+    ("/load FILE", "continue the conversation saved in FILE"),
+    ("/bye", "leave (also Ctrl-D at an empty prompt)"),
+)
+
+
+def _help(width: int = 96) -> str:
+    """/help's text: the commands in two columns (the second where the longest command ends, its
+    lines wrapped at ``width``), then how input works."""
+    indent = 2 + max(len(c) for c, _ in COMMANDS) + 2
+    rows = [textwrap.fill(what, width, initial_indent="  " + c.ljust(indent - 2),
+                          subsequent_indent=" " * indent) for c, what in COMMANDS]
+    return "\n".join([
+        "commands (a line that starts with / is a command, not sent to the model; a space before the /",
+        "sends it):", *rows,
+        'multi-line input: a line that starts with """ opens it, a line that ends with """ closes it',
+        "(a paste of several lines is one message too); Up/Down recall earlier lines, Left/Right edit;",
+        "Ctrl-C stops a reply, or clears the line at the prompt"])
+
+
+HELP = _help()
 
 
 @dataclass(frozen=True)

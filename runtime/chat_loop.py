@@ -11,7 +11,7 @@ from typing import Optional
 
 from . import chat_commands
 from .errors import MofError
-from .session import ChatSession
+from .chat_session import ChatSession
 from .transcript import Transcript
 
 QUOTES = '"""'
@@ -84,7 +84,7 @@ class ChatLoop:
         print(f"{self.prog}: {text}", file=sys.stderr)
 
     def run(self) -> int:
-        failed = False                      # piped input: a bad command makes the exit code 1
+        failed = False                      # piped input only: a bad command makes the exit code 1
         while True:
             try:
                 text, multi = read_message(self.reader)
@@ -110,7 +110,7 @@ class ChatLoop:
                 try:
                     outcome = chat_commands.run(text, self.session)
                 except (MofError, OSError) as e:
-                    failed = True
+                    failed = failed or not self.interactive     # a person at a terminal saw it
                     self.note(f"error: {e}" if isinstance(e, MofError) else
                               f"error: {e.strerror or e}" + (f" ({e.filename})" if e.filename else ""))
                     continue

@@ -78,7 +78,7 @@ def run(args) -> int:
     from .chat_loop import ChatLoop, stats_line, stream_out
     from .decoding import CLI, resolve_decoding
     from .model import Model
-    from .session import ChatSession
+    from .chat_session import ChatSession
     from .transcript import open_transcript
 
     if args.transcript is not None and args.transcript.is_dir():

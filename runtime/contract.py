@@ -6,7 +6,7 @@ The manifest schema is documented in docs/bundle-format.md.
 
 FORMAT = "mof-bundle"          # manifest["format"]
 FORMAT_VERSION = 2             # manifest["format_version"] written; bumped on incompatible changes
-READABLE_VERSIONS = (1, 2)     # 1: every graph embeds its own weights; 2: one weights file per precision
+READABLE_VERSIONS = (FORMAT_VERSION,)   # what the runtime reads; older: mof-quantize --upgrade (writer/upgrade.py)
 
 MANIFEST_FILE = "manifest.json"
 VOCAB_FILE = "vocab.json"      # a JSON list of strings: id -> token

@@ -17,17 +17,13 @@ bundle's window, R = ``refill_every`` (1 <= R <= W) and K = W - R + 1. Ids arriv
 A refill leaves the position at K or less and at most R - 1 steps follow: positions stay
 below W, so stream decoding never uses a position or a sum the reference does not. R = 1
 re-reads the last W ids for every token — exact mode's logits; larger R is cheaper (about one
-window pass per R tokens) and drifts more. Each bundle measures the dial and recommends an R.
+refill per R tokens) and drifts more. Each bundle measures the dial and recommends an R.
 
 Batching: a decoder never calls the model itself. ``plan(ids)`` says which call reading ids
 takes (a ``Read``: refill, step or exact, with its ids and state), ``commit(logits, state)``
 takes the result. ``feed`` is plan + ``run_reads`` + commit for one decoder; a server runs
 ``run_reads`` over many decoders' reads at once (one graph call per kind and length) — the
 same rule and the same graphs, so a row's tokens do not depend on what runs beside it.
-
-``refill_every=PLAIN`` (0) never refills before the position table is full: causal from the
-first token, positions running to the end of the position table, then a causal re-read of the
-last W tokens. It is kept only as the measured baseline the refill rule is compared with.
 
 Which mode and R a decoder gets is resolved by ``decoding.resolve_decoding`` (defaults and checks).
 """
@@ -44,8 +40,6 @@ from .decoding import resolve_decoding
 from .errors import MofError
 from .model import Model
 from .state import State
-
-PLAIN = 0           # refill_every: no refill before the position table is full (comparison only)
 
 REFILL = "refill"   # Read kinds: the chunk graph on ids from a zero state (Model.refill) ...
 STEP = "step"       # ... the step graph on ids from a state (Model.step) ...
@@ -82,7 +76,7 @@ class DecoderSnapshot:
     def from_meta(cls, meta: dict, state: State, vocab_size: int) -> "DecoderSnapshot":
         """The snapshot ``to_meta`` wrote (with its state read back); MofError naming a bad field."""
         R, since, ids = (meta.get(k) for k in cls.FIELDS)
-        if not _is_int(R) or R < PLAIN:
+        if not _is_int(R) or R < 1:
             raise MofError(f"bad refill_every {R!r}")
         if not _is_int(since) or since < 0:
             raise MofError(f"bad since_refill {since!r}")
@@ -156,10 +150,9 @@ class StreamDecoder(_Decoder):
         ``state``, at least its last W ids, and its ``since_refill``; ``restore`` does it from a
         snapshot)."""
         self.model = model
-        self.refill_every = PLAIN if refill_every == PLAIN and not isinstance(refill_every, bool) \
-            else resolve_decoding(model, "stream", refill_every).refill_every
+        self.refill_every = resolve_decoding(model, "stream", refill_every).refill_every
         W = model.config.window
-        self.keep = W if self.refill_every == PLAIN else W - self.refill_every + 1    # K
+        self.keep = W - self.refill_every + 1        # K
         if state is not None and state.batch != 1:
             raise MofError(f"a decoder reads one sequence; the state has batch {state.batch}")
         if state is not None and not ids:
@@ -167,7 +160,7 @@ class StreamDecoder(_Decoder):
         self.state = state
         self.ids = [int(i) for i in ids][-W:]         # the last W ids read
         self.since_refill = int(since_refill)
-        if self.refill_every != PLAIN and self.position + self.refill_every - 1 - self.since_refill > W:
+        if self.position + self.refill_every - 1 - self.since_refill > W:
             self.since_refill = self.refill_every - 1      # a state from elsewhere: refill next
         self.refills = 0                              # refills this decoder made
         self.logits: Optional[np.ndarray] = None      # [V] after the last id read
@@ -196,16 +189,8 @@ class StreamDecoder(_Decoder):
         if not ids:
             raise MofError("a read needs at least one id")
         seen = self.ids + ids
-        if self.refill_every == PLAIN:
-            P, W = self.model.config.max_positions, self.model.config.window
-            refill = self.position + len(ids) > P      # table full: re-read the last W ids causally
-            if refill or self.state is None:
-                read = Read(STEP, tuple(seen[-W:] if refill else ids), self.model.initial_state(1))
-            else:
-                read = Read(STEP, tuple(ids), self.state)
-        else:
-            refill = needs_refill(len(ids), self.since_refill, self.state is not None, self.refill_every)
-            read = Read(REFILL, tuple(seen[-self.keep:])) if refill else Read(STEP, tuple(ids), self.state)
+        refill = needs_refill(len(ids), self.since_refill, self.state is not None, self.refill_every)
+        read = Read(REFILL, tuple(seen[-self.keep:])) if refill else Read(STEP, tuple(ids), self.state)
         self._pending = (seen, len(ids), refill)
         return read
 
@@ -217,8 +202,7 @@ class StreamDecoder(_Decoder):
         self._pending = None
         if refill:
             self.refills += 1
-        if self.refill_every != PLAIN:
-            self.since_refill = 0 if refill else self.since_refill + n
+        self.since_refill = 0 if refill else self.since_refill + n
         self.state = state
         self.ids = seen[-self.model.config.window:]
         self.logits = logits

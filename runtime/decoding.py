@@ -57,9 +57,10 @@ class Decoding:
         return f"stream mode, refill every {self.refill_every}" if self.mode == "stream" else "exact mode"
 
 
-def recommended_refill_every(source) -> int:
-    """The bundle's R, at most the window W (``source``: a Model, or a Manifest before one loads)."""
-    return min(source.recommended_refill_every, source.config.window)
+def recommended_refill_every(manifest, config) -> int:
+    """The bundle's R capped at the window W of ``config`` (a Model's may be narrowed): the one
+    place R <= W is applied to a recommendation (Model.recommended_refill_every reads it)."""
+    return min(manifest.recommended_refill_every, config.window)
 
 
 def resolve_decoding(source, mode: Optional[str] = None, refill_every: Optional[int] = None,
@@ -77,7 +78,8 @@ def resolve_decoding(source, mode: Optional[str] = None, refill_every: Optional[
         return Decoding("exact", None, mode is not None)
     W = source.config.window
     if refill_every is None:
-        return Decoding("stream", recommended_refill_every(source), mode is not None)
+        return Decoding("stream", recommended_refill_every(getattr(source, "manifest", source), source.config),
+                        mode is not None)
     if isinstance(refill_every, bool) or not isinstance(refill_every, (int, np.integer)) \
             or not 1 <= refill_every <= W:
         raise DecodingError(f"{spelling.refill_every} must be an integer from 1 to the window W = {W}, "

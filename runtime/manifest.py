@@ -11,17 +11,15 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any, Optional, Sequence
 
-from .chat import FORMS
+from .chat import DEFAULT_FORM, FORMS
 from .config import ModelConfig
-from .contract import FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_FILES, GRAPH_STEP, GRAPH_WINDOW, INT8
+from .contract import FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_FILES, GRAPH_STEP
+from .decoding import MODES
 from .errors import BundleError
 
-DECODING_GRAPHS = (GRAPH_STEP, GRAPH_CHUNK)    # what generation loads (full.onnx and window.onnx
-LEGACY_DECODING_GRAPHS = (GRAPH_WINDOW, GRAPH_STEP)   # are for analysis); bundles made before the
-                                                      # chunk graph decode with these
-UNSAID_MODE = "exact"    # a bundle that records no recommended_mode: the reference's decoding
-UNSAID_FORM = "chat"     # a bundle that records no form (made before mof-export --form): xiaothink's
-                         # chat-trained models, which is what mof-export assumed then
+DECODING_GRAPHS = (GRAPH_STEP, GRAPH_CHUNK)    # what generation loads beside or instead of the decode
+                                              # graph (full.onnx and window.onnx are for analysis)
+UNSAID_FORM = DEFAULT_FORM    # export/cli.py's and export/pipeline.py's name for mof-export's default
 
 
 class Manifest(dict):
@@ -59,13 +57,9 @@ class Manifest(dict):
 
     def precision_record(self, precision: str) -> dict:
         """What the bundle records of a quantized precision: {"quantization", "accuracy"}, under
-        the precision's own key (bundles made before mof 0.2 kept int8's at the top level)."""
+        the precision's own key ({} if none)."""
         rec = self.get(precision)
-        if isinstance(rec, dict):
-            return rec
-        if precision == INT8:
-            return {k: self[k] for k in ("quantization", "accuracy") if isinstance(self.get(k), dict)}
-        return {}
+        return rec if isinstance(rec, dict) else {}
 
     def accuracy_warning(self, precision: str) -> Optional[str]:
         """One line when ``precision`` was kept below the accuracy gates (mof-quantize
@@ -101,8 +95,8 @@ class Manifest(dict):
         return self.get("format_version")
 
     def weights_file(self, precision: str) -> Optional[str]:
-        """Format 2: the file holding the large weights of every ``precision`` graph (their one
-        allowed external-data location); None when the graphs embed their weights (format 1)."""
+        """The file holding the large weights of every ``precision`` decoding graph (their one
+        allowed external-data location); None if the manifest names none."""
         weights = self.get("weights")
         name = weights.get(precision) if isinstance(weights, dict) else None
         return name if isinstance(name, str) else None
@@ -116,13 +110,12 @@ class Manifest(dict):
 
     def decoding_graphs(self, precision: str = FP32, branches: bool = True) -> tuple[str, ...]:
         """The graphs generation runs in ``precision``: the decode graph (step and chunk in one,
-        weights held once), else step and chunk, else (before the chunk graph) window and step.
-        ``branches=False`` (a provider that must not run Ifs, ``Providers.runs_branches``): step
-        and chunk even beside a decode graph."""
+        weights held once), else step and chunk. ``branches=False`` (a provider that must not run
+        Ifs, ``Providers.runs_branches``): step and chunk even beside a decode graph."""
         separate = all(self.graph_file(g, precision) for g in DECODING_GRAPHS)
         if self.graph_file(GRAPH_DECODE, precision) and (branches or not separate):
             return (GRAPH_DECODE,)
-        return DECODING_GRAPHS if self.graph_file(GRAPH_CHUNK, FP32) else LEGACY_DECODING_GRAPHS
+        return DECODING_GRAPHS
 
     def has_precision(self, precision: str, graphs: Optional[Sequence[str]] = None) -> bool:
         return all(self.graph_file(g, precision) for g in (graphs or self.decoding_graphs(precision)))
@@ -138,21 +131,27 @@ class Manifest(dict):
     @property
     def recommended_mode(self) -> str:
         """The decoding mode the export measured as better for this model."""
-        return self.get("recommended_mode") or UNSAID_MODE
+        return self._choice("recommended_mode", MODES)
 
     @property
     def recommended_refill_every(self) -> int:
-        """R of the refill rule the export recommends (1, exact mode's tokens, when unsaid)."""
+        """R of the refill rule the export recommends (not capped by the window: mof.runtime.decoding's
+        ``recommended_refill_every`` is)."""
         r = self.get("recommended_refill_every")
-        return r if isinstance(r, int) and not isinstance(r, bool) and r >= 1 else 1
+        if not isinstance(r, int) or isinstance(r, bool) or r < 1:
+            raise BundleError(f"{self.where}: manifest recommended_refill_every {r!r} is not an integer >= 1")
+        return r
 
     @property
     def form(self) -> str:
         """The prompt form the model was trained on (chat, instruct, pretrain or raw)."""
-        form = self.get("form") or UNSAID_FORM
-        if form not in FORMS:
-            raise BundleError(f"{self.where}: manifest form {form!r} is not one of {', '.join(FORMS)}")
-        return form
+        return self._choice("form", FORMS)
+
+    def _choice(self, key: str, allowed: Sequence[str]) -> str:
+        value = self.get(key)
+        if value not in allowed:
+            raise BundleError(f"{self.where}: manifest {key} {value!r} is not one of {', '.join(allowed)}")
+        return value
 
 
 def model_config(manifest: dict[str, Any]) -> ModelConfig:

@@ -4,11 +4,9 @@ onnxruntime runs without its CPU arena (runtime/model.py), so a call's activatio
 it returns — but glibc keeps freed heap memory for reuse, and the resident memory a long prompt or
 a refill's activations once needed stays with the process. ``malloc_trim(0)`` hands it back.
 It follows only calls that read at least ``TRIM_MIN_TOKENS`` tokens (long prompts), not refills
-(113 tokens at R = 16) or steps: the memory given back has to be faulted in again by the next
-call, and trimming after every refill slowed full-size stream decoding by 5 % (int8) and 8 %
-(fp32). Measured at full size (mof-bench, int8, prompts of 16, 128 and 512 tokens): resident
-memory after plain-stream decoding 3.27x -> 1.65x the weights; stream decoding's speed unchanged
-(0.97x, interleaved). Elsewhere than glibc it does nothing.
+or steps: the memory given back has to be faulted in again by the next call, which slows
+decoding that refills every few tokens, while a long prompt comes once. Elsewhere than glibc it
+does nothing. The measurements: docs/bundle-format.md, "Embedding checklist".
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@
     logits, state = model.prefill(ids)          # ids [B, T] (or [T]); state starts at zero
     logits, state = model.step(next_ids, state) # ids [B] or [B, C]; the caller's state is never mutated
     logits = model.exact_logits(ids)            # the reference: the network over the last W tokens
-    logits, state = model.refill(ids)           # ids [B, K] read with the reference's (window)
-                                                # semantics from a zero state (chunk graph)
+    logits, state = model.refill(ids)           # ids [B, K] read with the reference's semantics
+                                                # from a zero state (the chunk graph)
 
 Logits are float32 [B, V] for the last position of each row.
 """
@@ -23,8 +23,9 @@ import onnxruntime as ort
 
 from .bundle import check_unchanged, file_identity, read_manifest, read_verified, verify_bundle
 from .config import ModelConfig
-from .contract import (FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, INT8, LOGITS,
-                       POSITION, PRECISIONS, REFILL_INPUT, STATE_OUT)
+from .contract import (FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_STEP, INPUT_IDS, INT8, LOGITS, POSITION,
+                       PRECISIONS, REFILL_INPUT, STATE_OUT)
+from .decoding import recommended_refill_every
 from .errors import BundleError, MofError, OnnxruntimeWarning
 from .manifest import Manifest
 from .memory import release_after
@@ -38,16 +39,15 @@ from .vocab import Vocabulary
 
 
 def session_options(threads: Optional[int]) -> ort.SessionOptions:
-    """Batch-1 latency settings, chosen by measurement (full-size int8 step calls on 2 cores,
-    docs/bundle-format.md "Embedding checklist"): all graph optimisations; intra-op threads =
-    onnxruntime's default, one per core (2 threads 7.3 ms, 1 thread 10.8 ms); pool threads
-    spin between calls, onnxruntime's default (without spinning: 11.6 ms); no inter-op
-    parallelism (each graph is one chain of ops); no CPU memory arena (below)."""
+    """Batch-1 latency settings, chosen by measurement (the figures: docs/bundle-format.md,
+    "Embedding checklist"): all graph optimisations; intra-op threads = onnxruntime's default,
+    one per core (fewer are slower); pool threads spin between calls, onnxruntime's default
+    (without spinning a step is slower); no inter-op parallelism (each graph is one chain of
+    ops); no CPU memory arena (below)."""
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # no arena: activation memory goes back after each call instead of staying at the largest
-    # call's size (full-size int8 after a 512-token prompt: 158 vs 219 MB above the process;
-    # steps, refills and 128-token prefills within 1 % either way, interleaved in one process)
+    # call's size, at the same speed
     so.enable_cpu_mem_arena = False
     if threads:
         so.intra_op_num_threads = int(threads)
@@ -60,7 +60,7 @@ class Model:
     def __init__(self, bundle_dir: Path, manifest: dict, sessions: dict[str, ort.InferenceSession],
                  vocab: Vocabulary, precision: str, config: Optional[ModelConfig] = None,
                  onnxruntime_note: Optional[str] = None):
-        """Prefer ``Model.load``. ``config``: the manifest's, unless given (e.g. another window)."""
+        """Prefer ``Model.load``. ``config``: the manifest's, unless given (e.g. another W)."""
         self.bundle_dir = bundle_dir
         self.manifest = manifest if isinstance(manifest, Manifest) else Manifest(manifest, str(bundle_dir))
         self.config: ModelConfig = config or self.manifest.config
@@ -74,19 +74,18 @@ class Model:
 
     @property
     def recommended_mode(self) -> str:
-        """The decoding mode the export measured as better for this model ("exact" if unsaid)."""
+        """The decoding mode the export measured as better for this model."""
         return self.manifest.recommended_mode
 
     @property
     def recommended_refill_every(self) -> int:
         """Stream decoding's refill period R the export measured as faithful enough for this model
-        (docs/bundle-format.md, "The refill rule"), at most the window W; 1 (exact mode's tokens)
-        when the bundle does not say."""
-        return min(self.manifest.recommended_refill_every, self.config.window)
+        (docs/bundle-format.md, "The refill rule"), at most this model's window W."""
+        return recommended_refill_every(self.manifest, self.config)
 
     @property
     def form(self) -> str:
-        """The prompt form the model was trained on ("chat" if the bundle does not say)."""
+        """The prompt form the model was trained on."""
         return self.manifest.form
 
     # Loading ----------------------------------------------------------------------------
@@ -97,9 +96,8 @@ class Model:
              self_check: bool = False) -> "Model":
         """Verify the bundle (format version, every file's sha256), then open its graphs
         (default: the ones decoding runs, ``Manifest.decoding_graphs``: the decode graph, or the
-        step and chunk graphs of bundles without it or on a provider that must not run its Ifs,
-        ``providers.NO_BRANCHES``) in ``precision``
-        ("fp32", "int8" or "int4"; ``int8=True`` is ``precision="int8"``).
+        step and chunk graphs on a provider that must not run its Ifs, ``providers.NO_BRANCHES``)
+        in ``precision`` ("fp32", "int8" or "int4"; ``int8=True`` is ``precision="int8"``).
 
         ``window``: characters exact mode re-reads per token (and stream mode re-reads when the
         position table is full), instead of the bundle's; 1 to the position table's size.
@@ -117,68 +115,30 @@ class Model:
         ``self_check``: run ``Model.self_check(required=True)`` before returning (``_check_at_load``:
         also, whatever the flag, where ort_compat.PRODUCT_BUGS knows of wrong products)."""
         bundle_dir = Path(bundle_dir)
-        precision = precision or (INT8 if int8 else FP32)
-        if precision not in PRECISIONS:
-            raise MofError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        precision = _precision(precision, int8)
         manifest = read_manifest(bundle_dir)
         chosen = resolve_providers(providers)
         graphs = manifest.decoding_graphs(precision, chosen.runs_branches) if graphs is None else tuple(graphs)
-        files = {name: manifest.graph_file(name, precision) for name in graphs}
-        for name, file in files.items():
-            if file is None:
-                manifest.graph(name)                  # a graph the bundle lacks: its own error
-                if precision != FP32:
-                    flag = "" if precision == INT8 else f" --{precision}"
-                    raise MofError(f"{bundle_dir} has no {precision} graphs; add them with: "
-                                   f"mof-quantize{flag} {bundle_dir}")
-                raise BundleError(f"{bundle_dir}: graph {name!r} has no {precision} file")
+        files = _graph_files(bundle_dir, manifest, graphs, precision)
         weights = manifest.weights_file(precision)
-        # Format 2: onnxruntime opens the graphs and their weights file itself (so the weights are
-        # read once, straight into its own buffers); what it opens must be what is hashed below.
-        opened = sorted(set(files.values()) | {weights}) if weights else []
+        # onnxruntime opens the graphs and their weights file itself (so the weights are read once,
+        # straight into its own buffers): what it opens must be what is hashed
+        opened = sorted(set(files.values()) | ({weights} if weights else set()))
         identities = {f: file_identity(bundle_dir / f) for f in opened if (bundle_dir / f).is_file()}
-        # every file checked now; the graphs' sha256 on the very bytes read below (format 1 hands
-        # them to onnxruntime, format 2 scans their external references)
+        # every file checked now; the graphs' sha256 on the very bytes whose external references
+        # _open_session scans
         verify_bundle(bundle_dir, hashed_when_read=list(files.values()), manifest=manifest)
-        config = manifest.config
         manifest.form                                 # a bad form is an error now, not mid-chat
-        if window is not None:
-            if not 1 <= window <= config.max_positions:
-                raise MofError(f"window must be between 1 and the position table's size "
-                               f"{config.max_positions}, got {window}")
-            config = dataclasses.replace(config, window=window)
-        vocab = Vocabulary.from_json_file(bundle_dir / manifest.vocab_file)
-        if vocab.size != config.vocab_size:
-            raise BundleError(f"{bundle_dir}: vocabulary has {vocab.size} entries, model.vocab_size "
-                              f"is {config.vocab_size}")
-        note = None
-        if check_onnxruntime:
-            note = check_onnxruntime_version(manifest, precision, bundle_dir.name, chosen.names)
+        config = _config(manifest, window)
+        vocab = _vocabulary(bundle_dir, manifest, config)
+        note = check_onnxruntime_version(manifest, precision, bundle_dir.name, chosen.names) \
+            if check_onnxruntime else None
         if note:
             warnings.warn(note, OnnxruntimeWarning, stacklevel=2)
         so = session_options(threads)
         chosen.add_plugins(so)
-        sessions = {}
-        for name in graphs:
-            file = files[name]
-            data = read_verified(bundle_dir, manifest, file)
-            _check_external_data(data, weights, f"{bundle_dir}: {file}")
-            # Format 1: from the verified bytes, not the path: nothing can be swapped in after the
-            # hash check. Format 2: by path, so onnxruntime finds the weights file beside it.
-            source = str(bundle_dir / file) if weights else data
-            try:
-                sess = ort.InferenceSession(source, sess_options=so, **chosen.session_args())
-            except Exception as e:  # onnxruntime raises its own exception types
-                on = f" on {', '.join(chosen.accelerated)}" if chosen.accelerated else ""
-                lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
-                why = lines[0][:200] + (f" ... {lines[-1][:160]}" if len(lines) > 1 else "")
-                raise BundleError(f"{bundle_dir}: cannot load {file}{on}: {why}") from None
-            del data, source
-            lost = [n for n in chosen.accelerated if n not in chosen.plugin and n not in sess.get_providers()]
-            if lost:      # onnxruntime fell back to the CPU (e.g. the provider's libraries are missing)
-                raise MofError(f"{bundle_dir}: onnxruntime could not start {', '.join(lost)} for {file}")
-            _check_io(sess, manifest.graph(name), f"{bundle_dir.name}/{file}")
-            sessions[name] = sess
+        sessions = {name: _open_session(bundle_dir, manifest, name, files[name], weights, so, chosen)
+                    for name in graphs}
         check_unchanged(bundle_dir, identities)
         model = cls(bundle_dir, manifest, sessions, vocab, precision, config, note)
         model._check_at_load(self_check, check_onnxruntime and chosen.names[0] == CPU)
@@ -222,7 +182,8 @@ class Model:
 
     # Stream mode ------------------------------------------------------------------------
     def prefill(self, ids, state: Optional[State] = None) -> tuple[np.ndarray, State]:
-        """Consume a chunk of tokens per row; returns logits [B, V] after its last token."""
+        """Read ids [B, T] (or [T]) from ``state`` (default: zero) with the step graph; returns
+        logits [B, V] after each row's last token."""
         ids = self._ids(ids)
         if state is None:
             state = self.initial_state(ids.shape[0])
@@ -252,7 +213,7 @@ class Model:
 
     def refill(self, ids) -> tuple[np.ndarray, State]:
         """Read ids [B, K] (K <= W) from a zero state with the reference's semantics: the logits
-        are exact mode's for that window, the state (position K) is what ``step`` continues from."""
+        are exact mode's for those ids, the state (position K) is what ``step`` continues from."""
         ids = self._ids(ids)
         if ids.shape[1] > self.config.window:
             raise MofError(f"a refill reads at most W = {self.config.window} tokens, got {ids.shape[1]}")
@@ -265,9 +226,6 @@ class Model:
         if ids.shape[1] > self.config.max_positions:
             raise MofError(f"the chunk graph reads at most P = {self.config.max_positions} tokens, "
                            f"got {ids.shape[1]}")
-        if GRAPH_CHUNK not in self.manifest.get("graphs", {}):
-            raise MofError(f"{self.bundle_dir} has no chunk graph (stream decoding's refills); "
-                           "re-export it with this version of mof-export")
         got = self._run(GRAPH_CHUNK, {INPUT_IDS: ids})
         B, T = ids.shape
         return got[LOGITS], State.zeros(self.config, B).with_updates(      # L = 0: no attention sums
@@ -276,11 +234,9 @@ class Model:
     # Exact mode -------------------------------------------------------------------------
     def exact_logits(self, ids) -> np.ndarray:
         """The reference's next-token logits: the network over the last W tokens of each row
-        (the chunk graph's logits; the window graph's for bundles made before it)."""
+        (the chunk graph's logits)."""
         ids = self._ids(ids)[:, -self.config.window:]
-        if GRAPH_CHUNK in self.sessions or GRAPH_DECODE in self.sessions:
-            return self._run(GRAPH_CHUNK, {INPUT_IDS: ids})[LOGITS]
-        return self._session(GRAPH_WINDOW).run(None, {INPUT_IDS: ids})[0]
+        return self._run(GRAPH_CHUNK, {INPUT_IDS: ids})[LOGITS]
 
     # Helpers ----------------------------------------------------------------------------
     def _run(self, graph: str, feeds: dict) -> dict[str, np.ndarray]:
@@ -319,6 +275,71 @@ class Model:
         return arr.astype(np.int32, copy=False)
 
 
+def _precision(precision: Optional[str], int8: bool) -> str:
+    """Model.load's ``precision`` (``int8=True``: int8; neither: fp32), checked."""
+    precision = precision or (INT8 if int8 else FP32)
+    if precision not in PRECISIONS:
+        raise MofError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
+def _graph_files(bundle_dir: Path, manifest: Manifest, graphs: Sequence[str], precision: str) -> dict[str, str]:
+    """graph name -> its file in ``precision``; an error naming the fix for a graph the bundle lacks
+    (mof-quantize for a precision it was never given)."""
+    files = {name: manifest.graph_file(name, precision) for name in graphs}
+    for name, file in files.items():
+        if file is None:
+            manifest.graph(name)                      # a graph the bundle lacks: its own error
+            if precision != FP32:
+                flag = "" if precision == INT8 else f" --{precision}"
+                raise MofError(f"{bundle_dir} has no {precision} graphs; add them with: "
+                               f"mof-quantize{flag} {bundle_dir}")
+            raise BundleError(f"{bundle_dir}: graph {name!r} has no {precision} file")
+    return files
+
+
+def _config(manifest: Manifest, window: Optional[int]) -> ModelConfig:
+    """The manifest's ModelConfig, with ``window`` (1 to the position table's size) if given."""
+    config = manifest.config
+    if window is None:
+        return config
+    if not 1 <= window <= config.max_positions:
+        raise MofError(f"window must be between 1 and the position table's size "
+                       f"{config.max_positions}, got {window}")
+    return dataclasses.replace(config, window=window)
+
+
+def _vocabulary(bundle_dir: Path, manifest: Manifest, config: ModelConfig) -> Vocabulary:
+    """The bundle's (verified) vocabulary, as large as the model's."""
+    vocab = Vocabulary.from_json_file(bundle_dir / manifest.vocab_file)
+    if vocab.size != config.vocab_size:
+        raise BundleError(f"{bundle_dir}: vocabulary has {vocab.size} entries, model.vocab_size "
+                          f"is {config.vocab_size}")
+    return vocab
+
+
+def _open_session(bundle_dir: Path, manifest: Manifest, name: str, file: str, weights: Optional[str],
+                  so: ort.SessionOptions, chosen) -> ort.InferenceSession:
+    """An onnxruntime session of graph ``name`` from ``file``, hashed as it is read and its external
+    references checked; opened by path, so onnxruntime finds ``weights`` beside it (Model.load
+    checks that no file changed meanwhile). A failure is one line: the file and onnxruntime's reason."""
+    data = read_verified(bundle_dir, manifest, file)
+    _check_external_data(data, weights, f"{bundle_dir}: {file}")
+    del data
+    try:
+        sess = ort.InferenceSession(str(bundle_dir / file), sess_options=so, **chosen.session_args())
+    except Exception as e:  # onnxruntime raises its own exception types
+        on = f" on {', '.join(chosen.accelerated)}" if chosen.accelerated else ""
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+        why = lines[0][:200] + (f" ... {lines[-1][:160]}" if len(lines) > 1 else "")
+        raise BundleError(f"{bundle_dir}: cannot load {file}{on}: {why}") from None
+    lost = [n for n in chosen.accelerated if n not in chosen.plugin and n not in sess.get_providers()]
+    if lost:      # onnxruntime fell back to the CPU (e.g. the provider's libraries are missing)
+        raise MofError(f"{bundle_dir}: onnxruntime could not start {', '.join(lost)} for {file}")
+    _check_io(sess, manifest.graph(name), f"{bundle_dir.name}/{file}")
+    return sess
+
+
 def check_environment(bundle_dir: str | os.PathLike, precision: str = FP32, providers=None) -> Optional[str]:
     """What Model.load would say of this onnxruntime and these providers for the bundle's
     ``precision``, without loading it: MofError for a missing provider or a refused version, else
@@ -340,9 +361,8 @@ def _check_io(sess: ort.InferenceSession, entry: dict, where: str) -> None:
 
 
 def _check_external_data(graph: bytes, weights: Optional[str], where: str) -> None:
-    """A graph may read external data from its precision's weights file only, and only in a
-    format-2 bundle (onnxruntime would otherwise look for the file beside the graph, or in the
-    working directory for format 1's graphs loaded from bytes)."""
+    """A graph may read external data from its precision's weights file only (onnxruntime would
+    otherwise look for the file wherever the reference points)."""
     try:
         locations = set(external_locations(graph))
     except ProtoError as e:
@@ -352,4 +372,4 @@ def _check_external_data(graph: bytes, weights: Optional[str], where: str) -> No
         bad = sorted(map(str, locations - allowed))[0]
         raise BundleError(f"{where} refers to external data in {bad!r}; "
                           + (f"only {weights} may hold its weights" if weights else
-                             "graphs of a format-1 bundle may not use external data"))
+                             "the manifest names no weights file for its precision"))

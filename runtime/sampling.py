@@ -131,10 +131,10 @@ def nucleus(probs: np.ndarray, top_p: float) -> None:
     """The reference's top-p cut, in place: order by probability, descending, and drop every
     token whose cumulative probability exceeds top_p (always keeping the first).
 
-    The reference argsorts all V probabilities per token (~0.15 ms at V = 16000). Its running
-    sums depend only on the sorted *values* (equal values added in any order give equal
-    sums), and the kept tokens are exactly those at least as likely as the last kept one —
-    so sorting the values (~4x faster than argsort) decides the same cut. The one thing it
+    The reference argsorts all V probabilities per token. Its running sums depend only on the
+    sorted *values* (equal values added in any order give equal sums), and the kept tokens are
+    exactly those at least as likely as the last kept one — so sorting the values (much faster
+    than an argsort) decides the same cut. The one thing it
     cannot reproduce is which of several equal probabilities straddling the cut the
     reference's argsort happened to keep; then we run the reference's argsort itself.
     """

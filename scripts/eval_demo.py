@@ -64,7 +64,7 @@ def reply_perplexity(model, conversations, mode: str) -> tuple[float, int]:
 
 def replies(model, users, mode: str, max_tokens: int) -> list[tuple[str, bool]]:
     from mof.runtime import SamplingConfig
-    from mof.runtime.session import ChatSession
+    from mof.runtime.chat_session import ChatSession
     out = []
     for i, user in enumerate(users):
         session = ChatSession(model, SamplingConfig(max_tokens=max_tokens, seed=i), mode, form="chat")
@@ -121,7 +121,7 @@ def main() -> int:
                   f"{both:6.1%}{verbatim}", flush=True)
     if args.transcripts:
         from mof.runtime import SamplingConfig
-        from mof.runtime.session import ChatSession
+        from mof.runtime.chat_session import ChatSession
         model = Model.load(bundle, int8=True)
         session = ChatSession(model, SamplingConfig(seed=0), form="chat")
         for turn in args.transcripts:

@@ -1,7 +1,7 @@
 """Storing a precision's graphs in a bundle (format 2): every large weight once, in one file.
 
-The step, chunk and decode graphs use the same weights; format 1 embedded a copy in every
-graph. Here each initializer of at least ``EXTERNAL_MIN_BYTES`` moves to
+The step, chunk and decode graphs use the same weights, which embedded graphs would each hold
+a copy of. Here each initializer of at least ``EXTERNAL_MIN_BYTES`` moves to
 ``weights.<precision>.bin`` as standard ONNX external data (location, offset, length),
 identical tensors stored once, large ones at page-aligned offsets so onnxruntime can map
 them; the graph files keep their structure and the small tensors. Loading is the
@@ -94,6 +94,6 @@ def store_precision(w: BundleWriter, manifest: dict, precision: str, graphs: dic
 
 
 def load_graph(bundle_dir: Path, file: str):
-    """A bundle's graph as an onnx ModelProto with its weights in memory (either format)."""
+    """A bundle's graph as an onnx ModelProto with its weights in memory (embedded or external)."""
     import onnx
     return onnx.load(str(Path(bundle_dir) / file), load_external_data=True)

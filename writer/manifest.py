@@ -128,7 +128,6 @@ def add_precision(manifest: dict, precision: str, record: dict, onnxruntime: dic
     for name in QUANTIZED_GRAPHS:
         if name in manifest["graphs"]:
             manifest["graphs"][name][precision] = QUANTIZED_FILES[precision][name]
-    move_legacy_int8_record(manifest)
     manifest[precision] = record
     manifest["onnxruntime"] = {**(manifest.get("onnxruntime") or {}), precision: onnxruntime}
     if stream is not None:
@@ -136,13 +135,6 @@ def add_precision(manifest: dict, precision: str, record: dict, onnxruntime: dic
     if self_check is not None:
         set_self_check(manifest, self_check)
     return manifest
-
-
-def move_legacy_int8_record(manifest: dict) -> None:
-    """Bundles made before mof 0.2 kept int8's record at the top level: move it under "int8"."""
-    legacy = {k: manifest.pop(k) for k in ("quantization", "accuracy") if k in manifest}
-    if legacy and "int8" not in manifest:
-        manifest["int8"] = legacy
 
 
 def record_weights(manifest: dict, precision: str, graphs: Iterable[str], weights: str) -> None:

@@ -1,4 +1,4 @@
-// A conversation with a model (runtime/session.py): templates, history, and (stream mode) the
+// A conversation with a model (runtime/chat_session.py): templates, history, and (stream mode) the
 // recurrent state. In stream mode each turn's prompt normally extends what the model has already
 // read, so only the new part is read; anything else (raw form, a stopped reply) re-reads the prompt
 // from a zero state. saveBytes()/loadBytes() write and read mof-run's --save-state files.

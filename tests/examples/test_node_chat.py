@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mof.runtime import DEFAULT_BUNDLE, Model, SamplingConfig, read_manifest
-from mof.runtime.session import ChatSession
+from mof.runtime.chat_session import ChatSession
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "examples" / "node"

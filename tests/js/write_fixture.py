@@ -22,7 +22,7 @@ import numpy as np
 
 from mof.runtime import DEFAULT_BUNDLE, Model, SamplingConfig
 from mof.runtime.decoder import StreamDecoder
-from mof.runtime.session import ChatSession
+from mof.runtime.chat_session import ChatSession
 
 ROOT = Path(__file__).resolve().parents[2]
 HELDOUT = ROOT / "tests" / "fixtures" / "demo_ckpt" / "heldout.txt"

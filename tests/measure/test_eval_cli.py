@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mof.runtime import DEFAULT_BUNDLE, Model
-from mof.runtime.decoder import PLAIN, StreamDecoder
+from mof.measure.plain import PlainDecoder
 
 HELDOUT = Path(__file__).resolve().parents[1] / "fixtures" / "demo_ckpt" / "heldout.txt"
 BLOCK = ("import sys\n"
@@ -39,7 +39,7 @@ def test_mof_eval_prints_the_policy_table_and_writes_json(tmp_path):
     # the plain row really is the stream decoder without refills: recompute its perplexity
     model = Model.load(DEFAULT_BUNDLE)
     ids = model.vocab.encode(text.read_text(encoding="utf-8")[:121])
-    dec, nll = StreamDecoder(model, PLAIN), 0.0
+    dec, nll = PlainDecoder(model), 0.0
     for p in range(120):
         logits = dec.feed([ids[p]]).astype(np.float64)
         nll += np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[ids[p + 1]]

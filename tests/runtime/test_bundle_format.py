@@ -1,5 +1,6 @@
-"""Bundle format 2 (one weights file per precision) and format 1 (each graph with its own weights):
-both load, compute the same, and mof-quantize --upgrade turns one into the other."""
+"""Bundle format 2 (one weights file per precision) is what the runtime reads; a format-1 bundle
+(each graph with its own weights) is refused with the command that upgrades it, and mof-quantize
+--upgrade turns it into the shipped format-2 bundle, which loads and computes the same."""
 
 import hashlib
 import json
@@ -49,14 +50,15 @@ def _logits(model):
     return a, b
 
 
-@pytest.mark.parametrize("precision", [FP32, INT8])
-def test_format1_and_format2_compute_the_same(format1, precision):
-    v1, v2 = Model.load(format1, precision=precision), Model.load(DEFAULT_BUNDLE, precision=precision)
-    assert v1.manifest.format_version == 1 and v2.manifest.format_version == 2
-    for a, b in zip(_logits(v1), _logits(v2)):
-        diff = float(np.abs(a - b).max())
-        print(f"{precision}: format 1 vs format 2 max |Δlogit| {diff}")
-        assert diff == 0.0
+def test_a_format1_bundle_is_refused_with_the_upgrade_command(format1, capsys):
+    with pytest.raises(BundleError) as e:
+        Model.load(format1)
+    assert str(e.value) == (f"{format1} is in bundle format 1, which this mof no longer runs; "
+                            f"upgrade it with: mof-quantize --upgrade {format1}")
+    from mof.runtime.cli import main
+    assert main(["--model", str(format1), "--prompt", "hi"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"mof-quantize --upgrade {format1}" in err, err
 
 
 def test_weights_are_stored_once_per_precision():
@@ -97,18 +99,6 @@ def test_upgrade_rewrites_format1_as_the_shipped_format2(format1, tmp_path):
     for a, b in zip(_logits(Model.load(up, int8=True)), _logits(Model.load(DEFAULT_BUNDLE, int8=True))):
         assert np.array_equal(a, b)
     assert main([str(up), "--upgrade", "-q"]) == 1                  # already format 2: an error, no change
-
-
-def test_format1_graph_with_external_data_is_refused(format1, tmp_path):
-    bad = tmp_path / "bad.mof"
-    shutil.copytree(format1, bad)
-    shutil.copy(DEFAULT_BUNDLE / "chunk.onnx", bad / "chunk.onnx")   # a format-2 graph: external refs
-    m = json.loads((bad / "manifest.json").read_text(encoding="utf-8"))
-    data = (bad / "chunk.onnx").read_bytes()
-    m["files"]["chunk.onnx"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    (bad / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
-    with pytest.raises(BundleError, match="graphs of a format-1 bundle may not use external data"):
-        Model.load(bad)
 
 
 @pytest.mark.parametrize("precision, atol", [(FP32, 0.0), (INT8, 1e-5), ("int4", 1e-4)])

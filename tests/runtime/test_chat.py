@@ -72,7 +72,7 @@ def test_a_t7_chat_is_xiaothinks_turn_for_turn(tiny_t7_bundle, tiny_t7_tf_model,
     from xiaothink.llm.inference import test_formal
 
     from mof.runtime import Model, SamplingConfig
-    from mof.runtime.session import ChatSession
+    from mof.runtime.chat_session import ChatSession
 
     model = Model.load(tiny_t7_bundle, threads=1)
     monkeypatch.setattr(xt, "generate_texts_untilstr_loop",

@@ -6,7 +6,7 @@ import pytest
 
 from mof.runtime import Model, SamplingConfig
 from mof.runtime.chat_loop import read_message, MultiLineUnclosed
-from mof.runtime.session import ChatSession
+from mof.runtime.chat_session import ChatSession
 
 
 def _records(path):
@@ -30,6 +30,16 @@ def test_multi_line_messages():
     assert read_message(Lines('"""一', '二"""')) == ("一\n二", True)
     with pytest.raises(MultiLineUnclosed):
         read_message(Lines('"""一', "二"))
+
+
+def test_help_lists_every_command_with_its_words_in_one_column():
+    from mof.runtime.chat_commands import HELP
+    rows = [line for line in HELP.splitlines() if line.startswith("  /")]
+    assert any(r.startswith("  /clear, [CLEAN] ") for r in rows) and len(rows) >= 9
+    columns = {len(r) - len(r[2:].split("  ", 1)[1].lstrip()) for r in rows}
+    assert len(columns) == 1, rows                       # each description starts in one column
+    follow = [line for line in HELP.splitlines() if line.startswith("   ")]
+    assert follow and {len(line) - len(line.lstrip()) for line in follow} == columns   # and so do its next lines
 
 
 def test_set_mode_refill_change_the_next_replies(demo_bundle, tmp_path, mof_run):

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from mof.runtime import Model, SamplingConfig
-from mof.runtime.session import ChatSession
+from mof.runtime.chat_session import ChatSession
 
 pexpect = pytest.importorskip("pexpect", reason="pexpect is in the [test] extra")
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="pexpect.spawn needs a POSIX pty")
@@ -103,6 +103,18 @@ def test_set_temperature_without_leaving(demo_bundle, tmp_path):
     session = ChatSession(Model.load(demo_bundle), SamplingConfig(temperature=0.0, max_tokens=12, seed=3), "exact")
     gen = session.turn("你好")
     assert got["reply"] == "".join(gen) and got["sampling"]["temperature"] == 0.0 and got["mode"] == "exact"
+
+
+def test_a_mistyped_command_at_a_terminal_does_not_fail_the_run(demo_bundle, tmp_path):
+    """Piped input: a bad command fails the run (exit 1, test_chat_commands.py). At a terminal the
+    person saw the error and went on, so /bye leaves with 0."""
+    child = spawn(tmp_path, "--max-tokens", "2", "--seed", "0")
+    for line, error in (("/frob", "unknown command /frob"), ("/set foo 1", "/set foo: unknown setting")):
+        send_line(child, line)
+        child.expect_exact(error)
+        child.expect_exact(READY)
+    turn(child, "你好")
+    leave(child)                                           # exit status 0
 
 
 def test_ctrl_c_at_the_prompt_says_how_to_leave(demo_bundle, tmp_path):

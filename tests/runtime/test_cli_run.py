@@ -14,7 +14,7 @@ from mof.runtime import Model, SamplingConfig
 from mof.runtime.cli import build_parser, main
 from mof.runtime.cli_common import sampling_from_args
 from mof.runtime.errors import BundleError, MofError
-from mof.runtime.session import ChatSession
+from mof.runtime.chat_session import ChatSession
 
 
 def _run(args, stdin=""):
@@ -180,17 +180,15 @@ def test_the_demo_still_continues_poems_in_the_raw_form(demo_bundle, mof_run):
     assert not any(c.isascii() and c.isalpha() for c in reply), reply     # no template residue
 
 
-def test_a_bundle_without_a_form_is_chat_and_a_bad_form_is_refused(fp32_bundle, tmp_path):
+def test_a_bundle_without_a_form_or_with_a_bad_one_is_refused(fp32_bundle, tmp_path):
     copy = tmp_path / "b.mof"
     shutil.copytree(fp32_bundle, copy)
     m = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
-    m.pop("form")
-    (copy / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
-    assert Model.load(copy).form == "chat"            # made before mof-export --form
-    m["form"] = "poem"
-    (copy / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
-    with pytest.raises(BundleError, match="form 'poem'"):
-        Model.load(copy)
+    for form, said in ((None, "form None"), ("poem", "form 'poem'")):
+        m["form"] = form
+        (copy / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+        with pytest.raises(BundleError, match=f"manifest {said} is not one of chat, instruct"):
+            Model.load(copy)
 
 
 def test_sampling_defaults_are_samplingconfigs():

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from mof.runtime import Generator, SamplingConfig
-from mof.runtime.decoder import PLAIN, ExactDecoder, StreamDecoder, make_decoder
+from mof.runtime.decoder import ExactDecoder, StreamDecoder, make_decoder
 from mof.runtime.decoding import API, CHAT, CLI, Decoding, DecodingError, resolve_decoding
 from mof.runtime.errors import MofError
-from mof.runtime.session import ChatSession
+from mof.runtime.chat_session import ChatSession
 
 
 def bundle(mode="stream", R=16, W=64):
@@ -74,7 +74,6 @@ def test_every_entry_point_resolves_the_same_way(model):
     assert isinstance(make_decoder(model, "exact"), ExactDecoder)
     assert make_decoder(model, "stream").refill_every == resolve_decoding(model, "stream").refill_every
     assert StreamDecoder(model).refill_every == resolve_decoding(model, "stream").refill_every
-    assert StreamDecoder(model, PLAIN).refill_every == PLAIN                  # the measured baseline
     s = ChatSession(model, SamplingConfig(), "exact")
     assert (s.mode, s.refill_every) == ("exact", None)
     assert s.set_decoding("stream", 4) == Decoding("stream", 4, chosen=True) and s.refill_every == 4
@@ -84,7 +83,7 @@ def test_every_entry_point_resolves_the_same_way(model):
                  lambda: s.set_decoding("exact", 4)):
         with pytest.raises(DecodingError, match="applies to stream mode only"):
             call()
-    for R in (-1, W + 1, True):                                     # (0 is PLAIN)
+    for R in (-1, 0, W + 1, True):
         with pytest.raises(DecodingError, match=f"from 1 to the window W = {W}"):
             StreamDecoder(model, R)
     assert s.decoding == Decoding("stream", 4, chosen=True)          # a refused change changes nothing

@@ -9,7 +9,7 @@ import pytest
 
 from mof.runtime import DEFAULT_BUNDLE, Model, SamplingConfig
 from mof.runtime.chat import STOPS
-from mof.runtime.session import ChatSession
+from mof.runtime.chat_session import ChatSession
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "demo_ckpt"
 HELD_OUT = [c[-1][0] for c in json.loads((FIXTURE / "heldout_dialogues.json").read_text(encoding="utf-8"))]

@@ -114,16 +114,6 @@ def test_refill_every_1_is_exact_mode_and_positions_stay_below_W(model, R):
         assert text == "".join(Generator(model, "一丁" * W, sp, mode="exact"))
 
 
-def test_plain_stream_refills_only_at_the_end_of_the_position_table(model):
-    from mof.runtime.decoder import PLAIN, StreamDecoder
-    P = model.config.max_positions
-    dec = StreamDecoder(model, PLAIN)
-    gen = Generator(model, "一" * (P - 2), SamplingConfig(temperature=1.0, max_tokens=10, seed=0), decoder=dec)
-    out = "".join(gen)
-    assert len(out) == 10 and gen.stats.refills == 1
-    assert int(gen.state.position[0]) <= P
-
-
 def test_stop_strings_are_cut_and_never_leak_while_streaming(model):
     sp = SamplingConfig(temperature=0, repetition_penalty=1.0, max_tokens=30)
     free = "".join(Generator(model, "床前", sp))

@@ -17,7 +17,7 @@ from mof.runtime import DEFAULT_BUNDLE, Generator, Model, SamplingConfig, State
 from mof.runtime.bundle import BundleError, read_manifest
 from mof.runtime.contract import FORMAT, READABLE_VERSIONS
 from mof.runtime.errors import MofError
-from mof.runtime.session import ChatSession
+from mof.runtime.chat_session import ChatSession
 
 GRAPH = "step.onnx"
 WEIGHTS = "weights.fp32.bin"

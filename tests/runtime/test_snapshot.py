@@ -12,7 +12,7 @@ from mof.runtime import SamplingConfig
 from mof.runtime.decoder import DecoderSnapshot, StreamDecoder
 from mof.runtime.errors import MofError
 from mof.runtime.files import write_state_npz
-from mof.runtime.session import SAVE_FORMAT, SAVE_VERSION, ChatSession
+from mof.runtime.chat_session import SAVE_FORMAT, SAVE_VERSION, ChatSession
 from mof.runtime.state import State
 
 
@@ -81,22 +81,22 @@ def _turns(session, texts):
     return out
 
 
-def test_a_session_saved_before_saves_kept_r_still_loads_and_goes_on_the_same(model, tmp_path):
-    """Version 1 files written before the snapshot: no refill_every (the session's R counts)."""
+def test_a_saved_session_goes_on_the_same_and_one_without_its_r_is_refused(model, tmp_path):
     sampling = SamplingConfig(max_tokens=6, seed=3, temperature=1.0)
     session = ChatSession(model, sampling, "stream", form="chat", refill_every=4)
     _turns(session, ["第一句"])
-    old = tmp_path / "old.npz"
-    write_state_npz(old, {"format": SAVE_FORMAT, "version": SAVE_VERSION, "model": model.manifest.network_identity,
-                          "form": "chat", "history": session.conversation.history, "consumed": session.consumed,
-                          "has_state": True, "since_refill": session.decoder.since_refill}, session.state)
+    no_r = tmp_path / "no_r.npz"
+    write_state_npz(no_r, {"format": SAVE_FORMAT, "version": SAVE_VERSION, "model": model.manifest.network_identity,
+                           "form": "chat", "history": session.conversation.history, "consumed": session.consumed,
+                           "has_state": True, "since_refill": session.decoder.since_refill}, session.state)
     new = tmp_path / "new.npz"
     session.save(new)
     want = _turns(session, ["第二句"])
-    for path in (old, new):
-        again = ChatSession(model, sampling, "stream", form="chat", refill_every=4)
-        again.load(path)
-        assert _turns(again, ["第二句"]) == want, path.name
+    again = ChatSession(model, sampling, "stream", form="chat", refill_every=4)
+    again.load(new)
+    assert _turns(again, ["第二句"]) == want
+    with pytest.raises(MofError, match=f"{no_r}: bad refill_every None"):
+        ChatSession(model, sampling, "stream", form="chat", refill_every=4).load(no_r)
 
 
 def test_a_session_file_with_a_bad_counter_is_refused_naming_the_file(model, tmp_path):
@@ -105,6 +105,6 @@ def test_a_session_file_with_a_bad_counter_is_refused_naming_the_file(model, tmp
     bad = tmp_path / "bad.npz"
     write_state_npz(bad, {"format": SAVE_FORMAT, "version": SAVE_VERSION, "model": model.manifest.network_identity,
                           "form": "chat", "history": session.conversation.history, "consumed": session.consumed,
-                          "has_state": True, "since_refill": "3"}, session.state)
+                          "has_state": True, "refill_every": 4, "since_refill": "3"}, session.state)
     with pytest.raises(MofError, match=f"{bad}: bad since_refill"):
         ChatSession(model, SamplingConfig(), "stream", form="chat").load(bad)

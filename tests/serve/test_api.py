@@ -14,7 +14,7 @@ httpx = pytest.importorskip("httpx")
 
 from mof.runtime import Generator, SamplingConfig  # noqa: E402
 from mof.runtime.chat import Conversation  # noqa: E402
-from mof.runtime.session import ChatSession  # noqa: E402
+from mof.runtime.chat_session import ChatSession  # noqa: E402
 from mof.serve.config import ServeConfig  # noqa: E402
 
 from .conftest import client, running  # noqa: E402

@@ -17,7 +17,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test n
 from chromium import (browser, browser_without_cjk, playwright_session,  # noqa: E402,F401  (fixtures)
                       skip_without_chromium)
 from mof.runtime import SamplingConfig  # noqa: E402
-from mof.runtime.session import ChatSession  # noqa: E402
+from mof.runtime.chat_session import ChatSession  # noqa: E402
 
 from .conftest import copy_site, needs_npm, static_server  # noqa: E402
 

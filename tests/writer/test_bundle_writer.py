@@ -91,8 +91,10 @@ def test_the_manifest_records_the_form_and_the_accessor_reads_it(tmp_path):
     assert made()["form"] == "chat" and made(form="raw")["form"] == "raw"
     with pytest.raises(BundleError, match="form must be one of"):
         made(form="poem")
-    m = Manifest(made(form="raw"), where="x.mof")
-    assert (m.form, m.config, m.recommended_mode) == ("raw", cfg, "exact")
+    m = Manifest(made(form="raw", graphs=("step", "chunk")), where="x.mof")
+    assert (m.form, m.config) == ("raw", cfg)
+    with pytest.raises(BundleError, match="x.mof: manifest recommended_mode None is not one of stream, exact"):
+        m.recommended_mode                                           # set_stream_report's, not yet made
     assert m.graph_file("step", "fp32") == "step.onnx" and m.graph_file("step", "int8") is None
     assert m.has_precision("fp32") and not m.has_precision("int8")
     with pytest.raises(BundleError, match="x.mof: bundle has no 'nonexistent' graph"):

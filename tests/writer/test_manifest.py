@@ -1,6 +1,6 @@
 """manifest.json is written by mof.writer.manifest alone: a quantized precision's record goes under
-its own key (int8 like int4), older bundles' top-level int8 record moves there, and the runtime's
-reader finds it in either place."""
+its own key (int8 like int4), where the runtime's reader finds it; upgrading a format-1 bundle
+(mof.writer.upgrade) moves that format's top-level int8 record there."""
 
 import json
 
@@ -8,6 +8,7 @@ from mof.runtime import DEFAULT_BUNDLE
 from mof.runtime.contract import FORMAT_VERSION
 from mof.runtime.manifest import Manifest
 from mof.writer.manifest import add_precision, record_weights, set_stream_report, without_files
+from mof.writer.upgrade import upgraded_manifest
 
 RECORD = {"quantization": {"name": "rowwise-u8s8"}, "accuracy": {"passed": False, "gates": {}}}
 
@@ -17,7 +18,7 @@ def _demo() -> dict:
 
 
 def _legacy(m: dict) -> dict:
-    """The demo's manifest as bundles made before mof 0.2 wrote it: int8's record at the top level."""
+    """The demo's manifest as format 1 wrote it: int8's record at the top level."""
     m = {k: v for k, v in m.items() if k != "int8"}
     return {**m, **RECORD}
 
@@ -32,14 +33,19 @@ def test_add_precision_puts_every_record_under_its_precision_and_copies():
     assert out["onnxruntime"]["int8"]["measured"] == "1.32.0" and "int4" in out["onnxruntime"]   # others kept
 
 
-def test_a_legacy_int8_record_is_read_in_place_and_moved_when_rewritten():
+def test_an_upgrade_moves_format1s_top_level_int8_record_and_says_what_it_left_unsaid():
     legacy = _legacy(_demo())
-    assert Manifest(legacy).precision_record("int8") == RECORD
-    assert Manifest(legacy).accuracy_warning("int8")               # the legacy record's 'passed: False'
-    out = add_precision(legacy, "int4", {"quantization": {"name": "matmulnbits-int4"}, "accuracy": {}}, {})
-    assert out["int8"] == RECORD and "quantization" not in out
+    assert Manifest(legacy).precision_record("int8") == {}            # the runtime reads its own key only
+    for key in ("form", "recommended_mode", "recommended_refill_every"):
+        legacy.pop(key)
+    out = upgraded_manifest(legacy)
+    assert out["int8"] == RECORD and "quantization" not in out and "accuracy" not in out
     assert Manifest(out).precision_record("int8") == RECORD
-    assert Manifest(out).precision_record("int4")["quantization"]["name"] == "matmulnbits-int4"
+    assert Manifest(out).accuracy_warning("int8")                   # the record's 'passed: False'
+    assert (Manifest(out).form, Manifest(out).recommended_mode, Manifest(out).recommended_refill_every) \
+        == ("chat", "exact", 1)                                     # what format 1's readers took
+    kept = upgraded_manifest(_demo())                               # what is said stays
+    assert (kept["form"], kept["recommended_mode"]) == (_demo()["form"], _demo()["recommended_mode"])
 
 
 def test_stream_report_and_weights_are_recorded():

@@ -114,10 +114,8 @@ class ChatSession:
         consumed = str(meta.get("consumed", ""))
         snapshot = None
         if meta.get("has_state"):
-            # the ids are the consumed text's (one character, one id); a save that does not say its
-            # R (made before saves kept it) counted for this session's
-            fields = {"refill_every": self.refill_every or 1, **meta,
-                      "ids": self.model.vocab.encode(consumed[-self.model.config.window:])}
+            # the ids are the consumed text's (one character, one id)
+            fields = {**meta, "ids": self.model.vocab.encode(consumed[-self.model.config.window:])}
             try:
                 state = State.from_arrays(arrays, self.model.config, prefix=STATE_PREFIX)
                 if consumed:
