@@ -7,7 +7,8 @@ import { FORMS } from './chat.js';
 import { sha256 } from './sha256.js';
 
 export const FORMAT = 'mof-bundle';
-export const READABLE_VERSIONS = Object.freeze([1, 2]);
+export const FORMAT_VERSION = 2;   // what this mof reads; format 1: mof-quantize --upgrade
+export const READABLE_VERSIONS = Object.freeze([FORMAT_VERSION]);
 export const MANIFEST_FILE = 'manifest.json';
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 export const PRECISIONS = Object.freeze(['fp32', 'int8', 'int4']);
@@ -47,10 +48,13 @@ export async function readManifest(source) {
     throw new BundleError(`${path} is not a ${FORMAT} manifest`);
   }
   const version = manifest.format_version;
-  if (!READABLE_VERSIONS.includes(version)) {
-    throw new BundleError(`${path} has format_version ${pyRepr(version ?? null)}; this mof reads versions ` +
-      `${READABLE_VERSIONS.join(', ')} (update mof, or re-export the bundle with this one)`);
+  if (READABLE_VERSIONS.includes(version)) return manifest;
+  if (Number.isInteger(version) && version > 0 && version < FORMAT_VERSION) {
+    throw new BundleError(`${source.where} is in bundle format ${version}, which this mof no longer runs; ` +
+      `upgrade it with: mof-quantize --upgrade ${source.where}`);
   }
+  throw new BundleError(`${path} has format_version ${pyRepr(version ?? null)}; this mof reads version ` +
+    `${FORMAT_VERSION} (update mof, or re-export the bundle with this one)`);
   return manifest;
 }
 

@@ -4,7 +4,7 @@
 // from a zero state. saveBytes()/loadBytes() write and read mof-run's --save-state files.
 
 import { Conversation } from './chat.js';
-import { MofError } from './errors.js';
+import { MofError, pyRepr } from './errors.js';
 import { StreamDecoder, resolveDecoding, API } from './decoder.js';
 import { Generator } from './generate.js';
 import { State } from './model.js';
@@ -121,9 +121,9 @@ export class ChatSession {
       } catch (e) {
         throw new MofError(`${where}: ${e.message}`);
       }
-      const R = meta.refill_every ?? this.refillEvery ?? 1;
+      const R = meta.refill_every;
       const since = meta.since_refill;
-      if (!Number.isInteger(R) || R < 0) throw new MofError(`${where}: bad refill_every ${R}`);
+      if (!Number.isInteger(R) || R < 1) throw new MofError(`${where}: bad refill_every ${pyRepr(R ?? null)}`);
       if (!Number.isInteger(since) || since < 0) throw new MofError(`${where}: bad since_refill ${since}`);
       const ids = this.model.vocab.encode(lastChars(consumed, this.model.config.window));
       if (consumed) snapshot = { state, ids, sinceRefill: since, refillEvery: R };

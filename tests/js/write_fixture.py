@@ -142,6 +142,9 @@ def broken_bundles(bundle: Path, where: Path) -> list[dict]:
     p = copy("version.mof")
     edit_manifest(p, lambda m: m.update(format_version=3))
     cases.append((p, "fp32"))
+    p = copy("format1.mof")                           # refused, naming the upgrade command
+    edit_manifest(p, lambda m: m.update(format_version=1))
+    cases.append((p, "fp32"))
     p = copy("tampered.mof")
     flip(p, "decode.onnx")
     cases.append((p, "fp32"))
