@@ -5,10 +5,10 @@
 It is the causal form of what xiaothink's code computes (docs/network.md, "Stream mode"), for a T6
 or a T7 network (the config's family fields, not a separate builder): the GRUs carry their hidden
 states; each transformer block (of every transformer expert) carries the running sums
-z = Σ phi(k), u = Σ v (the code's attention is (q·z)/(q·z+1e-6) · u, see
-README) and c = Σ o of its LN1 outputs (the thought vector uses their running
-mean). A chunk of C >= 1 tokens is processed in parallel where the math allows
-(GRU ops over the chunk, running sums via CumSum); logits are for its last token.
+z = Σ phi(k), u = Σ v (the code's attention is (q·z)/(q·z+1e-6) · u, docs/network.md) and
+c = Σ o of its LN1 outputs (the thought vector uses their running mean). A chunk of C >= 1
+tokens is processed in parallel where the math allows (GRU ops over the chunk, running sums via
+CumSum); logits are for its last token.
 
 The chunk graph (``build_chunk_graph``) is the same network with the reference's own
 (window) semantics, from a zero state:

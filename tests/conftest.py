@@ -93,7 +93,7 @@ def once(tmp_path_factory, name: str, make: Callable[[Path], Path]) -> Path:
 @pytest.fixture(scope="session")
 def ckpt_factory(tmp_path_factory):
     """make(config, seed=0, vocab=None) -> checkpoint prefix; identical requests are built once."""
-    from mof.export.synthetic import make_checkpoint
+    from synthetic import make_checkpoint
 
     def make(config, seed: int = 0, vocab=None) -> Path:
         key = repr((config, seed, None if vocab is None else tuple(vocab)))

@@ -1,10 +1,10 @@
 """Writing manifest.json (docs/bundle-format.md): the one module that makes a manifest and
 changes it. mof-export makes it (``make_manifest``, ``set_validation``, ``set_stream_report``,
 ``set_self_check``), mof-quantize adds a precision (``add_precision``, ``record_weights``),
-upgrading a bundle marks it current (``mark_current``), and ``write_manifest`` serializes it
-(BundleWriter.commit). Readers use
-mof.runtime.manifest.Manifest. No onnx here: mof-eval, which needs only the runtime, writes
-through it too.
+``mof-check --record`` replaces the self-check's references (``set_self_check``), upgrading a
+bundle marks it current (``mark_current``), and ``write_manifest`` serializes it
+(BundleWriter.commit). Readers use mof.runtime.manifest.Manifest. No onnx here: mof-check, which
+needs only the runtime, writes through it too.
 """
 
 from __future__ import annotations

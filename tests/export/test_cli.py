@@ -138,7 +138,7 @@ def test_missing_checkpoint(tmp_path, capsys):
 
 def test_duplicated_vocab_exports_with_a_warning_and_encodes_as_the_reference(
         ckpt_factory, tmp_path, capsys):
-    from mof.export.synthetic import demo_vocab
+    from synthetic import demo_vocab
     from mof_testing import tiny_config
     vocab = demo_vocab(60)
     vocab[10] = vocab[20] = "雨"          # two duplicates of one character

@@ -90,7 +90,7 @@ def train_checkpoint(folder: str | Path, config: ModelConfig, text: str, *, step
     """
     from mof.export._tf import import_tf
     from mof.export.keras_model import build_keras_model
-    from mof.export.synthetic import char_vocab, compile_next_char, next_char_windows, save_checkpoint
+    from synthetic import char_vocab, compile_next_char, next_char_windows, save_checkpoint
     tf = import_tf()
     tf.keras.utils.set_random_seed(seed)
     vocab = char_vocab(vocab_text or text)
