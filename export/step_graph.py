@@ -339,30 +339,10 @@ def _attention(net: _Net, sh: _Shared, P: str, tag: str, b: int, y: str, counts:
     in another order). The decode graph writes what differs in two Ifs on ``refill`` (``_Net.branch``)
     on either side of the one MatMul with Wo: before it the sums, f and Wo's rows; after it the
     output, LN1, c and the mean."""
-    g, c, i64 = net.g, net.c, net.i64
-    H, dh, E = c.num_heads, c.head_dim, c.embed_dim
-    w_ = lambda n: net.f32(f"{P}/{n}/kernel")
-    b_ = lambda n: net.f32(f"{P}/{n}/bias")
-    # q, k, v: one MatMul over the concatenated kernels (one activation quantization in int8),
-    # phi = elu + 1 applied to q and k together
-    qkv_names = ("lmha/query_dense", "lmha/key_dense", "lmha/value_dense")
-    qkv = g.dense(y, np.concatenate([w_(n) for n in qkv_names], 1), np.concatenate([b_(n) for n in qkv_names]),
-                  f"{tag}/qkv")                                             # [C, B, 3E]
-    qk, v = g.op("Split", [qkv, i64([2 * E, E])], axis=-1, outputs=2)       # [C, B, 2E], [C, B, E]
-    phi = g.op("Add", [g.op("Elu", [qk], alpha=1.0), g.const(1.0)])
-    q, k = g.op("Split", [g.op("Reshape", [phi, i64([0, 0, 2 * H, dh])]), i64([H, H])], axis=2,
-                outputs=2)                                                  # [C, B, H, dh] each
-    v = g.op("Reshape", [v, sh.heads])                                      # [C, B, H, dh]
+    g, H = net.g, net.c.num_heads
+    q, k, v = _qkv(net, sh, P, tag, y)                                      # [C, B, H, dh] each
     carried = {f: sh.carried[f][b] for f in ("attn_z", "attn_u", "thought_c")}
-    eps = g.const(ATTN_EPS)
-    # combine_heads then attn_dense: two linear maps in a row, folded into one (in float64): Wo, bo
-    wc, bc = w_("lmha/combine_heads").astype(np.float64), b_("lmha/combine_heads").astype(np.float64)
-    wa, ba = w_("attn_dense").astype(np.float64), b_("attn_dense").astype(np.float64)
-    wo = g.const((wc @ wa).astype(np.float32), f"{tag}/attn_out/kernel")
-    bo = g.const((bc @ wa + ba).astype(np.float32), f"{tag}/attn_out/bias")
-    mask = (g.const(np.kron(np.eye(H, dtype=np.float32), np.ones((1, dh), np.float32))[:, None, :],
-                    f"{tag}/head_rows") if net.sem.window else None)        # [H, 1, E]: u_h alone in row h
-    gamma, beta = (g.const(net.f32(f"{P}/layernorm1/{n}"), f"{tag}/ln1/{n}") for n in ("gamma", "beta"))
+    eps, wo, bo, mask, gamma, beta = _attention_consts(net, P, tag)
 
     def before(s: GraphBuilder, window: bool) -> tuple:
         """-> z, u, f [C, B, H, 1], Wo's rows: H rows u_h (window) or f_t · u_t (running)"""
@@ -392,6 +372,39 @@ def _attention(net: _Net, sh: _Shared, P: str, tag: str, b: int, y: str, counts:
 
     o, csum, mean = net.branch(f"{tag}/ln1", lambda s: after(s, True), lambda s: after(s, False))
     return z, u, o, csum, mean
+
+
+def _qkv(net: _Net, sh: _Shared, P: str, tag: str, y: str) -> tuple[str, str, str]:
+    """y [C, B, E] -> q = phi(y Wq + bq), k = phi(y Wk + bk), v = y Wv + bv [C, B, H, dh] each: one
+    MatMul over the concatenated kernels (one activation quantization in int8), phi = elu + 1
+    applied to q and k together."""
+    g, c, i64 = net.g, net.c, net.i64
+    H, dh, E = c.num_heads, c.head_dim, c.embed_dim
+    names = ("lmha/query_dense", "lmha/key_dense", "lmha/value_dense")
+    qkv = g.dense(y, np.concatenate([net.f32(f"{P}/{n}/kernel") for n in names], 1),
+                  np.concatenate([net.f32(f"{P}/{n}/bias") for n in names]), f"{tag}/qkv")     # [C, B, 3E]
+    qk, v = g.op("Split", [qkv, i64([2 * E, E])], axis=-1, outputs=2)       # [C, B, 2E], [C, B, E]
+    phi = g.op("Add", [g.op("Elu", [qk], alpha=1.0), g.const(1.0)])
+    q, k = g.op("Split", [g.op("Reshape", [phi, i64([0, 0, 2 * H, dh])]), i64([H, H])], axis=2,
+                outputs=2)                                                  # [C, B, H, dh] each
+    return q, k, g.op("Reshape", [v, sh.heads])
+
+
+def _attention_consts(net: _Net, P: str, tag: str) -> tuple:
+    """The block's attention constants: the denominator's eps, Wo [E, E] and bo [E] (combine_heads
+    then attn_dense, two linear maps in a row folded into one in float64), the head rows [H, 1, E]
+    (u_h alone in row h; None without window semantics), LN1's gamma and beta."""
+    g, H, dh = net.g, net.c.num_heads, net.c.head_dim
+    w_ = lambda n: net.f32(f"{P}/{n}/kernel").astype(np.float64)
+    b_ = lambda n: net.f32(f"{P}/{n}/bias").astype(np.float64)
+    eps = g.const(ATTN_EPS)
+    wc, bc, wa, ba = w_("lmha/combine_heads"), b_("lmha/combine_heads"), w_("attn_dense"), b_("attn_dense")
+    wo = g.const((wc @ wa).astype(np.float32), f"{tag}/attn_out/kernel")
+    bo = g.const((bc @ wa + ba).astype(np.float32), f"{tag}/attn_out/bias")
+    mask = (g.const(np.kron(np.eye(H, dtype=np.float32), np.ones((1, dh), np.float32))[:, None, :],
+                    f"{tag}/head_rows") if net.sem.window else None)        # [H, 1, E]
+    gamma, beta = (g.const(net.f32(f"{P}/layernorm1/{n}"), f"{tag}/ln1/{n}") for n in ("gamma", "beta"))
+    return eps, wo, bo, mask, gamma, beta
 
 
 def _mix(net: _Net, sh: _Shared, outs: list[str], gate: str) -> str:
