@@ -35,8 +35,8 @@ from typing import Callable
 import numpy as np
 
 from mof.runtime.config import ModelConfig
-from mof.runtime.contract import INPUT_IDS, LOGITS, ONNX_OPSET, POSITION, REFILL_INPUT, STATE_IN
-from mof.runtime.state import state_io, state_shapes
+from mof.runtime.contract import INPUT_IDS, LOGITS, ONNX_OPSET, POSITION, REFILL_INPUT, STATE_IN, STATE_OUT, graph_io
+from mof.runtime.state import state_shapes
 
 from .onnx_layers import LayerGraphBuilder as GraphBuilder
 
@@ -443,29 +443,28 @@ def _stacked_sums(net: _Net, sums: list) -> dict[str, str]:
 
 
 def _model(net: _Net, logits: str, state: dict[str, str], sums: list):
-    """The graph's outputs (logits, every state field), its inputs, the ModelProto."""
-    from onnx import TensorProto, helper
+    """The graph's outputs (logits, every state field) and inputs as mof.runtime.contract.graph_io
+    declares them, and the ModelProto."""
+    from onnx import helper
     g, c, sem = net.g, net.c, net.sem
-    vi = helper.make_tensor_value_info
+    io = graph_io(sem.kind, c)
     g.output_as(logits, LOGITS)
     if c.blocks:
         state = {**state, **_stacked_sums(net, sums)}
-    inputs = [vi(INPUT_IDS, TensorProto.INT32, ["batch", "chunk" if sem.causal else "seq"])]
-    if sem.causal:
-        inputs.append(vi(POSITION, TensorProto.INT64, ["batch"]))
-    outputs = [vi(LOGITS, TensorProto.FLOAT, ["batch", c.vocab_size])]
-    for name_in, name_out, shape in state_io(c):
-        if sem.causal:
-            inputs.append(vi(name_in, TensorProto.FLOAT, shape))
-        outputs.append(vi(name_out, TensorProto.FLOAT, shape))
-        g.output_as(state[name_in[len(STATE_IN):]], name_out)
-    if sem.refill:
-        inputs.append(vi(REFILL_INPUT, TensorProto.BOOL, []))
-    model = helper.make_model(g.graph(f"mof_{c.family}_{sem.kind}", inputs, outputs),
+    for out in io.outputs[1:]:                                              # state_out.<field>
+        g.output_as(state[out.name[len(STATE_OUT):]], out.name)
+    model = helper.make_model(g.graph(f"mof_{c.family}_{sem.kind}", value_infos(io.inputs), value_infos(io.outputs)),
                               opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
                               producer_name=f"mof-export ({sem.kind} graph)")
     model.ir_version = 8
     return model
+
+
+def value_infos(specs) -> list:
+    """contract TensorSpecs -> ONNX ValueInfoProtos (dtype, ints and symbolic dims)."""
+    from onnx import helper
+    return [helper.make_tensor_value_info(t.name, helper.np_dtype_to_tensor_dtype(np.dtype(t.dtype)), list(t.shape))
+            for t in specs]
 
 
 def state_in(field: str) -> str:
