@@ -114,7 +114,7 @@ def test_a_wrong_step_graph_fails_validation(ckpt_factory, tmp_path, monkeypatch
     def sabotaged(config, get):
         model = real(config, get)
         # tilt the router towards the RNN expert
-        _nudge_first(next(t for t in model.graph.initializer if "router_dense/bias" in t.name), 0.5)
+        _nudge_first(next(t for t in model.graph.initializer if t.name == "/router/dense/bias"), 0.5)
         return model
 
     monkeypatch.setattr(sg, "build_step_graph", sabotaged)
