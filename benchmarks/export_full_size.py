@@ -2,7 +2,7 @@
 
     python benchmarks/export_full_size.py [--workdir DIR]
 
-Builds the checkpoint with xiaothink's code (via mof.export.synthetic), then runs
+Builds the checkpoint with xiaothink's code (via tests/helpers/synthetic.py), then runs
 the mof-export command exactly as a user would and reports wall time, bundle size
 and the parity figures from the manifest.
 """
@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))   # synthetic
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -27,7 +29,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
 
     from mof.export.families import T6_TYPES
-    from mof.export.synthetic import make_checkpoint
+    from synthetic import make_checkpoint
     cfg = T6_TYPES["t6_beta_dense"].config(args.vocab_size)
     ckpt = work / "ckpt"
     if not (ckpt / "checkpoint").exists():

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests" / "helpers"))   # synthetic: random checkpoints
 
 
 def ensure_bundle(work: Path, model_type: str, no_window: bool) -> tuple[Path, Path, float | None]:
@@ -35,7 +36,7 @@ def ensure_bundle(work: Path, model_type: str, no_window: bool) -> tuple[Path, P
     ckpt, bundle = work / "ckpt", work / f"{model_type}.mof"
     if not (ckpt / "checkpoint").exists():
         from mof.export.families import MODEL_TYPES
-        from mof.export.synthetic import make_checkpoint
+        from synthetic import make_checkpoint
         cfg = MODEL_TYPES[model_type].config(16000)
         make_checkpoint(ckpt, cfg, model_type=model_type)
     export_s = None

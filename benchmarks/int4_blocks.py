@@ -352,10 +352,11 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-SENSITIVITY_GROUPS = {              # weight-name fragments of the demo's MatMul weights (after the GRU rewrite)
-    "nothing": [], "router Dense": ["router_dense"], "router GRU": ["gru21/"], "embedding GRU": ["gru7/"],
-    "RNN-expert GRU": ["gru33/"], "output head": ["head/"], "transformer layer 0": ["/l0/"],
-    "transformer layer 1": ["/l1/"], "emb_dense + trans_out": ["emb_dense", "trans_out"],
+SENSITIVITY_GROUPS = {              # weight-name fragments of the demo's MatMul weights (after the GRU rewrite,
+    # whose weights are named after the GRU node's index in the chunk graph)
+    "nothing": [], "router Dense": ["/router/dense/"], "router GRU": ["gru21/"], "embedding GRU": ["gru7/"],
+    "RNN-expert GRU": ["gru32/"], "output head": ["/lm_head/"], "transformer layer 0": ["/layers.0/"],
+    "transformer layer 1": ["/layers.1/"], "emb_dense + trans_out": ["/embed/dense/", "/transformer/out/"],
 }
 
 

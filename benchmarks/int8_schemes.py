@@ -20,7 +20,7 @@ graphs under qemu-x86_64 -cpu MODEL (Debian package qemu-user), so onnxruntime p
 of that CPU — EPYC-Rome: AVX2 without any VNNI — and the table gets one more column pair.
 Speed: step graph, batch 1, one token per call, ms per token, the schemes interleaved (this
 VM's speed drifts), on the demo and (--full-size) on a t6_beta_dense-sized step graph with
-random weights (V = 16000; built with mof.export.synthetic + step_graph, ~1 minute).
+random weights (V = 16000; built with tests/helpers/synthetic.py + step_graph, ~1 minute).
 Writes DIR/results.json and prints a markdown table.
 """
 
@@ -42,6 +42,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests" / "helpers"))     # synthetic: random checkpoints
 DEMO = ROOT / "runtime" / "demo" / "t6-demo.mof"
 HELDOUT = ROOT / "tests" / "fixtures" / "demo_ckpt" / "heldout.txt"
 GRAPHS = ("decode",)            # what decoding runs (exact passes, refills and steps)
@@ -187,7 +188,7 @@ def make_full_step(work: Path) -> Path:
     import onnx
     from mof.export.families import T6_TYPES
     from mof.export.step_graph import build_step_graph, checkpoint_getter
-    from mof.export.synthetic import make_checkpoint
+    from synthetic import make_checkpoint
     from mof.runtime.config import ModelConfig
     t = T6_TYPES["t6_beta_dense"]
     cfg = ModelConfig(16000, t.embed_dim, t.rnn_units, t.router_units, t.rnn_layers, t.trans_layers,

@@ -96,10 +96,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     utf8_stdio()
     args = build_parser().parse_args(argv)
     from ._tf import import_tf
-    from .pipeline import STAGES, ExportOptions, check_inputs, export_checkpoint
+    from .pipeline import ExportOptions, check_inputs, export_checkpoint, stage_count
     from .progress import Progress
 
-    progress = Progress(STAGES + args.int8, quiet=args.quiet)
+    progress = Progress(stage_count(args.int8), quiet=args.quiet)
     opts = ExportOptions(checkpoint=Path(args.checkpoint), output=args.output, vocab=args.vocab,
                          model_type=args.model_type, num_heads=args.heads,
                          trans_window=args.trans_window, window=args.window, force=args.force,

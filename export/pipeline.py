@@ -6,7 +6,7 @@ import importlib.metadata
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from mof.runtime.config import ModelConfig
 from mof.runtime.contract import (FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_FILES, GRAPH_FULL, GRAPH_STEP,
@@ -23,7 +23,8 @@ from .checkpoint import (EMBEDDING, check_data_complete, list_variables, locate_
 from .progress import Progress
 from .vocabulary import find_vocab_file, load_vocabulary
 
-STAGES = 6   # locate, build, restore, convert, validate, write (+ quantize with --int8)
+# What export_checkpoint does, in order; with --int8, "quantize" runs before "write".
+STAGES = ("locate", "build", "restore", "convert", "validate", "measure", "write")
 
 
 @dataclass(frozen=True)
@@ -115,25 +116,20 @@ def producer_versions() -> dict[str, str]:
     return out
 
 
+def stage_count(int8: bool) -> int:
+    """How many stages ``export_checkpoint`` runs (a Progress's total)."""
+    return len(STAGES) + bool(int8)
+
+
 def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None,
                       inputs: Optional[Inputs] = None) -> Path:
     """Run every stage; returns the bundle directory. Raises MofError on bad input.
     ``inputs``: ``check_inputs(opts)`` if the caller already ran it (before importing TensorFlow)."""
-    import onnxruntime as ort
-
     from mof.measure.calibration import load_calibration_text
-    from mof.measure.policies import policy_table
-    from mof.runtime.model import Model, session_options
-    from mof.runtime.selfcheck import make_reference
 
-    from . import oracle
-    from .convert import to_onnx
-    from .keras_model import build_keras_model, restore, traced_call, window_function
-    from .step_graph import build_chunk_graph, build_decode_graph, build_step_graph, checkpoint_getter
-    from .validate import run_parity
-    from .validate_step import check_chunk, check_decode, check_step
+    from .keras_model import build_keras_model, restore
 
-    progress = progress or Progress(STAGES + opts.int8)
+    progress = progress or Progress(stage_count(opts.int8))
     with progress.stage("locate", "checkpoint, vocabulary and model sizes"):
         loc = locate(opts, progress, inputs)
         calibration = load_calibration_text(opts.calibration_text)
@@ -145,57 +141,14 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None,
     converted = [n for n, on in ((GRAPH_FULL, opts.full), (GRAPH_WINDOW, opts.window_graph)) if on]
     what = (f"{' and '.join(converted)} with tf2onnx (opset 17), " if converted else "") + "step, chunk and decode graphs"
     with progress.stage("convert", what):
-        graphs = {}
-        if opts.full:
-            graphs[GRAPH_FULL] = to_onnx(model, ["batch", "seq", cfg.vocab_size], is_keras=True)
-        if opts.window_graph:
-            graphs[GRAPH_WINDOW] = to_onnx(window_function(model), ["batch", cfg.vocab_size], is_keras=False)
-        get = checkpoint_getter(loc.prefix)
-        graphs[GRAPH_STEP] = build_step_graph(cfg, get)
-        graphs[GRAPH_CHUNK] = build_chunk_graph(cfg, get)
-        graphs[GRAPH_DECODE] = build_decode_graph(cfg, get)
-        blobs = {name: g.SerializeToString() for name, g in graphs.items()}
-        del graphs
-        for name, blob in blobs.items():
-            progress.log(f"      {GRAPH_FILES[name]}: {len(blob) / 1e6:.1f} MB")
-    manifest = make_manifest(
-        cfg, model_type=opts.model_type,
-        vocab={"size": loc.vocab.size, "unknown_token": loc.vocab.tokens[loc.vocab.unknown_id],
-               "unknown_id": loc.vocab.unknown_id,
-               "unknown_token_in_vocab": loc.vocab.has_unknown_token,
-               "duplicates": len(loc.vocab.duplicates())},
-        validation={}, producer=producer_versions(),
-        source={"checkpoint": loc.prefix.name, "vocab": loc.vocab_path.name},
-        graphs=tuple(blobs), form=opts.form)
+        blobs = convert_graphs(opts, loc, model, progress.log)
+    manifest = new_manifest(opts, loc, tuple(blobs))
     with progress.stage("validate", f"TensorFlow vs onnxruntime, atol {opts.atol:g}"):
-        so = session_options(None)
-        sessions = {name: ort.InferenceSession(blob, sess_options=so, providers=["CPUExecutionProvider"])
-                    for name, blob in blobs.items()}
-        reference = traced_call(model)                   # model(ids), one trace for every shape
-        tf_full = lambda ids: reference(ids).numpy()
-        report = run_parity(tf_full, sessions, cfg, opts.atol, progress.log, seed=opts.seed)
-        separate = {n: sess for n, sess in sessions.items() if n != GRAPH_DECODE}
-        runtime_model = Model(loc.output, manifest, separate, loc.vocab, "fp32")       # step and chunk
-        weights = oracle.load_weights(loc.prefix, cfg)
-        report["step"] = check_step(runtime_model, lambda ids: oracle.stream_forward(weights, cfg, ids),
-                                    tf_full, opts.atol, progress.log, seed=opts.seed + 1)
-        report["chunk"] = check_chunk(runtime_model, lambda ids: oracle.window_state(weights, cfg, ids),
-                                      opts.atol, progress.log, seed=opts.seed + 2)
-        decode_model = Model(loc.output, manifest, {GRAPH_DECODE: sessions[GRAPH_DECODE]}, loc.vocab, "fp32")
-        report["decode"] = check_decode(runtime_model, decode_model, opts.atol, progress.log, seed=opts.seed + 3)
-        checked = report["cases"] + report["step"]["cases"] + report["chunk"]["cases"] + report["decode"]["cases"]
-        failed = [c for c in checked if not c["ok"]]
-        if failed:
-            worst = max(c.get("max_rel_diff", c["max_abs_diff"]) for c in failed)
-            raise MofError(f"parity check failed: {len(failed)} cases exceed atol {opts.atol:g} "
-                           f"(worst difference {worst:.3g}); no bundle written")
-        report["passed"] = True
-        progress.log(f"      all {len(checked)} cases within atol {opts.atol:g}")
-        source = opts.calibration_text.name if opts.calibration_text else "built-in"
-        stream = policy_table(decode_model, calibration, opts.eval_tokens, source,     # what decoding runs
-                              None if opts.int8 else progress.log)
-        references = make_reference(decode_model, recorded_by="mof-export")    # the self-check's
-        del sessions, runtime_model, decode_model
+        report, decode_model = validate_graphs(opts, loc, model, manifest, blobs, progress.log)
+    source = opts.calibration_text.name if opts.calibration_text else "built-in"
+    with progress.stage("measure", f"stream policies vs exact ({source} text), self-check references"):
+        stream, references = measure_decoding(opts, decode_model, calibration, source, progress.log)
+        del decode_model
     set_validation(manifest, report)
     set_stream_report(manifest, stream)
     set_self_check(manifest, references)
@@ -209,12 +162,110 @@ def export_checkpoint(opts: ExportOptions, progress: Optional[Progress] = None,
                 allow_degraded=opts.allow_degraded, log=progress.log)
             manifest = add_precision(manifest, INT8, **additions)
     with progress.stage("write", f"bundle {loc.output}"):
-        with BundleWriter(loc.output, force=opts.force) as w:
-            for name in set(blobs) - set(QUANTIZED_GRAPHS):     # full / window: analysis graphs with
-                w.path(GRAPH_FILES[name]).write_bytes(blobs[name])  # their own weight layouts, embedded
-            store_precision(w, manifest, FP32, {n: blobs[n] for n in QUANTIZED_GRAPHS}, progress.log)
-            if int8_blobs:
-                store_precision(w, manifest, INT8, int8_blobs, progress.log)
-            w.path(VOCAB_FILE).write_text(loc.vocab.to_json(), encoding="utf-8")
-            out = w.commit(manifest)
-    return out
+        return write_bundle(opts, loc, manifest, blobs, int8_blobs, progress.log)
+
+
+def convert_graphs(opts: ExportOptions, loc: Located, model, log: Callable[[str], None]) -> dict[str, bytes]:
+    """The "convert" stage: graph name -> serialized graph (tf2onnx's full and window graphs when
+    asked; step_graph's step, chunk and decode graphs)."""
+    from .convert import to_onnx
+    from .keras_model import window_function
+    from .step_graph import build_chunk_graph, build_decode_graph, build_step_graph, checkpoint_getter
+
+    cfg, blobs = loc.config, {}
+    if opts.full:
+        blobs[GRAPH_FULL] = to_onnx(model, ["batch", "seq", cfg.vocab_size], is_keras=True).SerializeToString()
+    if opts.window_graph:
+        blobs[GRAPH_WINDOW] = to_onnx(window_function(model), ["batch", cfg.vocab_size],
+                                      is_keras=False).SerializeToString()
+    get = checkpoint_getter(loc.prefix)
+    for name, build in ((GRAPH_STEP, build_step_graph), (GRAPH_CHUNK, build_chunk_graph),
+                        (GRAPH_DECODE, build_decode_graph)):
+        blobs[name] = build(cfg, get).SerializeToString()
+    for name, blob in blobs.items():
+        log(f"      {GRAPH_FILES[name]}: {len(blob) / 1e6:.1f} MB")
+    return blobs
+
+
+def new_manifest(opts: ExportOptions, loc: Located, graphs: tuple[str, ...]) -> dict:
+    """The bundle's manifest before validation (its report, stream table and self-check come later)."""
+    vocab = loc.vocab
+    return make_manifest(
+        loc.config, model_type=opts.model_type,
+        vocab={"size": vocab.size, "unknown_token": vocab.tokens[vocab.unknown_id],
+               "unknown_id": vocab.unknown_id, "unknown_token_in_vocab": vocab.has_unknown_token,
+               "duplicates": len(vocab.duplicates())},
+        validation={}, producer=producer_versions(),
+        source={"checkpoint": loc.prefix.name, "vocab": loc.vocab_path.name},
+        graphs=graphs, form=opts.form)
+
+
+def validate_graphs(opts: ExportOptions, loc: Located, model, manifest: dict, blobs: dict[str, bytes],
+             log: Callable[[str], None]):
+    """The "validate" stage: every graph against TensorFlow (tf2onnx's and the chunk graph), the
+    step and chunk graphs against the numpy oracle, the decode graph against both. Returns (the
+    parity report, the decode graph's fp32 Model, which the "measure" stage decodes with); a
+    case over ``opts.atol`` is a MofError."""
+    import onnxruntime as ort
+
+    from mof.runtime.model import Model, session_options
+
+    from . import oracle
+    from .keras_model import traced_call
+    from .validate import run_parity
+    from .validate_step import check_chunk, check_decode, check_step
+
+    cfg, seed = loc.config, opts.seed
+    so = session_options(None)
+    sessions = {name: ort.InferenceSession(blob, sess_options=so, providers=["CPUExecutionProvider"])
+                for name, blob in blobs.items()}
+    reference = traced_call(model)                   # model(ids), one trace for every shape
+    tf_full = lambda ids: reference(ids).numpy()
+    report = run_parity(tf_full, sessions, cfg, opts.atol, log, seed=seed)
+    separate = {n: sess for n, sess in sessions.items() if n != GRAPH_DECODE}
+    runtime_model = Model(loc.output, manifest, separate, loc.vocab, FP32)       # step and chunk
+    weights = oracle.load_weights(loc.prefix, cfg)
+    report["step"] = check_step(runtime_model, lambda ids: oracle.stream_forward(weights, cfg, ids),
+                                tf_full, opts.atol, log, seed=seed + 1)
+    report["chunk"] = check_chunk(runtime_model, lambda ids: oracle.window_state(weights, cfg, ids),
+                                  opts.atol, log, seed=seed + 2)
+    decode_model = Model(loc.output, manifest, {GRAPH_DECODE: sessions[GRAPH_DECODE]}, loc.vocab, FP32)
+    report["decode"] = check_decode(runtime_model, decode_model, opts.atol, log, seed=seed + 3)
+    check_passed(report, opts.atol, log)
+    return report, decode_model
+
+
+def check_passed(report: dict, atol: float, log: Callable[[str], None]) -> None:
+    """Mark ``report`` passed, or raise MofError naming how many cases exceed ``atol``."""
+    checked = report["cases"] + report["step"]["cases"] + report["chunk"]["cases"] + report["decode"]["cases"]
+    failed = [c for c in checked if not c["ok"]]
+    if failed:
+        worst = max(c.get("max_rel_diff", c["max_abs_diff"]) for c in failed)
+        raise MofError(f"parity check failed: {len(failed)} cases exceed atol {atol:g} "
+                       f"(worst difference {worst:.3g}); no bundle written")
+    report["passed"] = True
+    log(f"      all {len(checked)} cases within atol {atol:g}")
+
+
+def measure_decoding(opts: ExportOptions, decode_model, calibration, source: str, log: Callable[[str], None]):
+    """The "measure" stage, on the validated fp32 decode graph: the stream-policy table (what
+    decoding runs; its lines are logged unless --int8 logs its own table) and the self-check's
+    reference logits. Returns (stream table, self-check section)."""
+    from mof.measure.policies import policy_table
+    from mof.runtime.selfcheck import make_reference
+
+    stream = policy_table(decode_model, calibration, opts.eval_tokens, source, None if opts.int8 else log)
+    return stream, make_reference(decode_model, recorded_by="mof-export")
+
+
+def write_bundle(opts: ExportOptions, loc: Located, manifest: dict, blobs: dict[str, bytes],
+          int8_blobs: dict[str, bytes], log: Callable[[str], None]) -> Path:
+    """The "write" stage: the bundle directory, atomically (BundleWriter)."""
+    with BundleWriter(loc.output, force=opts.force) as w:
+        for name in set(blobs) - set(QUANTIZED_GRAPHS):     # full / window: analysis graphs with
+            w.path(GRAPH_FILES[name]).write_bytes(blobs[name])  # their own weight layouts, embedded
+        store_precision(w, manifest, FP32, {n: blobs[n] for n in QUANTIZED_GRAPHS}, log)
+        if int8_blobs:
+            store_precision(w, manifest, INT8, int8_blobs, log)
+        w.path(VOCAB_FILE).write_text(loc.vocab.to_json(), encoding="utf-8")
+        return w.commit(manifest)

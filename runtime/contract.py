@@ -2,7 +2,19 @@
 
 Export writes these names, the runtime reads them; neither defines its own.
 The manifest schema is documented in docs/bundle-format.md.
+
+Each graph's inputs and outputs are declared here once (``graph_io``): the step graph builder
+(mof.export.step_graph) writes them, the manifest writer (mof.writer.manifest.graph_entry) records
+them, and Model.load checks an opened graph against them.
 """
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import ModelConfig
 
 FORMAT = "mof-bundle"          # manifest["format"]
 FORMAT_VERSION = 2             # manifest["format_version"] written; bumped on incompatible changes
@@ -58,3 +70,53 @@ STATE_OUT = "state_out."
 UNKNOWN_TOKEN = "\u25a9"       # '▩'
 
 ONNX_OPSET = 17
+
+
+# The graphs' inputs and outputs ------------------------------------------------------------------
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output."""
+    name: str
+    dtype: str                  # numpy's name: "int32", "int64", "float32" or "bool"
+    shape: tuple                # ints (fixed by the config) and symbolic names: "batch", "chunk", "seq"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's form: {"name", "dtype", "shape"}."""
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
+class GraphIO:
+    """A graph's inputs and outputs, in order."""
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
+def graph_io(graph: str, config: "ModelConfig") -> GraphIO:
+    """The inputs and outputs of graph ``graph`` (a GRAPH_* name) of a model with ``config``:
+
+    full    input_ids [batch, seq]                         -> logits [batch, seq, V]
+    window  input_ids [batch, seq]                         -> logits [batch, V] (last position)
+    chunk   input_ids [batch, seq]                         -> logits [batch, V], state_out.* (state_io)
+    step    input_ids [batch, chunk], position [batch],
+            state.* (state_io)                             -> logits [batch, V], state_out.*
+    decode  step's inputs, refill []                       -> step's outputs
+    """
+    from .state import state_io                 # state reads this module's names
+    if graph not in GRAPH_FILES:
+        raise ValueError(f"unknown graph {graph!r}")
+    V = config.vocab_size
+    if graph in (GRAPH_FULL, GRAPH_WINDOW):
+        shape = ("batch", "seq", V) if graph == GRAPH_FULL else ("batch", V)
+        return GraphIO((TensorSpec(INPUT_IDS, "int32", ("batch", "seq")),),
+                       (TensorSpec(LOGITS, "float32", shape),))
+    state = state_io(config)
+    outputs = (TensorSpec(LOGITS, "float32", ("batch", V)),) + tuple(
+        TensorSpec(name_out, "float32", tuple(shape)) for _, name_out, shape in state)
+    if graph == GRAPH_CHUNK:
+        return GraphIO((TensorSpec(INPUT_IDS, "int32", ("batch", "seq")),), outputs)
+    inputs = (TensorSpec(INPUT_IDS, "int32", ("batch", "chunk")), TensorSpec(POSITION, "int64", ("batch",))) \
+        + tuple(TensorSpec(name_in, "float32", tuple(shape)) for name_in, _, shape in state)
+    if graph == GRAPH_DECODE:
+        inputs += (TensorSpec(REFILL_INPUT, "bool", ()),)
+    return GraphIO(inputs, outputs)

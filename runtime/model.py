@@ -24,7 +24,7 @@ import onnxruntime as ort
 from .bundle import check_unchanged, file_identity, read_manifest, read_verified, verify_bundle
 from .config import ModelConfig
 from .contract import (FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_STEP, INPUT_IDS, INT8, LOGITS, POSITION,
-                       PRECISIONS, REFILL_INPUT, STATE_OUT)
+                       PRECISIONS, REFILL_INPUT, STATE_OUT, graph_io)
 from .decoding import recommended_refill_every
 from .errors import BundleError, MofError, OnnxruntimeWarning
 from .manifest import Manifest
@@ -336,7 +336,7 @@ def _open_session(bundle_dir: Path, manifest: Manifest, name: str, file: str, we
     lost = [n for n in chosen.accelerated if n not in chosen.plugin and n not in sess.get_providers()]
     if lost:      # onnxruntime fell back to the CPU (e.g. the provider's libraries are missing)
         raise MofError(f"{bundle_dir}: onnxruntime could not start {', '.join(lost)} for {file}")
-    _check_io(sess, manifest.graph(name), f"{bundle_dir.name}/{file}")
+    _check_io(sess, manifest, name, f"{bundle_dir.name}/{file}")
     return sess
 
 
@@ -349,15 +349,31 @@ def check_environment(bundle_dir: str | os.PathLike, precision: str = FP32, prov
     return check_onnxruntime_version(read_manifest(bundle_dir), precision, bundle_dir.name, chosen.names)
 
 
-def _check_io(sess: ort.InferenceSession, entry: dict, where: str) -> None:
-    """The graph's real inputs/outputs must be the ones the manifest promises."""
-    want_in = [t["name"] for t in entry.get("inputs", [])]
-    want_out = [t["name"] for t in entry.get("outputs", [])]
-    got_in = [i.name for i in sess.get_inputs()]
-    got_out = [o.name for o in sess.get_outputs()]
-    if sorted(got_in) != sorted(want_in) or sorted(got_out) != sorted(want_out):
-        raise BundleError(f"{where}: inputs {got_in} / outputs {got_out} do not match the manifest "
-                          f"({want_in} / {want_out})")
+def _check_io(sess: ort.InferenceSession, manifest: Manifest, graph: str, where: str) -> None:
+    """The graph's real inputs and outputs must be the ones mof.runtime.contract.graph_io declares
+    for ``graph``, in order (``_fits``), and the manifest's entry must name the same ones."""
+    io = graph_io(graph, manifest.config)
+    for side, specs, args in (("inputs", io.inputs, sess.get_inputs()), ("outputs", io.outputs, sess.get_outputs())):
+        bad = next((i for i, (a, t) in enumerate(zip(args, specs)) if not _fits(a, t)), min(len(args), len(specs)))
+        if bad < max(len(args), len(specs)):
+            got = f"{args[bad].name} {args[bad].type} {args[bad].shape}" if bad < len(args) else "missing"
+            want = f"{specs[bad].name} {_ORT_TYPES[specs[bad].dtype]} {list(specs[bad].shape)}" if bad < len(specs) else "none"
+            raise BundleError(f"{where}: {side[:-1]} {bad} is {got}; a {graph} graph's is {want}")
+        named = [str(t.get("name")) for t in manifest.graph(graph).get(side) or [] if isinstance(t, dict)]
+        if sorted(named) != sorted(t.name for t in specs):
+            raise BundleError(f"{where}: the manifest names the {graph} graph's {side} {named}, "
+                              f"not {[t.name for t in specs]}")
+
+
+_ORT_TYPES = {"float32": "tensor(float)", "int32": "tensor(int32)", "int64": "tensor(int64)", "bool": "tensor(bool)"}
+
+
+def _fits(arg, spec) -> bool:
+    """An onnxruntime input/output (NodeArg) is the declared TensorSpec: its name, its dtype, its
+    rank, the config's sizes; a symbolic dimension ("batch") may have any name but no fixed size."""
+    shape = list(arg.shape or [])
+    return (arg.name == spec.name and arg.type == _ORT_TYPES[spec.dtype] and len(shape) == len(spec.shape)
+            and all(d == e if isinstance(e, int) else not isinstance(d, int) for d, e in zip(shape, spec.shape)))
 
 
 def _check_external_data(graph: bytes, weights: Optional[str], where: str) -> None:

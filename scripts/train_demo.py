@@ -25,7 +25,7 @@ the fortunes: the dialogues are oversampled so the format is learned.
 The vocabulary is '▩' plus the fortunes' characters seen at least --min-count times plus every
 character of the dialogue corpus and the template (held-out replies included, so none of them
 reads as '▩'). The network is xiaothink's own T6 code (mof.export.keras_model), trained with the
-usual next-character loss at every position (the pieces of mof.export.synthetic's trainer), the
+usual next-character loss at every position (the pieces of tests/helpers/synthetic.py's trainer), the
 learning rate on a cosine from 2e-3 to 2e-4 over the run's progress. The run ends after --steps
 steps or --minutes of wall time, whichever comes first; progress is the larger of the two
 fractions, so a run cut short by a busy machine still ends on the low learning rate. With the
@@ -152,7 +152,8 @@ def main() -> int:
 
     from mof.export._tf import import_tf
     from mof.export.keras_model import build_keras_model
-    from mof.export.synthetic import char_vocab, compile_next_char, next_char_windows, save_checkpoint
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
+    from synthetic import char_vocab, compile_next_char, next_char_windows, save_checkpoint
     from mof.runtime.config import ModelConfig
     tf = import_tf()
     tf.keras.utils.set_random_seed(args.seed)

@@ -93,7 +93,7 @@ def once(tmp_path_factory, name: str, make: Callable[[Path], Path]) -> Path:
 @pytest.fixture(scope="session")
 def ckpt_factory(tmp_path_factory):
     """make(config, seed=0, vocab=None) -> checkpoint prefix; identical requests are built once."""
-    from mof.export.synthetic import make_checkpoint
+    from synthetic import make_checkpoint
 
     def make(config, seed: int = 0, vocab=None) -> Path:
         key = repr((config, seed, None if vocab is None else tuple(vocab)))
@@ -132,11 +132,8 @@ def tiny_bundle(tiny_ckpt, tmp_path_factory) -> Path:
 
 def _export_tiny(ckpt: Path, out: Path, **options) -> Path:
     """mof-export's pipeline on a tiny checkpoint (H = 4, Wt = 6, W = 12, 40 tokens measured)."""
-    from mof.export.pipeline import ExportOptions, export_checkpoint
-    from mof.export.progress import Progress
-    opts = ExportOptions(checkpoint=ckpt, output=out, num_heads=4, trans_window=6, window=12,
-                         eval_tokens=40, **options)
-    return export_checkpoint(opts, Progress(6 + opts.int8, quiet=True))
+    from mof_testing import export_bundle
+    return export_bundle(ckpt, out, num_heads=4, trans_window=6, window=12, eval_tokens=40, **options)
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,10 @@
 """Writing manifest.json (docs/bundle-format.md): the one module that makes a manifest and
 changes it. mof-export makes it (``make_manifest``, ``set_validation``, ``set_stream_report``,
 ``set_self_check``), mof-quantize adds a precision (``add_precision``, ``record_weights``),
-upgrading a bundle marks it current (``mark_current``), and ``write_manifest`` serializes it
-(BundleWriter.commit). Readers use
-mof.runtime.manifest.Manifest. No onnx here: mof-eval, which needs only the runtime, writes
-through it too.
+``mof-check --record`` replaces the self-check's references (``set_self_check``), upgrading a
+bundle marks it current (``mark_current``), and ``write_manifest`` serializes it
+(BundleWriter.commit). Readers use mof.runtime.manifest.Manifest. No onnx here: mof-check, which
+needs only the runtime, writes through it too.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from typing import Any, Iterable, Optional
 
 from mof.runtime.chat import FORMS
 from mof.runtime.config import ModelConfig
-from mof.runtime.contract import (FORMAT, FORMAT_VERSION, FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_FILES,
-                                  GRAPH_FULL, GRAPH_STEP, GRAPH_WINDOW, INPUT_IDS, LOGITS, MANIFEST_FILE,
-                                  POSITION, QUANTIZED_FILES, QUANTIZED_GRAPHS, REFILL_INPUT, VOCAB_FILE)
+from mof.runtime.contract import (FORMAT, FORMAT_VERSION, FP32, GRAPH_FILES, GRAPH_FULL, GRAPH_STEP, GRAPH_WINDOW,
+                                  MANIFEST_FILE, POSITION, QUANTIZED_FILES, QUANTIZED_GRAPHS, VOCAB_FILE, graph_io)
 from mof.runtime.errors import BundleError
 from mof.runtime.manifest import UNSAID_FORM
 from mof.runtime.ort_compat import record as onnxruntime_record
@@ -26,40 +25,12 @@ from mof.runtime.selfcheck import SECTION as SELF_CHECK
 from mof.runtime.state import state_io, state_shapes
 
 
-def _tensor(name: str, dtype: str, shape: list) -> dict[str, Any]:
-    return {"name": name, "dtype": dtype, "shape": shape}
-
-
 def graph_entry(graph: str, config: ModelConfig) -> dict[str, Any]:
-    """The manifest entry of one graph: its fp32 file and its I/O contract."""
-    V = config.vocab_size
-    if graph == GRAPH_STEP:
-        io = state_io(config)
-        return {
-            FP32: GRAPH_FILES[graph],
-            "inputs": [_tensor(INPUT_IDS, "int32", ["batch", "chunk"]),
-                       _tensor(POSITION, "int64", ["batch"])]
-                      + [_tensor(i, "float32", shape) for i, _, shape in io],
-            "outputs": [_tensor(LOGITS, "float32", ["batch", V])]
-                       + [_tensor(o, "float32", shape) for _, o, shape in io],
-        }
-    if graph == GRAPH_DECODE:
-        step = graph_entry(GRAPH_STEP, config)
-        return {**step, FP32: GRAPH_FILES[graph],
-                "inputs": step["inputs"] + [_tensor(REFILL_INPUT, "bool", [])]}
-    if graph == GRAPH_CHUNK:
-        return {
-            FP32: GRAPH_FILES[graph],
-            "inputs": [_tensor(INPUT_IDS, "int32", ["batch", "seq"])],
-            "outputs": [_tensor(LOGITS, "float32", ["batch", V])]
-                       + [_tensor(o, "float32", shape) for _, o, shape in state_io(config)],
-        }
-    out_shape = {GRAPH_FULL: ["batch", "seq", V], GRAPH_WINDOW: ["batch", V]}[graph]
-    return {
-        FP32: GRAPH_FILES[graph],
-        "inputs": [_tensor(INPUT_IDS, "int32", ["batch", "seq"])],
-        "outputs": [_tensor(LOGITS, "float32", out_shape)],
-    }
+    """The manifest entry of one graph: its fp32 file and its inputs and outputs (as
+    mof.runtime.contract.graph_io declares them)."""
+    io = graph_io(graph, config)
+    return {FP32: GRAPH_FILES[graph], "inputs": [t.to_dict() for t in io.inputs],
+            "outputs": [t.to_dict() for t in io.outputs]}
 
 
 def state_section(config: ModelConfig) -> dict[str, Any]:

@@ -1,10 +1,11 @@
-"""A tiny helper for writing ONNX graphs by hand with onnx.helper: constants, ops, unique names,
-and the GRU cell written with MatMuls (quant's GRU rewrite). Keras layers lowered to ONNX, which
-only export's step graph uses, are in mof.export.onnx_layers."""
+"""A small helper for writing ONNX graphs by hand with onnx.helper: nodes named by path, one
+initializer per constant value, and the GRU cell written with MatMuls (quant's GRU rewrite). Keras
+layers lowered to ONNX, which only export's step graph uses, are in mof.export.onnx_layers."""
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -14,37 +15,78 @@ UNIT_INPUT = "mof: input in [-1, 1]"
 
 
 class GraphBuilder:
-    def __init__(self, prefix: str = "mof"):
+    """Nodes are named by path, as onnxruntime-genai's builder names them (``/router/dense/MatMul``,
+    ``/transformer/layers.1/attn/qkv/MatMul``), so that a profile or Netron reads like the network:
+    ``prefix`` (a subgraph's: the path of the node that holds it), the ``scope``s entered, the op's
+    ``hint`` and its type; a node's outputs are ``<node>/output_<i>``. An equal constant is one
+    initializer: ``const`` returns the name it was first given."""
+
+    def __init__(self, prefix: str = ""):
         from onnx import helper, numpy_helper
         self._helper, self._numpy_helper = helper, numpy_helper
-        self.prefix = prefix
+        self.prefix = prefix.rstrip("/")
         self.nodes: list = []
         self.initializers: list = []
-        self._count = 0
+        self._scopes: list[str] = []
+        self._taken: dict[str, int] = {}           # path -> times given (the 2nd is path_1, ...)
+        self._consts: dict[tuple, str] = {}        # (dtype, shape, bytes) -> initializer name
+
+    @contextlib.contextmanager
+    def scope(self, *parts: str) -> Iterator[None]:
+        """Name what is written inside under ``parts`` (a module path: "transformer", "layers.0")."""
+        self._scopes.extend(parts)
+        try:
+            yield
+        finally:
+            del self._scopes[len(self._scopes) - len(parts):]
 
     def name(self, hint: str) -> str:
-        self._count += 1
-        return f"{self.prefix}/{hint}_{self._count}"
+        """A new unique path: the prefix, the scopes, ``hint`` (``_1``, ``_2``, ... when taken)."""
+        path = "/".join([self.prefix, *self._scopes, hint])
+        n = self._taken.get(path, 0)
+        self._taken[path] = n + 1
+        return path if n == 0 else f"{path}_{n}"
 
-    def const(self, value, hint: str = "c", dtype=np.float32) -> str:
+    def const(self, value, hint: str | None = None, dtype=np.float32) -> str:
+        """An initializer holding ``value``; the same one for an equal value (dtype, shape and
+        bytes). ``hint``: a weight's name under the current scope; without one, a small constant
+        is named by its value (``/const/int64/[0,0,4,24]``)."""
         arr = np.asarray(value, dtype=dtype)
-        name = self.name(hint)
-        self.initializers.append(self._numpy_helper.from_array(arr, name))
-        return name
+        key = (arr.dtype.str, arr.shape, arr.tobytes())
+        if key not in self._consts:
+            if hint is None and arr.size <= 8:
+                text = ",".join(f"{v:g}" if arr.dtype.kind == "f" else str(v) for v in arr.ravel().tolist())
+                text = f"[{text}]" if arr.ndim else text
+                name = self._unique(f"{self.prefix}/const/{arr.dtype}/{text}")
+            else:
+                name = self.name(hint or "const")
+            self.initializers.append(self._numpy_helper.from_array(arr, name))
+            self._consts[key] = name
+        return self._consts[key]
+
+    def _unique(self, path: str) -> str:
+        n = self._taken.get(path, 0)
+        self._taken[path] = n + 1
+        return path if n == 0 else f"{path}_{n}"
 
     def op(self, op_type: str, inputs: Sequence[str], hint: str | None = None, outputs: int = 1,
            **attrs) -> str | list[str]:
-        outs = [self.name(hint or op_type) for _ in range(outputs)]
-        self.nodes.append(self._helper.make_node(op_type, list(inputs), outs, **attrs))
+        """A node named ``<scope>/<hint>/<op_type>`` (``<scope>/<op_type>`` without a hint)."""
+        node = self.name(f"{hint}/{op_type}" if hint else op_type)
+        outs = [f"{node}/output_{i}" for i in range(outputs)]
+        self.nodes.append(self._helper.make_node(op_type, list(inputs), outs, name=node, **attrs))
         return outs[0] if outputs == 1 else outs
 
-    def op_named(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str], **attrs) -> None:
-        """An op whose outputs get the given names (to splice into an existing graph)."""
-        self.nodes.append(self._helper.make_node(op_type, list(inputs), list(outputs), **attrs))
+    def op_named(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str], node: str | None = None,
+                 **attrs) -> None:
+        """An op whose outputs get the given names (to splice into an existing graph); ``node``:
+        its name (default: a new path for ``op_type``)."""
+        self.nodes.append(self._helper.make_node(op_type, list(inputs), list(outputs),
+                                                 name=node or self.name(op_type), **attrs))
 
     def output_as(self, value: str, name: str) -> None:
         """Expose ``value`` under the graph output name ``name``."""
-        self.nodes.append(self._helper.make_node("Identity", [value], [name]))
+        self.op_named("Identity", [value], [name], node=self.name(f"{name}/Identity"))
 
     def matmul_gru(self, x_tbi: str, h0_bu: str, kernel: np.ndarray, recurrent: np.ndarray,
                    bias: np.ndarray, hint: str, sequence: bool = True) -> tuple[str | None, str]:
@@ -58,53 +100,64 @@ class GraphBuilder:
         x [T, B, in], h0 [B, U] -> (Y [T, B, U], h_T [B, U]); ``sequence=False``: (None, h_T),
         the Loop with no per-step outputs.
         """
-        from onnx import TensorProto
-        helper = self._helper
-        vi = helper.make_tensor_value_info
         U = recurrent.shape[0]
         # the recurrent bias of the z and r gates is added with the input's (it is only ever added
         # to x W); the h gate's stays in the cell: r * (h R_h + b_h)
         b_in = bias[0] + np.concatenate([bias[1][:2 * U], np.zeros(U, bias.dtype)])
-        xw = self.op("Add", [self.op("MatMul", [x_tbi, self.const(kernel, f"{hint}/kernel")]),
-                             self.const(b_in, f"{hint}/input_bias")], f"{hint}/xw")         # [T, B, 3U]
-        R = self.const(recurrent, f"{hint}/recurrent_kernel")                             # [U, 3U]
-        b_h = self.const(bias[1][2 * U:], f"{hint}/recurrent_bias_h")                     # [U]
+        with self.scope(hint):
+            xw = self.op("Add", [self.op("MatMul", [x_tbi, self.const(kernel, "kernel")], "xw"),
+                                 self.const(b_in, "input_bias")], "xw")                     # [T, B, 3U]
+            R = self.const(recurrent, "recurrent_kernel")                                 # [U, 3U]
+            b_h = self.const(bias[1][2 * U:], "recurrent_bias_h")                         # [U]
+            # the first step at top level (a one-token chunk — every decoding call — needs nothing
+            # else), the rest in a Loop over x[1:], which runs no iterations for one token
+            zero, one_i = self.const([0], dtype=np.int64), self.const([1], dtype=np.int64)
+            with self.scope("step0"):
+                h1 = _gru_cell(self, h0_bu, self.op("Squeeze", [self.op("Slice", [xw, zero, one_i, zero]), zero]),
+                               R, b_h, U)                                                 # [B, U]
+            rest = self.op("Slice", [xw, one_i, self.const([2**62], dtype=np.int64), zero], "rest")  # [T-1, B, 3U]
+            return self._gru_loop(f"{hint}_cell", rest, h1, R, b_h, U, sequence)
 
-        def cell(g: "GraphBuilder", h: str, x_t: str) -> str:
-            """h [B, U], x_t = x W + b [B, 3U] -> the new h [B, U] (gate order z, r, h)."""
-            rec = g.op("MatMul", [h, R], doc_string=UNIT_INPUT)                           # [B, 3U]
-            sizes = g.const([2 * U, U], dtype=np.int64)
-            x_zr, x_h = g.op("Split", [x_t, sizes], axis=-1, outputs=2)
-            r_zr, r_h = g.op("Split", [rec, sizes], axis=-1, outputs=2)
-            z, r = g.op("Split", [g.op("Sigmoid", [g.op("Add", [x_zr, r_zr])]), g.const([U, U], dtype=np.int64)],
-                        axis=-1, outputs=2)
-            hh = g.op("Tanh", [g.op("Add", [x_h, g.op("Mul", [r, g.op("Add", [r_h, b_h])])])])
-            return g.op("Add", [hh, g.op("Mul", [z, g.op("Sub", [h, hh])])])             # z h + (1-z) hh
-
-        # the first step at top level (a one-token chunk — every decoding call — needs nothing
-        # else), the rest in a Loop over x[1:], which runs no iterations for one token
-        zero = self.const([0], dtype=np.int64)
-        one_i = self.const([1], dtype=np.int64)
-        h1 = cell(self, h0_bu, self.op("Squeeze", [self.op("Slice", [xw, zero, one_i, zero]), zero]))  # [B, U]
-        rest = self.op("Slice", [xw, one_i, self.const([2**62], dtype=np.int64), zero])        # [T-1, B, 3U]
-        trips = self.op("Squeeze", [self.op("Slice", [self.op("Shape", [rest]), zero, one_i]), zero])
-        body = GraphBuilder(f"{self.prefix}/{hint}/cell")
-        it, cond, h = f"{hint}/iter", f"{hint}/cond_in", f"{hint}/h_in"
-        h_new = cell(body, h, body.op("Gather", [rest, it], axis=0))
-        body.output_as(cond, f"{hint}/cond_out")
-        body.output_as(h_new, f"{hint}/h_out")
-        outs = [vi(f"{hint}/cond_out", TensorProto.BOOL, []), vi(f"{hint}/h_out", TensorProto.FLOAT, ["batch", U])]
+    def _gru_loop(self, name: str, rest: str, h1: str, R: str, b_h: str, U: int,
+                  sequence: bool) -> tuple[str | None, str]:
+        """matmul_gru's steps after the first: a Loop (its body graph ``name``) over rest = x[1:] W + b
+        [T-1, B, 3U] from h1 [B, U] -> (Y [T, B, U] or None, h_T [B, U])."""
+        from onnx import TensorProto
+        vi = self._helper.make_tensor_value_info
+        zero, one_i = self.const([0], dtype=np.int64), self.const([1], dtype=np.int64)
+        trips = self.op("Squeeze", [self.op("Slice", [self.op("Shape", [rest]), zero, one_i]), zero], "trips")
+        loop = self.name("Loop")
+        body = GraphBuilder(f"{loop}/body")
+        it, cond, h, cond_out, h_out, y_t = (f"{body.prefix}/{n}" for n in ("iter", "cond_in", "h_in", "cond_out",
+                                                                              "h_out", "y_t"))
+        h_new = _gru_cell(body, h, body.op("Gather", [rest, it], axis=0), R, b_h, U)
+        outs = [vi(cond_out, TensorProto.BOOL, []), vi(h_out, TensorProto.FLOAT, ["batch", U])]
+        body.output_as(cond, cond_out)
+        body.output_as(h_new, h_out)
         if sequence:
-            body.output_as(h_new, f"{hint}/y_t")
-            outs.append(vi(f"{hint}/y_t", TensorProto.FLOAT, ["batch", U]))
-        loop_body = body.graph(f"{hint}_cell",
-                               [vi(it, TensorProto.INT64, []), vi(cond, TensorProto.BOOL, []),
-                                vi(h, TensorProto.FLOAT, ["batch", U])], outs)
+            body.output_as(h_new, y_t)
+            outs.append(vi(y_t, TensorProto.FLOAT, ["batch", U]))
+        loop_body = body.graph(name, [vi(it, TensorProto.INT64, []), vi(cond, TensorProto.BOOL, []),
+                                      vi(h, TensorProto.FLOAT, ["batch", U])], outs)
+        results = [f"{loop}/output_{i}" for i in range(1 + sequence)]
+        self.op_named("Loop", [trips, "", h1], results, node=loop, body=loop_body)
         if not sequence:
-            return None, self.op("Loop", [trips, "", h1], hint, body=loop_body)
-        h_last, y_rest = self.op("Loop", [trips, "", h1], hint, outputs=2, body=loop_body)
-        y = self.op("Concat", [self.op("Unsqueeze", [h1, zero]), y_rest], axis=0)             # [T, B, U]
-        return y, h_last
+            return None, results[0]
+        y = self.op("Concat", [self.op("Unsqueeze", [h1, zero]), results[1]], "y", axis=0)      # [T, B, U]
+        return y, results[0]
 
     def graph(self, name: str, inputs: list, outputs: list):
         return self._helper.make_graph(self.nodes, name, inputs, outputs, self.initializers)
+
+
+def _gru_cell(g: GraphBuilder, h: str, x_t: str, R: str, b_h: str, U: int) -> str:
+    """One GRU step written with ``g``: h [B, U], x_t = x W + b [B, 3U] -> the new h [B, U] (gate
+    order z, r, h; R [U, 3U] and b_h [U] as matmul_gru makes them)."""
+    rec = g.op("MatMul", [h, R], "recurrent", doc_string=UNIT_INPUT)                      # [B, 3U]
+    sizes = g.const([2 * U, U], dtype=np.int64)
+    x_zr, x_h = g.op("Split", [x_t, sizes], "input", axis=-1, outputs=2)
+    r_zr, r_h = g.op("Split", [rec, sizes], "recurrent", axis=-1, outputs=2)
+    z, r = g.op("Split", [g.op("Sigmoid", [g.op("Add", [x_zr, r_zr])]), g.const([U, U], dtype=np.int64)],
+                "gates", axis=-1, outputs=2)
+    hh = g.op("Tanh", [g.op("Add", [x_h, g.op("Mul", [r, g.op("Add", [r_h, b_h])])])])
+    return g.op("Add", [hh, g.op("Mul", [z, g.op("Sub", [h, hh])])], "h")               # z h + (1-z) hh

@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from mof.export.cli import main
+from mof.export.pipeline import STAGES, stage_count
 from mof.runtime.bundle import verify_bundle
 from mof.runtime.vocab import Vocabulary
 
@@ -32,8 +33,9 @@ def test_export_force_and_progress_in_a_real_process(tiny_ckpt, tmp_path, run_cl
     code, stdout, stderr = run_cli([tiny_ckpt.parent, "-o", out, *SIZES, "--no-full"])
     assert code == 0, stderr
     assert stdout.strip() == str(out.absolute())
-    for stage in ("locate", "build", "restore", "convert", "validate", "write"):
-        assert f"{stage} done in" in stderr
+    for i, stage in enumerate(STAGES, start=1):          # every stage, numbered out of the pipeline's count
+        assert f"[{i}/{stage_count(False)}] {stage} " in stderr and f"{stage} done in" in stderr
+    assert f"[{len(STAGES) + 1}/" not in stderr
     manifest = verify_bundle(out)
     assert (out / "window.onnx").is_file() and not (out / "full.onnx").exists()     # --no-full, window kept
     v = manifest["validation"]
@@ -138,7 +140,7 @@ def test_missing_checkpoint(tmp_path, capsys):
 
 def test_duplicated_vocab_exports_with_a_warning_and_encodes_as_the_reference(
         ckpt_factory, tmp_path, capsys):
-    from mof.export.synthetic import demo_vocab
+    from synthetic import demo_vocab
     from mof_testing import tiny_config
     vocab = demo_vocab(60)
     vocab[10] = vocab[20] = "雨"          # two duplicates of one character

@@ -72,3 +72,20 @@ def test_the_demo_checkpoints_graph_is_the_shipped_bundles(manifest, built, kind
 def test_its_int8_form_is_the_shipped_int8_graph(manifest, built, kind):
     ours = quantize_model(onnx.load_from_string(built(kind).SerializeToString()))   # a copy: it is rewritten
     assert_same_graph(ours, shipped(manifest, kind, "int8"))
+
+
+ROOTS = ("embed", "router", "rnn", "positions", "state", "transformer", "mix", "lm_head", "logits", "state_out.")
+
+
+@pytest.mark.parametrize("kind", ["decode", "step", "chunk"])
+def test_nodes_are_named_by_the_networks_path_and_constants_stored_once(built, kind):
+    """A profile or Netron reads like the network (/transformer/layers.1/attn/qkv/MatMul, ...);
+    an equal constant is one initializer (GraphBuilder.const)."""
+    graph = built(kind).graph
+    names = [n.name for n in graph.node]
+    assert len(set(names)) == len(names)
+    assert all(n.startswith("/") and n.split("/")[1].startswith(ROOTS) for n in names), names
+    assert "/lm_head/MatMul" in names and "/transformer/layers.1/attn/qkv/MatMul" in names
+    assert "/rnn/gru.0/GRU" in names and "/router/gru/GRU" in names
+    values = {(t.data_type, tuple(t.dims), numpy_helper.to_array(t).tobytes()) for t in graph.initializer}
+    assert len(values) == len(graph.initializer)

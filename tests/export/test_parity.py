@@ -6,9 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from mof.export.pipeline import ExportOptions, export_checkpoint
-from mof.export.progress import Progress
-from mof_testing import reference_model, tiny_config
+from mof_testing import export_bundle, reference_model, tiny_config
 from mof.runtime.bundle import verify_bundle
 from mof.runtime.contract import INPUT_IDS
 from mof.runtime.errors import MofError
@@ -26,9 +24,7 @@ SHAPES = {
 
 
 def _export(prefix, out, cfg, **kw):
-    opts = ExportOptions(checkpoint=prefix, output=out, num_heads=cfg.num_heads,
-                         trans_window=cfg.trans_window, window=cfg.window, eval_tokens=48, **kw)
-    return export_checkpoint(opts, Progress(6, quiet=True))
+    return export_bundle(prefix, out, cfg, eval_tokens=48, **kw)
 
 
 @pytest.mark.parametrize("shape", list(SHAPES), ids=list(SHAPES))
@@ -118,7 +114,7 @@ def test_a_wrong_step_graph_fails_validation(ckpt_factory, tmp_path, monkeypatch
     def sabotaged(config, get):
         model = real(config, get)
         # tilt the router towards the RNN expert
-        _nudge_first(next(t for t in model.graph.initializer if "router_dense/bias" in t.name), 0.5)
+        _nudge_first(next(t for t in model.graph.initializer if t.name == "/router/dense/bias"), 0.5)
         return model
 
     monkeypatch.setattr(sg, "build_step_graph", sabotaged)

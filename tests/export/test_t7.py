@@ -9,9 +9,7 @@ import pytest
 
 from mof.export import oracle
 from mof.export.checkpoint import list_variables, read_shape_facts, resolve_config
-from mof.export.pipeline import ExportOptions, export_checkpoint
-from mof.export.progress import Progress
-from mof_testing import tiny_t7_config
+from mof_testing import export_bundle, tiny_t7_config
 from mof.runtime import Model
 from mof.runtime.bundle import verify_bundle
 from mof.runtime.contract import INPUT_IDS
@@ -103,9 +101,8 @@ def test_step_graph_equals_the_numpy_stream_definition_token_by_token(tiny_t7_bu
 def test_bare_embedding_variant_exports(ckpt_factory, tmp_path):
     """t7_cpu_standard's shape (no embedding GRU: no emb_h in the state), chunk graph vs TensorFlow."""
     cfg = tiny_t7_config(**BARE)
-    opts = ExportOptions(checkpoint=ckpt_factory(cfg, seed=8), output=tmp_path / "b.mof", num_heads=4,
-                         trans_window=6, window=12, eval_tokens=24, full=False, window_graph=False)
-    manifest = verify_bundle(export_checkpoint(opts, Progress(6, quiet=True)))
+    manifest = verify_bundle(export_bundle(ckpt_factory(cfg, seed=8), tmp_path / "b.mof", cfg, eval_tokens=24,
+                                           full=False, window_graph=False))
     assert model_config(manifest) == cfg
     assert [f["field"] for f in manifest["state"]["fields"]][:3] == ["router_h", "temp_h", "rnn_h"]
     report = manifest["validation"]

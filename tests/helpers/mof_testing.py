@@ -1,5 +1,6 @@
 """What the tests build their models from: tiny T6 and T7 sizes, the reference Keras model traced
-once for every shape, the sizes of the checked-in trained checkpoints, and a short trainer.
+once for every shape, mof-export's pipeline run quietly, the sizes of the checked-in trained
+checkpoints, and a short trainer.
 
 Not part of the mof package (a user never needs these); pytest puts this folder on sys.path
 (pyproject: ``pythonpath``), so a test writes ``from mof_testing import tiny_config``.
@@ -63,6 +64,19 @@ def reference_model(config: ModelConfig, prefix: Path) -> TracedModel:
     return TracedModel(model)
 
 
+def export_bundle(prefix: Path, out: Path, config: Optional[ModelConfig] = None, **options) -> Path:
+    """mof-export's pipeline, quietly: the checkpoint at ``prefix`` -> the bundle ``out``, with
+    ``config``'s H, Wt and W when given and any other ExportOptions; the stage count is the
+    pipeline's own (stage_count)."""
+    from mof.export.pipeline import ExportOptions, export_checkpoint, stage_count
+    from mof.export.progress import Progress
+    if config is not None:
+        options = dict(num_heads=config.num_heads, trans_window=config.trans_window, window=config.window,
+                       **options)
+    opts = ExportOptions(checkpoint=prefix, output=out, **options)
+    return export_checkpoint(opts, Progress(stage_count(opts.int8), quiet=True))
+
+
 TRAINED = {"t6": "trained_t6", "t7": "trained_t7"}    # family -> folder under tests/fixtures
 
 
@@ -90,7 +104,7 @@ def train_checkpoint(folder: str | Path, config: ModelConfig, text: str, *, step
     """
     from mof.export._tf import import_tf
     from mof.export.keras_model import build_keras_model
-    from mof.export.synthetic import char_vocab, compile_next_char, next_char_windows, save_checkpoint
+    from synthetic import char_vocab, compile_next_char, next_char_windows, save_checkpoint
     tf = import_tf()
     tf.keras.utils.set_random_seed(seed)
     vocab = char_vocab(vocab_text or text)

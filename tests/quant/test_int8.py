@@ -9,9 +9,7 @@ import pytest
 
 onnx = pytest.importorskip("onnx")      # a runtime-only install has no onnx: skip, not a collection error
 
-from mof.export.pipeline import ExportOptions, export_checkpoint
-from mof.export.progress import Progress
-from mof_testing import TRAINED, tiny_config
+from mof_testing import TRAINED, export_bundle, tiny_config
 from mof.quant.cli import main as quantize_main
 from mof.quant.gru_rewrite import gru_to_matmuls
 from mof.quant.int8 import LARGE_FLOAT_LIMIT, large_float_initializers
@@ -24,9 +22,7 @@ pytestmark = pytest.mark.tf
 
 
 def _export(prefix, out, cfg, **kw):
-    opts = ExportOptions(checkpoint=prefix, output=out, num_heads=cfg.num_heads,
-                         trans_window=cfg.trans_window, window=cfg.window, eval_tokens=64, **kw)
-    return export_checkpoint(opts, Progress(7, quiet=True))
+    return export_bundle(prefix, out, cfg, eval_tokens=64, **kw)
 
 
 def _feeds(cfg, sess, ids, seed=None):
@@ -95,9 +91,8 @@ def _export_trained(family: str, out: Path, **kw) -> Path:
     The built-in text it was trained on is also what int8 is measured on: 550 characters are too
     few for a held-out split to mean anything (a held-out third gave perplexity in the tens of
     thousands), and what is gated here is int8's agreement with fp32, not the model's quality."""
-    opts = ExportOptions(checkpoint=FIXTURES / TRAINED[family], output=out, num_heads=4, trans_window=24,
-                         window=32, eval_tokens=200, full=False, window_graph=False, **kw)
-    return export_checkpoint(opts, Progress(6 + opts.int8, quiet=True))
+    return export_bundle(FIXTURES / TRAINED[family], out, num_heads=4, trans_window=24, window=32,
+                         eval_tokens=200, full=False, window_graph=False, **kw)
 
 
 @pytest.fixture(scope="module")

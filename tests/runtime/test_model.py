@@ -137,6 +137,35 @@ def test_manifest_describes_the_step_graph(demo_bundle, model):
     assert m["recommended_mode"] in ("stream", "exact")
 
 
+def test_a_graph_that_is_not_what_its_name_declares_is_refused(demo_bundle):
+    """Model.load checks every graph it opens against mof.runtime.contract.graph_io (names and
+    order, dtypes, the config's sizes) and the manifest's names against it too (model._check_io)."""
+    import copy
+
+    from mof.runtime.contract import graph_io
+    from mof.runtime.manifest import Manifest
+    from mof.runtime.model import _check_io
+    loaded = Model.load(demo_bundle, graphs=("step", "chunk"), threads=1)
+    step, chunk, manifest = loaded.sessions["step"], loaded.sessions["chunk"], loaded.manifest
+    _check_io(step, manifest, "step", "b/step.onnx")                # each is what its name says
+    _check_io(chunk, manifest, "chunk", "b/chunk.onnx")
+    n = len(graph_io("step", manifest.config).inputs)
+    with pytest.raises(BundleError, match=rf"^b: input {n} is missing; a decode graph's is refill tensor\(bool\) \[\]$"):
+        _check_io(step, manifest, "decode", "b")
+    with pytest.raises(BundleError, match=r"input 1 is missing; a step graph's is position tensor\(int64\)"):
+        _check_io(chunk, manifest, "step", "b")
+    raw = copy.deepcopy(dict(manifest))
+    V = raw["model"]["vocab_size"]
+    raw["model"]["vocab_size"] = V + 1                               # the graph's logits are [batch, V]
+    with pytest.raises(BundleError, match=rf"output 0 is logits tensor\(float\) \['batch', {V}\]; "
+                                          rf"a step graph's is logits tensor\(float\) \['batch', {V + 1}\]"):
+        _check_io(step, Manifest(raw, "b"), "step", "b")
+    raw = copy.deepcopy(dict(manifest))
+    raw["graphs"]["step"]["inputs"][1]["name"] = "pos"
+    with pytest.raises(BundleError, match="the manifest names the step graph's inputs"):
+        _check_io(step, Manifest(raw, "b"), "step", "b")
+
+
 def test_freed_memory_is_handed_back_after_long_reads_only(model, monkeypatch):
     """runtime/memory.py: malloc_trim after a call that read >= TRIM_MIN_TOKENS tokens (a long
     prompt), not after steps or refills (it would slow them: the memory is faulted in again)."""

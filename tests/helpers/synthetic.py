@@ -1,9 +1,12 @@
 """Make T6 and T7 checkpoints with random (but not default-initialised) weights, and the pieces
 of a next-character trainer (scripts/train_demo.py, the tests' tiny trained models).
 
-Used by the benchmarks and the tests: every variable, including BatchNorm statistics, LayerNorm
-gains and biases, is perturbed so that any mistake in how a weight is read or mapped shows up as
-a numeric mismatch. The tests' own model sizes and trainer live in tests/helpers/mof_testing.py.
+Every variable, including BatchNorm statistics, LayerNorm gains and biases, is perturbed so that
+any mistake in how a weight is read or mapped shows up as a numeric mismatch. The tests' own model
+sizes and trainer live in mof_testing.py beside it.
+
+Not part of the mof package: pytest puts this folder on sys.path (pyproject: ``pythonpath``);
+benchmarks/ and scripts/ insert it themselves (``sys.path.insert(0, "<repo>/tests/helpers")``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 from mof.runtime.config import ModelConfig
 from mof.runtime.contract import UNKNOWN_TOKEN
 
-from .keras_model import build_keras_model
+from mof.export.keras_model import build_keras_model
 
 
 def randomize_weights(model, seed: int = 0, scale: float = 0.1) -> None:
@@ -76,7 +79,7 @@ def next_char_windows(ids: np.ndarray, starts: np.ndarray, seq_len: int) -> tupl
 
 def compile_next_char(model, learning_rate) -> None:
     """Adam on the usual every-position next-character loss (``learning_rate``: a number or a schedule)."""
-    from ._tf import import_tf
+    from mof.export._tf import import_tf
     tf = import_tf()
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
