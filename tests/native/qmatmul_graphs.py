@@ -48,12 +48,49 @@ def graphs(w: np.ndarray, bias: Optional[np.ndarray] = None, rank: int = 2) -> t
     return stock.SerializeToString(), native.SerializeToString()
 
 
-def session(model: bytes, library: Optional[str], threads: int = 2):
-    """An onnxruntime session as mof makes them (all graph optimizations), the library registered."""
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = threads
-    if library:
-        so.register_custom_ops_library(library)
-    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+def cases(seed: int = 0) -> list[dict]:
+    """The products checked: name, W [K, N], bias or None, x. Shapes: one row, a 113-token window,
+    N not a multiple of 16 or 32, K not a multiple of 4, a 3-D x, no rows at all; rows that are all
+    zero, huge, tiny (subnormal scale) or one spike among zeros."""
+    rng = np.random.default_rng(seed)
+
+    def one(name, M, K, N, bias=False, rank=2):
+        w = rng.normal(size=(K, N)).astype(np.float32)
+        x = rng.normal(size=(M, K)).astype(np.float32)
+        if M >= 6:
+            x[0] = 0                                      # an all-zero row: 0 / 0 in the stock graph
+            x[2] *= np.float32(1e30)                      # large magnitudes
+            x[3] *= np.float32(1e-38)                     # x_scale subnormal
+            x[4] = 0
+            x[4, K // 2] = -3.5                           # one spike
+            x[M - 1] = 0
+        b = rng.normal(size=N).astype(np.float32) * 4 if bias else None
+        if rank == 3:
+            x = x.reshape(M // 3, 3, K)
+        return {"name": name, "w": w, "bias": b, "x": x, "rank": rank}
+
+    return [one("1x1024.1024x1024", 1, 1024, 1024),
+            one("113x1024.1024x1024+bias", 113, 1024, 1024, bias=True),
+            one("113x1024.1024x1000", 113, 1024, 1000),
+            one("113x1024.1024x4200", 113, 1024, 4200),
+            one("17x1400.1400x4200+bias", 17, 1400, 4200, bias=True),
+            one("7x13.13x17+bias", 7, 13, 17, bias=True),
+            one("1x1.1x1", 1, 1, 1),
+            one("3-D 2x3x1024.1024x200", 6, 1024, 200, rank=3),
+            one("0x64.64x48", 0, 64, 48)]
+
+
+def write_cases(folder, seed: int = 0) -> list[dict]:
+    """Write each case's two graphs and x into ``folder`` (what run_cases.py reads); the cases."""
+    import json
+    from pathlib import Path
+    folder = Path(folder)
+    listed = []
+    for i, case in enumerate(cases(seed)):
+        stock, native = graphs(case["w"], case["bias"], case["rank"])
+        (folder / f"{i}.stock.onnx").write_bytes(stock)
+        (folder / f"{i}.native.onnx").write_bytes(native)
+        np.save(folder / f"{i}.x.npy", case["x"])
+        listed.append({"id": i, "name": case["name"]})
+    (folder / "cases.json").write_text(json.dumps(listed))
+    return listed

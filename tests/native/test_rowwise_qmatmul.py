@@ -1,0 +1,81 @@
+"""mof.native::RowwiseQMatMul against the stock rowwise int8 subgraph (quant/rowwise.py's own output)
+run by onnxruntime: every bit equal, on every kernel path this CPU has (AVX-512 VNNI, AVX2, scalar).
+Skipped, with the loader's one-line reason, where the library cannot be built (no g++).
+
+MOF_ORT_PYTHONS=/venv-a/bin/python:/venv-b/bin/python also runs the products under those Pythons'
+onnxruntime (numpy + onnxruntime only), e.g. the lowest and highest supported versions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from mof.runtime.native import build  # noqa: E402
+from qmatmul_graphs import write_cases  # noqa: E402
+from run_cases import ISAS, compare, session  # noqa: E402
+
+NATIVE = build()
+if NATIVE.path is None:
+    pytest.skip(NATIVE.note, allow_module_level=True)
+PATHS = ISAS[ISAS.index(NATIVE.isa):]                       # this CPU's best path and every lower one
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("qmatmul")
+    write_cases(d)
+    return d
+
+
+def check(rows: list[dict]) -> None:
+    for r in rows:
+        print(f"onnxruntime {r['onnxruntime']} {r['isa']:>10} {r['name']:<26} max|d| = {r['max_abs']:g}"
+              f"{'' if r['bit_equal'] else '  (bits differ)'}")
+    wrong = [f"{r['onnxruntime']} {r['isa']} {r['name']}: max|d| {r['max_abs']:g}" for r in rows if not r["bit_equal"]]
+    assert not wrong, "native product differs from the stock graph: " + "; ".join(wrong)
+
+
+@pytest.mark.parametrize("isa", PATHS)
+def test_bit_equal_to_stock_graph(folder, isa):
+    check(compare(folder, str(NATIVE.path), isa))
+
+
+@pytest.mark.parametrize("python", [p for p in os.environ.get("MOF_ORT_PYTHONS", "").split(os.pathsep) if p]
+                         or [pytest.param("", marks=pytest.mark.skip(reason="MOF_ORT_PYTHONS not set"))])
+def test_bit_equal_under_other_onnxruntime(folder, python):
+    done = subprocess.run([python, str(HERE / "run_cases.py"), str(folder), str(NATIVE.path), *PATHS],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    check([json.loads(line) for line in done.stdout.splitlines()])
+
+
+def test_weights_outside_7_bits_are_refused(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+    w = np.zeros((8, 4), np.int8)
+    w[3, 1] = 65
+    node = helper.make_node("RowwiseQMatMul", ["x", "w", "s"], ["y"], domain="mof.native")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.ones(4, np.float32), "s")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("mof.native", 1)],
+                              ir_version=8)
+    with pytest.raises(Exception, match=r"\[-64, 64\]"):
+        session(model.SerializeToString(), str(NATIVE.path)).run(None, {"x": np.ones((1, 8), np.float32)})
+
+
+def test_threads_do_not_change_a_bit(folder):
+    x = np.load(folder / "1.x.npy")
+    model = (folder / "1.native.onnx").read_bytes()
+    one, two = (session(model, str(NATIVE.path), threads=t).run(None, {"x": x})[0] for t in (1, 2))
+    assert np.array_equal(one.view(np.uint32), two.view(np.uint32))
