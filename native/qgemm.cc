@@ -118,26 +118,29 @@ MOF_AVX2 float quantize_row_avx2(const float* x, int64_t K, uint8_t* u8, int64_t
   return scale;
 }
 
+#define MOF_ROW2(r)                                                                              \
+  if constexpr (MR > r) {                                                                        \
+    int32_t a4;                                                                                  \
+    std::memcpy(&a4, a + r * kp + k4 * 4, 4);                                                    \
+    const __m256i av = _mm256_set1_epi32(a4);                                                    \
+    c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(_mm256_maddubs_epi16(av, b0), ones));   \
+    c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones));   \
+  }
+
 template <int MR>
 MOF_AVX2 void block_avx2(const Product& p, int64_t m0, int64_t nb) {
   const Packed& w = *p.w;
   const int64_t kp = padded_k(w);
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i acc[MR][2];
-  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+  const __m256i ones = _mm256_set1_epi16(1), z = _mm256_setzero_si256();
+  __m256i c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z;
   const int8_t* b = w.b.data() + nb * w.K4 * kBlock * 4;
   const uint8_t* a = p.u8 + m0 * kp;
   for (int64_t k4 = 0; k4 < w.K4; ++k4, b += kBlock * 4) {
     const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
     const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
-    for (int r = 0; r < MR; ++r) {
-      int32_t a4;
-      std::memcpy(&a4, a + r * kp + k4 * 4, 4);
-      const __m256i av = _mm256_set1_epi32(a4);
-      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(av, b0), ones));
-      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones));
-    }
+    MOF_ROW2(0) MOF_ROW2(1) MOF_ROW2(2) MOF_ROW2(3)
   }
+  const __m256i acc[4][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
   const int64_t n0 = nb * kBlock;
   for (int r = 0; r < MR; ++r) {
     const int64_t m = m0 + r;
@@ -158,6 +161,7 @@ MOF_AVX2 void block_avx2(const Product& p, int64_t m0, int64_t nb) {
     }
   }
 }
+#undef MOF_ROW2
 
 void product_tile_avx2(const Product& p, int64_t tile) {
   const int64_t nb1 = std::min(p.w->NB, (tile + 1) * kTileBlocks);
@@ -198,26 +202,38 @@ MOF_VNNI float quantize_row_vnni(const float* x, int64_t K, uint8_t* u8, int64_t
   return scale;
 }
 
+// Accumulators as named variables (GCC keeps an array of them in memory around vpdpbusd): rows
+// r < MR, blocks j < NR of a [MR x 64]-column tile; the unused ones are never touched.
+#define MOF_ROW(r)                                                                               \
+  if constexpr (MR > r) {                                                                        \
+    int32_t a4;                                                                                  \
+    std::memcpy(&a4, a + r * kp + k4 * 4, 4);                                                    \
+    const __m512i av = _mm512_set1_epi32(a4);                                                    \
+    c##r##0 = _mm512_dpbusd_epi32(c##r##0, av, b0);                                              \
+    if constexpr (NR > 1) c##r##1 = _mm512_dpbusd_epi32(c##r##1, av, b1);                        \
+    if constexpr (NR > 2) c##r##2 = _mm512_dpbusd_epi32(c##r##2, av, b2);                        \
+    if constexpr (NR > 3) c##r##3 = _mm512_dpbusd_epi32(c##r##3, av, b3);                        \
+  }
+
 template <int MR, int NR>
 MOF_VNNI void tile_vnni(const Product& p, int64_t m0, int64_t nb0) {
   const Packed& w = *p.w;
   const int64_t kp = padded_k(w);
   const int64_t stride = w.K4 * kBlock * 4;                 // bytes per packed block
-  __m512i acc[MR][NR];
-  for (int r = 0; r < MR; ++r)
-    for (int j = 0; j < NR; ++j) acc[r][j] = _mm512_setzero_si512();
+  const __m512i z = _mm512_setzero_si512();
+  __m512i c00 = z, c01 = z, c02 = z, c03 = z, c10 = z, c11 = z, c12 = z, c13 = z;
+  __m512i c20 = z, c21 = z, c22 = z, c23 = z, c30 = z, c31 = z, c32 = z, c33 = z;
   const int8_t* b = w.b.data() + nb0 * stride;
   const uint8_t* a = p.u8 + m0 * kp;
   for (int64_t k4 = 0; k4 < w.K4; ++k4, b += kBlock * 4) {
-    __m512i bv[NR];
-    for (int j = 0; j < NR; ++j) bv[j] = _mm512_loadu_si512(b + j * stride);
-    for (int r = 0; r < MR; ++r) {
-      int32_t a4;
-      std::memcpy(&a4, a + r * kp + k4 * 4, 4);
-      const __m512i av = _mm512_set1_epi32(a4);
-      for (int j = 0; j < NR; ++j) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], av, bv[j]);
-    }
+    const __m512i b0 = _mm512_loadu_si512(b);
+    const __m512i b1 = NR > 1 ? _mm512_loadu_si512(b + stride) : z;
+    const __m512i b2 = NR > 2 ? _mm512_loadu_si512(b + 2 * stride) : z;
+    const __m512i b3 = NR > 3 ? _mm512_loadu_si512(b + 3 * stride) : z;
+    MOF_ROW(0) MOF_ROW(1) MOF_ROW(2) MOF_ROW(3)
   }
+  const __m512i acc[4][4] = {{c00, c01, c02, c03}, {c10, c11, c12, c13}, {c20, c21, c22, c23},
+                             {c30, c31, c32, c33}};
   for (int j = 0; j < NR; ++j) {
     const int64_t n = (nb0 + j) * kBlock;
     const __mmask16 mask = w.N - n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (w.N - n)) - 1);
@@ -232,14 +248,13 @@ MOF_VNNI void tile_vnni(const Product& p, int64_t m0, int64_t nb0) {
     }
   }
 }
+#undef MOF_ROW
 
 template <int NR>
 void rows_vnni(const Product& p, int64_t nb0) {
   int64_t m = 0;
-  for (; m + 6 <= p.M; m += 6) tile_vnni<6, NR>(p, m, nb0);
+  for (; m + 4 <= p.M; m += 4) tile_vnni<4, NR>(p, m, nb0);
   switch (p.M - m) {
-    case 5: tile_vnni<5, NR>(p, m, nb0); break;
-    case 4: tile_vnni<4, NR>(p, m, nb0); break;
     case 3: tile_vnni<3, NR>(p, m, nb0); break;
     case 2: tile_vnni<2, NR>(p, m, nb0); break;
     case 1: tile_vnni<1, NR>(p, m, nb0); break;
