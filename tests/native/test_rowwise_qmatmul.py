@@ -83,3 +83,17 @@ def test_threads_do_not_change_a_bit(folder):
     model = (folder / "1.native.onnx").read_bytes()
     one, two = (session(model, str(NATIVE.path), threads=t).run(None, {"x": x})[0] for t in (1, 2))
     assert np.array_equal(one.view(np.uint32), two.view(np.uint32))
+
+
+def test_weights_fed_at_run_time_give_the_same_bits(folder):
+    """W as a graph input (packed on every run, not once at kernel creation): the same output."""
+    import onnx
+    model = onnx.load_from_string((folder / "5.native.onnx").read_bytes())
+    w = next(t for t in model.graph.initializer if t.name == "W/s8")
+    model.graph.input.append(onnx.helper.make_tensor_value_info("W/s8", onnx.TensorProto.INT8, list(w.dims)))
+    w_value = onnx.numpy_helper.to_array(w)
+    model.graph.initializer.remove(w)
+    x = np.load(folder / "5.x.npy")
+    fed = session(model.SerializeToString(), str(NATIVE.path)).run(None, {"x": x, "W/s8": w_value})[0]
+    const = session((folder / "5.native.onnx").read_bytes(), str(NATIVE.path)).run(None, {"x": x})[0]
+    assert np.array_equal(fed.view(np.uint32), const.view(np.uint32))
