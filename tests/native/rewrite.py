@@ -101,6 +101,10 @@ def fuse_rowwise(model) -> int:
             cons = _consumers(model.graph)
     for graph in all_graphs(model.graph):
         _prune(graph, [o.name for o in graph.output])
+    used = {i for g in all_graphs(model.graph) for n in g.node for i in n.input}
+    keep = [t for t in model.graph.initializer if t.name in used]     # 1/127 and the like, now unread
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
     if fused and not any(o.domain == DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(DOMAIN, 1))
     return fused
