@@ -86,9 +86,8 @@ OrtStatus* create_kernel(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo*
     }
     k->constant = true;
   }
-  // a status here means "not constant" (W computed at run time): packed on every run instead;
-  // it is dropped, like onnxruntime's own C++ wrapper does (it cannot be released without one
-  // more ABI entry, and this path does not occur in mof's graphs)
+  // a status here means "not constant" (W computed at run time): packed on every run instead
+  if (status != nullptr) g_api.ReleaseStatus(status);
   *out = k.release();
   return nullptr;
 }

@@ -86,6 +86,7 @@ enum Index : size_t {
   kKernelContext_GetInputCount = 88,
   kKernelContext_GetInput = 90,
   kKernelContext_GetOutput = 91,
+  kReleaseStatus = 93,
   kReleaseTensorTypeAndShapeInfo = 99,
   kKernelInfoGetConstantInput_tensor = 249,
   kKernelContext_ParallelFor = 274,
@@ -106,6 +107,7 @@ struct Api {
   OrtStatus* (*KernelContext_GetInput)(const OrtKernelContext*, size_t index, const OrtValue** out);
   OrtStatus* (*KernelContext_GetOutput)(OrtKernelContext*, size_t index, const int64_t* dims, size_t count,
                                         OrtValue** out);
+  void (*ReleaseStatus)(OrtStatus*);
   void (*ReleaseTensorTypeAndShapeInfo)(OrtTensorTypeAndShapeInfo*);
   OrtStatus* (*KernelInfoGetConstantInput_tensor)(const OrtKernelInfo*, size_t index, int* is_constant,
                                                   const OrtValue** out);
@@ -131,6 +133,7 @@ inline void bind(Api& a, const OrtApi* api) {
   take(a.KernelContext_GetInputCount, api, kKernelContext_GetInputCount);
   take(a.KernelContext_GetInput, api, kKernelContext_GetInput);
   take(a.KernelContext_GetOutput, api, kKernelContext_GetOutput);
+  take(a.ReleaseStatus, api, kReleaseStatus);
   take(a.ReleaseTensorTypeAndShapeInfo, api, kReleaseTensorTypeAndShapeInfo);
   take(a.KernelInfoGetConstantInput_tensor, api, kKernelInfoGetConstantInput_tensor);
   take(a.KernelContext_ParallelFor, api, kKernelContext_ParallelFor);

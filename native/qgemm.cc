@@ -55,8 +55,12 @@ inline uint8_t quantize_one(float x, float scale) {
 
 float quantize_row_scalar(const float* x, int64_t K, uint8_t* u8, int64_t kp) {
   float amax = 0.f;
-  for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(x[k]));
-  const float scale = amax * kInv127;
+  bool nan = false;
+  for (int64_t k = 0; k < K; ++k) {
+    amax = std::max(amax, std::fabs(x[k]));
+    nan = nan || std::isnan(x[k]);
+  }
+  const float scale = (nan ? NAN : amax) * kInv127;
   for (int64_t k = 0; k < K; ++k) u8[k] = quantize_one(x[k], scale);
   std::memset(u8 + K, 0, static_cast<size_t>(kp - K));
   return scale;
@@ -95,15 +99,23 @@ void product_tile_scalar(const Product& p, int64_t tile) {
 
 MOF_AVX2 float quantize_row_avx2(const float* x, int64_t K, uint8_t* u8, int64_t kp) {
   const __m256 sign = _mm256_set1_ps(-0.f);
-  __m256 mx = _mm256_setzero_ps();
+  __m256 mx = _mm256_setzero_ps(), nans = _mm256_setzero_ps();
   int64_t k = 0;
-  for (; k + 8 <= K; k += 8) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)));
+  for (; k + 8 <= K; k += 8) {
+    const __m256 v = _mm256_loadu_ps(x + k);
+    mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v));
+    nans = _mm256_or_ps(nans, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  }
   float lanes[8];
   _mm256_storeu_ps(lanes, mx);
   float amax = 0.f;
   for (float v : lanes) amax = std::max(amax, v);
-  for (; k < K; ++k) amax = std::max(amax, std::fabs(x[k]));
-  const float scale = amax * kInv127;
+  bool nan = _mm256_movemask_ps(nans) != 0;
+  for (; k < K; ++k) {
+    amax = std::max(amax, std::fabs(x[k]));
+    nan = nan || std::isnan(x[k]);
+  }
+  const float scale = (nan ? NAN : amax) * kInv127;
   const __m256 s = _mm256_set1_ps(scale), lo = _mm256_set1_ps(-128.f), hi = _mm256_set1_ps(127.f);
   const __m256i zp = _mm256_set1_epi32(kZp);
   for (k = 0; k + 8 <= K; k += 8) {
@@ -184,12 +196,15 @@ void product_tile_avx2(const Product& p, int64_t tile) {
 
 MOF_VNNI float quantize_row_vnni(const float* x, int64_t K, uint8_t* u8, int64_t kp) {
   __m512 mx = _mm512_setzero_ps();
+  __mmask16 nans = 0;
   int64_t k = 0;
   for (; k < K; k += 16) {
     const __mmask16 m = K - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k)) - 1);
-    mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(m, x + k)));
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + k);
+    mx = _mm512_max_ps(mx, _mm512_abs_ps(v));
+    nans = __mmask16(nans | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
   }
-  const float scale = _mm512_reduce_max_ps(mx) * kInv127;
+  const float scale = (nans ? NAN : _mm512_reduce_max_ps(mx)) * kInv127;
   const __m512 s = _mm512_set1_ps(scale), lo = _mm512_set1_ps(-128.f), hi = _mm512_set1_ps(127.f);
   const __m512i zp = _mm512_set1_epi32(kZp);
   for (k = 0; k < K; k += 16) {

@@ -5,6 +5,9 @@
 //   y       = (float(sum_k (x_u8 - 128) * W_s8) * w_scale[n]) * x_scale[m]  (+ bias[n])
 // The int32 sum is exact (|W| <= 64), every float step is one IEEE operation in the stock order,
 // compiled with -ffp-contract=off (no FMA).
+// A row holding a NaN gets x_scale = NaN, so its whole output is NaN on every kernel path. (The stock
+// graph's ReduceMax keeps or drops a NaN depending on where it sits in the row: the one case where
+// the two differ; such a row is garbage either way.)
 #pragma once
 
 #include <stddef.h>

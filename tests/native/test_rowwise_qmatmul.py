@@ -97,3 +97,22 @@ def test_weights_fed_at_run_time_give_the_same_bits(folder):
     fed = session(model.SerializeToString(), str(NATIVE.path)).run(None, {"x": x, "W/s8": w_value})[0]
     const = session((folder / "5.native.onnx").read_bytes(), str(NATIVE.path)).run(None, {"x": x})[0]
     assert np.array_equal(fed.view(np.uint32), const.view(np.uint32))
+
+
+def test_infinities_match_and_a_nan_makes_its_row_nan_on_every_path(monkeypatch):
+    """±inf: bit for bit the stock graph. A NaN: the whole row NaN on every kernel path (the stock
+    graph's ReduceMax keeps a NaN or drops it depending on where it sits: not compared)."""
+    from qmatmul_graphs import graphs
+    rng = np.random.default_rng(3)
+    stock_bytes, native_bytes = graphs(rng.normal(size=(100, 40)).astype(np.float32))
+    x = rng.normal(size=(6, 100)).astype(np.float32)
+    x[0, 7], x[1, 96], x[2, 3], x[2, 4] = np.inf, -np.inf, np.inf, -np.inf
+    x[3, 0], x[4, 50], x[5, 99] = np.nan, np.nan, np.nan
+    stock = session(stock_bytes, None).run(None, {"x": x})[0]
+    outs = []
+    for isa in PATHS:
+        monkeypatch.setenv("MOF_NATIVE_ISA", isa)
+        outs.append(session(native_bytes, str(NATIVE.path)).run(None, {"x": x})[0])
+        assert np.array_equal(stock[:3].view(np.uint32), outs[-1][:3].view(np.uint32)), isa
+        assert np.isnan(outs[-1][3:]).all(), isa
+    assert all(np.array_equal(o.view(np.uint32), outs[0].view(np.uint32)) for o in outs)
