@@ -1,6 +1,6 @@
 """mof.native::RowwiseQMatMul against the stock rowwise int8 subgraph it replaces, one product at a time.
 
-    python benchmarks/native_qmatmul.py [--rounds 40] [--threads 2] [--out FILE.md] [--bundle DIR]
+    python benchmarks/native_qmatmul.py [--rounds 40] [--threads 2] [--no-spin] [--out FILE.md] [--bundle DIR]
 
 For each shape (x [M, K] . W [K, N]: a step's [1 x 1024].[1024 x 1024], a 113-token window's
 [113 x 1024].[1024 x 1024] and its [113 x 1024].[1024 x 4200]) three onnxruntime sessions, made as
@@ -77,16 +77,16 @@ def time_batch(run, reps: int) -> float:
     return (time.perf_counter() - t0) / reps
 
 
-def measure(shape, library: str, threads: int, rounds: int, rng) -> dict:
+def measure(shape, library: str, threads: int, rounds: int, rng, spin: bool) -> dict:
     M, K, N = shape
     w = rng.normal(size=(K, N)).astype(np.float32)
     stock, native = graphs(w, None)
     x = rng.normal(size=(M, K)).astype(np.float32)
     xu8 = rng.integers(1, 256, size=(M, K), dtype=np.uint8)
     runs = {
-        "stock": (lambda s: lambda: s.run(None, {"x": x}))(session(stock, None, threads)),
-        "product": (lambda s: lambda: s.run(None, {"x_u8": xu8}))(session(product_only(stock), None, threads)),
-        "native": (lambda s: lambda: s.run(None, {"x": x}))(session(native, library, threads)),
+        "stock": (lambda s: lambda: s.run(None, {"x": x}))(session(stock, None, threads, spin)),
+        "product": (lambda s: lambda: s.run(None, {"x_u8": xu8}))(session(product_only(stock), None, threads, spin)),
+        "native": (lambda s: lambda: s.run(None, {"x": x}))(session(native, library, threads, spin)),
     }
     for run in runs.values():                     # warm up: first runs allocate and pack
         time_batch(run, 5)
@@ -120,7 +120,7 @@ def bundle_feed(sess, sizes: dict, rng) -> dict:
     return feed
 
 
-def measure_bundle(bundle: Path, library: str, threads: int, rounds: int, rng) -> list[dict]:
+def measure_bundle(bundle: Path, library: str, threads: int, rounds: int, rng, spin: bool) -> list[dict]:
     """The bundle's int8 chunk pass and step, stock and fused: bit equality, interleaved times."""
     import onnx
     window = json.loads((bundle / "manifest.json").read_text())["model"]["window"]
@@ -129,7 +129,8 @@ def measure_bundle(bundle: Path, library: str, threads: int, rounds: int, rng) -
         model = onnx.load(str(bundle / f"{graph}.int8.onnx"))
         stock_bytes = model.SerializeToString()
         fused = fuse_rowwise(model)
-        stock, native = session(stock_bytes, None, threads), session(model.SerializeToString(), library, threads)
+        stock = session(stock_bytes, None, threads, spin)
+        native = session(model.SerializeToString(), library, threads, spin)
         feed = bundle_feed(stock, sizes, rng)
         a, b = stock.run(None, feed), native.run(None, feed)
         equal = all(np.array_equal(x.view(np.uint8), y.view(np.uint8)) for x, y in zip(a, b))
@@ -165,6 +166,9 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=40, help="interleaved rounds (default 40)")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads (default 2)")
+    ap.add_argument("--no-spin", action="store_true",
+                    help="intra-op threads sleep between runs (session.intra_op.allow_spinning=0): with "
+                         "--threads > 1, the interleaved sessions' idle pools otherwise spin against each other")
     ap.add_argument("--bundle", type=Path, help="also a bundle's int8 window pass and step, stock vs fused")
     ap.add_argument("--out", type=Path, help="also write the table here (and the numbers beside it, .json)")
     args = ap.parse_args(argv)
@@ -178,15 +182,18 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     rows = []
     for shape in SHAPES:
-        rows.append(measure(shape, str(native.path), args.threads, args.rounds, rng))
+        rows.append(measure(shape, str(native.path), args.threads, args.rounds, rng, not args.no_spin))
         print(json.dumps(rows[-1]), file=sys.stderr)
     text = table(rows, cpu_name(), args.threads, native.isa, ort.__version__)
+    if args.no_spin:
+        text = text.replace("intra-op threads,", "intra-op threads (not spinning),", 1)
     passes = []
     if args.bundle:
         if not (args.bundle / "chunk.int8.onnx").is_file():
             print(f"native_qmatmul: error: {args.bundle} has no chunk.int8.onnx", file=sys.stderr)
             return 1
-        passes = measure_bundle(args.bundle, str(native.path), args.threads, max(5, args.rounds // 4), rng)
+        passes = measure_bundle(args.bundle, str(native.path), args.threads, max(5, args.rounds // 4), rng,
+                                not args.no_spin)
         text += (f"\n{args.bundle.name}, int8, every dynamic product fused (the GRUs' fixed-scale ones stay), "
                  f"{max(5, args.rounds // 4)} interleaved rounds\n\n| graph | products fused | outputs bit-equal | max abs diff | "
                  "stock ms | native ms | stock / native |\n|---|---:|---|---:|---:|---:|---:|\n")
@@ -197,7 +204,7 @@ def main(argv=None) -> int:
     if args.out:
         args.out.write_text(text)
         args.out.with_suffix(".json").write_text(json.dumps(
-            {"cpu": cpu_name(), "onnxruntime": ort.__version__, "threads": args.threads, "kernels": native.isa,
+            {"cpu": cpu_name(), "onnxruntime": ort.__version__, "threads": args.threads, "spinning": not args.no_spin, "kernels": native.isa,
              "opset": OPSET, "rows": rows, "bundle": str(args.bundle or ""), "passes": passes}, indent=1) + "\n")
     return 0
 

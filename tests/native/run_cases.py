@@ -18,11 +18,15 @@ import numpy as np
 ISAS = ("avx512vnni", "avx2", "scalar")
 
 
-def session(model: bytes, library, threads: int = 2):
+def session(model: bytes, library, threads: int = 2, spin: bool = True):
+    """A session as mof makes them (all graph optimizations); ``spin=False``: the pool's threads
+    sleep between runs (benchmarks interleaving several sessions, whose idle pools would spin)."""
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = threads
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if library:
         so.register_custom_ops_library(library)
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
