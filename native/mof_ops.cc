@@ -1,0 +1,251 @@
+// mof's custom onnxruntime ops, registered with SessionOptions.register_custom_ops_library(path):
+//
+//   mof.native::RowwiseQMatMul(x float [..., K], W int8 [K, N], w_scale float [N], bias float [N]?)
+//       -> y float [..., N]
+//
+// one op for quant/rowwise.py's Abs, ReduceMax, Mul, Div, QuantizeLinear, MatMulIntegerToFloat,
+// Mul (and the Add of a bias after them), with their arithmetic bit for bit (qgemm.h). W must be
+// in [-64, 64] (7 bits, what rowwise.py writes); a constant W is packed once, when the session
+// creates the kernel.
+#include <exception>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "ort_abi.h"
+#include "qgemm.h"
+
+using mof_native::Isa;
+using mof_native::Packed;
+
+namespace {
+
+mof_ort::Api g_api;
+Isa g_isa = Isa::kScalar;
+constexpr int kWeightMax = 64;
+
+struct Kernel {
+  bool constant = false;               // W was a constant input: packed below at creation
+  Packed packed;
+};
+
+struct Tensor {
+  int type = 0;
+  std::vector<int64_t> dims;
+  void* data = nullptr;
+  int64_t count() const {
+    int64_t n = 1;
+    for (int64_t d : dims) n *= d;
+    return n;
+  }
+};
+
+#define MOF_TRY(expr)                 \
+  do {                                \
+    OrtStatus* status_ = (expr);      \
+    if (status_ != nullptr) return status_; \
+  } while (0)
+
+OrtStatus* error(const char* msg) { return g_api.CreateStatus(MOF_ORT_INVALID_ARGUMENT, msg); }
+
+OrtStatus* read_tensor(const OrtValue* value, Tensor* out) {
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  MOF_TRY(g_api.GetTensorTypeAndShape(value, &info));
+  size_t rank = 0;
+  OrtStatus* status = g_api.GetTensorElementType(info, &out->type);
+  if (!status) status = g_api.GetDimensionsCount(info, &rank);
+  if (!status) {
+    out->dims.resize(rank);
+    status = g_api.GetDimensions(info, out->dims.data(), rank);
+  }
+  g_api.ReleaseTensorTypeAndShapeInfo(info);
+  if (status) return status;
+  return g_api.GetTensorMutableData(const_cast<OrtValue*>(value), &out->data);
+}
+
+OrtStatus* pack(const Tensor& w, Packed* out) {
+  if (w.type != MOF_ORT_INT8 || w.dims.size() != 2) return error("RowwiseQMatMul: W must be int8 [K, N]");
+  mof_native::pack_weights(static_cast<const int8_t*>(w.data), w.dims[0], w.dims[1], out);
+  if (out->peak > kWeightMax) return error("RowwiseQMatMul: W must be in [-64, 64] (7-bit weights)");
+  return nullptr;
+}
+
+OrtStatus* create_kernel(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo* info, void** out) {
+  std::unique_ptr<Kernel> k(new (std::nothrow) Kernel);
+  if (!k) return g_api.CreateStatus(MOF_ORT_FAIL, "RowwiseQMatMul: out of memory");
+  int is_constant = 0;
+  const OrtValue* w = nullptr;
+  OrtStatus* status = g_api.KernelInfoGetConstantInput_tensor(info, 1, &is_constant, &w);
+  if (status == nullptr && is_constant && w != nullptr) {
+    Tensor t;
+    try {
+      MOF_TRY(read_tensor(w, &t));
+      MOF_TRY(pack(t, &k->packed));
+    } catch (const std::exception&) {
+      return g_api.CreateStatus(MOF_ORT_FAIL, "RowwiseQMatMul: out of memory packing W");
+    }
+    k->constant = true;
+  }
+  // a status here means "not constant" (W computed at run time): packed on every run instead
+  if (status != nullptr) g_api.ReleaseStatus(status);
+  *out = k.release();
+  return nullptr;
+}
+
+struct Run {
+  const float* x;
+  int64_t K;
+  int64_t rows_per_chunk;
+  mof_native::Product p;
+  std::vector<uint8_t> u8;             // [M, K4 * 4]
+  std::vector<float> x_scale;          // [M]
+};
+
+void quantize_chunk(void* data, size_t chunk) {
+  Run& r = *static_cast<Run*>(data);
+  const int64_t kp = r.p.w->K4 * 4;
+  const int64_t m1 = std::min<int64_t>(r.p.M, (int64_t(chunk) + 1) * r.rows_per_chunk);
+  for (int64_t m = int64_t(chunk) * r.rows_per_chunk; m < m1; ++m)
+    r.x_scale[m] = mof_native::quantize_row(g_isa, r.x + m * r.K, r.K, r.u8.data() + m * kp);
+}
+
+void product_chunk(void* data, size_t tile) {
+  mof_native::product_tile(g_isa, static_cast<Run*>(data)->p, int64_t(tile));
+}
+
+OrtStatus* parallel(OrtKernelContext* ctx, void (*fn)(void*, size_t), size_t total, Run* run) {
+  if (total <= 1) {
+    for (size_t i = 0; i < total; ++i) fn(run, i);
+    return nullptr;
+  }
+  return g_api.KernelContext_ParallelFor(ctx, fn, total, 0, run);
+}
+
+OrtStatus* inputs(OrtKernelContext* ctx, Tensor t[4], bool* has_bias) {
+  size_t n = 0;
+  MOF_TRY(g_api.KernelContext_GetInputCount(ctx, &n));
+  *has_bias = false;
+  for (size_t i = 0; i < n && i < 4; ++i) {
+    const OrtValue* v = nullptr;
+    MOF_TRY(g_api.KernelContext_GetInput(ctx, i, &v));
+    if (v == nullptr) continue;
+    MOF_TRY(read_tensor(v, &t[i]));
+    if (i == 3) *has_bias = true;
+  }
+  if (t[0].type != MOF_ORT_FLOAT || t[0].dims.empty()) return error("RowwiseQMatMul: x must be float [..., K]");
+  return nullptr;
+}
+
+OrtStatus* compute(Kernel* k, OrtKernelContext* ctx) {
+  Tensor t[4];
+  bool has_bias = false;
+  MOF_TRY(inputs(ctx, t, &has_bias));
+  Packed local;
+  if (!k->constant) MOF_TRY(pack(t[1], &local));
+  const Packed& w = k->constant ? k->packed : local;
+  const int64_t K = t[0].dims.back(), N = w.N;
+  if (K != w.K) return error("RowwiseQMatMul: x's last axis must be W's first");
+  if (t[2].type != MOF_ORT_FLOAT || t[2].count() != N) return error("RowwiseQMatMul: w_scale must be float [N]");
+  if (has_bias && (t[3].type != MOF_ORT_FLOAT || t[3].count() != N))
+    return error("RowwiseQMatMul: bias must be float [N]");
+  std::vector<int64_t> dims = t[0].dims;
+  dims.back() = N;
+  OrtValue* y = nullptr;
+  MOF_TRY(g_api.KernelContext_GetOutput(ctx, 0, dims.data(), dims.size(), &y));
+  const int64_t M = K > 0 ? t[0].count() / K : 0;
+  void* out = nullptr;
+  MOF_TRY(g_api.GetTensorMutableData(y, &out));
+  if (M == 0 || N == 0) return nullptr;
+  Run r;
+  r.x = static_cast<const float*>(t[0].data);
+  r.K = K;
+  r.u8.resize(size_t(M * w.K4 * 4));
+  r.x_scale.resize(size_t(M));
+  r.p = {&w, r.u8.data(), r.x_scale.data(), static_cast<const float*>(t[2].data),
+         has_bias ? static_cast<const float*>(t[3].data) : nullptr, static_cast<float*>(out), M};
+  const int64_t chunks = M * K >= 32768 ? std::min<int64_t>(M, 8) : 1;
+  r.rows_per_chunk = (M + chunks - 1) / chunks;
+  MOF_TRY(parallel(ctx, quantize_chunk, size_t((M + r.rows_per_chunk - 1) / r.rows_per_chunk), &r));
+  const int64_t tiles = (w.NB + mof_native::kTileBlocks - 1) / mof_native::kTileBlocks;
+  return parallel(ctx, product_chunk, size_t(tiles), &r);
+}
+
+OrtStatus* compute_v2(void* kernel, OrtKernelContext* ctx) {
+  try {
+    return compute(static_cast<Kernel*>(kernel), ctx);
+  } catch (const std::exception&) {
+    return g_api.CreateStatus(MOF_ORT_FAIL, "RowwiseQMatMul: out of memory");
+  }
+}
+
+// ---------------------------------------------------------------- the op's description
+
+void* create_kernel_v1(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info) {
+  void* k = nullptr;
+  return create_kernel(op, api, info, &k) == nullptr ? k : nullptr;
+}
+void compute_v1(void* kernel, OrtKernelContext* ctx) { (void)compute_v2(kernel, ctx); }
+void destroy(void* kernel) { delete static_cast<Kernel*>(kernel); }
+const char* name(const OrtCustomOp*) { return "RowwiseQMatMul"; }
+const char* provider(const OrtCustomOp*) { return "CPUExecutionProvider"; }
+int input_type(const OrtCustomOp*, size_t i) { return i == 1 ? MOF_ORT_INT8 : MOF_ORT_FLOAT; }
+size_t input_count(const OrtCustomOp*) { return 4; }
+int output_type(const OrtCustomOp*, size_t) { return MOF_ORT_FLOAT; }
+size_t output_count(const OrtCustomOp*) { return 1; }
+int input_characteristic(const OrtCustomOp*, size_t i) { return i == 3 ? MOF_ORT_OPTIONAL : MOF_ORT_REQUIRED; }
+int output_characteristic(const OrtCustomOp*, size_t) { return MOF_ORT_REQUIRED; }
+int memory_type(const OrtCustomOp*, size_t) { return 0; }
+int one(const OrtCustomOp*) { return 1; }
+
+OrtCustomOp make_op() {
+  OrtCustomOp op{};
+  op.version = mof_ort::kCustomOpVersion;
+  op.CreateKernel = create_kernel_v1;
+  op.GetName = name;
+  op.GetExecutionProviderType = provider;
+  op.GetInputType = input_type;
+  op.GetInputTypeCount = input_count;
+  op.GetOutputType = output_type;
+  op.GetOutputTypeCount = output_count;
+  op.KernelCompute = compute_v1;
+  op.KernelDestroy = destroy;
+  op.GetInputCharacteristic = input_characteristic;
+  op.GetOutputCharacteristic = output_characteristic;
+  op.GetInputMemoryType = memory_type;
+  op.GetVariadicInputMinArity = one;
+  op.GetVariadicInputHomogeneity = one;
+  op.GetVariadicOutputMinArity = one;
+  op.GetVariadicOutputHomogeneity = one;
+  op.CreateKernelV2 = create_kernel;
+  op.KernelComputeV2 = compute_v2;
+  return op;
+}
+
+OrtCustomOp g_op = make_op();
+
+}  // namespace
+
+extern "C" {
+
+// What the product runs on this CPU: "avx512vnni", "avx2" or "scalar" (mof.runtime.native reads it).
+__attribute__((visibility("default"))) const char* MofNativeIsa() {
+  return mof_native::isa_name(mof_native::best_isa());
+}
+
+__attribute__((visibility("default"))) OrtStatus* RegisterCustomOps(OrtSessionOptions* options,
+                                                                     const OrtApiBase* base) {
+  const OrtApi* api = base->GetApi(mof_ort::kApiVersion);
+  if (api == nullptr) {                 // an onnxruntime older than 1.17: say so with its oldest API
+    mof_ort::Api old;
+    mof_ort::bind(old, base->GetApi(1));
+    return old.CreateStatus(MOF_ORT_FAIL, "mof native ops need onnxruntime >= 1.17");
+  }
+  mof_ort::bind(g_api, api);
+  g_isa = mof_native::best_isa();
+  OrtCustomOpDomain* domain = nullptr;  // lives as long as the process: sessions keep using it
+  MOF_TRY(g_api.CreateCustomOpDomain("mof.native", &domain));
+  MOF_TRY(g_api.CustomOpDomain_Add(domain, &g_op));
+  return g_api.AddCustomOpDomain(options, domain);
+}
+
+}  // extern "C"

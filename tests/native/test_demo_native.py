@@ -1,0 +1,69 @@
+"""The gate of issue 40 on the demo bundle: its int8 step, chunk and decode graphs with every dynamic
+rowwise product fused into mof.native::RowwiseQMatMul (tests/native/rewrite.py) give the stock
+graphs' outputs (logits and states) bit for bit, on each kernel path this CPU has."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from mof.runtime.native import build  # noqa: E402
+from rewrite import fuse_rowwise  # noqa: E402
+from run_cases import ISAS, session  # noqa: E402
+
+NATIVE = build()
+if NATIVE.path is None:
+    pytest.skip(NATIVE.note, allow_module_level=True)
+PATHS = ISAS[ISAS.index(NATIVE.isa):]
+DEMO = next((Path(__file__).resolve().parents[2] / "runtime" / "demo").glob("*/manifest.json")).parent
+SIZES = {"batch": 2, "chunk": 3, "seq": 37}
+
+
+def feeds(sess, rng, refill=None) -> dict:
+    out = {}
+    for i in sess.get_inputs():
+        shape = [SIZES[d] if isinstance(d, str) else d for d in i.shape]
+        if i.name == "input_ids":
+            out[i.name] = rng.integers(0, 3501, size=shape).astype(np.int32)
+        elif i.name == "position":
+            out[i.name] = rng.integers(0, 400, size=shape).astype(np.int64)
+        elif i.type == "tensor(bool)":
+            out[i.name] = np.array(refill)
+        else:                                     # recurrent states: GRU ones stay in [-1, 1]
+            out[i.name] = rng.uniform(-0.95, 0.95, size=shape).astype(np.float32)
+    return out
+
+
+@pytest.fixture(scope="module")
+def graphs():
+    out = {}
+    for name in ("step", "chunk", "decode"):
+        model = onnx.load(str(DEMO / f"{name}.int8.onnx"))
+        stock = model.SerializeToString()
+        fused = fuse_rowwise(model)
+        out[name] = (stock, model.SerializeToString(), fused)
+    return out
+
+
+@pytest.mark.parametrize("isa", PATHS)
+@pytest.mark.parametrize("name,refill", [("step", None), ("chunk", None), ("decode", False), ("decode", True)])
+def test_demo_outputs_bit_for_bit(graphs, name, refill, isa, monkeypatch):
+    stock_bytes, native_bytes, fused = graphs[name]
+    assert fused >= 19, f"only {fused} products fused in {name}"
+    monkeypatch.setenv("MOF_NATIVE_ISA", isa)
+    stock, native = session(stock_bytes, None), session(native_bytes, str(NATIVE.path))
+    feed = feeds(stock, np.random.default_rng(7), refill)
+    names = [o.name for o in stock.get_outputs()]
+    for out, a, b in zip(names, stock.run(names, feed), native.run(names, feed)):
+        diff = float(np.max(np.abs(a.astype(np.float64) - b), initial=0.0))
+        print(f"{name} refill={refill} {isa}: {out} max|d| = {diff:g}")
+        assert a.shape == b.shape and np.array_equal(a.view(np.uint8), b.view(np.uint8)), f"{out}: max|d| {diff:g}"
