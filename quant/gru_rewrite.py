@@ -16,7 +16,7 @@ import numpy as np
 
 from mof.runtime.errors import MofError
 from mof.writer.onnx_builder import GraphBuilder
-from mof.writer.onnx_walk import prune_initializers
+from mof.writer.onnx_walk import all_graphs, prune_initializers
 
 
 def _attrs(node) -> dict:
@@ -44,12 +44,32 @@ def _rewritable(node, inits: dict) -> str | None:
     return None
 
 
+def _path(node, k: int) -> str:
+    """The path the MatMuls replacing GRU node ``node`` (the ``k``-th of its graph) are named
+    under: the node's own less ``/GRU`` (``/rnn/gru.0/GRU`` -> ``/rnn/gru.0``), else ``/gru<k>``."""
+    if node.name.endswith("/GRU"):
+        return node.name[:-len("/GRU")]
+    return node.name or f"/gru{k}"
+
+
+def _names(graph) -> set[str]:
+    """Every node, value and initializer name in ``graph`` and the graphs its nodes hold."""
+    names = set()
+    for g in all_graphs(graph):
+        names.update(t.name for t in g.initializer)
+        for n in g.node:
+            names.add(n.name)
+            names.update(n.output)
+    return names
+
+
 def gru_to_matmuls(model) -> tuple[object, int]:
     """Rewrite every GRU in the main graph. Returns (model, number rewritten); refuses the rest loudly."""
     from onnx import numpy_helper
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     new_nodes, replaced, count = [], [], 0
+    taken = _names(model.graph)                                  # the new nodes' names must be new
     for k, node in enumerate(graph.node):
         if node.op_type != "GRU":
             new_nodes.append(node)
@@ -62,7 +82,7 @@ def gru_to_matmuls(model) -> tuple[object, int]:
         R = numpy_helper.to_array(inits[ins[2]])[0]                 # [3U, U]
         U = R.shape[1]
         B = (numpy_helper.to_array(inits[ins[3]])[0] if ins[3] else np.zeros(6 * U, np.float32))
-        g = GraphBuilder(f"gru2matmul{k}")
+        g = GraphBuilder(_path(node, k), taken)                 # the GRU's place: /rnn/gru.0/...
         zero = g.const([0], dtype=np.int64)
         if ins[5]:
             h0 = g.op("Squeeze", [ins[5], zero])                     # [B, U]
@@ -71,7 +91,7 @@ def gru_to_matmuls(model) -> tuple[object, int]:
                                    g.const([2], dtype=np.int64)])
             h0 = g.op("ConstantOfShape", [g.op("Concat", [batch, g.const([U], dtype=np.int64)], axis=0)])
         outs = list(node.output) + [""] * (2 - len(node.output))
-        y, h_last = g.matmul_gru(ins[0], h0, W.T.copy(), R.T.copy(), B.reshape(2, 3 * U), f"gru{k}",
+        y, h_last = g.matmul_gru(ins[0], h0, W.T.copy(), R.T.copy(), B.reshape(2, 3 * U), "matmuls",
                                  sequence=bool(outs[0]))
         if outs[0]:
             g.op_named("Unsqueeze", [y, g.const([1], dtype=np.int64)], [outs[0]])     # [T, 1, B, U]

@@ -36,7 +36,7 @@ import numpy as np
 
 from mof.runtime.errors import MofError
 from mof.writer.onnx_builder import UNIT_INPUT
-from mof.writer.onnx_walk import node_graphs, prune_initializers
+from mof.writer.onnx_walk import all_graphs, node_graphs, prune_initializers
 
 SCHEME = {
     "name": "rowwise-u8s8",
@@ -109,8 +109,9 @@ def quantize_rowwise(model, min_elements: int = 1, matmuls: bool = True):
 
 
 class _RowwiseRewrite:
-    """One model's rewrite: every new initializer goes to the main graph, each added once; node
-    outputs are named mofq/<hint>_<n>, n counting over the whole model."""
+    """One model's rewrite: every new initializer goes to the main graph, each added once. New
+    nodes and their outputs are named by the path of the node they replace, as the builder names
+    nodes (``/lm_head/MatMul`` -> ``/lm_head/quantize/Abs``, ``/lm_head/MatMulIntegerToFloat``)."""
 
     def __init__(self, model, min_elements: int, matmuls: bool):
         from onnx import helper, numpy_helper
@@ -119,10 +120,10 @@ class _RowwiseRewrite:
         self.opset = _opset(model)
         self.min_elements = min_elements      # smaller weights and tables stay float
         self.matmuls = matmuls                # False: Gather tables only
-        self.consts: set[str] = set()         # names of the constants added (mofq/one, w_scale / 127, ...)
+        self.consts: set[str] = set()         # names of the constants added (/quant/one, w_scale / 127, ...)
         self.weights: dict[str, Quantized] = {}     # float MatMul weight name -> its int8 replacement
         self.tables: dict[str, Quantized] = {}      # float Gather table name -> its int8 replacement
-        self.count = 0                        # node outputs named so far (uid)
+        self.names: set[str] = {n.name for g in all_graphs(model.graph) for n in g.node}   # taken paths
 
     def const(self, name: str, value) -> str:
         if name not in self.consts:
@@ -130,9 +131,28 @@ class _RowwiseRewrite:
             self.consts.add(name)
         return name
 
-    def uid(self, hint: str) -> str:
-        self.count += 1
-        return f"mofq/{hint}_{self.count}"
+    @staticmethod
+    def base(node) -> str:
+        """Where the nodes replacing ``node`` go: its path less the op (``/lm_head/MatMul`` ->
+        ``/lm_head``); a node without a name: ``/quant``."""
+        suffix = "/" + node.op_type
+        if not node.name:
+            return "/quant"
+        return node.name[:-len(suffix)] if node.name.endswith(suffix) else node.name
+
+    def path(self, base: str, hint: str) -> str:
+        """``base/hint``, made unique (``_1``, ``_2``, ... when taken)."""
+        name, k = f"{base}/{hint}", 0
+        while name in self.names:
+            k += 1
+            name = f"{base}/{hint}_{k}"
+        self.names.add(name)
+        return name
+
+    def make(self, base: str, op_type: str, inputs: list, outputs: list, hint: str = "", **attrs):
+        """A node named ``base/hint/op_type`` (``base/op_type`` without a hint)."""
+        node_path = self.path(base, f"{hint}/{op_type}" if hint else op_type)
+        return self.helper.make_node(op_type, inputs, outputs, name=node_path, **attrs)
 
     def replaced(self) -> set[str]:
         """The float initializers replaced and their per-column scales: pruned when unread."""
@@ -193,72 +213,73 @@ class _RowwiseRewrite:
     def _gather(self, node, table: Quantized) -> list:
         """Gather the int8 rows and their scales, then rows * scale."""
         from onnx import TensorProto
-        make = self.helper.make_node
-        rows = make("Gather", [table.values, node.input[1]], [self.uid("rows_i8")], axis=0)
-        scales = make("Gather", [table.scale, node.input[1]], [self.uid("rows_scale")], axis=0)
-        as_f = make("Cast", [rows.output[0]], [self.uid("rows_f")], to=TensorProto.FLOAT)
-        return [rows, scales, as_f, make("Mul", [as_f.output[0], scales.output[0]], list(node.output))]
+        at = self.base(node)
+        rows = self.make(at, "Gather", [table.values, node.input[1]], [self.path(at, "rows_i8")], "rows", axis=0)
+        scales = self.make(at, "Gather", [table.scale, node.input[1]], [self.path(at, "rows_scale")], "scales",
+                           axis=0)
+        as_f = self.make(at, "Cast", [rows.output[0]], [self.path(at, "rows_f")], "rows", to=TensorProto.FLOAT)
+        return [rows, scales, as_f, self.make(at, "Mul", [as_f.output[0], scales.output[0]], list(node.output))]
 
     def _unit_matmul(self, node, w: Quantized, inputs: dict) -> list:
         """A GRU hidden state, never outside [-1, 1]: the fixed scale 1/127 (x * 127 is one IEEE
         multiply; QuantizeLinear's scale 1.0 leaves nothing to a kernel's choice)."""
-        make, x, nodes = self.helper.make_node, node.input[0], []
+        at, x, nodes = self.base(node), node.input[0], []
         if (x, True) not in inputs:
-            h127, xq = self.uid("h_127"), self.uid("h_u8")
-            nodes += [make("Mul", [x, self.const_c127()], [h127]),
-                      make("QuantizeLinear", [h127, self.const_one(), self.const_zp()], [xq])]
+            h127, xq = self.path(at, "h_127"), self.path(at, "h_u8")
+            nodes += [self.make(at, "Mul", [x, self.const_c127()], [h127], "quantize"),
+                      self.make(at, "QuantizeLinear", [h127, self.const_one(), self.const_zp()], [xq], "quantize")]
             inputs[(x, True)] = QuantizedInput(xq, None)
         xq = inputs[(x, True)].x_u8
-        return nodes + [make("MatMulIntegerToFloat", [xq, w.values, self.const_one(), self.unit_scale(w),
-                                                      self.const_zp()], list(node.output), domain=MS_DOMAIN)]
+        return nodes + [self.make(at, "MatMulIntegerToFloat", [xq, w.values, self.const_one(), self.unit_scale(w),
+                                                               self.const_zp()], list(node.output), domain=MS_DOMAIN)]
 
     def _matmul(self, node, w: Quantized, inputs: dict) -> list:
         """x quantized per row (once per graph), the exact int32 sum * w_scale per column (in the
         kernel), then * x_scale per row."""
-        make, x, nodes = self.helper.make_node, node.input[0], []
+        at, x, nodes = self.base(node), node.input[0], []
         if (x, False) not in inputs:
-            quantize, inputs[(x, False)] = self._quantize_rows(x)
+            quantize, inputs[(x, False)] = self._quantize_rows(x, at)
             nodes += quantize
         q = inputs[(x, False)]
-        cols = self.uid("acc_f")
-        return nodes + [make("MatMulIntegerToFloat", [q.x_u8, w.values, self.const_one(), w.scale, self.const_zp()],
-                             [cols], domain=MS_DOMAIN),
-                        make("Mul", [cols, q.x_scale], list(node.output))]
+        cols = self.path(at, "acc_f")
+        return nodes + [self.make(at, "MatMulIntegerToFloat", [q.x_u8, w.values, self.const_one(), w.scale,
+                                                               self.const_zp()], [cols], domain=MS_DOMAIN),
+                        self.make(at, "Mul", [cols, q.x_scale], list(node.output), "x_scale")]
 
-    def _quantize_rows(self, x: str) -> tuple[list, QuantizedInput]:
+    def _quantize_rows(self, x: str, at: str) -> tuple[list, QuantizedInput]:
         """x_scale = ReduceMax(|x|, last axis) / 127; x_u8 = QuantizeLinear(x / x_scale, 1.0, 128).
 
         x / x_scale in [-127, 127] is an IEEE division (the same whichever SIMD lane or tail loop
         computes it); QuantizeLinear with scale 1: round-half-even + 128, saturated to [0, 255]. An
         all-zero row makes 0/0 = NaN and an arbitrary x_u8, but its output is multiplied by
         x_scale = 0, so it is exactly 0 whatever the kernel made of the NaN."""
-        make = self.helper.make_node
-        absx, amax, scale, unit, xq = (self.uid(h) for h in ("abs", "amax", "x_scale", "x_div", "x_u8"))
-        nodes = [make("Abs", [x], [absx])]
+        at = at + "/quantize"                  # under the first product that reads x
+        absx, amax, scale, unit, xq = (self.path(at, h) for h in ("abs", "amax", "x_scale", "x_div", "x_u8"))
+        nodes = [self.make(at, "Abs", [x], [absx])]
         if self.opset >= 18:
-            nodes.append(make("ReduceMax", [absx, self.const_axes()], [amax], keepdims=1))
+            nodes.append(self.make(at, "ReduceMax", [absx, self.const_axes()], [amax], keepdims=1))
         else:
-            nodes.append(make("ReduceMax", [absx], [amax], axes=[-1], keepdims=1))
-        nodes += [make("Mul", [amax, self.const_inv127()], [scale]),
-                  make("Div", [x, scale], [unit]),
-                  make("QuantizeLinear", [unit, self.const_one(), self.const_zp()], [xq])]
+            nodes.append(self.make(at, "ReduceMax", [absx], [amax], axes=[-1], keepdims=1))
+        nodes += [self.make(at, "Mul", [amax, self.const_inv127()], [scale]),
+                  self.make(at, "Div", [x, scale], [unit]),
+                  self.make(at, "QuantizeLinear", [unit, self.const_one(), self.const_zp()], [xq])]
         return nodes, QuantizedInput(xq, scale)
 
     # the shared constants, each added to the main graph the first time a node reads it
     def const_one(self) -> str:
-        return self.const("mofq/one", np.array(1, np.float32))
+        return self.const("/quant/one", np.array(1, np.float32))
 
     def const_zp(self) -> str:
-        return self.const("mofq/zp128", np.array(ZP, np.uint8))
+        return self.const("/quant/zp128", np.array(ZP, np.uint8))
 
     def const_inv127(self) -> str:
-        return self.const("mofq/inv127", np.array(1 / 127, np.float32))
+        return self.const("/quant/inv127", np.array(1 / 127, np.float32))
 
     def const_c127(self) -> str:
-        return self.const("mofq/c127", np.array(127, np.float32))
+        return self.const("/quant/c127", np.array(127, np.float32))
 
     def const_axes(self) -> str:
-        return self.const("mofq/axes_last", np.array([-1], np.int64))
+        return self.const("/quant/axes_last", np.array([-1], np.int64))
 
 
 def saturation_risks(model) -> list[str]:

@@ -5,7 +5,7 @@ layers lowered to ONNX, which only export's step graph uses, are in mof.export.o
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -21,14 +21,14 @@ class GraphBuilder:
     ``hint`` and its type; a node's outputs are ``<node>/output_<i>``. An equal constant is one
     initializer: ``const`` returns the name it was first given."""
 
-    def __init__(self, prefix: str = ""):
+    def __init__(self, prefix: str = "", taken: Iterable[str] = ()):
         from onnx import helper, numpy_helper
         self._helper, self._numpy_helper = helper, numpy_helper
         self.prefix = prefix.rstrip("/")
         self.nodes: list = []
         self.initializers: list = []
         self._scopes: list[str] = []
-        self._taken: dict[str, int] = {}           # path -> times given (the 2nd is path_1, ...)
+        self._taken: set[str] = set(taken)          # names given, and those of the graph spliced into
         self._consts: dict[tuple, str] = {}        # (dtype, shape, bytes) -> initializer name
 
     @contextlib.contextmanager
@@ -42,10 +42,7 @@ class GraphBuilder:
 
     def name(self, hint: str) -> str:
         """A new unique path: the prefix, the scopes, ``hint`` (``_1``, ``_2``, ... when taken)."""
-        path = "/".join([self.prefix, *self._scopes, hint])
-        n = self._taken.get(path, 0)
-        self._taken[path] = n + 1
-        return path if n == 0 else f"{path}_{n}"
+        return self._unique("/".join([self.prefix, *self._scopes, hint]))
 
     def const(self, value, hint: str | None = None, dtype=np.float32) -> str:
         """An initializer holding ``value``; the same one for an equal value (dtype, shape and
@@ -65,9 +62,12 @@ class GraphBuilder:
         return self._consts[key]
 
     def _unique(self, path: str) -> str:
-        n = self._taken.get(path, 0)
-        self._taken[path] = n + 1
-        return path if n == 0 else f"{path}_{n}"
+        name, n = path, 0
+        while name in self._taken:
+            n += 1
+            name = f"{path}_{n}"
+        self._taken.add(name)
+        return name
 
     def op(self, op_type: str, inputs: Sequence[str], hint: str | None = None, outputs: int = 1,
            **attrs) -> str | list[str]:
