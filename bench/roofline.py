@@ -38,7 +38,7 @@ def measure(manifest, bundle: Path, precisions, mode_bytes: dict, threads: Optio
         sites[p] = macs_mod.count_sites(decode_graph(manifest, bundle, p))                 # window passes
         steps[p] = macs_mod.count_sites(decode_graph(manifest, bundle, p), refill=False)   # plain's prefill
         kernels[p] = probes.kernel_for(p, sites[p].kernels, sites[p].nbits)
-    log("mof-bench: probing this machine's floors (one onnxruntime MatMul per kernel, "
+    log("mof-bench: probing this machine's floors (one MatMul per kernel, "
         f"{'default' if not threads else threads} threads, best of {probes.MIN_REPEATS}+ runs) …")
     for p in precisions:
         todo = probes.INT8_KERNELS if kernels[p] in probes.INT8_KERNELS else (kernels[p],)
