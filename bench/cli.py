@@ -28,7 +28,7 @@ from .report import format_passes, format_table, plot, summary
 from .worker import MODES, PROVIDER_ENV, command
 
 PROG = "mof-bench"
-SCHEMA_VERSION = 3     # 3: floor_multiple null without onnx, below_accuracy_gates (docs/bench.md)
+SCHEMA_VERSION = 3     # 3: null floors without onnx, the accuracy gates, decoding_default (docs/bench.md)
 
 
 # --- what a graph reads per token (needs onnx) ------------------------------------------------
@@ -124,7 +124,7 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
     """Run the benchmark; the report (docs/bench.md, "The JSON report"). ``warmup``: untimed runs
     of everything timed, per mode, before the timed one."""
     from mof.runtime.bundle import verify_bundle
-    from mof.runtime.decoding import CLI, resolve_decoding
+    from mof.runtime.decoding import CLI, recommended_refill_every, resolve_decoding
     manifest = verify_bundle(bundle)
     have = _precisions(manifest, bundle, precisions, log)
     if refill_every is not None and "stream" not in modes:
@@ -143,6 +143,8 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
             "prompt_lengths": list(lengths), "warmup_runs": warmup,
             "machine": {**machine_info(), **(measured["machine"] if measured else {"read_bandwidth_gbs": None})},
             "accuracy_warnings": {p: manifest.accuracy_warning(p) for p in have},
+            "decoding_default": {"mode": manifest.recommended_mode,       # what mof-run decodes with
+                                 "refill_every": recommended_refill_every(manifest)},
             "floor": floor, "results": results,
             "date": time.strftime("%Y-%m-%d")}
 

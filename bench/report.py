@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import textwrap
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -146,17 +147,26 @@ def fastest(report: dict):
     return max(usable, key=lambda r: r["decode_tokens_per_s"], default=None)
 
 
+def run_flags(r: dict, default: Optional[dict]) -> list[str]:
+    """The mof-run flags that decode as result ``r`` does: only those the bundle's defaults
+    (``default``: its recommended mode and R; None: not recorded, every flag) do not already give."""
+    flags = {"fp32": [], "int8": ["--int8"], "int4": ["--int4"]}[r["precision"]]
+    default = default or {}
+    if r["mode"] != default.get("mode"):
+        flags += ["--mode", r["mode"]]
+    if r["mode"] == "stream" and (r["refill_every"] != default.get("refill_every") or "--mode" in flags):
+        flags += ["--refill-every", str(r["refill_every"])]
+    return flags
+
+
 def summary(report: dict) -> str:
     """One line: the fastest setting, its speed and how to run it."""
     best = fastest(report)
     left_out = sorted({precision_label(r) for r in report["results"] if r.get("below_accuracy_gates")})
     if best is None:
         return "fastest: none measured within its accuracy gates (" + ", ".join(left_out) + ")"
-    flags = {"fp32": [], "int8": ["--int8"], "int4": ["--int4"]}[best["precision"]] + ["--mode", best["mode"]]
-    if best["mode"] == "stream":
-        flags += ["--refill-every", str(best["refill_every"])]
-    line = (f"fastest: {label(best)} {best['precision']}, {best['decode_tokens_per_s']:.0f} tok/s "
-            f"(mof-run {' '.join(flags)})")
+    command = " ".join(["mof-run", *run_flags(best, report.get("decoding_default"))])
+    line = f"fastest: {label(best)} {best['precision']}, {best['decode_tokens_per_s']:.0f} tok/s ({command})"
     return line + (f"; {', '.join(left_out)} not counted" if left_out else "")
 
 
