@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from mof.measure.machine import machine_info
+from mof.runtime.files import atomic_write
 from mof.runtime.errors import MofError
 
 from . import roofline
@@ -169,8 +170,26 @@ def _parser():
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's)")
     add_provider_flag(p)
     p.add_argument("--json", type=Path, metavar="FILE", help="write the full report as JSON")
-    p.add_argument("--plot", type=Path, metavar="FILE.png", help="bar chart of tokens/s with the floor")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="bar chart of tokens/s with the floor "
+                   "(needs matplotlib)")
+    p.add_argument("--force", action="store_true", help="replace the --json / --plot files if they exist")
     return p
+
+
+def _check_outputs(p, args) -> None:
+    """Before anything runs: the output files can be written, and --plot can draw."""
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path is None:
+            continue
+        if path.exists() and not args.force:
+            p.error(f"{flag} {path} exists; add --force to replace it")
+        if not path.parent.is_dir():
+            p.error(f"{flag} {path}: no directory {path.parent}")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            p.error("--plot needs matplotlib (pip install matplotlib)")
 
 
 def _checked(p, args) -> tuple[list[str], list[str], list[int]]:
@@ -196,6 +215,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = _parser()
     args = p.parse_args(argv)
     precisions, modes, lengths = _checked(p, args)
+    _check_outputs(p, args)
     try:
         os.environ[PROVIDER_ENV] = checked_provider(args.provider) or ""    # the workers'
         report = benchmark(args.bundle, precisions, modes, lengths, args.decode_tokens, args.threads,
@@ -210,7 +230,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print()
     print(summary(report))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+        atomic_write(args.json, json.dumps(report, indent=2).encode())
     if args.plot:
         plot(report, args.plot)
     return 0

@@ -215,7 +215,14 @@ def figure(report: dict):
 
 
 def plot(report: dict, path: Path) -> None:
+    """The figure written to ``path`` (PNG, or the format its suffix names), whole or not at all."""
+    import io
+
     import matplotlib.pyplot as plt
+
+    from mof.runtime.files import atomic_write
     fig = figure(report)
-    fig.savefig(path, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix[1:] or "png", dpi=120)
     plt.close(fig)
+    atomic_write(path, buf.getvalue())

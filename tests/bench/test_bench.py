@@ -183,3 +183,24 @@ def test_bench_runs_a_t7_bundle(tiny_t7_bundle, tmp_path):
     assert proc.returncode == 0, proc.stderr
     modes = {(r["mode"], r["precision"]) for r in json.loads(out.read_text())["results"]}
     assert modes == {("stream", "fp32"), ("exact", "fp32"), ("stream", "int8"), ("exact", "int8")}
+
+
+def test_output_files_are_kept_without_force(tmp_path):
+    """An existing --json / --plot file is refused before anything runs, and left as it was."""
+    for flag, name in (("--json", "b.json"), ("--plot", "b.png")):
+        out = tmp_path / name
+        out.write_text("mine")
+        proc = subprocess.run([sys.executable, "-m", "mof.bench.cli", flag, str(out)],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and f"{flag} {out} exists; add --force" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and "probing" not in proc.stderr
+        assert out.read_text() == "mine"
+
+
+def test_plot_without_matplotlib_is_refused_before_running(tmp_path):
+    out = tmp_path / "b.png"
+    code = ("import sys; sys.modules['matplotlib'] = None; from mof.bench.cli import main; "
+            f"sys.exit(main(['--plot', {str(out)!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--plot needs matplotlib" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()
