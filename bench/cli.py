@@ -153,7 +153,8 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
 def _parser():
     from mof.runtime.bundle_default import DEFAULT_BUNDLE
     from mof.runtime.cli_common import add_provider_flag
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+    p = argparse.ArgumentParser(prog=PROG, description="Time how fast and how lean a bundle decodes on this machine: load, time to first "
+                                "token, prefill and decode speed, memory, against the machine's floors.",
                                 epilog="docs/bench.md explains each column and figure.")
     p.add_argument("bundle", nargs="?", type=Path, default=DEFAULT_BUNDLE,
                    help="bundle directory (default: the shipped demo model)")
