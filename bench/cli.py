@@ -99,7 +99,8 @@ def _floors(manifest, bundle: Path, precisions, modes, R: int, threads: Optional
 def _run_worker(args: list[str]) -> list[dict]:
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise MofError(f"benchmark worker failed: {proc.stderr.strip().splitlines()[-1:]}")
+        last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise MofError(f"benchmark worker failed: {last}")
     return json.loads(proc.stdout)["results"]
 
 
@@ -153,9 +154,10 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
 def _parser():
     from mof.runtime.bundle_default import DEFAULT_BUNDLE
     from mof.runtime.cli_common import add_provider_flag
-    p = argparse.ArgumentParser(prog=PROG, description="Time how fast and how lean a bundle decodes on this machine: load, time to first "
-                                "token, prefill and decode speed, memory, against the machine's floors.",
-                                epilog="docs/bench.md explains each column and figure.")
+    p = argparse.ArgumentParser(
+        prog=PROG, epilog="docs/bench.md explains each column and figure.",
+        description="Time how fast and how lean a bundle decodes on this machine: load, time to first "
+                    "token, prefill and decode speed, memory, against the machine's floors.")
     p.add_argument("bundle", nargs="?", type=Path, default=DEFAULT_BUNDLE,
                    help="bundle directory (default: the shipped demo model)")
     p.add_argument("--precisions", default="fp32,int8,int4",
