@@ -165,7 +165,8 @@ def summary(report: dict) -> str:
     left_out = sorted({precision_label(r) for r in report["results"] if r.get("below_accuracy_gates")})
     if best is None:
         return "fastest: none measured within its accuracy gates (" + ", ".join(left_out) + ")"
-    command = " ".join(["mof-run", *run_flags(best, report.get("decoding_default"))])
+    flags = run_flags(best, report.get("decoding_default"))
+    command = " ".join(["mof-run", *flags]) if flags else "mof-run's default"
     line = f"fastest: {label(best)} {best['precision']}, {best['decode_tokens_per_s']:.0f} tok/s ({command})"
     return line + (f"; {', '.join(left_out)} not counted" if left_out else "")
 
