@@ -32,9 +32,9 @@ Needs the onnx package (the [quant] extra); ``count_sites`` returns None without
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -78,11 +78,6 @@ class GraphMacs:
     def macs(self, tokens: int) -> int:
         """Multiply-accumulates of one pass over ``tokens`` tokens, batch 1."""
         return sum(s.macs(tokens) for s in self.sites)
-
-    def executions(self, tokens: int) -> Iterator[tuple[str, int, int, int]]:
-        """(op, rows per call, K, calls) per site: what a profiler of the pass would record."""
-        for s in self.sites:
-            yield s.op, s.rows_per_call(tokens), s.k, s.calls(tokens)
 
 
 def _scalar(consts: dict, name: str) -> bool:
@@ -150,86 +145,144 @@ def _chosen(node, values: dict) -> Optional[list]:
             for b in [a.g]]
 
 
-def _walk(graph, weights: dict, consts: dict, time: set, loops: tuple, sites: list,
-          kernels: set, nbits: set, values: dict, widths: dict, rowcount: dict) -> None:
-    from mof.writer.onnx_walk import node_graphs
+@dataclass
+class _Found:
+    """What a walk collects over every graph it enters (shared by all of them)."""
+    sites: list = field(default_factory=list)      # every Site found
+    kernels: set = field(default_factory=set)      # MatMul-like and recurrent op types seen
+    nbits: set = field(default_factory=set)        # MatMulNBits (bits, block_size, accuracy_level)
+    widths: dict = field(default_factory=dict)     # value -> its last dimension, where known
+    rowcount: dict = field(default_factory=dict)   # untimed value -> its rows, when more than one
+
+
+@dataclass
+class _Scope:
+    """The names one graph sees: its own and those of the graphs around it."""
+    weights: dict        # initializer -> dims
+    consts: dict         # initializer or Constant output -> shape
+    values: dict         # small known values: initializers of <= 8 elements, refill, folded Wheres
+    time: set            # values carrying the pass's time axis (a body starts with none)
+    loops: tuple         # the Loop/Scan bodies the graph sits in, outermost first
+
+
+def _enter(graph, outer: _Scope, time: set, loops: tuple) -> _Scope:
+    """The scope of ``graph`` inside ``outer``: its initializers added to what it sees."""
     from onnx import numpy_helper
-    weights = {**weights, **{t.name: tuple(t.dims) for t in graph.initializer}}
-    consts = {**consts, **{t.name: tuple(t.dims) for t in graph.initializer}}
-    values = {**values, **{t.name: numpy_helper.to_array(t) for t in graph.initializer
-                           if len(t.dims) <= 1 and int(np.prod(t.dims)) <= 8 and not t.data_location}}
+    dims = {t.name: tuple(t.dims) for t in graph.initializer}
+    small = {t.name: numpy_helper.to_array(t) for t in graph.initializer
+             if len(t.dims) <= 1 and int(np.prod(t.dims)) <= 8 and not t.data_location}
+    return _Scope({**outer.weights, **dims}, {**outer.consts, **dims}, {**outer.values, **small},
+                  time, loops)
+
+
+def _walk(graph, outer: _Scope, time: set, loops: tuple, found: _Found) -> None:
+    scope = _enter(graph, outer, time, loops)
     for node in graph.node:
-        if node.op_type == "Constant":
-            for a in node.attribute:
-                if a.name == "value":
-                    consts[node.output[0]] = tuple(numpy_helper.to_array(a.t).shape)
-        if node.op_type == "Where" and all(i in values for i in node.input):   # e.g. on ``refill``
-            values[node.output[0]] = np.where(values[node.input[0]], values[node.input[1]], values[node.input[2]])
-        chosen = _chosen(node, values)
-        if node.op_type == "If" and chosen is not None:
-            # the branch the condition runs, in this scope: its output is the If's
-            _walk(chosen[0], weights, consts, time, loops, sites, kernels, nbits, values, widths, rowcount)
-            for out, branch_out in zip(node.output, (o.name for o in chosen[0].output)):
-                if branch_out in time and not loops:
-                    time.add(out)
-                rowcount[out] = rowcount.get(branch_out, 1)
-                if branch_out in widths:
-                    widths[out] = widths[branch_out]
-            continue
-        read = [i for i in (chosen if chosen is not None else node.input) if i]
-        timed = any(i in time for i in read)
-        in_body = bool(loops)
-        # untimed values with more than one row: one row broadcast against a constant [n, ..., E]
-        many = max([rowcount.get(i, 1) for i in read]
-                   + [int(np.prod(consts[i][:-1])) for i in read if i in consts and len(consts[i]) > 1
-                      and node.op_type in ("Mul", "Add", "Sub", "Div")])
-        if many > 1 and node.op_type not in ("Shape", "Size", "Gather") and not _one_row(node, values):
-            rowcount.update({o: many for o in node.output if o})
-        rows = TOKENS if timed and not in_body else many if many > 1 and not in_body else ONE_ROW
-        # last dimensions (``widths``): a weight product's columns and a Reshape's constant width,
-        # through the ops that keep the last axis (an int8 product's scale, a Transpose of the
-        # leading axes) — the sizes of a later product of two computed operands
-        last = [widths[i] for i in read if i in widths]
-        if node.op_type == "Reshape" and len(node.input) > 1 and node.input[1] in values \
-                and int(np.asarray(values[node.input[1]]).ravel()[-1]) > 0:
-            widths[node.output[0]] = int(np.asarray(values[node.input[1]]).ravel()[-1])
-        elif last and (node.op_type in ("Mul", "Add", "Sub", "Div", "Identity", "Where", "Slice")
-                       or node.op_type == "Transpose"
-                       and list(_attrs(node)["perm"])[-1] == len(_attrs(node)["perm"]) - 1):
-            widths[node.output[0]] = last[0]
-        if node.op_type in MATMUL_OPS:
-            kernels.add(node.op_type)
-            site = _matmul_site(node, weights, rows, loops, widths)
-            if site:
-                sites.append(site)
-                widths[node.output[0]] = site.n
-            if node.op_type == "MatMulNBits":
-                a = _attrs(node)
-                nbits.add((int(a.get("bits", 4)), int(a["block_size"]), int(a.get("accuracy_level", 0))))
-        elif node.op_type in RECURRENT_OPS:
-            kernels.add(node.op_type)
-            site = _recurrent_site(node, weights, rows, loops)
-            if site:
-                sites.append(site)
-        for body in node_graphs(node):
-            kind = node.op_type if node.op_type in ("Loop", "Scan") else "If"
-            inner = loops + ((kind,) if kind != "If" else ())
-            _walk(body, weights, consts, set(), inner, sites, kernels, nbits, values, widths, rowcount)
-        # which outputs carry the time axis
-        outs = list(node.output)
-        if node.op_type == "Loop":                     # a body may read outer tokens implicitly:
-            outs = outs[len(node.input) - 2:]          # its scan outputs run along the tokens; the
-        elif node.op_type == "Scan":                   # carried values are final states
-            carried = len(node.input) - int(_attrs(node).get("num_scan_inputs", 0))
-            outs = outs[carried:]
-        elif not timed or node.op_type in ("Shape", "Size") or _one_row(node, values):
-            continue
-        elif node.op_type == "Gather" and _scalar(consts, node.input[1]) and node.input[0] in time:
-            continue                                   # one position of the tokens
-        elif node.op_type in RECURRENT_OPS:
-            outs = outs[:1]                            # Y; Y_h / Y_c are final states
-        if not loops:
-            time.update(o for o in outs if o)
+        _visit(node, scope, found)
+
+
+def _visit(node, s: _Scope, found: _Found) -> None:
+    """One node: its constants, its site, the graphs it holds, which outputs carry the tokens."""
+    from mof.writer.onnx_walk import node_graphs
+    _fold_constants(node, s)
+    chosen = _chosen(node, s.values)
+    if node.op_type == "If" and chosen is not None:
+        _walk_branch(node, chosen[0], s, found)
+        return
+    read = [i for i in (chosen if chosen is not None else node.input) if i]
+    timed = any(i in s.time for i in read)
+    rows = _rows(node, read, timed, s, found)
+    _track_widths(node, read, s, found.widths)
+    _add_site(node, rows, s, found)
+    for body in node_graphs(node):
+        kind = node.op_type if node.op_type in ("Loop", "Scan") else "If"
+        _walk(body, s, set(), s.loops + ((kind,) if kind != "If" else ()), found)
+    if not s.loops:
+        s.time.update(o for o in _timed_outputs(node, timed, s) if o)
+
+
+def _fold_constants(node, s: _Scope) -> None:
+    """A Constant's shape; a Where on known values (e.g. on ``refill``) folded."""
+    from onnx import numpy_helper
+    if node.op_type == "Constant":
+        for a in node.attribute:
+            if a.name == "value":
+                s.consts[node.output[0]] = tuple(numpy_helper.to_array(a.t).shape)
+    if node.op_type == "Where" and all(i in s.values for i in node.input):
+        s.values[node.output[0]] = np.where(s.values[node.input[0]], s.values[node.input[1]],
+                                            s.values[node.input[2]])
+
+
+def _walk_branch(node, branch, s: _Scope, found: _Found) -> None:
+    """The branch an If's known condition runs, walked in this scope: its outputs are the If's."""
+    _walk(branch, s, s.time, s.loops, found)
+    for out, branch_out in zip(node.output, (o.name for o in branch.output)):
+        if branch_out in s.time and not s.loops:
+            s.time.add(out)
+        found.rowcount[out] = found.rowcount.get(branch_out, 1)
+        if branch_out in found.widths:
+            found.widths[out] = found.widths[branch_out]
+
+
+def _rows(node, read: list, timed: bool, s: _Scope, found: _Found):
+    """Site.rows of the node (TOKENS, ONE_ROW or a count), recording its outputs' row counts:
+    an untimed value with more than one row is one row broadcast against a constant [n, ..., E]."""
+    many = max([found.rowcount.get(i, 1) for i in read]
+               + [int(np.prod(s.consts[i][:-1])) for i in read if i in s.consts and len(s.consts[i]) > 1
+                  and node.op_type in ("Mul", "Add", "Sub", "Div")])
+    if many > 1 and node.op_type not in ("Shape", "Size", "Gather") and not _one_row(node, s.values):
+        found.rowcount.update({o: many for o in node.output if o})
+    in_body = bool(s.loops)
+    return TOKENS if timed and not in_body else many if many > 1 and not in_body else ONE_ROW
+
+
+def _track_widths(node, read: list, s: _Scope, widths: dict) -> None:
+    """Last dimensions: a Reshape's constant width, kept through the ops that keep the last axis
+    (an int8 product's scale, a Transpose of the leading axes) — the sizes of a later product of
+    two computed operands (a weight product's columns are added by ``_add_site``)."""
+    last = [widths[i] for i in read if i in widths]
+    if node.op_type == "Reshape" and len(node.input) > 1 and node.input[1] in s.values \
+            and int(np.asarray(s.values[node.input[1]]).ravel()[-1]) > 0:
+        widths[node.output[0]] = int(np.asarray(s.values[node.input[1]]).ravel()[-1])
+    elif last and (node.op_type in ("Mul", "Add", "Sub", "Div", "Identity", "Where", "Slice")
+                   or node.op_type == "Transpose"
+                   and list(_attrs(node)["perm"])[-1] == len(_attrs(node)["perm"]) - 1):
+        widths[node.output[0]] = last[0]
+
+
+def _add_site(node, rows, s: _Scope, found: _Found) -> None:
+    """The node's Site, if it is a MatMul-like or recurrent node."""
+    if node.op_type in MATMUL_OPS:
+        found.kernels.add(node.op_type)
+        site = _matmul_site(node, s.weights, rows, s.loops, found.widths)
+        if site:
+            found.sites.append(site)
+            found.widths[node.output[0]] = site.n
+        if node.op_type == "MatMulNBits":
+            a = _attrs(node)
+            found.nbits.add((int(a.get("bits", 4)), int(a["block_size"]), int(a.get("accuracy_level", 0))))
+    elif node.op_type in RECURRENT_OPS:
+        found.kernels.add(node.op_type)
+        site = _recurrent_site(node, s.weights, rows, s.loops)
+        if site:
+            found.sites.append(site)
+
+
+def _timed_outputs(node, timed: bool, s: _Scope) -> list:
+    """The outputs that carry the time axis."""
+    outs = list(node.output)
+    if node.op_type == "Loop":                     # a body may read outer tokens implicitly:
+        return outs[len(node.input) - 2:]          # its scan outputs run along the tokens; the
+    if node.op_type == "Scan":                     # carried values are final states
+        carried = len(node.input) - int(_attrs(node).get("num_scan_inputs", 0))
+        return outs[carried:]
+    if not timed or node.op_type in ("Shape", "Size") or _one_row(node, s.values):
+        return []
+    if node.op_type == "Gather" and _scalar(s.consts, node.input[1]) and node.input[0] in s.time:
+        return []                                  # one position of the tokens
+    if node.op_type in RECURRENT_OPS:
+        return outs[:1]                            # Y; Y_h / Y_c are final states
+    return outs
 
 
 def count_sites(path: Path, refill: bool = True) -> Optional[GraphMacs]:
@@ -243,15 +296,8 @@ def count_sites(path: Path, refill: bool = True) -> Optional[GraphMacs]:
     from mof.runtime.contract import REFILL_INPUT
     model = onnx.load(str(path), load_external_data=False)
     g = model.graph
-    widths: dict = {}
-    time = set()
-    values = {REFILL_INPUT: np.array(refill)}
-    for i in g.input:
-        dims = i.type.tensor_type.shape.dim
-        if any(d.dim_param == TIME_DIM for d in dims):
-            time.add(i.name)
-    sites: list = []
-    kernels: set = set()
-    nbits: set = set()
-    _walk(g, {}, {}, time, (), sites, kernels, nbits, values, widths, {})
-    return GraphMacs(tuple(sites), tuple(sorted(kernels)), tuple(sorted(nbits)))
+    time = {i.name for i in g.input if any(d.dim_param == TIME_DIM for d in i.type.tensor_type.shape.dim)}
+    root = _Scope({}, {}, {REFILL_INPUT: np.array(refill)}, time, ())
+    found = _Found()
+    _walk(g, root, time, (), found)
+    return GraphMacs(tuple(found.sites), tuple(sorted(found.kernels)), tuple(sorted(found.nbits)))

@@ -12,8 +12,7 @@ import numpy as np
 from . import macs as macs_mod
 from . import probes
 
-NO_ONNX = ("no onnx package: the memory floor, MAC and compute-floor columns are skipped "
-           "(pip install 'mof[quant]')")
+NO_ONNX = "no onnx package: no memory floor, MACs or compute floors (pip install 'mof[quant]')"
 
 
 def have_onnx() -> bool:
@@ -25,13 +24,8 @@ def have_onnx() -> bool:
 
 
 def decode_graph(manifest, bundle: Path, precision: str) -> Path:
-    """The graph decoding runs its window passes through: the decode graph, else the chunk graph
-    (else, before it, the window graph)."""
-    for g in ("decode", "chunk", "window"):
-        f = manifest.graph_file(g, precision)
-        if f:
-            return bundle / f
-    raise KeyError(precision)
+    """The graph decoding runs its window passes through: the decode graph, else the chunk graph."""
+    return bundle / (manifest.graph_file("decode", precision) or manifest.graph_file("chunk", precision))
 
 
 def measure(manifest, bundle: Path, precisions, mode_bytes: dict, threads: Optional[int], log) -> dict:
@@ -44,7 +38,7 @@ def measure(manifest, bundle: Path, precisions, mode_bytes: dict, threads: Optio
         sites[p] = macs_mod.count_sites(decode_graph(manifest, bundle, p))                 # window passes
         steps[p] = macs_mod.count_sites(decode_graph(manifest, bundle, p), refill=False)   # plain's prefill
         kernels[p] = probes.kernel_for(p, sites[p].kernels, sites[p].nbits)
-    log("mof-bench: probing this machine's floors with onnxruntime (one MatMul per kernel, "
+    log("mof-bench: probing this machine's floors (one MatMul per kernel, "
         f"{'default' if not threads else threads} threads, best of {probes.MIN_REPEATS}+ runs) …")
     for p in precisions:
         todo = probes.INT8_KERNELS if kernels[p] in probes.INT8_KERNELS else (kernels[p],)
@@ -124,30 +118,3 @@ def annotate(r: dict, measured: Optional[dict]) -> None:
         if kind == "refill":
             r["refill_ms_p50"], r["refill_ms_p95"] = e["ms_p50"], e["ms_p95"]
     r["passes"] = out
-
-
-def format_passes(report: dict) -> str:
-    """The window-pass table: one line per pass kind of each result."""
-    lines = [f"{'window pass':<27}{'prec':<6}{'tokens':>7}{'count':>6}{'p50 ms':>9}{'p95 ms':>9}"
-             f"{'MMAC':>9}{'GMAC/s':>8}{'x compute floor':>16}"]
-    na = lambda x, f: format(x, f) if x is not None else "-"     # noqa: E731
-    for r in report["results"]:
-        mode = f"{r['mode']} R={r['refill_every']}" if r["mode"] == "stream" else r["mode"]
-        for e in r.get("passes", []):
-            what = f"prefill {e['prompt_length']}" if e["pass"] == "prefill" else e["pass"]
-            lines.append(f"{mode + ' ' + what:<27}{r['precision']:<6}{e['tokens']:>7}{e['count']:>6}"
-                         f"{e['ms_p50']:>9.2f}{e['ms_p95']:>9.2f}"
-                         f"{na(e['macs'] and e['macs'] / 1e6, '.1f'):>9}{na(e['gmacs_per_s'], '.1f'):>8}"
-                         f"{na(e['compute_floor_multiple'], '.1f'):>16}")
-    m = report["machine"]
-    peaks = m.get("peak_gmacs") or {}
-    if peaks:
-        lines.append("compute floor = the pass's MACs (decode graph, batch 1) / this machine's peak: "
-                     + "; ".join(f"{p} {v['kernel']} {v['gmacs']:.0f} GMAC/s" for p, v in peaks.items())
-                     + (" (int8 both: " + ", ".join(f"{k} {g:.0f}" for k, g in peaks['int8']['measured'].items())
-                        + ")" if "int8" in peaks else ""))
-    else:
-        lines.append(f"MACs and compute floor skipped: {NO_ONNX}")
-    lines.append("prefill and refill/exact times are whole tokens (the pass + sampling); refill rows are "
-                 "stream's refill p50/p95")
-    return "\n".join(lines)

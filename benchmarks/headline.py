@@ -157,7 +157,7 @@ def memory_cells(r: dict) -> str:
 
 def render(report: dict, out: Path, stem: str) -> None:
     """headline.md (or headline-TYPE.md) and the plot, from a run's report."""
-    from mof.bench.cli import format_table, plot
+    from mof.bench.report import format_table, plot
     plot(report, out / f"{stem}.png")
     b, m, tf = report["export"], report["machine"], report["tf_reference"]
     mt, tf_ms = b["model_type"], tf["ms_per_token"]

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from mof.runtime import DEFAULT_BUNDLE, Generator, Model, SamplingConfig
-from mof.bench.cli import peak_rss_mb
+from mof.bench.memory import peak_rss_mb
 
 
 def rss_mb() -> float:

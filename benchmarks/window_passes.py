@@ -200,7 +200,7 @@ def main(argv=None) -> int:
     if settle_error(args.settle):
         p.error(settle_error(args.settle))
     times = time_interleaved(names, bundle, cases, args.rounds, args.threads, args.step_reps, args.settle)
-    from mof.bench.cli import machine_info
+    from mof.measure.machine import machine_info
     report = {"machine": machine_info(), "threads": args.threads,
               "clock": "process CPU time" if args.threads == 1 else "wall clock", "graphs": {}}
     base = next(iter(names))

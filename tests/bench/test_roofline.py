@@ -27,7 +27,7 @@ def demo_run(demo_bundle, tmp_path_factory):
 
 def test_memory_floor_is_a_floor(demo_run, demo_bundle):
     _, report = demo_run
-    assert report["schema_version"] == 2
+    assert report["schema_version"] == 3
     assert report["machine"]["threads"] == report["threads"] == 2        # the probes ran with the run's threads
     seen = set()
     for r in report["results"]:
