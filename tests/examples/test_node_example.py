@@ -3,7 +3,6 @@ the same greedy token ids in stream mode, fp32 and int8, across several refills.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mof.runtime import DEFAULT_BUNDLE, Generator, Model, SamplingConfig
+from mof.runtime.bundle import file_record
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "examples" / "node"
@@ -171,7 +171,7 @@ def test_node_feeds_back_what_the_runtime_feeds_back(node_ready, models, tmp_pat
     data = json.dumps(vocab, ensure_ascii=False).encode("utf-8")
     (bundle / "vocab.json").write_bytes(data)
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
-    manifest["files"]["vocab.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    manifest["files"]["vocab.json"] = file_record(bundle / "vocab.json")
     manifest["vocab"]["duplicates"] = 1
     (bundle / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mof.runtime import DEFAULT_BUNDLE, Model
-from mof.runtime.bundle import BundleError, read_manifest, verify_bundle
+from mof.runtime.bundle import BundleError, file_record, read_manifest, verify_bundle
 from mof.runtime.contract import FP32, INT8, PRECISIONS, weights_file
 
 def make_format1(src, dst):
@@ -29,7 +29,7 @@ def make_format1(src, dst):
             if isinstance(name, str):
                 data = onnx.load(str(dst / name)).SerializeToString()     # external data read in
                 (dst / name).write_bytes(data)
-                m["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+                m["files"][name] = file_record(dst / name)
     for precision, name in m.pop("weights").items():
         (dst / name).unlink()
         del m["files"][name]
@@ -143,7 +143,7 @@ def test_network_identity_covers_the_weights_file(tmp_path):
     data[-1] ^= 1
     w.write_bytes(bytes(data))
     m = json.loads((other / "manifest.json").read_text(encoding="utf-8"))
-    m["files"][w.name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    m["files"][w.name] = file_record(w)
     (other / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
     a, b = read_manifest(DEFAULT_BUNDLE), read_manifest(other)
     assert a.file_sha256("step.onnx") == b.file_sha256("step.onnx")

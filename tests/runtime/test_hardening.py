@@ -3,7 +3,6 @@
 Runs on the demo bundle shipped in the package: no TensorFlow needed."""
 
 import ast
-import hashlib
 import json
 import os
 import shutil
@@ -14,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from mof.runtime import DEFAULT_BUNDLE, Generator, Model, SamplingConfig, State
-from mof.runtime.bundle import BundleError, read_manifest
+from mof.runtime.bundle import BundleError, file_record, read_manifest
 from mof.runtime.contract import FORMAT, READABLE_VERSIONS
 from mof.runtime.errors import MofError
 from mof.runtime.chat_session import ChatSession
@@ -37,9 +36,8 @@ def _rewrite_manifest(bundle, change):
 
 
 def _rehash(bundle, name):
-    data = (bundle / name).read_bytes()
     _rewrite_manifest(bundle, lambda m: m["files"].__setitem__(
-        name, {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}))
+        name, file_record(bundle / name)))
 
 
 @pytest.mark.parametrize("damage, message", [
