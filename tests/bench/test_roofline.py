@@ -58,6 +58,8 @@ def test_window_passes_carry_macs_and_floors(demo_run, demo_bundle):
     sites = count_sites(demo_bundle / "decode.onnx")                     # window passes (refill)
     step_sites = count_sites(demo_bundle / "decode.onnx", refill=False)   # plain's prefill: one step call
     kinds = set()
+    rec_bytes = {p: sum(w["weight_bytes"] for w in ws.values())
+                 for p, ws in report["machine"]["recurrence_probes"].items()}      # a step of the 3 GRUs
     for r in report["results"]:
         passes = {(e["pass"], e.get("prompt_length")): e for e in r["passes"]}
         assert {("prefill", 16), ("prefill", 100)} <= set(passes)
@@ -81,8 +83,7 @@ def test_window_passes_carry_macs_and_floors(demo_run, demo_bundle):
             assert e["compute_floor_multiple"] >= 1.0                    # nothing beats the peak
             # the recurrence-aware floor: the other MACs at the peak + each GRU's T steps in sequence
             assert e["recurrent_steps"] == 3 * e["tokens"]                # three GRUs, a step per token
-            assert e["recurrent_bytes"] == e["tokens"] * sum(w["weight_bytes"] for w in
-                                                             report["machine"]["recurrence_probes"][r["precision"]].values())
+            assert e["recurrent_bytes"] == e["tokens"] * rec_bytes[r["precision"]]
             assert e["recurrence_floor_ms"] == pytest.approx(e["parallel_ms"] + e["sequential_ms"])
             assert e["sequential_ms"] > 0 and e["parallel_ms"] < e["compute_floor_ms"]   # the step MACs moved
             assert e["recurrence_floor_ms"] >= e["compute_floor_ms"] * (1 - 1e-9)       # never below it
