@@ -181,3 +181,17 @@ def test_int8_kernel_is_the_graphs():
     assert probes.kernel_for("int8", ("MatMul", "MatMulIntegerToFloat"), ()).op == "MatMulIntegerToFloat"
     assert probes.kernel_for("int4", ("MatMulNBits",), ((4, 64, 4),)) == probes.Kernel("MatMulNBits", 4, 64, 4)
     assert probes.kernel_for("fp32", ("GRU", "MatMul"), ()) == probes.FP32
+
+
+@pytest.mark.parametrize("graph", ["step.onnx", "step.int8.onnx", "step.int4.onnx"])
+def test_a_steps_memory_floor_counts_every_weight_once(demo_bundle, graph):
+    """The memory floor of a step sums the step graph's initializers: each must be one weight, held
+    once over the graph and its Loop bodies and read by some node, the recurrent matrices among them."""
+    import onnx
+    from mof.writer.onnx_walk import all_graphs, used_names
+    model = onnx.load(str(demo_bundle / graph), load_external_data=False)
+    names = [t.name for g in all_graphs(model.graph) for t in g.initializer]
+    assert len(names) == len(set(names))                               # none held twice
+    assert set(names) <= used_names(model.graph)                        # none unread
+    rec = count_sites(demo_bundle / graph, refill=False).recurrences(1)
+    assert len(rec) == 3 and {r.weight for r in rec} <= set(names) and all(r.steps == 1 for r in rec)
