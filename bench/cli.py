@@ -5,7 +5,8 @@ memory are its own. Per precision and mode: time to first token and prefill toke
 prompt lengths; per-token decode latency p50/p95 (model call + sampling) over N tokens; memory.
 With the onnx package: the weight bytes each mode reads per token and the time onnxruntime's own
 kernel needs to read that many (the memory floor), and for every window pass its
-multiply-accumulates against this machine's peak (the compute floor; bench/roofline.py).
+multiply-accumulates against this machine's peak (the compute floor) and, with the recurrences'
+steps read one after another, the recurrence-aware floor (bench/roofline.py).
 Precisions the bundle keeps below their accuracy gates are marked. docs/bench.md explains the output.
 """
 
@@ -29,7 +30,7 @@ from .report import format_passes, format_table, plot, summary
 from .worker import MODES, PROVIDER_ENV, command
 
 PROG = "mof-bench"
-SCHEMA_VERSION = 3     # 3: null floors without onnx, the accuracy gates, decoding_default (docs/bench.md)
+SCHEMA_VERSION = 4     # 4: the recurrence-aware floor of each pass, step_floor (docs/bench.md)
 
 
 # --- what a graph reads per token (needs onnx) ------------------------------------------------
@@ -93,7 +94,8 @@ def _floors(manifest, bundle: Path, precisions, modes, R: int, threads: Optional
     if not roofline.have_onnx():
         return None
     mode_bytes = {(m, p): mode_weight_bytes(manifest, bundle, m, p, R) for p in precisions for m in modes}
-    return roofline.measure(manifest, bundle, precisions, mode_bytes, threads, log)
+    step_bytes = {p: mode_weight_bytes(manifest, bundle, "plain", p, R) for p in precisions}
+    return roofline.measure(manifest, bundle, precisions, mode_bytes, step_bytes, threads, log)
 
 
 def _run_worker(args: list[str]) -> list[dict]:
@@ -147,7 +149,7 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
             "accuracy_warnings": {p: manifest.accuracy_warning(p) for p in have},
             "decoding_default": {"mode": manifest.recommended_mode,       # what mof-run decodes with
                                  "refill_every": recommended_refill_every(manifest, manifest.config)},
-            "floor": floor, "results": results,
+            "floor": floor, "step_floor": measured["step_floor"] if measured else None, "results": results,
             "date": time.strftime("%Y-%m-%d")}
 
 

@@ -16,6 +16,15 @@ MatMulNBits, GRU) of the graph and of the graphs its nodes hold (``mof.writer.on
   ``Loop`` over the remaining T - 1 tokens; a ``Scan`` body once per token;
 - an fp32 ``GRU``: T × 3H × (I + H) per direction.
 
+A recurrence's step product — h · R, which cannot start before the step before it ends — is
+marked on its Site (``weight``: the recurrent weight's name, ``weight_bytes``: its bytes as
+stored): an fp32 ``GRU``'s R input (T steps per call); in the int8/int4 graphs the GRU rewrite's
+``.../recurrent/MatMul...`` products (the path quant/gru_rewrite.py names them by, the
+``UNIT_INPUT`` doc_string the rewrite gives them before quantization, or, in graphs made before
+nodes were named, their ``recurrent_kernel`` weight), one step per call: the
+top-level first step and the ``Loop`` body's T - 1 — T steps per GRU either way
+(``GraphMacs.recurrences``). mof.bench.roofline reads these weights once per step.
+
 Which tensors carry the time axis is propagated from the inputs with a ``chunk`` dimension
 (``input_ids``): outputs of a node carry it if an input does, except ``Shape``/``Size``, a
 ``Gather`` of one position (a scalar index), a ``Slice`` of the last position or a
@@ -32,7 +41,7 @@ Needs the onnx package (the [quant] extra); ``count_sites`` returns None without
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -54,6 +63,8 @@ class Site:
                          # value broadcast against a constant, e.g. one row per attention head)
     loops: tuple = ()    # the bodies it sits in, outermost first: "Loop" (T - 1 runs), "Scan" (T)
     recurrent_k: int = 0  # GRU/RNN/LSTM: the hidden size H its recurrent weight multiplies
+    weight: str = ""     # a recurrence's step product: the recurrent weight it reads each step ("": none)
+    weight_bytes: int = 0  # ... that weight's bytes as stored (an int8 / int4 weight's scales included)
 
     def calls(self, tokens: int) -> int:
         """How many times the node runs in a pass of ``tokens`` tokens."""
@@ -68,6 +79,28 @@ class Site:
     def macs(self, tokens: int) -> int:
         return self.calls(tokens) * self.rows_per_call(tokens) * (self.k + self.recurrent_k) * self.n
 
+    def steps(self, tokens: int) -> int:
+        """Sequential steps of its recurrence in a pass of ``tokens`` tokens (0: not a recurrence's
+        step product): a GRU op one per row, a step product one per call (batch 1)."""
+        return self.calls(tokens) * self.rows_per_call(tokens) if self.weight else 0
+
+    @property
+    def step_macs(self) -> int:
+        """Multiply-accumulates of one step's recurrent product (h · R), batch 1."""
+        if not self.weight:
+            return 0
+        return (self.recurrent_k if self.op in RECURRENT_OPS else self.k) * self.n
+
+
+@dataclass(frozen=True)
+class Recurrence:
+    """One recurrent weight of a graph in a pass: read once per step, step after step."""
+    weight: str          # the recurrent weight's initializer (fp32: a GRU's R; int8/int4: its product's weight)
+    op: str              # the op that reads it: GRU, or the step product's MatMul kernel
+    weight_bytes: int    # its bytes as stored (scales included)
+    steps: int           # sequential steps of the pass that read it
+    step_macs: int       # multiply-accumulates of one step's product with it
+
 
 @dataclass(frozen=True)
 class GraphMacs:
@@ -78,6 +111,21 @@ class GraphMacs:
     def macs(self, tokens: int) -> int:
         """Multiply-accumulates of one pass over ``tokens`` tokens, batch 1."""
         return sum(s.macs(tokens) for s in self.sites)
+
+    def sequential_macs(self, tokens: int) -> int:
+        """The part of ``macs`` in the recurrences' step products (h · R, step after step)."""
+        return sum(s.steps(tokens) * s.step_macs for s in self.sites)
+
+    def recurrences(self, tokens: int) -> tuple:
+        """Each recurrent weight with the steps that read it in a pass over ``tokens`` tokens
+        (an int8 GRU's top-level first step and its Loop's T - 1 are one weight's T steps)."""
+        out: dict[str, Recurrence] = {}
+        for s in self.sites:
+            if s.weight:
+                r = out.get(s.weight)
+                steps = s.steps(tokens) + (r.steps if r else 0)
+                out[s.weight] = Recurrence(s.weight, s.op, s.weight_bytes, steps, s.step_macs)
+        return tuple(out.values())
 
 
 def _scalar(consts: dict, name: str) -> bool:
@@ -111,13 +159,29 @@ def _matmul_site(node, weights: dict, rows, loops: tuple, widths: dict) -> Optio
     return Site(op, k, n, rows, loops)
 
 
-def _recurrent_site(node, weights: dict, rows: str, loops: tuple) -> Optional[Site]:
-    w, r = weights.get(node.input[1]), weights.get(node.input[2])
+def _recurrent_site(node, s: "_Scope", rows: str, loops: tuple) -> Optional[Site]:
+    w, r = s.weights.get(node.input[1]), s.weights.get(node.input[2])
     if w is None or r is None:
         return None
     dirs, gates_h, i = (int(x) for x in w)
     h = int(r[-1])
-    return Site(node.op_type, i, dirs * gates_h, rows, loops, recurrent_k=h)
+    return Site(node.op_type, i, dirs * gates_h, rows, loops, recurrent_k=h,
+                weight=node.input[2], weight_bytes=s.nbytes[node.input[2]])
+
+
+def _step_product(node) -> bool:
+    """A recurrence's step product h · R: the GRU rewrite's ``.../recurrent/MatMul...`` (named by
+    path), a MatMul carrying its ``UNIT_INPUT`` mark (the hidden state, before quantization), or
+    one reading the rewrite's ``recurrent_kernel`` (graphs made before nodes were named by path)."""
+    from mof.writer.onnx_builder import UNIT_INPUT
+    return (node.doc_string == UNIT_INPUT or "recurrent" in node.name.split("/")[:-1]
+            or any(part.startswith("recurrent_kernel") for part in node.input[1].split("/")))
+
+
+def _stored_bytes(node, s: "_Scope") -> int:
+    """Bytes of the weights a product reads: its initializer inputs after the first that are not
+    scalars (the weight, an int8 weight's per-column scales, an int4 weight's block scales)."""
+    return sum(s.nbytes[i] for i in node.input[1:] if i in s.nbytes and len(s.weights[i]) > 0)
 
 
 def _one_row(node, values: dict) -> bool:
@@ -159,6 +223,7 @@ class _Found:
 class _Scope:
     """The names one graph sees: its own and those of the graphs around it."""
     weights: dict        # initializer -> dims
+    nbytes: dict         # initializer -> its bytes as stored
     consts: dict         # initializer or Constant output -> shape
     values: dict         # small known values: initializers of <= 8 elements, refill, folded Wheres
     time: set            # values carrying the pass's time axis (a body starts with none)
@@ -171,8 +236,15 @@ def _enter(graph, outer: _Scope, time: set, loops: tuple) -> _Scope:
     dims = {t.name: tuple(t.dims) for t in graph.initializer}
     small = {t.name: numpy_helper.to_array(t) for t in graph.initializer
              if len(t.dims) <= 1 and int(np.prod(t.dims)) <= 8 and not t.data_location}
-    return _Scope({**outer.weights, **dims}, {**outer.consts, **dims}, {**outer.values, **small},
-                  time, loops)
+    nbytes = {t.name: _tensor_bytes(t) for t in graph.initializer}
+    return _Scope({**outer.weights, **dims}, {**outer.nbytes, **nbytes}, {**outer.consts, **dims},
+                  {**outer.values, **small}, time, loops)
+
+
+def _tensor_bytes(t) -> int:
+    """An initializer's bytes as stored, from its dims and type (its data is not read)."""
+    from onnx import helper
+    return int(np.prod(t.dims, dtype=np.int64)) * helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
 
 
 def _walk(graph, outer: _Scope, time: set, loops: tuple, found: _Found) -> None:
@@ -255,6 +327,8 @@ def _add_site(node, rows, s: _Scope, found: _Found) -> None:
     if node.op_type in MATMUL_OPS:
         found.kernels.add(node.op_type)
         site = _matmul_site(node, s.weights, rows, s.loops, found.widths)
+        if site and _step_product(node) and site.rows == ONE_ROW:
+            site = replace(site, weight=node.input[1], weight_bytes=_stored_bytes(node, s))
         if site:
             found.sites.append(site)
             found.widths[node.output[0]] = site.n
@@ -263,7 +337,7 @@ def _add_site(node, rows, s: _Scope, found: _Found) -> None:
             found.nbits.add((int(a.get("bits", 4)), int(a["block_size"]), int(a.get("accuracy_level", 0))))
     elif node.op_type in RECURRENT_OPS:
         found.kernels.add(node.op_type)
-        site = _recurrent_site(node, s.weights, rows, s.loops)
+        site = _recurrent_site(node, s, rows, s.loops)
         if site:
             found.sites.append(site)
 
@@ -297,7 +371,7 @@ def count_sites(path: Path, refill: bool = True) -> Optional[GraphMacs]:
     model = onnx.load(str(path), load_external_data=False)
     g = model.graph
     time = {i.name for i in g.input if any(d.dim_param == TIME_DIM for d in i.type.tensor_type.shape.dim)}
-    root = _Scope({}, {}, {REFILL_INPUT: np.array(refill)}, time, ())
+    root = _Scope({}, {}, {}, {REFILL_INPUT: np.array(refill)}, time, ())
     found = _Found()
     _walk(g, root, time, (), found)
     return GraphMacs(tuple(found.sites), tuple(sorted(found.kernels)), tuple(sorted(found.nbits)))

@@ -5,6 +5,11 @@ MatMul-like node, with the runtime's own session options and thread count, best 
   bytes (one row of activations, M = 1): the memory floor of a token that reads that many weight
   bytes. The probe's weight has the byte size the mode reads per token, so a working set that
   fits in the caches is timed from the caches, and one that does not from memory, as decoding is.
+- ``reread_floor``: the same kernel reading one weight of ``nbytes`` bytes REREADS times in one
+  run, a row each time, as a recurrence reads its recurrent matrix step after step: the weight
+  stays in the cache level it fits in (L2, L3 or none), and the session call's fixed cost (~6 µs
+  here, more than a small matrix's read) is spread over the reads. Its ``read_s`` is one step's
+  read: the sequential part of a window pass's floor (``mof.bench.roofline``).
 - ``peak_macs``: multiply-accumulates per second of a large product (M = 256, K = N = 1024): the
   compute floor of a pass is its MACs at this rate.
 
@@ -27,6 +32,7 @@ MIN_REPEATS = 5                  # a probe runs at least this many times after a
 MAX_REPEATS = 30                 # ... and at most this many,
 PROBE_SECONDS = 1.0              # ... stopping once this much time has been spent
 INT8_WEIGHT_RANGE = 64           # MatMulIntegerToFloat probe weights lie in [-64, 64] (7 bits)
+REREADS = 32                     # reads of its one weight per run of a recurrence's probe
 
 
 @dataclass(frozen=True)
@@ -67,15 +73,21 @@ class Probe:
     shape: tuple         # M, K, N
     weight_bytes: int    # bytes of every weight input the probe reads
     best_s: float        # its fastest run
+    reads: int = 1       # products per run, each reading the whole weight (REREADS: a recurrence's)
+
+    @property
+    def read_s(self) -> float:
+        """One read of the weight: the fastest run over its reads."""
+        return self.best_s / self.reads
 
     @property
     def macs_per_s(self) -> float:
         m, k, n = self.shape
-        return m * k * n / self.best_s
+        return m * k * n / self.read_s
 
     @property
     def read_gbs(self) -> float:
-        return self.weight_bytes / self.best_s / 1e9
+        return self.weight_bytes / self.read_s / 1e9
 
 
 def _weights(kernel: Kernel, k: int, n: int, rng) -> dict:
@@ -92,48 +104,58 @@ def _weights(kernel: Kernel, k: int, n: int, rng) -> dict:
             "zero_points": np.full((n, (blocks * kernel.bits + 7) // 8), 0x88, np.uint8)}
 
 
-def _graph(kernel: Kernel, m: int, k: int, weights: dict) -> bytes:
+def _external(name: str, arr: np.ndarray):
+    """A weight declared in the graph, its data handed over by add_external_initializers."""
+    from onnx import TensorProto, helper
+    t = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(arr.dtype), dims=arr.shape,
+                    data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", "probe.bin"), ("offset", "0"), ("length", str(arr.nbytes))):
+        e = t.external_data.add()
+        e.key, e.value = key, value
+    return t
+
+
+def _product(kernel: Kernel, a: str, y: str, k: int, n: int):
+    """(node, its constant inputs, its domain, A's and Y's element types): Y = A · W in ``kernel``."""
     from onnx import TensorProto, helper, numpy_helper
-    n = weights["W"].shape[0 if kernel.op == "MatMulNBits" else 1]
-
-    def external(name, arr):            # declared here, handed over by add_external_initializers
-        t = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(arr.dtype), dims=arr.shape,
-                        data_location=TensorProto.EXTERNAL)
-        for key, value in (("location", "probe.bin"), ("offset", "0"), ("length", str(arr.nbytes))):
-            e = t.external_data.add()
-            e.key, e.value = key, value
-        return t
-
-    inits = [external(name, arr) for name, arr in weights.items()]
     const = lambda name, v: numpy_helper.from_array(np.array(v), name)      # noqa: E731
-    a_type, y_type = TensorProto.FLOAT, TensorProto.FLOAT
-    domain = ""
     if kernel.op == "MatMul":
-        node = helper.make_node("MatMul", ["A", "W"], ["Y"])
-    elif kernel.op == "MatMulInteger":
-        a_type, y_type = TensorProto.UINT8, TensorProto.INT32
-        inits += [const("zp", np.uint8(128))]
-        node = helper.make_node("MatMulInteger", ["A", "W", "zp", "zp"], ["Y"])
-    elif kernel.op == "MatMulIntegerToFloat":
-        a_type, domain = TensorProto.UINT8, "com.microsoft"
-        inits += [const("a_scale", np.float32(0.01)), const("b_scale", np.float32(0.01)),
+        return helper.make_node("MatMul", [a, "W"], [y]), [], "", TensorProto.FLOAT, TensorProto.FLOAT
+    if kernel.op == "MatMulInteger":
+        return (helper.make_node("MatMulInteger", [a, "W", "zp", "zp"], [y]), [const("zp", np.uint8(128))], "",
+                TensorProto.UINT8, TensorProto.INT32)
+    if kernel.op == "MatMulIntegerToFloat":
+        consts = [const("a_scale", np.float32(0.01)), const("b_scale", np.float32(0.01)),
                   const("a_zp", np.uint8(128))]
-        node = helper.make_node("MatMulIntegerToFloat", ["A", "W", "a_scale", "b_scale", "a_zp"], ["Y"],
-                                domain=domain)
-    else:
-        domain = "com.microsoft"
-        node = helper.make_node("MatMulNBits", ["A", "W", "scales", "zero_points"], ["Y"], domain=domain,
-                                K=k, N=n, bits=kernel.bits, block_size=kernel.block_size,
-                                accuracy_level=kernel.accuracy_level)
-    graph = helper.make_graph([node], "probe", [helper.make_tensor_value_info("A", a_type, [m, k])],
-                              [helper.make_tensor_value_info("Y", y_type, [m, n])], initializer=inits)
+        node = helper.make_node("MatMulIntegerToFloat", [a, "W", "a_scale", "b_scale", "a_zp"], [y],
+                                domain="com.microsoft")
+        return node, consts, "com.microsoft", TensorProto.UINT8, TensorProto.FLOAT
+    node = helper.make_node("MatMulNBits", [a, "W", "scales", "zero_points"], [y], domain="com.microsoft",
+                            K=k, N=n, bits=kernel.bits, block_size=kernel.block_size,
+                            accuracy_level=kernel.accuracy_level)
+    return node, [], "com.microsoft", TensorProto.FLOAT, TensorProto.FLOAT
+
+
+def _graph(kernel: Kernel, m: int, k: int, weights: dict, reads: int = 1) -> bytes:
+    """``reads`` products of the one weight, each with its own input A<i> (no two nodes alike,
+    which onnxruntime would merge), in the order onnxruntime's sequential executor runs them."""
+    from onnx import helper
+    n = weights["W"].shape[0 if kernel.op == "MatMulNBits" else 1]
+    nodes, consts, ins, outs = [], [], [], []
+    for i in range(reads):
+        node, consts, domain, a_type, y_type = _product(kernel, f"A{i}", f"Y{i}", k, n)
+        nodes.append(node)
+        ins.append(helper.make_tensor_value_info(f"A{i}", a_type, [m, k]))
+        outs.append(helper.make_tensor_value_info(f"Y{i}", y_type, [m, n]))
+    inits = [_external(name, arr) for name, arr in weights.items()] + consts
+    graph = helper.make_graph(nodes, "probe", ins, outs, initializer=inits)
     opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
     model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = 8
     return model.SerializeToString()
 
 
-def _time(kernel: Kernel, m: int, k: int, n: int, threads: Optional[int]) -> Probe:
+def _time(kernel: Kernel, m: int, k: int, n: int, threads: Optional[int], reads: int = 1) -> Probe:
     import onnxruntime as ort
     from mof.runtime.model import session_options
     rng = np.random.default_rng(0)
@@ -141,10 +163,10 @@ def _time(kernel: Kernel, m: int, k: int, n: int, threads: Optional[int]) -> Pro
     so = session_options(threads)                 # the runtime's options: threads, no arena, ...
     values = [ort.OrtValue.ortvalue_from_numpy(a) for a in weights.values()]
     so.add_external_initializers(list(weights), values)
-    sess = ort.InferenceSession(_graph(kernel, m, k, weights), so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(_graph(kernel, m, k, weights, reads), so, providers=["CPUExecutionProvider"])
     a = (rng.integers(0, 256, (m, k), dtype=np.uint8) if kernel.op.startswith("MatMulInteger")
          else rng.random((m, k), dtype=np.float32))
-    feeds = {"A": a}
+    feeds = {f"A{i}": a for i in range(reads)}
     sess.run(None, feeds)                         # warm-up (and the caches)
     best, spent, runs = float("inf"), 0.0, 0
     while runs < MIN_REPEATS or (runs < MAX_REPEATS and spent < PROBE_SECONDS):
@@ -152,7 +174,7 @@ def _time(kernel: Kernel, m: int, k: int, n: int, threads: Optional[int]) -> Pro
         sess.run(None, feeds)
         dt = time.perf_counter() - t
         best, spent, runs = min(best, dt), spent + dt, runs + 1
-    return Probe(kernel.label, (m, k, n), int(sum(w.nbytes for w in weights.values())), best)
+    return Probe(kernel.label, (m, k, n), int(sum(w.nbytes for w in weights.values())), best, reads)
 
 
 def _columns(kernel: Kernel, k: int, nbytes: int) -> int:
@@ -171,6 +193,13 @@ def _columns(kernel: Kernel, k: int, nbytes: int) -> int:
 def read_floor(kernel: Kernel, nbytes: int, threads: Optional[int]) -> Probe:
     """The kernel reading a weight of at least ``nbytes`` bytes with one row of activations."""
     return _time(kernel, 1, PROBE_K, _columns(kernel, PROBE_K, nbytes), threads)
+
+
+def reread_floor(kernel: Kernel, nbytes: int, threads: Optional[int]) -> Probe:
+    """The kernel reading a weight of at least ``nbytes`` bytes REREADS times in one run, one row
+    each time, as a recurrence does step after step: ``read_s`` is one step's read, from the
+    cache level that weight fits in on this machine."""
+    return _time(kernel, 1, PROBE_K, _columns(kernel, PROBE_K, nbytes), threads, REREADS)
 
 
 def peak_macs(kernel: Kernel, threads: Optional[int]) -> Probe:

@@ -101,31 +101,54 @@ def memory_table(report: dict) -> list[str]:
     return lines
 
 
-def format_passes(report: dict) -> str:
-    """The window-pass table: one line per pass kind of each result (the MAC and compute-floor
-    columns only when they were counted: they need the onnx package)."""
-    macs = any(e.get("macs") is not None for r in report["results"] for e in r.get("passes", []))
-    lines = [f"{'window pass':<27}{'prec':<6}{'tokens':>7}{'count':>6}{'p50 ms':>9}{'p95 ms':>9}"
-             + (f"{'MMAC':>9}{'GMAC/s':>8}{'x compute floor':>16}" if macs else "")]
+def _pass_line(r: dict, e: dict, macs: bool) -> str:
     na = lambda x, f: format(x, f) if x is not None else "-"     # noqa: E731
-    for r in report["results"]:
-        mode = label(r)
-        for e in r.get("passes", []):
-            what = f"prefill {e['prompt_length']}" if e["pass"] == "prefill" else e["pass"]
-            lines.append(f"{mode + ' ' + what:<27}{precision_label(r):<6}{e['tokens']:>7}{e['count']:>6}"
-                         f"{e['ms_p50']:>9.2f}{e['ms_p95']:>9.2f}"
-                         + (f"{na(e['macs'] and e['macs'] / 1e6, '.1f'):>9}{na(e['gmacs_per_s'], '.1f'):>8}"
-                            f"{na(e['compute_floor_multiple'], '.1f'):>16}" if macs else ""))
+    what = f"prefill {e['prompt_length']}" if e["pass"] == "prefill" else e["pass"]
+    return (f"{label(r) + ' ' + what:<26}{precision_label(r):<6}{e['tokens']:>7}{e['count']:>6}"
+            f"{e['ms_p50']:>8.2f}{e['ms_p95']:>8.2f}"
+            + (f"{na(e['macs'] and e['macs'] / 1e6, '.1f'):>9}{na(e['gmacs_per_s'], '.1f'):>8}"
+               f"{na(e['compute_floor_multiple'], '.1f'):>10}{na(e.get('recurrence_floor_multiple'), '.1f'):>12}"
+               if macs else ""))
+
+
+def format_passes(report: dict) -> str:
+    """The window-pass table: one line per pass kind of each result (the MAC and floor columns
+    only when they were counted: they need the onnx package)."""
+    macs = any(e.get("macs") is not None for r in report["results"] for e in r.get("passes", []))
+    lines = [f"{'window pass':<26}{'prec':<6}{'tokens':>7}{'count':>6}{'p50 ms':>8}{'p95 ms':>8}"
+             + (f"{'MMAC':>9}{'GMAC/s':>8}{'x compute':>10}{'x rec floor':>12}" if macs else "")]
+    lines += [_pass_line(r, e, macs) for r in report["results"] for e in r.get("passes", [])]
     notes = []
     peaks = report["machine"].get("peak_gmacs") or {}
     if peaks:
-        notes.append("compute floor = the pass's MACs (decode graph, batch 1) / this machine's peak: "
-                     + "; ".join(f"{p} {v['kernel']} {v['gmacs']:.0f} GMAC/s" for p, v in peaks.items())
+        notes.append("x compute: p50 / the compute floor, the pass's MACs (decode graph, batch 1) at this "
+                     "machine's peak: " + "; ".join(f"{p} {v['kernel']} {v['gmacs']:.0f} GMAC/s"
+                                                     for p, v in peaks.items())
                      + (" (int8 both: " + ", ".join(f"{k} {g:.0f}" for k, g in peaks['int8']['measured'].items())
                         + ")" if "int8" in peaks else ""))
+    rec = report["machine"].get("recurrence_probes") or {}
+    if rec:
+        notes.append("x rec floor: p50 / the recurrence-aware floor: the MACs outside the GRUs' step "
+                     "products at the peak, plus per step (tokens per GRU) each GRU's recurrent matrix "
+                     "read at the speed probed for its size; a step of the GRUs reads "
+                     + ", ".join(f"{p} {sum(w['weight_bytes'] for w in ws.values()) / 1e3:.0f} kB in "
+                                 f"{sum(w['step_us'] for w in ws.values()):.1f} us" for p, ws in rec.items()))
+    notes += step_floor_lines(report)
     notes.append("prefill and refill/exact times are whole tokens (the pass + sampling); refill rows are "
                  "stream's refill p50/p95")
     return "\n".join(lines + [w for n in notes for w in _wrap(n)])
+
+
+def step_floor_lines(report: dict) -> list[str]:
+    """One line: a plain step's memory floor and recurrence-aware floor, per precision."""
+    steps = report.get("step_floor") or {}
+    if not steps:
+        return []
+    return ["a plain step (one token, each GRU one step): memory floor "
+            + ", ".join(f"{p} {f['floor_ms']:.3f} ms" for p, f in steps.items())
+            + " (every weight read once, the recurrent matrices too); recurrence-aware floor "
+            + ", ".join(f"{p} {f['recurrence_floor_ms']:.3f}" for p, f in steps.items())
+            + " ms; the larger binds"]
 
 
 MEMORY_LEGEND = ("load RSS / steady: resident memory above the process's before Model.load (peak while "

@@ -44,7 +44,7 @@ def test_bench_json_schema(bench_run):
     proc, report = bench_run
     assert "no int8 graphs" in proc.stderr          # this bundle has none: said, skipped
     assert {"results", "machine", "floor", "accuracy_warnings"} <= set(report)
-    assert report["schema_version"] == 3
+    assert report["schema_version"] == 4
     # the floors need the graph walk (onnx): a runtime-only install reports none and says why
     has_onnx = importlib.util.find_spec("onnx") is not None
     if has_onnx:
@@ -92,6 +92,9 @@ def _as_user_saw_it(report: dict) -> dict:
         if i == 0:
             r["precision"], r["below_accuracy_gates"] = "int4", True
         report["floor"][f"{r['mode']}/{r['precision']}"] = {"weight_bytes_per_token": 10**6, "floor_ms": 0.01 * (i + 1)}
+        for e in r["passes"]:                             # five-digit multiples and MACs
+            e.update(macs=12345.6e6, gmacs_per_s=1234.5, compute_floor_multiple=12345.6,
+                     recurrence_floor_multiple=12345.6, ms_p50=12345.67, ms_p95=12345.67)
     report["accuracy_warnings"] = {"int4": "int4 was kept below the accuracy gates (...)"}
     return report
 
@@ -101,7 +104,7 @@ def test_default_table_fits_100_columns(bench_run):
     wide figures (the table was 165 columns)."""
     text = "\n".join([bench_report.format_table(_as_user_saw_it(bench_run[1])),
                       bench_report.format_passes(_as_user_saw_it(bench_run[1]))])
-    assert "x floor" in text and "TTFT@512" in text
+    assert "x floor" in text and "TTFT@512" in text and "x rec floor" in text and "a plain step" in text
     assert max(len(line) for line in text.splitlines()) <= bench_report.WIDTH
 
 
@@ -160,6 +163,7 @@ def test_runtime_only_defaults_read_as_a_user_needs(runtime_only_run):
     out = proc.stdout
     assert (out + proc.stderr).count("no onnx package") == 1 and NO_ONNX in out.splitlines()
     assert "x floor" not in out and not re.search(r"\bnan\b", out, re.I) and "MMAC" not in out
+    assert "x rec floor" not in out and report["step_floor"] is None
     assert max(len(line) for line in out.splitlines()) <= bench_report.WIDTH
     rows = [line for line in out.splitlines() if line.startswith(("stream", "exact"))]
     int4_rows = [line for line in rows if " int4" in line]
