@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "native"))
 from qmatmul_graphs import IR_VERSION, OPSET, graphs  # noqa: E402
-from rewrite import fuse_rowwise  # noqa: E402
+from mof.quant.native import fuse_rowwise  # noqa: E402
 from run_cases import session  # noqa: E402
 
 SHAPES = ((1, 1024, 1024), (113, 1024, 1024), (113, 1024, 4200))

@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "and record the report in the manifest. The bundle is replaced atomically "
                     "and written in bundle format 2 (one weights file per precision). "
                     "With --check: measure a quantized bundle on this machine, change nothing. "
-                    "With --upgrade: rewrite a format-1 bundle in format 2, nothing else.",
+                    "With --upgrade: rewrite a format-1 bundle in format 2, nothing else. "
+                    "With --native: add fused int8 graphs for mof's native ops, nothing else.",
         epilog=f"Gates: the quantized graphs must agree with fp32's top-1 on >= {QUANT_MIN_TOP1:.0%} of "
                f"positions and raise perplexity by at most {QUANT_MAX_PPL_CHANGE:.0%}, in exact and in "
                "stream mode; otherwise nothing is written unless --allow-degraded (--check exits 1).")
@@ -35,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upgrade", action="store_true",
                    help="rewrite a format-1 bundle (every graph with its own weights) in format 2 "
                         "(one weights file per precision), in place; nothing is re-measured")
+    p.add_argument("--native", action="store_true",
+                   help="add fused variants of the int8 decoding graphs that run mof's native ops "
+                        "(docs/native.md; needs a C++ compiler here), reading the same weights file; "
+                        "they are checked bit for bit against the stock int8 graphs before they are "
+                        "written, and Model.load / mof-run use them where the library loads")
     add_measure_flags(p, "to measure on", tokens_default=None,
                       tokens_default_help=f"{DEFAULT_TOKENS}; with --check: as many as the bundle's own report")
     p.add_argument("--check", action="store_true",
@@ -54,6 +60,8 @@ def _check_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--check changes nothing: --force and --allow-degraded do not apply")
     if args.upgrade and (args.check or args.force or args.allow_degraded or args.precision != "int8"):
         p.error("--upgrade only rewrites the bundle's format: it takes no other option")
+    if args.native and (args.check or args.upgrade or args.allow_degraded or args.precision != "int8"):
+        p.error("--native fuses the bundle's int8 graphs: it takes only --force")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -78,6 +86,9 @@ def write(args: argparse.Namespace, log) -> int:
     t0 = time.perf_counter()
     if args.upgrade:
         out = upgrade_bundle(args.bundle, log=log)
+    elif args.native:
+        from .native import add_native_graphs
+        out = add_native_graphs(args.bundle, force=args.force, log=log)
     else:
         out = quantize_bundle(args.bundle, precision=args.precision, calibration_text=args.text,
                               eval_tokens=args.tokens or DEFAULT_TOKENS, allow_degraded=args.allow_degraded,

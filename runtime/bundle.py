@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from .contract import FORMAT, FORMAT_VERSION, MANIFEST_FILE, PRECISIONS, READABLE_VERSIONS
+from .contract import FORMAT, FORMAT_VERSION, MANIFEST_FILE, NATIVE_PRECISIONS, PRECISIONS, READABLE_VERSIONS, native_key
 from .errors import BundleError
 from .manifest import Manifest
 
@@ -131,7 +131,7 @@ def verify_bundle(bundle_dir: str | Path, hashed_when_read: Iterable[str] = (),
     for gname, graph in graphs.items():
         if not isinstance(graph, dict):
             raise BundleError(f"{bundle_dir}: graph {gname!r} is not described by an object")
-        for key in PRECISIONS:
+        for key in PRECISIONS + tuple(native_key(p) for p in NATIVE_PRECISIONS):
             fname = graph.get(key)
             if fname is not None and (not isinstance(fname, str) or fname not in files):
                 raise BundleError(f"{bundle_dir}: graph {gname}.{key} file {fname!r} is not in the "

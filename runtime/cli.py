@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=number(int, lambda v: v >= 1, "an integer >= 1"),
                    help="onnxruntime intra-op threads (default: onnxruntime's choice)")
     add_provider_flag(r)
+    r.add_argument("--native", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the bundle's fused int8 graphs with mof's native ops (docs/native.md); "
+                        "default: when the bundle has them and the library builds here, else the stock "
+                        "graphs; --native requires them, --no-native never uses them")
     r.add_argument("--window", type=number(int, lambda v: v >= 1, "an integer >= 1"),
                    help="characters re-read per token in exact mode (default: the bundle's)")
     r.add_argument("--save-state", metavar="FILE", type=Path,
@@ -84,7 +88,7 @@ def run(args) -> int:
     if args.transcript is not None and args.transcript.is_dir():
         raise MofError(f"--transcript {args.transcript} is a directory")
     model = Model.load(args.model, precision=args.precision, threads=args.threads, window=args.window,
-                       providers=args.provider, self_check=args.self_check)
+                       providers=args.provider, self_check=args.self_check, native=args.native)
     if model.self_check_result is not None:
         print(f"{PROG}: self-check: {model.self_check_result.line()}", file=sys.stderr)
     decoding = resolve_decoding(model, args.mode, args.refill_every, CLI)
@@ -96,7 +100,9 @@ def run(args) -> int:
                           refill_every=decoding.refill_every)
     interactive = sys.stdin.isatty() and args.prompt is None
     print(f"{PROG}: {model.bundle_dir.name}, {decoding.describe()} ({decoding.why}), {form} form, "
-          f"{model.precision}", file=sys.stderr)
+          f"{model.precision}, kernels: {model.kernels}", file=sys.stderr)
+    if model.kernels == "stock" and model.kernels_note:
+        print(f"{PROG}: note: {model.kernels_note}", file=sys.stderr)
     warning = model.manifest.accuracy_warning(model.precision)
     if warning:
         print(f"{PROG}: note: {warning}", file=sys.stderr)

@@ -49,6 +49,18 @@ QUANTIZED_GRAPHS = (GRAPH_STEP, GRAPH_CHUNK, GRAPH_DECODE)   # the graphs decodi
 INT8_FILES = {GRAPH_STEP: "step.int8.onnx", GRAPH_CHUNK: "chunk.int8.onnx", GRAPH_DECODE: "decode.int8.onnx"}
 INT4_FILES = {GRAPH_STEP: "step.int4.onnx", GRAPH_CHUNK: "chunk.int4.onnx", GRAPH_DECODE: "decode.int4.onnx"}
 QUANTIZED_FILES = {INT8: INT8_FILES, INT4: INT4_FILES}
+# Optional fused variants of a precision's decoding graphs (mof-quantize --native; docs/native.md):
+# manifest["graphs"][NAME][native_key(precision)] names the file, manifest[NATIVE] the custom ops they
+# need; they read the precision's own weights file. Readers that do not know the keys ignore them.
+NATIVE = "native"
+NATIVE_PRECISIONS = (INT8,)    # precisions whose products mof.native::RowwiseQMatMul computes
+NATIVE_FILES = {INT8: {GRAPH_STEP: "step.int8.native.onnx", GRAPH_CHUNK: "chunk.int8.native.onnx",
+                       GRAPH_DECODE: "decode.int8.native.onnx"}}
+
+
+def native_key(precision: str) -> str:
+    """The graph entry's key of ``precision``'s fused graphs: "int8_native"."""
+    return f"{precision}_{NATIVE}"
 
 
 def weights_file(precision: str) -> str:

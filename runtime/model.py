@@ -24,7 +24,7 @@ import onnxruntime as ort
 from .bundle import check_unchanged, file_identity, read_manifest, read_verified, verify_bundle
 from .config import ModelConfig
 from .contract import (FP32, GRAPH_CHUNK, GRAPH_DECODE, GRAPH_STEP, INPUT_IDS, INT8, LOGITS, POSITION,
-                       PRECISIONS, REFILL_INPUT, STATE_OUT, graph_io)
+                       PRECISIONS, REFILL_INPUT, STATE_OUT, graph_io, native_key)
 from .decoding import recommended_refill_every
 from .errors import BundleError, MofError, OnnxruntimeWarning
 from .manifest import Manifest
@@ -71,6 +71,8 @@ class Model:
         self._state_fields = list(state_shapes(self.config))
         self._outputs = {n: [o.name for o in s.get_outputs()] for n, s in sessions.items()}
         self.self_check_result = None                  # the last self_check()'s PrecisionCheck
+        self.kernels = "stock"                         # "stock", or "native (<isa>)": the fused graphs run
+        self.kernels_note: Optional[str] = None        # Model.load's one line on that choice (None: nothing to say)
 
     @property
     def recommended_mode(self) -> str:
@@ -93,7 +95,7 @@ class Model:
     def load(cls, bundle_dir: str | os.PathLike, int8: bool = False, threads: Optional[int] = None,
              graphs: Optional[Sequence[str]] = None, window: Optional[int] = None,
              precision: Optional[str] = None, providers=None, check_onnxruntime: bool = True,
-             self_check: bool = False) -> "Model":
+             self_check: bool = False, native: Optional[bool] = None) -> "Model":
         """Verify the bundle (format version, every file's sha256), then open its graphs
         (default: the ones decoding runs, ``Manifest.decoding_graphs``: the decode graph, or the
         step and chunk graphs on a provider that must not run its Ifs, ``providers.NO_BRANCHES``)
@@ -113,13 +115,21 @@ class Model:
         skips both (to measure such a version).
 
         ``self_check``: run ``Model.self_check(required=True)`` before returning (``_check_at_load``:
-        also, whatever the flag, where ort_compat.PRODUCT_BUGS knows of wrong products)."""
+        also, whatever the flag, where ort_compat.PRODUCT_BUGS knows of wrong products).
+
+        ``native`` (docs/native.md): None runs the bundle's fused graphs for ``precision``
+        (mof-quantize --native) when it has them, the providers are the CPU's alone and mof's native
+        library loads here, else the stock graphs; False never; True requires them (MofError).
+        ``model.kernels`` says which run, ``model.kernels_note`` why (one line)."""
         bundle_dir = Path(bundle_dir)
         precision = _precision(precision, int8)
         manifest = read_manifest(bundle_dir)
         chosen = resolve_providers(providers)
         graphs = manifest.decoding_graphs(precision, chosen.runs_branches) if graphs is None else tuple(graphs)
         files = _graph_files(bundle_dir, manifest, graphs, precision)
+        so = session_options(threads)
+        chosen.add_plugins(so)
+        files, kernels, kernels_note = _pick_kernels(bundle_dir, manifest, files, precision, native, so, chosen)
         weights = manifest.weights_file(precision)
         # onnxruntime opens the graphs and their weights file itself (so the weights are read once,
         # straight into its own buffers): what it opens must be what is hashed
@@ -135,12 +145,11 @@ class Model:
             if check_onnxruntime else None
         if note:
             warnings.warn(note, OnnxruntimeWarning, stacklevel=2)
-        so = session_options(threads)
-        chosen.add_plugins(so)
         sessions = {name: _open_session(bundle_dir, manifest, name, files[name], weights, so, chosen)
                     for name in graphs}
         check_unchanged(bundle_dir, identities)
         model = cls(bundle_dir, manifest, sessions, vocab, precision, config, note)
+        model.kernels, model.kernels_note = kernels, kernels_note
         model._check_at_load(self_check, check_onnxruntime and chosen.names[0] == CPU)
         return model
 
@@ -296,6 +305,32 @@ def _graph_files(bundle_dir: Path, manifest: Manifest, graphs: Sequence[str], pr
                                f"mof-quantize{flag} {bundle_dir}")
             raise BundleError(f"{bundle_dir}: graph {name!r} has no {precision} file")
     return files
+
+
+def _pick_kernels(bundle_dir: Path, manifest: Manifest, files: dict[str, str], precision: str,
+                  native: Optional[bool], so: ort.SessionOptions, chosen) -> tuple[dict[str, str], str, Optional[str]]:
+    """(graph name -> file, kernels, note): the fused graphs of ``files`` with mof's native library
+    registered on ``so`` when ``native`` allows and everything is there (Model.load), else ``files``
+    unchanged and "stock"; ``native=True`` and anything missing is a MofError."""
+    if native is False:
+        return files, "stock", None
+    fused = {n: manifest.graph_file(n, native_key(precision)) for n in files}
+    why = None
+    if not all(fused.values()):
+        why = f"the bundle has no native {precision} graphs (mof-quantize --native {bundle_dir})"
+    elif chosen.accelerated:
+        why = f"the native ops run on the CPU provider alone, not beside {', '.join(chosen.accelerated)}"
+    if why is not None:
+        if native:
+            raise MofError(f"native kernels required, but {why}")
+        return files, "stock", None
+    from .native import register
+    got = register(so)
+    if got.path is None:
+        if native:
+            raise MofError(f"native kernels required, but {got.note}")
+        return files, "stock", got.note
+    return fused, f"native ({got.isa})", got.note
 
 
 def _config(manifest: Manifest, window: Optional[int]) -> ModelConfig:

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Optional
 
 DOMAIN = "mof.native"                  # the custom ops' ONNX domain
+OPS = ("RowwiseQMatMul",)              # the ops the library registers in DOMAIN (docs/native.md)
+ORT_API = 17                           # the OrtApi version the library asks for (native/mof_ops.cc)
 SOURCES = ("ort_abi.h", "qgemm.h", "qgemm.cc", "mof_ops.cc")
 LIBRARY = "libmof_native.so"
 # plain x86-64 code (no -march: the artifact must run on any x86-64 CPU; the AVX2 and AVX-512 VNNI

@@ -1,7 +1,8 @@
 """Writing manifest.json (docs/bundle-format.md): the one module that makes a manifest and
 changes it. mof-export makes it (``make_manifest``, ``set_validation``, ``set_stream_report``,
 ``set_self_check``), mof-quantize adds a precision (``add_precision``, ``record_weights``),
-``mof-check --record`` replaces the self-check's references (``set_self_check``), upgrading a
+``mof-check --record`` replaces the self-check's references (``set_self_check``), mof-quantize
+--native adds fused graphs (``add_native``; ``without_native`` drops them), upgrading a
 bundle marks it current (``mark_current``), and ``write_manifest`` serializes it
 (BundleWriter.commit). Readers use mof.runtime.manifest.Manifest. No onnx here: mof-check, which
 needs only the runtime, writes through it too.
@@ -17,7 +18,8 @@ from typing import Any, Iterable, Optional
 from mof.runtime.chat import FORMS
 from mof.runtime.config import ModelConfig
 from mof.runtime.contract import (FORMAT, FORMAT_VERSION, FP32, GRAPH_FILES, GRAPH_FULL, GRAPH_STEP, GRAPH_WINDOW,
-                                  MANIFEST_FILE, POSITION, QUANTIZED_FILES, QUANTIZED_GRAPHS, VOCAB_FILE, graph_io)
+                                  MANIFEST_FILE, NATIVE, POSITION, QUANTIZED_FILES, QUANTIZED_GRAPHS, VOCAB_FILE,
+                                  graph_io, native_key)
 from mof.runtime.errors import BundleError
 from mof.runtime.manifest import UNSAID_FORM
 from mof.runtime.ort_compat import record as onnxruntime_record
@@ -94,8 +96,7 @@ def add_precision(manifest: dict, precision: str, record: dict, onnxruntime: dic
     """A copy of ``manifest`` with a quantized precision: its graph files named in every decoding
     graph's entry, its record ({"quantization", "accuracy"}) under its own key, the onnxruntime
     it was measured with, and (when given) the policy table with its ms per token."""
-    manifest = dict(manifest)
-    manifest["graphs"] = {k: dict(v) for k, v in manifest["graphs"].items()}
+    manifest = without_native(manifest, precision)        # fused graphs of the old weights go
     for name in QUANTIZED_GRAPHS:
         if name in manifest["graphs"]:
             manifest["graphs"][name][precision] = QUANTIZED_FILES[precision][name]
@@ -105,6 +106,43 @@ def add_precision(manifest: dict, precision: str, record: dict, onnxruntime: dic
         manifest["stream"] = stream
     if self_check is not None:
         set_self_check(manifest, self_check)
+    return manifest
+
+
+def native_record(fused: dict[str, int], kernels: str, probes: int) -> dict:
+    """What ``add_native`` records of one precision's fused graphs: products fused per graph, and the
+    bit-for-bit check they passed before they were written (the kernels it ran, how many probes)."""
+    from mof.runtime.ort_compat import current
+    return {"fused_products": dict(fused),
+            "checked": {"bit_equal": True, "probes": probes, "kernels": kernels, "onnxruntime": current()}}
+
+
+def add_native(manifest: dict, precision: str, files: dict[str, str], record: dict) -> dict:
+    """A copy of ``manifest`` with ``precision``'s fused graphs (graph name -> file) named under
+    ``graphs.<name>.<precision>_native`` and the custom ops they need under ``native``
+    (docs/bundle-format.md; they read ``precision``'s weights file)."""
+    from mof.runtime.native import DOMAIN, OPS, ORT_API
+    manifest = without_native(manifest, precision)
+    for name, file in files.items():
+        manifest["graphs"][name][native_key(precision)] = file
+    section = manifest.get(NATIVE) or {}
+    manifest[NATIVE] = {"domain": DOMAIN, "ops": list(OPS), "abi": ORT_API,
+                        "precisions": {**(section.get("precisions") or {}), precision: record}}
+    return manifest
+
+
+def without_native(manifest: dict, precision: Optional[str] = None) -> dict:
+    """A copy of ``manifest`` without the fused graphs of ``precision`` (None: of every precision)."""
+    manifest = dict(manifest)
+    manifest["graphs"] = {k: dict(v) for k, v in manifest["graphs"].items()}
+    keys = {native_key(p) for p in ([precision] if precision else QUANTIZED_FILES)}
+    for entry in manifest["graphs"].values():
+        for key in keys & set(entry):
+            del entry[key]
+    section = manifest.pop(NATIVE, None) or {}
+    kept = {p: r for p, r in (section.get("precisions") or {}).items() if native_key(p) not in keys}
+    if kept:
+        manifest[NATIVE] = {**section, "precisions": kept}
     return manifest
 
 

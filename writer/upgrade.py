@@ -10,7 +10,8 @@ from typing import Callable, Optional
 
 from mof.runtime.bundle import verify_bundle
 from mof.runtime.chat import DEFAULT_FORM
-from mof.runtime.contract import FORMAT_VERSION, FP32, GRAPH_CHUNK, INT8, MANIFEST_FILE, PRECISIONS, QUANTIZED_GRAPHS
+from mof.runtime.contract import (FORMAT_VERSION, FP32, GRAPH_CHUNK, INT8, MANIFEST_FILE, PRECISIONS, QUANTIZED_GRAPHS,
+                                  native_key)
 from mof.runtime.errors import MofError
 from mof.runtime.manifest import Manifest
 
@@ -45,6 +46,8 @@ def copy_bundle_files(w: BundleWriter, bundle_dir: Path, manifest: dict, new_man
     for p in PRECISIONS:
         files, weights = _decoding_files(manifest, p), old.weights_file(p)
         written |= set(files.values()) | ({weights} if weights else set())
+        if p == leave_out:          # and its fused graphs (mof-quantize --native), made for the old weights
+            written |= set(_decoding_files(manifest, native_key(p)).values())
         if p == leave_out or not files:
             continue
         if not weights:

@@ -1,5 +1,5 @@
 """The gate of issue 40 on the demo bundle: its int8 step, chunk and decode graphs with every dynamic
-rowwise product fused into mof.native::RowwiseQMatMul (tests/native/rewrite.py) give the stock
+rowwise product fused into mof.native::RowwiseQMatMul (mof.quant.native) give the stock
 graphs' outputs (logits and states) bit for bit, on each kernel path this CPU has."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from mof.runtime.native import build  # noqa: E402
-from rewrite import fuse_rowwise  # noqa: E402
+from mof.quant.native import fuse_rowwise  # noqa: E402
 from run_cases import ISAS, session  # noqa: E402
 
 NATIVE = build()

@@ -1,0 +1,157 @@
+"""mof-quantize --native on a copy of the demo bundle, and Model.load's choice of kernels: the fused
+int8 graphs read the same weights file, give the stock graphs' logits bit for bit (exact windows and
+stream decoding with refills, max |d| printed) and the same tokens, pass the bundle's self-check;
+auto falls back to stock when the library cannot be built, native=True then refuses; the stock
+readers still verify and load such a bundle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+
+from mof.runtime.bundle import verify_bundle  # noqa: E402
+from mof.runtime.contract import NATIVE_FILES  # noqa: E402
+from mof.runtime.decoder import StreamDecoder  # noqa: E402
+from mof.runtime.errors import MofError  # noqa: E402
+from mof.runtime.generate import generate  # noqa: E402
+from mof.runtime.model import Model  # noqa: E402
+from mof.runtime.native import build  # noqa: E402
+from mof.runtime.sampling import SamplingConfig  # noqa: E402
+
+NATIVE = build()
+if NATIVE.path is None:
+    pytest.skip(NATIVE.note, allow_module_level=True)
+DEMO = next((Path(__file__).resolve().parents[2] / "runtime" / "demo").glob("*/manifest.json")).parent
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    from mof.quant.cli import main
+    out = tmp_path_factory.mktemp("native") / "demo.mof"
+    shutil.copytree(DEMO, out)
+    assert main([str(out), "--native", "-q"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def models(bundle):
+    return Model.load(bundle, precision="int8", native=False), Model.load(bundle, precision="int8")
+
+
+def _external(path: Path) -> dict:
+    """initializer name -> (location, offset, length) of a graph's external data."""
+    m = onnx.load(str(path), load_external_data=False)
+    return {t.name: tuple(e.value for e in t.external_data) for t in m.graph.initializer if t.external_data}
+
+
+def test_manifest_records_the_fused_graphs_beside_the_same_weights(bundle):
+    m = json.loads((bundle / "manifest.json").read_text())
+    assert m["native"]["domain"] == "mof.native" and m["native"]["ops"] == ["RowwiseQMatMul"]
+    assert m["native"]["abi"] == 17 and m["native"]["precisions"]["int8"]["checked"]["bit_equal"] is True
+    for name, file in NATIVE_FILES["int8"].items():
+        assert m["graphs"][name]["int8_native"] == file and file in m["files"]
+        fused, stock = _external(bundle / file), _external(bundle / m["graphs"][name]["int8"])
+        assert fused and all(stock[k] == v for k, v in fused.items())    # same file, same offsets
+        assert {v[0] for v in fused.values()} == {"weights.int8.bin"}
+    demo = json.loads((DEMO / "manifest.json").read_text())
+    for f, rec in demo["files"].items():            # nothing of the stock bundle rewritten
+        if f != "manifest.json":
+            assert m["files"][f] == rec and _sha(bundle / f) == rec["sha256"], f
+    assert sorted(set(m["files"]) - set(demo["files"])) == sorted(NATIVE_FILES["int8"].values())
+
+
+def test_exact_logits_bit_equal_over_several_windows(models):
+    stock, native = models
+    assert stock.kernels == "stock" and native.kernels.startswith("native")
+    rng = np.random.default_rng(3)
+    worst = 0.0
+    for T in (1, 7, stock.config.window, stock.config.window + 9):
+        ids = rng.integers(0, stock.config.vocab_size, size=(2, T))
+        a, b = stock.exact_logits(ids), native.exact_logits(ids)
+        worst = max(worst, float(np.max(np.abs(a - b))))
+        assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), T
+    print(f"exact logits, native vs stock: max |d| = {worst:g}")
+
+
+def test_stream_decoding_with_refills_bit_equal(models):
+    stock, native = models
+    ids = np.random.default_rng(5).integers(0, stock.config.vocab_size, size=3 * stock.config.window)
+    decs = [StreamDecoder(m, refill_every=4) for m in models]
+    worst = 0.0
+    for i in range(0, len(ids), 3):
+        a, b = (d.feed(ids[i:i + 3].tolist()) for d in decs)
+        worst = max(worst, float(np.max(np.abs(a - b))))
+        assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), i
+    assert decs[0].refills == decs[1].refills > 3
+    for f in stock._state_fields:
+        assert np.array_equal(getattr(decs[0].state, f), getattr(decs[1].state, f)), f
+    print(f"stream, R=4, {decs[1].refills} refills, native vs stock: max |d| = {worst:g}")
+
+
+def test_same_tokens_and_self_check(models):
+    stock, native = models
+    cfg = SamplingConfig(seed=11, max_tokens=40)
+    for mode in ("exact", "stream"):
+        a, b = ("".join(generate(m, "你好", cfg, mode=mode)) for m in models)
+        assert a == b and a, mode
+    assert native.self_check(required=True).passed
+
+
+def test_auto_falls_back_when_the_library_cannot_be_built(bundle, tmp_path, monkeypatch):
+    monkeypatch.setenv("CXX", "/nonexistent")
+    monkeypatch.setenv("MOF_NATIVE_CACHE", str(tmp_path / "empty"))
+    m = Model.load(bundle, precision="int8")
+    assert m.kernels == "stock" and "not available" in m.kernels_note and "\n" not in m.kernels_note
+    assert m.sessions["decode"]._model_path.endswith("decode.int8.onnx")
+    with pytest.raises(MofError, match="native kernels required"):
+        Model.load(bundle, precision="int8", native=True)
+
+
+def test_stock_readers_keep_reading_the_bundle(bundle):
+    verify_bundle(bundle)
+    m = Model.load(bundle, precision="int8", native=False)
+    assert m.sessions["decode"]._model_path.endswith("decode.int8.onnx") and m.kernels == "stock"
+    assert Model.load(bundle).kernels == "stock"                   # fp32: no fused graphs
+    with pytest.raises(MofError, match="no native fp32 graphs"):
+        Model.load(bundle, native=True)
+
+
+def test_a_fused_graph_that_differs_is_refused_and_nothing_written(tmp_path, monkeypatch):
+    from mof.quant import native as qn
+    real = qn.fuse_rowwise
+
+    def wrong(model):              # drop one fused product's bias: its outputs must differ
+        n = real(model)
+        node = next(n for g in qn.all_graphs(model.graph) for n in g.node
+                    if n.op_type == "RowwiseQMatMul" and len(n.input) == 4)
+        del node.input[3]
+        return n
+    monkeypatch.setattr(qn, "fuse_rowwise", wrong)
+    out = tmp_path / "demo.mof"
+    shutil.copytree(DEMO, out)
+    before = {p.name: _sha(p) for p in out.iterdir()}
+    with pytest.raises(MofError, match="differs from .*nothing written"):
+        qn.add_native_graphs(out, log=lambda m: None)
+    assert {p.name: _sha(p) for p in out.iterdir()} == before and sorted(tmp_path.iterdir()) == [out]
+
+
+def test_requantizing_int8_drops_its_fused_graphs():
+    from mof.writer.manifest import add_native, add_precision, native_record
+    m = {"graphs": {"step": {"fp32": "step.onnx", "int8": "step.int8.onnx"}}}
+    m = add_native(m, "int8", {"step": "step.int8.native.onnx"}, native_record({"step": 3}, "avx2", 2))
+    assert m["graphs"]["step"]["int8_native"] == "step.int8.native.onnx" and m["native"]["precisions"]["int8"]
+    kept = add_precision(m, "int4", {}, {})
+    assert kept["graphs"]["step"]["int8_native"] and kept["native"]
+    redone = add_precision(m, "int8", {}, {})
+    assert "int8_native" not in redone["graphs"]["step"] and "native" not in redone
