@@ -27,7 +27,7 @@ from mof.runtime.errors import MofError
 
 from . import roofline
 from .report import format_passes, format_table, plot, summary
-from .worker import MODES, PROVIDER_ENV, command
+from .worker import MODES, NATIVE_ENV, PROVIDER_ENV, command
 
 PROG = "mof-bench"
 SCHEMA_VERSION = 4     # 4: the recurrence-aware floor of each pass, step_floor (docs/bench.md)
@@ -140,6 +140,7 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
         log(f"{PROG}: {precision}: {', '.join(modes)} (stream refills every {R}) …")
         for r in _run_worker(command(bundle, precision, modes, lengths, decode_tokens, threads, warmup, R)):
             results.append(_annotate(r, manifest, bundle, measured))
+        log(f"{PROG}: {precision}: kernels: {results[-1].get('kernels', 'stock')}")
     floor = measured["floor"] if measured else {
         f"{m}/{p}": {"weight_bytes_per_token": None, "floor_ms": None} for p in have for m in modes}
     return {"schema_version": SCHEMA_VERSION, "bundle": str(bundle),
@@ -174,6 +175,10 @@ def _parser():
     p.add_argument("--decode-tokens", type=int, default=128, help="tokens decoded per run (default 128)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's)")
     add_provider_flag(p)
+    p.add_argument("--native", action=argparse.BooleanOptionalAction, default=None,
+                   help="the bundle's fused int8 graphs with mof's native ops (docs/native.md): default "
+                        "as Model.load (when the bundle has them and the library builds here); "
+                        "--no-native times the stock graphs")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the full report as JSON")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="bar chart of tokens/s with the floor "
                    "(needs matplotlib)")
@@ -223,6 +228,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _check_outputs(p, args)
     try:
         os.environ[PROVIDER_ENV] = checked_provider(args.provider) or ""    # the workers'
+        os.environ[NATIVE_ENV] = {True: "1", False: "0", None: ""}[args.native]
         report = benchmark(args.bundle, precisions, modes, lengths, args.decode_tokens, args.threads,
                            refill_every=args.refill_every)
     except MofError as e:

@@ -78,8 +78,14 @@ def speed_legend(report: dict) -> list[str]:
                     + (f"; the largest probe read {gbs:.1f} GB/s." if _number(gbs) else "."))
     else:
         text.append(NO_ONNX)
-    text += gate_lines(report)
+    text += gate_lines(report) + kernel_lines(report)
     return [line for t in text for line in _wrap(t)]
+
+
+def kernel_lines(report: dict) -> list[str]:
+    """One line per precision that ran mof's native ops (docs/native.md); none when all are stock."""
+    kernels = {r["precision"]: r.get("kernels", "stock") for r in report["results"]}
+    return [f"{p}: kernels {k} (fused graphs, bit-equal to the stock ones)" for p, k in kernels.items() if k != "stock"]
 
 
 def gate_lines(report: dict) -> list[str]:
@@ -190,7 +196,9 @@ def summary(report: dict) -> str:
         return "fastest: none measured within its accuracy gates (" + ", ".join(left_out) + ")"
     flags = run_flags(best, report.get("decoding_default"))
     command = " ".join(["mof-run", *flags]) if flags else "mof-run's default"
-    line = f"fastest: {label(best)} {best['precision']}, {best['decode_tokens_per_s']:.0f} tok/s ({command})"
+    kernels = best.get("kernels", "stock")
+    native = "" if kernels == "stock" else f", kernels {kernels}"
+    line = f"fastest: {label(best)} {best['precision']}{native}, {best['decode_tokens_per_s']:.0f} tok/s ({command})"
     return line + (f"; {', '.join(left_out)} not counted" if left_out else "")
 
 

@@ -28,6 +28,7 @@ from .memory import AnonPeak, peak_rss_mb, reset_peak_rss, rss_mb
 
 MODES = ("stream", "plain", "exact")   # stream: the refill rule at R; plain: steps only, no refill (the baseline)
 PROVIDER_ENV = "MOF_BENCH_PROVIDER"    # mof-bench --provider, handed to the worker processes
+NATIVE_ENV = "MOF_BENCH_NATIVE"        # mof-bench --native / --no-native ("1" / "0"; unset: Model.load's auto)
 HEADLINE_PROMPT = 128                  # the prompt decoding starts after, and the reported prefill's
 
 
@@ -122,8 +123,9 @@ def load(bundle: Path, precision: str, threads: Optional[int]):
     reset = reset_peak_rss()
     t = time.perf_counter()
     with AnonPeak() as anon:
+        native = {"1": True, "0": False}.get(os.environ.get(NATIVE_ENV, ""))
         model = Model.load(bundle, precision=precision, threads=threads,
-                           providers=os.environ.get(PROVIDER_ENV) or None)
+                           providers=os.environ.get(PROVIDER_ENV) or None, native=native)
     return model, {"load_s": time.perf_counter() - t,
                    "rss_before_load_mb": base,
                    "load_peak_rss_mb": peak_rss_mb() - base if reset else float("nan"),  # while loading
@@ -139,7 +141,7 @@ def run(bundle: Path, precision: str, modes: Sequence[str], lengths: Sequence[in
     out = []
     for mode in modes:
         r = measure_mode(model, mode, refill_every, sampler, lengths, decode_tokens, warmup)
-        out.append({**r, "precision": precision, **loaded, "peak_rss_mb": peak_rss_mb(),
+        out.append({**r, "precision": precision, "kernels": model.kernels, **loaded, "peak_rss_mb": peak_rss_mb(),
                     "steady_rss_mb": rss_mb() - loaded["rss_before_load_mb"]})   # after this mode's decoding
     return {"results": out}
 

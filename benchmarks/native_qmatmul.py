@@ -12,8 +12,8 @@ mof makes them (all graph optimizations, --threads intra-op threads):
   native    mof.native::RowwiseQMatMul, the 7 ops as one (bit for bit the stock output: tests/native)
 With --bundle (a mof bundle with int8 graphs, e.g. a full-size t6_beta_dense one), also the bundle's
 int8 chunk graph (an exact window pass of `window` tokens, batch 1) and step graph (one token) as
-shipped and with every dynamic product fused (tests/native/rewrite.py, the prototype of that
-rewrite): their outputs compared bit for bit, and their times interleaved likewise.
+shipped and with every dynamic product fused (mof.quant.native.fuse_rowwise, the rewrite
+mof-quantize --native makes): their outputs compared bit for bit, and their times interleaved likewise.
 The variants run interleaved (round after round, each round a batch of runs of each, in turn), so
 a drift of this shared VM's speed hits them alike; the table gives the median over rounds of each
 one's mean time per run and of the per-round ratios stock / native and product / native. Ratios,

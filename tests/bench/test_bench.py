@@ -119,6 +119,17 @@ def test_summary_names_the_fastest_setting_within_the_gates(bench_run):
     assert bench_report.summary(report).startswith(f"fastest: {bench_report.label(int4)} int4, 3000 tok/s")
 
 
+def test_native_kernels_are_said_in_the_legend_and_summary(bench_run):
+    """A result that ran mof's native ops (docs/native.md) says so; stock results add nothing."""
+    report = _as_user_saw_it(bench_run[1])
+    assert bench_report.kernel_lines(report) == [] and "kernels" not in bench_report.summary(report)
+    for r in report["results"]:
+        r["kernels"] = "native (avx2)"
+        r["below_accuracy_gates"] = False
+    assert any("kernels native (avx2)" in line for line in bench_report.speed_legend(report))
+    assert ", kernels native (avx2), " in bench_report.summary(report)
+
+
 def test_summary_gives_the_mof_run_flags_of_the_setting(bench_run):
     """Only the flags the bundle's defaults (recorded in the report) do not already give."""
     report = bench_run[1]
