@@ -156,7 +156,7 @@ def benchmark(bundle: Path, precisions: Sequence[str], modes: Sequence[str], len
 
 def _parser():
     from mof.runtime.bundle_default import DEFAULT_BUNDLE
-    from mof.runtime.cli_common import add_provider_flag
+    from mof.runtime.cli_common import add_native_flag, add_provider_flag
     p = argparse.ArgumentParser(
         prog=PROG, epilog="docs/bench.md explains each column and figure.",
         description="Time how fast and how lean a bundle decodes on this machine: load, time to first "
@@ -175,10 +175,7 @@ def _parser():
     p.add_argument("--decode-tokens", type=int, default=128, help="tokens decoded per run (default 128)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's)")
     add_provider_flag(p)
-    p.add_argument("--native", action=argparse.BooleanOptionalAction, default=None,
-                   help="the bundle's fused int8 graphs with mof's native ops (docs/native.md): default "
-                        "as Model.load (when the bundle has them and the library builds here); "
-                        "--no-native times the stock graphs")
+    add_native_flag(p, "--no-native times the stock graphs")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the full report as JSON")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="bar chart of tokens/s with the floor "
                    "(needs matplotlib)")

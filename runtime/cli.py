@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .cli_common import (add_precision_flags, add_provider_flag, add_sampling_arguments, number, run_command,
-                         sampling_from_args, utf8_stdio)
+from .cli_common import (add_native_flag, add_precision_flags, add_provider_flag, add_sampling_arguments, number,
+                         run_command, sampling_from_args, utf8_stdio)
 from .errors import MofError
 
 PROG = "mof-run"
@@ -53,10 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=number(int, lambda v: v >= 1, "an integer >= 1"),
                    help="onnxruntime intra-op threads (default: onnxruntime's choice)")
     add_provider_flag(r)
-    r.add_argument("--native", action=argparse.BooleanOptionalAction, default=None,
-                   help="run the bundle's fused int8 graphs with mof's native ops (docs/native.md); "
-                        "default: when the bundle has them and the library builds here, else the stock "
-                        "graphs; --native requires them, --no-native never uses them")
+    add_native_flag(r)
     r.add_argument("--window", type=number(int, lambda v: v >= 1, "an integer >= 1"),
                    help="characters re-read per token in exact mode (default: the bundle's)")
     r.add_argument("--save-state", metavar="FILE", type=Path,

@@ -65,6 +65,13 @@ def add_provider_flag(parser) -> None:
                              "(docs/embedding.md); NAME:key=value,... passes provider options")
 
 
+def add_native_flag(parser, stock: str = "--no-native runs the stock graphs") -> None:
+    """--native / --no-native into ``dest`` "native" (unset: None, Model.load's choice)."""
+    parser.add_argument("--native", action=argparse.BooleanOptionalAction, default=None,
+                        help="the bundle's fused int8 graphs with mof's native ops (docs/native.md): by "
+                             f"default where the library builds here; --native requires them, {stock}")
+
+
 def checked_provider(provider: Optional[str]) -> Optional[str]:
     """``provider`` as given, once this onnxruntime is known to have it (else a MofError, one line)."""
     if provider is not None:

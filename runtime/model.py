@@ -328,7 +328,7 @@ def _pick_kernels(bundle_dir: Path, manifest: Manifest, files: dict[str, str], p
     got = register(so)
     if got.path is None:
         if native:
-            raise MofError(f"native kernels required, but {got.note}")
+            raise MofError(f"native kernels required, but {got.note.removesuffix('; stock graphs')}")
         return files, "stock", got.note
     return fused, f"native ({got.isa})", got.note
 

@@ -155,3 +155,25 @@ def test_requantizing_int8_drops_its_fused_graphs():
     assert kept["graphs"]["step"]["int8_native"] and kept["native"]
     redone = add_precision(m, "int8", {}, {})
     assert "int8_native" not in redone["graphs"]["step"] and "native" not in redone
+
+
+def _mof_run(bundle, *flags, env=None):
+    import os
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "mof.runtime.cli", "--model", str(bundle), "--int8", "--prompt",
+                           "你好", "--max-tokens", "3", "--seed", "1", *flags], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **(env or {})})
+    return proc.returncode, proc.stdout, proc.stderr.splitlines()
+
+
+def test_mof_run_says_which_kernels_run(bundle, tmp_path):
+    code, out, err = _mof_run(bundle)
+    assert code == 0 and err[0].endswith(f"int8, kernels: native ({NATIVE.isa})")
+    code, out_stock, err = _mof_run(bundle, "--no-native")
+    assert code == 0 and err[0].endswith("int8, kernels: stock") and out_stock == out      # same tokens
+    code, _, err = _mof_run(bundle, env={"CXX": "/nonexistent", "MOF_NATIVE_CACHE": str(tmp_path / "none")})
+    assert code == 0 and err[0].endswith("kernels: stock") and err[1].startswith("mof-run: note: native ops: not")
+    code, _, err = _mof_run(bundle, "--native", env={"CXX": "/nonexistent", "MOF_NATIVE_CACHE": str(tmp_path / "none")})
+    assert code == 1 and err == ["mof-run: error: native kernels required, but native ops: not available "
+                                 "(no C++ compiler: set CXX or install g++)"]
