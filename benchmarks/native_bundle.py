@@ -6,7 +6,7 @@ mode (a window pass per token), tokens per second.
                                               [--threads N] [--out FILE.md]
 
 Both models are loaded in one process (Model.load(native=False) and Model.load(native=True), mof's
-session settings); their logits are first compared bit for bit over a stream with refills and a
+session settings), a pair per mode; their logits are first compared bit for bit over a stream with refills and a
 few exact windows (max |d| printed). Then rounds, interleaved (each round times the two models in
 turn, the order alternating), each model decoding ``--tokens`` tokens in each mode after an untimed
 prompt of W tokens; tokens/s is model time only (no sampling: ids are fixed random ones). The
@@ -51,14 +51,14 @@ def exact_tps(model, ids: np.ndarray, W: int, n: int) -> float:
     return n / (time.perf_counter() - t)
 
 
-def check_equal(stock, native, ids: np.ndarray, W: int) -> float:
-    """Max |d| of the two models' logits over a stream with refills (R = 4) and 8 exact windows;
-    raises if any bit differs."""
+def check_equal(streams: dict, exacts: dict, ids: np.ndarray, W: int) -> float:
+    """Max |d| of the stock and native models' logits over a stream with refills (R = 4; the
+    stream pair) and 8 exact windows (the exact pair); raises if any bit differs."""
     from mof.runtime.decoder import StreamDecoder
     worst = 0.0
-    decs = [StreamDecoder(m, refill_every=4) for m in (stock, native)]
-    pairs = [[d.feed(ids[i:i + 2].tolist()) for d in decs] for i in range(0, 2 * W, 2)]
-    pairs += [[m.exact_logits(ids[i:i + W][None, :]) for m in (stock, native)] for i in range(8)]
+    decs = [StreamDecoder(streams[k], refill_every=4) for k in ("stock", "native")] if streams else []
+    pairs = [[d.feed(ids[i:i + 2].tolist()) for d in decs] for i in range(0, 2 * W, 2)] if decs else []
+    pairs += [[exacts[k].exact_logits(ids[i:i + W][None, :]) for k in ("stock", "native")] for i in range(8)]
     for a, b in pairs:
         worst = max(worst, float(np.max(np.abs(a - b))))
         if not np.array_equal(a.view(np.uint32), b.view(np.uint32)):
@@ -72,28 +72,34 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
     ap.add_argument("--tokens", type=int, default=64, help="tokens decoded per mode per round (default 64)")
     ap.add_argument("--refill-every", type=int, default=16, help="stream mode's R (default 16)")
+    ap.add_argument("--modes", default="stream,exact",
+                    help="comma list of stream and exact (default both; exact alone: no step runs in the process)")
     ap.add_argument("--threads", type=int, help="intra-op threads (default: onnxruntime's, one per core)")
     ap.add_argument("--out", type=Path, help="also write the table here (and the numbers beside it, .json)")
     args = ap.parse_args(argv)
     import onnxruntime as ort
 
     from mof.runtime.model import Model
-    models = {"stock": Model.load(args.bundle, precision="int8", threads=args.threads, native=False),
-              "native": Model.load(args.bundle, precision="int8", threads=args.threads, native=True)}
+    load = {"stock": False, "native": True}
+    # each mode its own pair of models: one mode's runs leave the other's sessions as they were
+    pairs = {mode: {k: Model.load(args.bundle, precision="int8", threads=args.threads, native=v)
+                    for k, v in load.items()} for mode in args.modes.split(",")}
+    models = next(iter(pairs.values()))
     W = models["stock"].config.window
     ids = np.random.default_rng(0).integers(0, models["stock"].config.vocab_size, size=3 * W + args.tokens)
-    diff = check_equal(models["stock"], models["native"], ids, W)
+    diff = check_equal(pairs.get("stream"), pairs.get("exact") or models, ids, W)
     print(f"native_bundle: {models['native'].kernels}; logits bit-equal, max |d| = {diff:g}", file=sys.stderr)
     runs = {"stream": lambda m: stream_tps(m, ids, W, args.refill_every, args.tokens),
             "exact": lambda m: exact_tps(m, ids, W, max(8, args.tokens // 4))}
+    runs = {mode: run for mode, run in runs.items() if mode in pairs}
     for mode, run in runs.items():                       # untimed warm-up of each
-        for m in models.values():
+        for m in pairs[mode].values():
             run(m)
     tps = {(mode, k): [] for mode in runs for k in models}
     for r in range(args.rounds):
         for mode, run in runs.items():
             for k in (("stock", "native") if r % 2 == 0 else ("native", "stock")):
-                tps[mode, k].append(run(models[k]))
+                tps[mode, k].append(run(pairs[mode][k]))
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{m} {k} {v[-1]:.1f}" for (m, k), v in tps.items()),
               file=sys.stderr)
     rows = []
