@@ -177,3 +177,18 @@ def test_mof_run_says_which_kernels_run(bundle, tmp_path):
     code, _, err = _mof_run(bundle, "--native", env={"CXX": "/nonexistent", "MOF_NATIVE_CACHE": str(tmp_path / "none")})
     assert code == 1 and err == ["mof-run: error: native kernels required, but native ops: not available "
                                  "(no C++ compiler: set CXX or install g++)"]
+
+
+def test_native_graphs_are_redone_only_with_force(bundle, tmp_path):
+    from mof.quant import native as qn
+    out = tmp_path / "again.mof"
+    shutil.copytree(bundle, out)
+    before = {p.name: _sha(p) for p in out.iterdir()}
+    with pytest.raises(MofError, match="already has native graphs"):
+        qn.add_native_graphs(out, log=lambda m: None)
+    assert {p.name: _sha(p) for p in out.iterdir()} == before
+    qn.add_native_graphs(out, force=True, log=lambda m: None)
+    after = {p.name: _sha(p) for p in out.iterdir()}
+    assert {k: v for k, v in after.items() if k != "manifest.json"} == \
+        {k: v for k, v in before.items() if k != "manifest.json"}                 # the same graphs, once
+    verify_bundle(out)
