@@ -2,13 +2,12 @@
 which CI runs itself): the logits dump, the comparison (a changed logit is found, and named), and
 one-line errors for a bad command line; .ci/arm64's own argument errors."""
 
-import importlib.util
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from mof_testing import script_module
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "arm64_logits.py"
@@ -16,14 +15,8 @@ SCRIPT = ROOT / "benchmarks" / "arm64_logits.py"
 
 @pytest.fixture(scope="module")
 def al():
-    spec = importlib.util.spec_from_file_location("arm64_logits_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with script_module(SCRIPT) as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 @pytest.fixture(scope="module")

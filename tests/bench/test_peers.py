@@ -4,25 +4,19 @@ worker processes on the demo bundle (mof's contenders), the report table, and it
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from mof_testing import script_module
 
 PEERS = Path(__file__).resolve().parents[2] / "benchmarks" / "peers.py"
 
 
 @pytest.fixture(scope="module")
 def peers():
-    spec = importlib.util.spec_from_file_location("peers_under_test", PEERS)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module                              # its dataclass needs it there
-    try:
-        spec.loader.exec_module(module)
+    with script_module(PEERS) as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 @pytest.mark.tf

@@ -1,28 +1,28 @@
 """benchmarks/qkv_layouts.py and benchmarks/steady_memory.py: each layout computes what
 mof-export's computes (fp32 and int8), and the memory breakdown runs on the demo bundle."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from mof_testing import script_module
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_under_test", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def layouts():
     pytest.importorskip("onnx")             # the stand-in graphs are built with onnx ([quant] extra)
-    return load("qkv_layouts")
+    with script_module(BENCH / "qkv_layouts.py") as module:
+        yield module
+
+
+@pytest.fixture(scope="module")
+def steady_memory():
+    with script_module(BENCH / "steady_memory.py") as module:
+        yield module
 
 
 def test_every_layout_computes_the_same(layouts):
@@ -53,8 +53,8 @@ def test_layouts_refuse_to_overwrite(layouts, tmp_path, capsys):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="smaps and malloc_trim are Linux's")
-def test_steady_memory_on_the_demo(demo_bundle, tmp_path, capsys):
-    sm = load("steady_memory")
+def test_steady_memory_on_the_demo(steady_memory, demo_bundle, tmp_path, capsys):
+    sm = steady_memory
     assert sm.main([str(demo_bundle), "--passes", "2", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "steady_memory-int8.json").read_text())
     assert report["weights_mb"] > 0
@@ -68,8 +68,8 @@ def test_steady_memory_on_the_demo(demo_bundle, tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
 
 
-def test_steady_memory_errors(tmp_path, capsys):
-    sm = load("steady_memory")
+def test_steady_memory_errors(steady_memory, tmp_path, capsys):
+    sm = steady_memory
     with pytest.raises(SystemExit) as e:
         sm.main([str(tmp_path)])
     assert e.value.code == 2 and "not a bundle" in capsys.readouterr().err

@@ -1,26 +1,19 @@
 """benchmarks/window_passes.py on the demo bundle: every graph gets the same number of timings of
 every pass, whatever its place in the order (rotated each round), and a bad --settle is one line."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from mof_testing import script_module
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "window_passes.py"
 
 
 @pytest.fixture(scope="module")
 def wp():
-    spec = importlib.util.spec_from_file_location("window_passes_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with script_module(SCRIPT) as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def test_rotated_rounds_time_every_graph_alike(wp, demo_bundle, tmp_path, monkeypatch):

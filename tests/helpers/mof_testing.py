@@ -8,12 +8,29 @@ Not part of the mof package (a user never needs these); pytest puts this folder 
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import sys
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
 from mof.runtime.config import ModelConfig
+
+
+@contextlib.contextmanager
+def script_module(path: Path) -> Iterator[object]:
+    """A script (benchmarks/*.py) imported as a module for its tests, registered in sys.modules while
+    it is in use (a dataclass in it needs that) and removed afterwards."""
+    spec = importlib.util.spec_from_file_location(f"{path.stem}_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
 
 
 def tiny_config(**overrides) -> ModelConfig:
