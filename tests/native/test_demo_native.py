@@ -1,6 +1,6 @@
-"""The gate of issue 40 on the demo bundle: its int8 step, chunk and decode graphs with every dynamic
-rowwise product fused into mof.native::RowwiseQMatMul (mof.quant.native) give the stock
-graphs' outputs (logits and states) bit for bit, on each kernel path this CPU has."""
+"""What a native op must pass to be used, on the demo bundle: its int8 step, chunk and decode
+graphs with every dynamic rowwise product fused into mof.native::RowwiseQMatMul (mof.quant.native)
+give the stock graphs' outputs (logits and states) bit for bit, on each kernel path this CPU has."""
 
 from __future__ import annotations
 
