@@ -78,15 +78,25 @@ def mode_weight_bytes(manifest, bundle: Path, mode: str, precision: str, R: int)
 
 # --- driver ----------------------------------------------------------------------------------
 def _precisions(manifest, bundle: Path, precisions: Sequence[str], log) -> list[str]:
-    """The asked precisions the bundle has (the others said and skipped)."""
+    """The asked precisions the bundle has and this onnxruntime can run (the others said and
+    skipped); a MofError when none is left."""
+    from mof.runtime import ort_compat
     have = [p for p in precisions if manifest.has_precision(p)]
     missing = sorted(set(precisions) - set(have))
     if missing:
         log(f"{PROG}: {bundle.name} has no {', '.join(missing)} graphs (add them with mof-quantize "
             f"[--int4]); skipped")
-    if not have:
-        raise MofError(f"{bundle} has none of the requested precisions")
-    return have
+    runnable, refused = [], []
+    for p in have:
+        try:
+            ort_compat.check(manifest, p, bundle.name)
+            runnable.append(p)
+        except MofError as e:
+            log(f"{PROG}: {e}; skipped")
+            refused.append(str(e))
+    if not runnable:
+        raise MofError(refused[0] if refused else f"{bundle} has none of the requested precisions")
+    return runnable
 
 
 def _floors(manifest, bundle: Path, precisions, modes, R: int, threads: Optional[int], log) -> Optional[dict]:
