@@ -1,5 +1,6 @@
 // mof's custom onnxruntime ops, registered with SessionOptions.register_custom_ops_library(path):
 //
+//   mof.native::QGru (gru_op.cc), and
 //   mof.native::RowwiseQMatMul(x float [..., K], W int8 [K, N], w_scale float [N], bias float [N]?)
 //       -> y float [..., N]
 //
@@ -12,39 +13,15 @@
 #include <new>
 #include <vector>
 
-#include "ort_abi.h"
-#include "qgemm.h"
+#include "op_util.h"
 
 using mof_native::Isa;
 using mof_native::Packed;
 
-namespace {
+namespace mof_ops {
 
 mof_ort::Api g_api;
 Isa g_isa = Isa::kScalar;
-constexpr int kWeightMax = 64;
-
-struct Kernel {
-  bool constant = false;               // W was a constant input: packed below at creation
-  Packed packed;
-};
-
-struct Tensor {
-  int type = 0;
-  std::vector<int64_t> dims;
-  void* data = nullptr;
-  int64_t count() const {
-    int64_t n = 1;
-    for (int64_t d : dims) n *= d;
-    return n;
-  }
-};
-
-#define MOF_TRY(expr)                 \
-  do {                                \
-    OrtStatus* status_ = (expr);      \
-    if (status_ != nullptr) return status_; \
-  } while (0)
 
 OrtStatus* error(const char* msg) { return g_api.CreateStatus(MOF_ORT_INVALID_ARGUMENT, msg); }
 
@@ -62,6 +39,26 @@ OrtStatus* read_tensor(const OrtValue* value, Tensor* out) {
   if (status) return status;
   return g_api.GetTensorMutableData(const_cast<OrtValue*>(value), &out->data);
 }
+
+OrtStatus* parallel(OrtKernelContext* ctx, void (*fn)(void*, size_t), size_t total, void* data) {
+  if (total <= 1) {
+    for (size_t i = 0; i < total; ++i) fn(data, i);
+    return nullptr;
+  }
+  return g_api.KernelContext_ParallelFor(ctx, fn, total, 0, data);
+}
+
+}  // namespace mof_ops
+
+namespace {
+
+using namespace mof_ops;
+constexpr int kWeightMax = 64;
+
+struct Kernel {
+  bool constant = false;               // W was a constant input: packed below at creation
+  Packed packed;
+};
 
 OrtStatus* pack(const Tensor& w, Packed* out) {
   if (w.type != MOF_ORT_INT8 || w.dims.size() != 2) return error("RowwiseQMatMul: W must be int8 [K, N]");
@@ -111,14 +108,6 @@ void quantize_chunk(void* data, size_t chunk) {
 
 void product_chunk(void* data, size_t tile) {
   mof_native::product_tile(g_isa, static_cast<Run*>(data)->p, int64_t(tile));
-}
-
-OrtStatus* parallel(OrtKernelContext* ctx, void (*fn)(void*, size_t), size_t total, Run* run) {
-  if (total <= 1) {
-    for (size_t i = 0; i < total; ++i) fn(run, i);
-    return nullptr;
-  }
-  return g_api.KernelContext_ParallelFor(ctx, fn, total, 0, run);
 }
 
 OrtStatus* inputs(OrtKernelContext* ctx, Tensor t[4], bool* has_bias) {
@@ -222,6 +211,7 @@ OrtCustomOp make_op() {
 }
 
 OrtCustomOp g_op = make_op();
+OrtCustomOp g_gru_op = mof_ops::make_gru_op();
 
 }  // namespace
 
@@ -230,6 +220,13 @@ extern "C" {
 // What the product runs on this CPU: "avx512vnni", "avx2" or "scalar" (mof.runtime.native reads it).
 __attribute__((visibility("default"))) const char* MofNativeIsa() {
   return mof_native::isa_name(mof_native::best_isa());
+}
+
+// Whether the CPU has FMA: onnxruntime's sigmoid and tanh are then its FMA3 kernels, which QGru's
+// equal (mof.runtime.native uses graphs with QGru only then).
+__attribute__((visibility("default"))) int MofNativeCpuHasFma() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("fma") ? 1 : 0;
 }
 
 __attribute__((visibility("default"))) OrtStatus* RegisterCustomOps(OrtSessionOptions* options,
@@ -245,6 +242,7 @@ __attribute__((visibility("default"))) OrtStatus* RegisterCustomOps(OrtSessionOp
   OrtCustomOpDomain* domain = nullptr;  // lives as long as the process: sessions keep using it
   MOF_TRY(g_api.CreateCustomOpDomain("mof.native", &domain));
   MOF_TRY(g_api.CustomOpDomain_Add(domain, &g_op));
+  MOF_TRY(g_api.CustomOpDomain_Add(domain, &g_gru_op));
   return g_api.AddCustomOpDomain(options, domain);
 }
 

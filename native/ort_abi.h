@@ -84,6 +84,7 @@ enum Index : size_t {
   kGetDimensions = 62,
   kGetTensorTypeAndShape = 65,
   kKernelContext_GetInputCount = 88,
+  kKernelContext_GetOutputCount = 89,
   kKernelContext_GetInput = 90,
   kKernelContext_GetOutput = 91,
   kReleaseStatus = 93,
@@ -104,6 +105,7 @@ struct Api {
   OrtStatus* (*GetDimensions)(const OrtTensorTypeAndShapeInfo*, int64_t* dims, size_t count);
   OrtStatus* (*GetTensorTypeAndShape)(const OrtValue*, OrtTensorTypeAndShapeInfo** out);
   OrtStatus* (*KernelContext_GetInputCount)(const OrtKernelContext*, size_t* out);
+  OrtStatus* (*KernelContext_GetOutputCount)(const OrtKernelContext*, size_t* out);
   OrtStatus* (*KernelContext_GetInput)(const OrtKernelContext*, size_t index, const OrtValue** out);
   OrtStatus* (*KernelContext_GetOutput)(OrtKernelContext*, size_t index, const int64_t* dims, size_t count,
                                         OrtValue** out);
@@ -131,6 +133,7 @@ inline void bind(Api& a, const OrtApi* api) {
   take(a.GetDimensions, api, kGetDimensions);
   take(a.GetTensorTypeAndShape, api, kGetTensorTypeAndShape);
   take(a.KernelContext_GetInputCount, api, kKernelContext_GetInputCount);
+  take(a.KernelContext_GetOutputCount, api, kKernelContext_GetOutputCount);
   take(a.KernelContext_GetInput, api, kKernelContext_GetInput);
   take(a.KernelContext_GetOutput, api, kKernelContext_GetOutput);
   take(a.ReleaseStatus, api, kReleaseStatus);

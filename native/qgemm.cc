@@ -311,7 +311,7 @@ void product_tile(Isa isa, const Product& p, int64_t tile) {
 Isa best_isa() {
   __builtin_cpu_init();
   Isa isa = Isa::kScalar;
-  if (__builtin_cpu_supports("avx2")) isa = Isa::kAvx2;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isa = Isa::kAvx2;   // QGru's gates use FMA
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
     isa = Isa::kAvx512Vnni;

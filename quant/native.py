@@ -6,8 +6,10 @@ Every product quant/rowwise.py wrote as
     MatMulIntegerToFloat(x_u8, W, 1, w_scale, 128) -> Mul(x_scale)  [-> Add(bias [N] constant)]
 
 becomes mof.native::RowwiseQMatMul(x, W, w_scale[, bias]), in every graph and Loop / If body; the
-quantization nodes go when no product reads them any more. GRU recurrent products (the fixed scale
-1/127: Mul(h, 127) -> QuantizeLinear -> MatMulIntegerToFloat, no Mul after) are left as they are.
+quantization nodes go when no product reads them any more. Every GRU that quant/gru_rewrite.py wrote
+as a first step and a Loop over the others (their recurrent products with the fixed scale 1/127:
+Mul(h, 127) -> QuantizeLinear -> MatMulIntegerToFloat, no Mul after) becomes one
+mof.native::QGru(xw, h0, R, r_scale, b_h) -> (h_T[, Y]).
 The graphs are rewritten with their weights left where they are (external data in the precision's
 weights file, the same initializers at the same offsets), so no weight is written twice; the fused
 graphs are checked bit for bit against the stock ones on probe inputs before anything is written.
@@ -124,6 +126,48 @@ def _fuse_graph(model, graph, inits) -> int:
     return fused
 
 
+# what quant/gru_rewrite.py names a GRU's nodes, under its path P (``/rnn/gru.0/matmuls``)
+GRU_LOOP = "/Loop"                         # P/Loop: the steps after the first
+GRU_NODES = {"xw": ("/step0/Slice", "Slice", 0),                  # P/step0/Slice reads xw [T, B, 3U]
+             "h0": ("/step0/recurrent/quantize/Mul", "Mul", 0),  # Mul(h0, 127)
+             "R": ("/step0/recurrent/MatMulIntegerToFloat", "MatMulIntegerToFloat", 1),
+             "r_scale": ("/step0/recurrent/MatMulIntegerToFloat", "MatMulIntegerToFloat", 3),
+             "b_h": ("/step0/Add_1", "Add", 1)}                  # Add(rec_h, b_h)
+GRU_Y = "/y/Concat"                        # P/y/Concat: [h1, the Loop's steps] when Y is read
+
+
+def _gru_inputs(graph, path: str):
+    """QGru's inputs [xw, h0, R, r_scale, b_h] of the GRU rewritten under ``path``, or None."""
+    by_name = {n.name: n for n in graph.node}
+    found = []
+    for suffix, op, index in GRU_NODES.values():
+        node = by_name.get(path + suffix)
+        if node is None or node.op_type != op or len(node.input) <= index:
+            return None
+        found.append(node.input[index])
+    return found
+
+
+def fuse_gru(model) -> int:
+    """Replace, in ``model``'s main graph, every rewritten int8 GRU (its first step, the Loop over the
+    others, the Concat of their states) with one mof.native::QGru; how many."""
+    from onnx import helper
+    graph, fused = model.graph, 0
+    for loop in [n for n in graph.node if n.op_type == "Loop" and n.name.endswith(GRU_LOOP)]:
+        path = loop.name[:-len(GRU_LOOP)]
+        inputs = _gru_inputs(graph, path)
+        if inputs is None:
+            continue
+        concat = next((n for n in graph.node if n.name == path + GRU_Y), None) if len(loop.output) > 1 else None
+        outputs = [loop.output[0]] + ([concat.output[0]] if concat is not None else [])
+        node = helper.make_node("QGru", inputs, outputs, domain=DOMAIN, name=f"{path}/native/QGru")
+        graph.node.insert(list(graph.node).index(loop), node)
+        for n in (loop,) + ((concat,) if concat is not None else ()):
+            graph.node.remove(n)
+        fused += 1
+    return fused
+
+
 def fuse_rowwise(model) -> int:
     """Rewrite ``model`` (a ModelProto from quant/rowwise.py; its weights may stay external) in place;
     the number of products fused."""
@@ -133,9 +177,16 @@ def fuse_rowwise(model) -> int:
     for graph in all_graphs(model.graph):
         _prune_nodes(graph, [o.name for o in graph.output])
     prune_initializers(model.graph, list(inits))            # 1/127 and the like, now unread
-    if fused and not any(o.domain == DOMAIN for o in model.opset_import):
+    uses_native = any(n.domain == DOMAIN for g in all_graphs(model.graph) for n in g.node)
+    if uses_native and not any(o.domain == DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(DOMAIN, 1))
     return fused
+
+
+def fuse(model) -> tuple[int, int]:
+    """Both rewrites of ``model``, in place: (products fused, GRUs fused)."""
+    grus = fuse_gru(model)
+    return fuse_rowwise(model), grus          # fuse_rowwise also drops what the GRUs left unread
 
 
 def _probe_feeds(sess, config, sizes: dict, rng, refill) -> dict:
@@ -180,7 +231,8 @@ def check_bit_equal(stock: Path, fused: Path, config, library: str, log) -> int:
 
 
 def _fused_graphs(bundle_dir: Path, manifest, precision: str, log) -> dict:
-    """graph name -> (stock file, fused ModelProto, products fused) of ``precision``'s decoding graphs."""
+    """graph name -> (stock file, fused ModelProto, (products, GRUs) fused) of ``precision``'s
+    decoding graphs."""
     import onnx
     out = {}
     for name in QUANTIZED_GRAPHS:
@@ -188,11 +240,12 @@ def _fused_graphs(bundle_dir: Path, manifest, precision: str, log) -> dict:
         if stock is None:
             continue
         model = onnx.load(str(bundle_dir / stock), load_external_data=False)
-        n = fuse_rowwise(model)
-        if n == 0:
+        products, grus = fuse(model)
+        if products == 0:
             raise MofError(f"{bundle_dir}: {stock} has no rowwise product to fuse; nothing written")
-        log(f"      {stock}: {n} products fused into {DOMAIN}::RowwiseQMatMul")
-        out[name] = (stock, model, n)
+        log(f"      {stock}: {products} products fused into {DOMAIN}::RowwiseQMatMul, "
+            f"{grus} GRUs into {DOMAIN}::QGru")
+        out[name] = (stock, model, (products, grus))
     return out
 
 
@@ -217,11 +270,11 @@ def add_native_graphs(bundle_dir: Path, force: bool = False, log: Callable[[str]
             if name not in old and name != MANIFEST_FILE:
                 shutil.copy2(bundle_dir / name, w.path(name))
         for p in precisions:
-            files, fused, probes = {}, {}, 0
-            for name, (stock, model, n) in _fused_graphs(bundle_dir, manifest, p, log).items():
+            files, products, grus, probes = {}, {}, {}, 0
+            for name, (stock, model, (n, g)) in _fused_graphs(bundle_dir, manifest, p, log).items():
                 files[name] = NATIVE_FILES[p][name]
                 w.path(files[name]).write_bytes(model.SerializeToString())
                 probes += check_bit_equal(w.path(stock), w.path(files[name]), manifest.config, str(native.path), log)
-                fused[name] = n
-            new_manifest = add_native(new_manifest, p, files, native_record(fused, native.isa, probes))
+                products[name], grus[name] = n, g
+            new_manifest = add_native(new_manifest, p, files, native_record(products, native.isa, probes, grus))
         return w.commit(new_manifest)

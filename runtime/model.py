@@ -324,13 +324,31 @@ def _pick_kernels(bundle_dir: Path, manifest: Manifest, files: dict[str, str], p
         if native:
             raise MofError(f"native kernels required, but {why}")
         return files, "stock", None
-    from .native import register
-    got = register(so)
+    from .native import build, register
+    got = _usable(build(), manifest)
+    got = register(so, got) if got.path is not None else got
     if got.path is None:
         if native:
             raise MofError(f"native kernels required, but {got.note.removesuffix('; stock graphs')}")
         return files, "stock", got.note
     return fused, f"native ({got.isa})", got.note
+
+
+def _usable(got, manifest: Manifest):
+    """``got`` (mof.runtime.native.Native), or one without a path and saying why when the bundle's
+    fused graphs need ops this library lacks, or QGru on a CPU without FMA."""
+    from .native import NEEDS_FMA, OPS, Native
+    if got.path is None:
+        return got
+    needs = (manifest.get("native") or {}).get("ops") or []
+    missing = [op for op in needs if op not in OPS]
+    if missing:
+        return Native(None, "", f"native ops: the bundle's fused graphs need {', '.join(missing)}, which this "
+                                "mof's library lacks; stock graphs")
+    if not got.fma and any(op in NEEDS_FMA for op in needs):
+        return Native(None, "", "native ops: this CPU has no FMA, where onnxruntime's sigmoid and tanh differ "
+                                "from QGru's; stock graphs")
+    return got
 
 
 def _config(manifest: Manifest, window: Optional[int]) -> ModelConfig:

@@ -20,9 +20,12 @@ from pathlib import Path
 from typing import Optional
 
 DOMAIN = "mof.native"                  # the custom ops' ONNX domain
-OPS = ("RowwiseQMatMul",)              # the ops the library registers in DOMAIN (docs/native.md)
+OPS = ("RowwiseQMatMul", "QGru")      # the ops the library registers in DOMAIN (docs/native.md)
+# QGru computes sigmoid and tanh as onnxruntime does on a CPU with FMA (its MLAS FMA3 kernels); on
+# one without, onnxruntime's own differ, so graphs with QGru run only where the CPU has FMA
+NEEDS_FMA = ("QGru",)
 ORT_API = 17                           # the OrtApi version the library asks for (native/mof_ops.cc)
-SOURCES = ("ort_abi.h", "qgemm.h", "qgemm.cc", "mof_ops.cc")
+SOURCES = ("ort_abi.h", "op_util.h", "qgemm.h", "qgemm.cc", "gru.h", "gru.cc", "gru_op.cc", "mof_ops.cc")
 LIBRARY = "libmof_native.so"
 # plain x86-64 code (no -march: the artifact must run on any x86-64 CPU; the AVX2 and AVX-512 VNNI
 # kernels are chosen at run time), no FMA contraction (the stock graph's float steps, one by one)
@@ -35,6 +38,7 @@ class Native:
     path: Optional[Path]               # the built library; None when not available
     isa: str                           # the kernels it runs on this CPU: avx512vnni / avx2 / scalar; "" if none
     note: str                          # one line: what runs, or why the stock graphs do
+    fma: bool = False                  # the CPU has FMA (onnxruntime's sigmoid and tanh are its FMA3 kernels)
 
 
 def source_dir() -> Path:
@@ -103,12 +107,12 @@ def build(rebuild: bool = False) -> Native:
         if err is not None:
             return Native(None, "", f"native ops: build failed ({err}); stock graphs")
     try:
-        isa = ctypes.CDLL(str(target)).MofNativeIsa
-        isa.restype = ctypes.c_char_p
-        kernels = isa().decode()
+        lib = ctypes.CDLL(str(target))
+        lib.MofNativeIsa.restype = ctypes.c_char_p
+        kernels, fma = lib.MofNativeIsa().decode(), bool(lib.MofNativeCpuHasFma())
     except (OSError, AttributeError) as e:
         return Native(None, "", f"native ops: cannot load {target} ({e}); stock graphs")
-    return Native(target, kernels, f"native ops: {DOMAIN} ({kernels} kernels) from {target}")
+    return Native(target, kernels, f"native ops: {DOMAIN} ({kernels} kernels) from {target}", fma)
 
 
 def register(so, native: Optional[Native] = None) -> Native:

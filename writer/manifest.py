@@ -109,11 +109,12 @@ def add_precision(manifest: dict, precision: str, record: dict, onnxruntime: dic
     return manifest
 
 
-def native_record(fused: dict[str, int], kernels: str, probes: int) -> dict:
-    """What ``add_native`` records of one precision's fused graphs: products fused per graph, and the
-    bit-for-bit check they passed before they were written (the kernels it ran, how many probes)."""
+def native_record(fused: dict[str, int], kernels: str, probes: int, grus: Optional[dict[str, int]] = None) -> dict:
+    """What ``add_native`` records of one precision's fused graphs: products (and GRUs) fused per
+    graph, and the bit-for-bit check they passed before they were written (the kernels it ran, how
+    many probes)."""
     from mof.runtime.ort_compat import current
-    return {"fused_products": dict(fused),
+    return {"fused_products": dict(fused), **({"fused_grus": dict(grus)} if grus is not None else {}),
             "checked": {"bit_equal": True, "probes": probes, "kernels": kernels, "onnxruntime": current()}}
 
 

@@ -81,13 +81,15 @@ def cases(seed: int = 0) -> list[dict]:
 
 
 def write_cases(folder, seed: int = 0) -> list[dict]:
-    """Write each case's two graphs and x into ``folder`` (what run_cases.py reads); the cases."""
+    """Write each case's two graphs and x into ``folder`` (what run_cases.py reads): the products
+    here and the GRUs of gru_graphs.py; the cases."""
     import json
     from pathlib import Path
     folder = Path(folder)
+    import gru_graphs
     listed = []
-    for i, case in enumerate(cases(seed)):
-        stock, native = graphs(case["w"], case["bias"], case["rank"])
+    for i, case in enumerate(cases(seed) + gru_graphs.cases(seed)):
+        stock, native = gru_graphs.graphs(*case["gru"]) if "gru" in case else graphs(case["w"], case["bias"], case["rank"])
         (folder / f"{i}.stock.onnx").write_bytes(stock)
         (folder / f"{i}.native.onnx").write_bytes(native)
         np.save(folder / f"{i}.x.npy", case["x"])

@@ -1,6 +1,6 @@
 """What a native op must pass to be used, on the demo bundle: its int8 step, chunk and decode
-graphs with every dynamic rowwise product fused into mof.native::RowwiseQMatMul (mof.quant.native)
-give the stock graphs' outputs (logits and states) bit for bit, on each kernel path this CPU has."""
+graphs with every dynamic rowwise product fused into mof.native::RowwiseQMatMul and every GRU into
+mof.native::QGru (mof.quant.native.fuse) give the stock graphs' outputs (logits and states) bit for bit, on each kernel path this CPU has."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from mof.runtime.native import build  # noqa: E402
-from mof.quant.native import fuse_rowwise  # noqa: E402
+from mof.quant.native import fuse  # noqa: E402
 from run_cases import ISAS, session  # noqa: E402
 
 NATIVE = build()
@@ -49,7 +49,7 @@ def graphs():
     for name in ("step", "chunk", "decode"):
         model = onnx.load(str(DEMO / f"{name}.int8.onnx"))
         stock = model.SerializeToString()
-        fused = fuse_rowwise(model)
+        fused = fuse(model)                       # (products, GRUs)
         out[name] = (stock, model.SerializeToString(), fused)
     return out
 
@@ -58,7 +58,7 @@ def graphs():
 @pytest.mark.parametrize("name,refill", [("step", None), ("chunk", None), ("decode", False), ("decode", True)])
 def test_demo_outputs_bit_for_bit(graphs, name, refill, isa, monkeypatch):
     stock_bytes, native_bytes, fused = graphs[name]
-    assert fused >= 19, f"only {fused} products fused in {name}"
+    assert fused[0] >= 19 and fused[1] == 3, f"only {fused} (products, GRUs) fused in {name}"
     monkeypatch.setenv("MOF_NATIVE_ISA", isa)
     stock, native = session(stock_bytes, None), session(native_bytes, str(NATIVE.path))
     feed = feeds(stock, np.random.default_rng(7), refill)

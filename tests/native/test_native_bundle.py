@@ -57,8 +57,11 @@ def _external(path: Path) -> dict:
 
 def test_manifest_records_the_fused_graphs_beside_the_same_weights(bundle):
     m = json.loads((bundle / "manifest.json").read_text())
-    assert m["native"]["domain"] == "mof.native" and m["native"]["ops"] == ["RowwiseQMatMul"]
+    assert m["native"]["domain"] == "mof.native" and m["native"]["ops"] == ["RowwiseQMatMul", "QGru"]
     assert m["native"]["abi"] == 17 and m["native"]["precisions"]["int8"]["checked"]["bit_equal"] is True
+    record = m["native"]["precisions"]["int8"]                    # the demo's 3 GRUs, 19 products per graph
+    assert record["fused_grus"] == {"step": 3, "chunk": 3, "decode": 3}
+    assert record["fused_products"] == {"step": 19, "chunk": 19, "decode": 19}
     for name, file in NATIVE_FILES["int8"].items():
         assert m["graphs"][name]["int8_native"] == file and file in m["files"]
         fused, stock = _external(bundle / file), _external(bundle / m["graphs"][name]["int8"])
