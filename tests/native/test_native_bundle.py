@@ -121,6 +121,28 @@ def test_auto_falls_back_when_the_library_cannot_be_built(bundle, tmp_path, monk
         Model.load(bundle, precision="int8", native=True)
 
 
+def test_graphs_with_ops_this_library_cannot_match_run_stock(bundle, monkeypatch):
+    """Fused graphs needing an op the library lacks (a newer bundle), or QGru on a CPU without FMA
+    (where onnxruntime's sigmoid and tanh are other kernels), run stock, saying why in one line."""
+    import dataclasses
+
+    from mof.runtime import native as rn
+    m = Model.load(bundle, precision="int8")
+    assert m.kernels.startswith("native")
+    newer = json.loads((bundle / "manifest.json").read_text())
+    newer["native"]["ops"].append("QLstm")
+    monkeypatch.setattr(rn, "build", lambda: NATIVE)
+    from mof.runtime.model import _usable
+    got = _usable(NATIVE, newer)
+    assert got.path is None and "need QLstm, which this mof's library lacks" in got.note
+    assert _usable(NATIVE, json.loads((bundle / "manifest.json").read_text())) is NATIVE
+    monkeypatch.setattr(rn, "build", lambda: dataclasses.replace(NATIVE, fma=False))
+    m = Model.load(bundle, precision="int8")
+    assert m.kernels == "stock" and "no FMA" in m.kernels_note and "\n" not in m.kernels_note
+    with pytest.raises(MofError, match="native kernels required, but native ops: this CPU has no FMA"):
+        Model.load(bundle, precision="int8", native=True)
+
+
 def test_stock_readers_keep_reading_the_bundle(bundle):
     verify_bundle(bundle)
     m = Model.load(bundle, precision="int8", native=False)
