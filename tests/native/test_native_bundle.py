@@ -217,3 +217,17 @@ def test_native_graphs_are_redone_only_with_force(bundle, tmp_path):
     assert {k: v for k, v in after.items() if k != "manifest.json"} == \
         {k: v for k, v in before.items() if k != "manifest.json"}                 # the same graphs, once
     verify_bundle(out)
+
+
+def test_the_profile_shows_the_loops_gone(bundle, capsys):
+    """benchmarks/native_profile.py on the demo's chunk graph: the stock graph runs its GRUs as 3
+    Loops, the fused one as 3 QGru runs and no Loop, with fewer op runs."""
+    from mof_testing import script_module
+    with script_module(Path(__file__).resolve().parents[2] / "benchmarks" / "native_profile.py") as bench:
+        assert bench.main([str(bundle), "--graph", "chunk", "--tokens", "16", "--runs", "1", "--top", "40"]) == 0
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ")}
+    assert rows["Loop"][0].endswith("/ 3") and rows["Loop"][1].strip(" |") == "-"
+    assert rows["QGru"][0] == "-" and rows["QGru"][1].strip(" |").endswith("/ 3")
+    stock_runs, native_runs = (int(c.split("/ ")[1].split()[0]) for c in rows["**a run (profiled)**"])
+    assert native_runs < stock_runs
