@@ -1,11 +1,12 @@
 // mof's custom onnxruntime ops, registered with SessionOptions.register_custom_ops_library(path):
 //
 //   mof.native::QGru (gru_op.cc), and
-//   mof.native::RowwiseQMatMul(x float [..., K], W int8 [K, N], w_scale float [N], bias float [N]?)
-//       -> y float [..., N]
+//   mof.native::RowwiseQMatMul(x float [..., K], W int8 [K, N], w_scale float [N], bias float [N]?,
+//                              residual float [..., N]?) -> y float [..., N]
 //
 // one op for quant/rowwise.py's Abs, ReduceMax, Mul, Div, QuantizeLinear, MatMulIntegerToFloat,
-// Mul (and the Add of a bias after them), with their arithmetic bit for bit (qgemm.h). W must be
+// Mul (and the Add of a bias after them, and then a residual connection's Add of a tensor of y's
+// shape), with their arithmetic bit for bit (qgemm.h). W must be
 // in [-64, 64] (7 bits, what rowwise.py writes); a constant W is packed once, when the session
 // creates the kernel.
 #include <exception>
@@ -110,53 +111,130 @@ void product_chunk(void* data, size_t tile) {
   mof_native::product_tile(g_isa, static_cast<Run*>(data)->p, int64_t(tile));
 }
 
-OrtStatus* inputs(OrtKernelContext* ctx, Tensor t[4], bool* has_bias) {
+constexpr size_t kInputs = 5;          // x, W, w_scale, bias?, residual?
+constexpr size_t kBias = 3, kResidual = 4;
+
+OrtStatus* inputs(OrtKernelContext* ctx, Tensor t[kInputs], bool present[kInputs]) {
   size_t n = 0;
   MOF_TRY(g_api.KernelContext_GetInputCount(ctx, &n));
-  *has_bias = false;
-  for (size_t i = 0; i < n && i < 4; ++i) {
+  for (size_t i = 0; i < n && i < kInputs; ++i) {
     const OrtValue* v = nullptr;
     MOF_TRY(g_api.KernelContext_GetInput(ctx, i, &v));
     if (v == nullptr) continue;
     MOF_TRY(read_tensor(v, &t[i]));
-    if (i == 3) *has_bias = true;
+    present[i] = true;
   }
   if (t[0].type != MOF_ORT_FLOAT || t[0].dims.empty()) return error("RowwiseQMatMul: x must be float [..., K]");
   return nullptr;
 }
 
-OrtStatus* compute(Kernel* k, OrtKernelContext* ctx) {
-  Tensor t[4];
-  bool has_bias = false;
-  MOF_TRY(inputs(ctx, t, &has_bias));
-  Packed local;
-  if (!k->constant) MOF_TRY(pack(t[1], &local));
-  const Packed& w = k->constant ? k->packed : local;
+// The inputs' shapes against W's; y's dims in ``dims``.
+OrtStatus* check(const Tensor t[kInputs], const bool present[kInputs], const Packed& w, std::vector<int64_t>* dims) {
   const int64_t K = t[0].dims.back(), N = w.N;
   if (K != w.K) return error("RowwiseQMatMul: x's last axis must be W's first");
   if (t[2].type != MOF_ORT_FLOAT || t[2].count() != N) return error("RowwiseQMatMul: w_scale must be float [N]");
-  if (has_bias && (t[3].type != MOF_ORT_FLOAT || t[3].count() != N))
+  if (present[kBias] && (t[kBias].type != MOF_ORT_FLOAT || t[kBias].count() != N))
     return error("RowwiseQMatMul: bias must be float [N]");
-  std::vector<int64_t> dims = t[0].dims;
-  dims.back() = N;
-  OrtValue* y = nullptr;
-  MOF_TRY(g_api.KernelContext_GetOutput(ctx, 0, dims.data(), dims.size(), &y));
-  const int64_t M = K > 0 ? t[0].count() / K : 0;
-  void* out = nullptr;
-  MOF_TRY(g_api.GetTensorMutableData(y, &out));
-  if (M == 0 || N == 0) return nullptr;
+  *dims = t[0].dims;
+  dims->back() = N;
+  if (present[kResidual] && t[kResidual].type != MOF_ORT_FLOAT) return error("RowwiseQMatMul: residual must be float");
+  return nullptr;
+}
+
+// numpy broadcasting of two shapes (right-aligned), or false when they do not broadcast
+bool broadcast_dims(const std::vector<int64_t>& a, const std::vector<int64_t>& b, std::vector<int64_t>* out) {
+  const size_t r = std::max(a.size(), b.size());
+  out->assign(r, 1);
+  for (size_t i = 0; i < r; ++i) {
+    const int64_t da = i < r - a.size() ? 1 : a[i - (r - a.size())];
+    const int64_t db = i < r - b.size() ? 1 : b[i - (r - b.size())];
+    if (da != db && da != 1 && db != 1) return false;
+    (*out)[i] = da == 1 ? db : da;
+  }
+  return true;
+}
+
+// out = a + b with numpy broadcasting to ``dims`` (each element one IEEE addition, as Add), a row
+// of the last axis at a time
+void broadcast_add(const float* a, const std::vector<int64_t>& da, const float* b, const std::vector<int64_t>& db,
+                   const std::vector<int64_t>& dims, float* out) {
+  const size_t r = dims.size();
+  std::vector<int64_t> sa(r, 0), sb(r, 0), idx(r, 0);      // strides, 0 along a broadcast axis
+  for (int64_t i = int64_t(r) - 1, ka = 1, kb = 1; i >= 0; --i) {
+    const size_t ia = size_t(i) + da.size(), ib = size_t(i) + db.size();
+    const int64_t na = ia >= r ? da[ia - r] : 1, nb = ib >= r ? db[ib - r] : 1;
+    sa[size_t(i)] = na == 1 ? 0 : ka;
+    sb[size_t(i)] = nb == 1 ? 0 : kb;
+    ka *= na;
+    kb *= nb;
+  }
+  const int64_t n = r ? dims[r - 1] : 1, ja = r ? sa[r - 1] : 0, jb = r ? sb[r - 1] : 0;
+  int64_t rows = 1;
+  for (size_t i = 0; i + 1 < r; ++i) rows *= dims[i];
+  for (int64_t row = 0, oa = 0, ob = 0; row < rows; ++row) {
+    float* o = out + row * n;
+    const float *pa = a + oa, *pb = b + ob;
+    if (ja && jb) for (int64_t j = 0; j < n; ++j) o[j] = pa[j] + pb[j];
+    else if (ja) for (int64_t j = 0; j < n; ++j) o[j] = pa[j] + pb[0];
+    else if (jb) for (int64_t j = 0; j < n; ++j) o[j] = pa[0] + pb[j];
+    else for (int64_t j = 0; j < n; ++j) o[j] = pa[0] + pb[0];
+    for (size_t i = r - 1; i-- > 0;) {                      // the next row
+      oa += sa[i];
+      ob += sb[i];
+      if (++idx[i] < dims[i]) break;
+      oa -= sa[i] * dims[i];
+      ob -= sb[i] * dims[i];
+      idx[i] = 0;
+    }
+  }
+}
+
+// y [M, N] = the product of x and W (+ bias) (+ the residual, when ``with_residual``) into ``out``
+OrtStatus* run_product(OrtKernelContext* ctx, const Tensor t[kInputs], const bool present[kInputs], const Packed& w,
+                       int64_t M, float* out, bool with_residual) {
+  const int64_t K = t[0].dims.back();
   Run r;
   r.x = static_cast<const float*>(t[0].data);
   r.K = K;
   r.u8.resize(size_t(M * w.K4 * 4));
   r.x_scale.resize(size_t(M));
-  r.p = {&w, r.u8.data(), r.x_scale.data(), static_cast<const float*>(t[2].data),
-         has_bias ? static_cast<const float*>(t[3].data) : nullptr, static_cast<float*>(out), M};
+  auto opt = [&](size_t i) { return present[i] ? static_cast<const float*>(t[i].data) : nullptr; };
+  r.p = {&w, r.u8.data(), r.x_scale.data(), static_cast<const float*>(t[2].data), opt(kBias),
+         with_residual ? opt(kResidual) : nullptr, out, M};
   const int64_t chunks = M * K >= 32768 ? std::min<int64_t>(M, 8) : 1;
   r.rows_per_chunk = (M + chunks - 1) / chunks;
   MOF_TRY(parallel(ctx, quantize_chunk, size_t((M + r.rows_per_chunk - 1) / r.rows_per_chunk), &r));
   const int64_t tiles = (w.NB + mof_native::kTileBlocks - 1) / mof_native::kTileBlocks;
   return parallel(ctx, product_chunk, size_t(tiles), &r);
+}
+
+OrtStatus* compute(Kernel* k, OrtKernelContext* ctx) {
+  Tensor t[kInputs];
+  bool present[kInputs] = {};
+  MOF_TRY(inputs(ctx, t, present));
+  Packed local;
+  if (!k->constant) MOF_TRY(pack(t[1], &local));
+  const Packed& w = k->constant ? k->packed : local;
+  std::vector<int64_t> dims, out_dims;
+  MOF_TRY(check(t, present, w, &dims));
+  // a residual of y's shape is added in the product's epilogue; another one (broadcast) after it
+  const bool apart = present[kResidual] && t[kResidual].dims != dims;
+  if (apart && !broadcast_dims(dims, t[kResidual].dims, &out_dims))
+    return error("RowwiseQMatMul: residual does not broadcast with y");
+  if (!apart) out_dims = dims;
+  const int64_t K = t[0].dims.back(), N = w.N;
+  OrtValue* y = nullptr;
+  MOF_TRY(g_api.KernelContext_GetOutput(ctx, 0, out_dims.data(), out_dims.size(), &y));
+  const int64_t M = K > 0 ? t[0].count() / K : 0;
+  void* out = nullptr;
+  MOF_TRY(g_api.GetTensorMutableData(y, &out));
+  if (M == 0 || N == 0) return nullptr;                     // then out_dims hold a 0 too
+  std::vector<float> product(apart ? size_t(M * N) : 0);
+  MOF_TRY(run_product(ctx, t, present, w, M, apart ? product.data() : static_cast<float*>(out), !apart));
+  if (apart)
+    broadcast_add(product.data(), dims, static_cast<const float*>(t[kResidual].data), t[kResidual].dims, out_dims,
+                  static_cast<float*>(out));
+  return nullptr;
 }
 
 OrtStatus* compute_v2(void* kernel, OrtKernelContext* ctx) {
@@ -178,10 +256,10 @@ void destroy(void* kernel) { delete static_cast<Kernel*>(kernel); }
 const char* name(const OrtCustomOp*) { return "RowwiseQMatMul"; }
 const char* provider(const OrtCustomOp*) { return "CPUExecutionProvider"; }
 int input_type(const OrtCustomOp*, size_t i) { return i == 1 ? MOF_ORT_INT8 : MOF_ORT_FLOAT; }
-size_t input_count(const OrtCustomOp*) { return 4; }
+size_t input_count(const OrtCustomOp*) { return kInputs; }
 int output_type(const OrtCustomOp*, size_t) { return MOF_ORT_FLOAT; }
 size_t output_count(const OrtCustomOp*) { return 1; }
-int input_characteristic(const OrtCustomOp*, size_t i) { return i == 3 ? MOF_ORT_OPTIONAL : MOF_ORT_REQUIRED; }
+int input_characteristic(const OrtCustomOp*, size_t i) { return i >= kBias ? MOF_ORT_OPTIONAL : MOF_ORT_REQUIRED; }
 int output_characteristic(const OrtCustomOp*, size_t) { return MOF_ORT_REQUIRED; }
 int memory_type(const OrtCustomOp*, size_t) { return 0; }
 int one(const OrtCustomOp*) { return 1; }

@@ -70,6 +70,7 @@ inline float epilogue(int32_t acc, const Product& p, int64_t m, int64_t n) {
   float f = static_cast<float>(acc) * p.w_scale[n];
   f = f * p.x_scale[m];
   if (p.bias) f = f + p.bias[n];
+  if (p.residual) f = f + p.residual[m * p.w->N + n];
   return f;
 }
 
@@ -164,6 +165,7 @@ MOF_AVX2 void block_avx2(const Product& p, int64_t m0, int64_t nb) {
         __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_loadu_ps(p.w_scale + n));
         f = _mm256_mul_ps(f, _mm256_set1_ps(p.x_scale[m]));
         if (p.bias) f = _mm256_add_ps(f, _mm256_loadu_ps(p.bias + n));
+        if (p.residual) f = _mm256_add_ps(f, _mm256_loadu_ps(p.residual + m * w.N + n));
         _mm256_storeu_ps(p.y + m * w.N + n, f);
       } else {
         int32_t t[8];
@@ -259,6 +261,7 @@ MOF_VNNI void tile_vnni(const Product& p, int64_t m0, int64_t nb0) {
       __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][j], zs)), ws);
       f = _mm512_mul_ps(f, _mm512_set1_ps(p.x_scale[m0 + r]));
       if (p.bias) f = _mm512_add_ps(f, bias);
+      if (p.residual) f = _mm512_add_ps(f, _mm512_maskz_loadu_ps(mask, p.residual + (m0 + r) * w.N + n));
       _mm512_mask_storeu_ps(p.y + (m0 + r) * w.N + n, mask, f);
     }
   }

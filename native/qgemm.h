@@ -2,7 +2,7 @@
 //   x_scale = max|x[m, :]| * float(1/127)
 //   x_u8    = sat_u8(rne(max(min(x / x_scale, 127), -128)) + 128)   (QuantizeLinear, scale 1, zp 128;
 //             an all-zero row gives 0/0 = NaN, which onnxruntime's kernels turn into 0)
-//   y       = (float(sum_k (x_u8 - 128) * W_s8) * w_scale[n]) * x_scale[m]  (+ bias[n])
+//   y       = (float(sum_k (x_u8 - 128) * W_s8) * w_scale[n]) * x_scale[m]  (+ bias[n]) (+ residual[m, n])
 // The int32 sum is exact (|W| <= 64), every float step is one IEEE operation in the stock order,
 // compiled with -ffp-contract=off (no FMA).
 // A row holding a NaN gets x_scale = NaN, so its whole output is NaN on every kernel path. (The stock
@@ -43,6 +43,7 @@ struct Product {
   const float* x_scale;                // [M]
   const float* w_scale;                // [N]
   const float* bias;                   // [N] or null
+  const float* residual;               // [M, N] or null: added last (a residual connection's Add)
   float* y;                            // [M, N]
   int64_t M;
 };

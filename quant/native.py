@@ -4,8 +4,9 @@ Every product quant/rowwise.py wrote as
 
     Abs(x) -> ReduceMax -> Mul(1/127) = x_scale;  Div(x, x_scale) -> QuantizeLinear(1, 128) = x_u8
     MatMulIntegerToFloat(x_u8, W, 1, w_scale, 128) -> Mul(x_scale)  [-> Add(bias [N] constant)]
+    [-> Add(residual: a computed tensor of y's shape)]
 
-becomes mof.native::RowwiseQMatMul(x, W, w_scale[, bias]), in every graph and Loop / If body; the
+becomes mof.native::RowwiseQMatMul(x, W, w_scale[, bias][, residual]), in every graph and Loop / If body; the
 quantization nodes go when no product reads them any more. Every GRU that quant/gru_rewrite.py wrote
 as a first step and a Loop over the others (their recurrent products with the fixed scale 1/127:
 Mul(h, 127) -> QuantizeLinear -> MatMulIntegerToFloat, no Mul after) becomes one
@@ -91,6 +92,19 @@ def _bias(mul, cons, inits, graph_outputs, n_out):
     return add, other
 
 
+def _residual(last, cons, inits, graph_outputs):
+    """The Add after ``last`` and its other input when it adds a computed tensor (a residual
+    connection: y's shape, checked by the op on every run), else (None, None)."""
+    after = cons.get(last.output[0], [])
+    if len(after) != 1 or after[0].op_type != "Add" or last.output[0] in graph_outputs:
+        return None, None
+    add = after[0]
+    other = add.input[1] if add.input[0] == last.output[0] else add.input[0]
+    if other in inits or other == last.output[0]:
+        return None, None
+    return add, other
+
+
 def _prune_nodes(graph, keep_outputs) -> None:
     """Drop nodes of ``graph`` (not its bodies) whose outputs nobody reads, until none is left."""
     while True:
@@ -116,10 +130,13 @@ def _fuse_graph(model, graph, inits) -> int:
         n_out = int(inits[ws].dims[0]) if ws in inits and len(inits[ws].dims) == 1 else -1
         add, bias = _bias(mul, cons, inits, outputs, n_out)
         last = add if add is not None else mul
-        fused_node = helper.make_node("RowwiseQMatMul", [x, w, ws] + ([bias] if bias else []), list(last.output),
+        res_add, residual = _residual(last, cons, inits, outputs)
+        end = res_add if res_add is not None else last
+        extra = [bias or ""] + [residual] if residual else [bias] if bias else []
+        fused_node = helper.make_node("RowwiseQMatMul", [x, w, ws] + extra, list(end.output),
                                       domain=DOMAIN, name=f"native/{mul.output[0]}")
-        graph.node.insert(list(graph.node).index(mul), fused_node)
-        for n in (node, mul) + ((add,) if add is not None else ()):
+        graph.node.insert(list(graph.node).index(end), fused_node)     # after every input it reads
+        for n in [node, mul] + [n for n in (add, res_add) if n is not None]:
             graph.node.remove(n)
         fused += 1
         cons = _consumers(model.graph)
@@ -243,8 +260,10 @@ def _fused_graphs(bundle_dir: Path, manifest, precision: str, log) -> dict:
         products, grus = fuse(model)
         if products == 0:
             raise MofError(f"{bundle_dir}: {stock} has no rowwise product to fuse; nothing written")
-        log(f"      {stock}: {products} products fused into {DOMAIN}::RowwiseQMatMul, "
-            f"{grus} GRUs into {DOMAIN}::QGru")
+        residuals = sum(n.op_type == "RowwiseQMatMul" and len(n.input) == 5 for g in all_graphs(model.graph)
+                        for n in g.node)
+        log(f"      {stock}: {products} products fused into {DOMAIN}::RowwiseQMatMul ({residuals} with the "
+            f"residual Add after them), {grus} GRUs into {DOMAIN}::QGru")
         out[name] = (stock, model, (products, grus))
     return out
 
