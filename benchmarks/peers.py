@@ -6,8 +6,10 @@
 What is timed: the network over 128 random ids (seed 0) from a zero state, the last position's
 logits — `mof.runtime.Model.exact_logits`, what exact decoding runs per token — in each of:
 
-- ``mof-fp32``, ``mof-int8``, ``mof-int4``: ``Model.load(bundle, precision=..., threads=N)`` then
-  ``model.exact_logits(ids)`` (the decode graph; int4 only when the bundle has int4 graphs);
+- ``mof-fp32``, ``mof-int8``, ``mof-int4``: ``Model.load(bundle, precision=..., threads=N,
+  native=False)`` then ``model.exact_logits(ids)`` (the decode graph; int4 only when the bundle has
+  int4 graphs); ``mof-int8-native``: the same with ``native=True``, the fused graphs of
+  ``mof-quantize --native`` (docs/native.md; only when the bundle has them);
 - ``litert-fp32``, ``litert-int8``: ai-edge-litert's ``Interpreter`` (its default XNNPACK delegate,
   ``num_threads=N``) on a .tflite converted from the Keras model by TensorFlow's TFLiteConverter with
   builtin ops only (``OpsSet.TFLITE_BUILTINS``); int8 is the converter's dynamic-range quantization
@@ -103,7 +105,10 @@ CONTENDERS = {c.name: c for c in (
     Contender("mof-fp32", "mof", "fp32", ("onnxruntime",), "runtime",
               "Model.load(bundle, precision='fp32').exact_logits(ids)"),
     Contender("mof-int8", "mof", "int8", ("onnxruntime",), "runtime",
-              "Model.load(bundle, precision='int8').exact_logits(ids)"),
+              "Model.load(bundle, precision='int8', native=False).exact_logits(ids): the stock graphs"),
+    Contender("mof-int8-native", "mof", "int8 native", ("onnxruntime",), "runtime",
+              "Model.load(bundle, precision='int8', native=True).exact_logits(ids): the fused graphs "
+              "(mof-quantize --native; when the bundle has them)"),
     Contender("mof-int4", "mof", "int4", ("onnxruntime",), "runtime",
               "Model.load(bundle, precision='int4').exact_logits(ids) (when the bundle has int4)"),
     Contender("litert-fp32", "LiteRT (XNNPACK)", "fp32", ("ai_edge_litert",) + TF_MODULES, "peers",
@@ -286,8 +291,9 @@ def runner(spec: dict) -> tuple[Callable[[], np.ndarray], dict]:
         return run, {"intra_op_threads": threads, "inter_op_threads": 1}
     if name.startswith("mof-"):
         from mof.runtime import Model
-        model = Model.load(bundle, precision=name[4:], threads=threads)
-        return (lambda: model.exact_logits(ids)[0]), {"graphs": sorted(model.sessions)}
+        precision, _, kernels = name[4:].partition("-")
+        model = Model.load(bundle, precision=precision, threads=threads, native=kernels == "native")
+        return (lambda: model.exact_logits(ids)[0]), {"graphs": sorted(model.sessions), "kernels": model.kernels}
     if name.startswith("litert-"):
         from ai_edge_litert.interpreter import Interpreter
         interp = Interpreter(model_path=spec["tflite"], num_threads=threads)
@@ -536,6 +542,9 @@ def run(args) -> int:
     if "mof-int4" in names and "int4" not in (graphs.get("decode") or graphs.get("chunk") or {}):
         log(f"{bundle.name} has no int4 graphs: mof-int4 left out")
         names.remove("mof-int4")
+    if "mof-int8-native" in names and "int8_native" not in (graphs.get("decode") or graphs.get("chunk") or {}):
+        log(f"{bundle.name} has no native int8 graphs (mof-quantize --native): mof-int8-native left out")
+        names.remove("mof-int8-native")
     if any(n.startswith("openvino-") for n in names) and "chunk" not in graphs and not args.openvino_graph:
         raise PeersError(f"{bundle} has no chunk graph for OpenVINO (re-export it with this mof)")
     if "tf" not in names:
