@@ -4,10 +4,10 @@ Every product quant/rowwise.py wrote as
 
     Abs(x) -> ReduceMax -> Mul(1/127) = x_scale;  Div(x, x_scale) -> QuantizeLinear(1, 128) = x_u8
     MatMulIntegerToFloat(x_u8, W, 1, w_scale, 128) -> Mul(x_scale)  [-> Add(bias [N] constant)]
-    [-> Add(residual: a computed tensor of y's shape)]
+    [-> Add(residual: a computed tensor, of y's shape or one that broadcasts with it)]
 
-becomes mof.native::RowwiseQMatMul(x, W, w_scale[, bias][, residual]), in every graph and Loop / If body; the
-quantization nodes go when no product reads them any more. Every GRU that quant/gru_rewrite.py wrote
+becomes mof.native::RowwiseQMatMul(x, W, w_scale[, bias][, residual]), in every graph and Loop / If
+body; the quantization nodes go when no product reads them any more. Every GRU that quant/gru_rewrite.py wrote
 as a first step and a Loop over the others (their recurrent products with the fixed scale 1/127:
 Mul(h, 127) -> QuantizeLinear -> MatMulIntegerToFloat, no Mul after) becomes one
 mof.native::QGru(xw, h0, R, r_scale, b_h) -> (h_T[, Y]).
@@ -94,7 +94,7 @@ def _bias(mul, cons, inits, graph_outputs, n_out):
 
 def _residual(last, cons, inits, graph_outputs):
     """The Add after ``last`` and its other input when it adds a computed tensor (a residual
-    connection: y's shape, checked by the op on every run), else (None, None)."""
+    connection, of y's shape or one that broadcasts with it: the op adds either), else (None, None)."""
     after = cons.get(last.output[0], [])
     if len(after) != 1 or after[0].op_type != "Add" or last.output[0] in graph_outputs:
         return None, None
@@ -143,7 +143,9 @@ def _fuse_graph(model, graph, inits) -> int:
     return fused
 
 
-# what quant/gru_rewrite.py names a GRU's nodes, under its path P (``/rnn/gru.0/matmuls``)
+# what quant/gru_rewrite.py (and rowwise.py's quantization of the recurrent product) name a GRU's
+# nodes, under its path P (``/rnn/gru.0/matmuls``); tests/native fuse the demo's GRUs and ONNX GRUs
+# rewritten by that code, so a change of names there fails them
 GRU_LOOP = "/Loop"                         # P/Loop: the steps after the first
 GRU_NODES = {"xw": ("/step0/Slice", "Slice", 0),                  # P/step0/Slice reads xw [T, B, 3U]
              "h0": ("/step0/recurrent/quantize/Mul", "Mul", 0),  # Mul(h0, 127)
