@@ -42,7 +42,8 @@ class Native:
 
 
 def source_dir() -> Path:
-    """native/ beside the package folders (a source checkout or an editable install)."""
+    """native/ beside the package folders: the repository's (a checkout, an editable install) or the
+    installed package's mof/native (a wheel carries the sources: pyproject's package-data)."""
     return Path(__file__).resolve().parents[1] / "native"
 
 

@@ -46,3 +46,20 @@ def test_builds_and_names_its_kernels(monkeypatch, tmp_path):
     assert got.path is not None and got.path.is_file(), got.note
     assert got.isa in ("avx512vnni", "avx2", "scalar")
     assert native.build().path == got.path                  # cached: the same file, not rebuilt
+
+
+def test_an_installed_wheel_carries_every_source():
+    """pyproject installs native/ as the package mof.native with every file the build reads, where
+    source_dir() looks in an installed wheel (mof/native beside mof/runtime); and no source file
+    of native/ is left out of SOURCES (a new one would not be built, nor shipped)."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    tool = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "mof.native" in tool["packages"] and tool["package-dir"]["mof.native"] == "native"
+    globs = tool["package-data"]["mof.native"]
+    assert all(any(fnmatch.fnmatch(name, g) for g in globs) for name in native.SOURCES)
+    on_disk = {p.name for p in (root / "native").iterdir() if p.suffix in (".h", ".cc")}
+    assert on_disk == set(native.SOURCES)
+    assert native.source_dir() == root / "native"
