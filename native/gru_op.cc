@@ -7,9 +7,6 @@
 // (gru.h). T >= 1. R must be in [-64, 64]; a constant R is packed once, when the session creates
 // the kernel. Each step's unit blocks are shared out on onnxruntime's intra-op threads.
 #include <algorithm>
-#include <exception>
-#include <memory>
-#include <new>
 
 #include "gru.h"
 #include "op_util.h"
@@ -19,7 +16,6 @@ namespace {
 using namespace mof_ops;
 using mof_native::GruRun;
 using mof_native::GruWeights;
-constexpr int kWeightMax = 64;
 constexpr int64_t kParallelMacs = 1 << 16;  // a step's products below this run on one thread
 constexpr int64_t kMaxTasks = 8;
 
@@ -33,27 +29,6 @@ OrtStatus* pack(const Tensor& R, GruWeights* out) {
     return error("QGru: R must be int8 [U, 3U]");
   mof_native::pack_gru(static_cast<const int8_t*>(R.data), R.dims[0], out);
   if (out->packed.peak > kWeightMax) return error("QGru: R must be in [-64, 64] (7-bit weights)");
-  return nullptr;
-}
-
-OrtStatus* create_kernel(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo* info, void** out) {
-  std::unique_ptr<Kernel> k(new (std::nothrow) Kernel);
-  if (!k) return g_api.CreateStatus(MOF_ORT_FAIL, "QGru: out of memory");
-  int is_constant = 0;
-  const OrtValue* R = nullptr;
-  OrtStatus* status = g_api.KernelInfoGetConstantInput_tensor(info, 2, &is_constant, &R);
-  if (status == nullptr && is_constant && R != nullptr) {
-    Tensor t;
-    try {
-      MOF_TRY(read_tensor(R, &t));
-      MOF_TRY(pack(t, &k->w));
-    } catch (const std::exception&) {
-      return g_api.CreateStatus(MOF_ORT_FAIL, "QGru: out of memory packing R");
-    }
-    k->constant = true;
-  }
-  if (status != nullptr) g_api.ReleaseStatus(status);   // not constant: packed on every run
-  *out = k.release();
   return nullptr;
 }
 
@@ -133,57 +108,26 @@ OrtStatus* compute(Kernel* k, OrtKernelContext* ctx) {
   return nullptr;
 }
 
-OrtStatus* compute_v2(void* kernel, OrtKernelContext* ctx) {
-  try {
-    return compute(static_cast<Kernel*>(kernel), ctx);
-  } catch (const std::exception&) {
-    return g_api.CreateStatus(MOF_ORT_FAIL, "QGru: out of memory");
+struct GruOp {
+  static constexpr const char* kName = "QGru";
+  static constexpr size_t kInputs = 5;
+  static constexpr size_t kOutputs = 2;
+  static int input_type(size_t i) { return i == 2 ? MOF_ORT_INT8 : MOF_ORT_FLOAT; }
+  static int input_characteristic(size_t) { return MOF_ORT_REQUIRED; }
+  static int output_characteristic(size_t i) { return i == 1 ? MOF_ORT_OPTIONAL : MOF_ORT_REQUIRED; }
+  static OrtStatus* create(const OrtKernelInfo* info, void** out) {
+    return create_packed<Kernel>(info, 2, pack, kName, "R", out);
   }
-}
-
-void* create_kernel_v1(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info) {
-  void* k = nullptr;
-  return create_kernel(op, api, info, &k) == nullptr ? k : nullptr;
-}
-void compute_v1(void* kernel, OrtKernelContext* ctx) { (void)compute_v2(kernel, ctx); }
-void destroy(void* kernel) { delete static_cast<Kernel*>(kernel); }
-const char* name(const OrtCustomOp*) { return "QGru"; }
-const char* provider(const OrtCustomOp*) { return "CPUExecutionProvider"; }
-int input_type(const OrtCustomOp*, size_t i) { return i == 2 ? MOF_ORT_INT8 : MOF_ORT_FLOAT; }
-size_t input_count(const OrtCustomOp*) { return 5; }
-int output_type(const OrtCustomOp*, size_t) { return MOF_ORT_FLOAT; }
-size_t output_count(const OrtCustomOp*) { return 2; }
-int input_characteristic(const OrtCustomOp*, size_t) { return MOF_ORT_REQUIRED; }
-int output_characteristic(const OrtCustomOp*, size_t i) { return i == 1 ? MOF_ORT_OPTIONAL : MOF_ORT_REQUIRED; }
-int memory_type(const OrtCustomOp*, size_t) { return 0; }
-int one(const OrtCustomOp*) { return 1; }
+  static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
+    return ::compute(static_cast<Kernel*>(kernel), ctx);
+  }
+  static void destroy(void* kernel) { delete static_cast<Kernel*>(kernel); }
+};
 
 }  // namespace
 
 namespace mof_ops {
 
-OrtCustomOp make_gru_op() {
-  OrtCustomOp op{};
-  op.version = mof_ort::kCustomOpVersion;
-  op.CreateKernel = create_kernel_v1;
-  op.GetName = name;
-  op.GetExecutionProviderType = provider;
-  op.GetInputType = input_type;
-  op.GetInputTypeCount = input_count;
-  op.GetOutputType = output_type;
-  op.GetOutputTypeCount = output_count;
-  op.KernelCompute = compute_v1;
-  op.KernelDestroy = destroy;
-  op.GetInputCharacteristic = input_characteristic;
-  op.GetOutputCharacteristic = output_characteristic;
-  op.GetInputMemoryType = memory_type;
-  op.GetVariadicInputMinArity = one;
-  op.GetVariadicInputHomogeneity = one;
-  op.GetVariadicOutputMinArity = one;
-  op.GetVariadicOutputHomogeneity = one;
-  op.CreateKernelV2 = create_kernel;
-  op.KernelComputeV2 = compute_v2;
-  return op;
-}
+OrtCustomOp make_gru_op() { return describe<GruOp>(); }
 
 }  // namespace mof_ops

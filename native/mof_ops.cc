@@ -9,9 +9,6 @@
 // shape), with their arithmetic bit for bit (qgemm.h). W must be
 // in [-64, 64] (7 bits, what rowwise.py writes); a constant W is packed once, when the session
 // creates the kernel.
-#include <exception>
-#include <memory>
-#include <new>
 #include <vector>
 
 #include "op_util.h"
@@ -41,6 +38,17 @@ OrtStatus* read_tensor(const OrtValue* value, Tensor* out) {
   return g_api.GetTensorMutableData(const_cast<OrtValue*>(value), &out->data);
 }
 
+const OrtValue* constant_input(const OrtKernelInfo* info, size_t index) {
+  int is_constant = 0;
+  const OrtValue* value = nullptr;
+  OrtStatus* status = g_api.KernelInfoGetConstantInput_tensor(info, index, &is_constant, &value);
+  if (status != nullptr) {              // "not constant": computed at run time
+    g_api.ReleaseStatus(status);
+    return nullptr;
+  }
+  return is_constant ? value : nullptr;
+}
+
 OrtStatus* parallel(OrtKernelContext* ctx, void (*fn)(void*, size_t), size_t total, void* data) {
   if (total <= 1) {
     for (size_t i = 0; i < total; ++i) fn(data, i);
@@ -54,39 +62,16 @@ OrtStatus* parallel(OrtKernelContext* ctx, void (*fn)(void*, size_t), size_t tot
 namespace {
 
 using namespace mof_ops;
-constexpr int kWeightMax = 64;
 
 struct Kernel {
-  bool constant = false;               // W was a constant input: packed below at creation
-  Packed packed;
+  bool constant = false;               // W was a constant input: packed at creation
+  Packed w;
 };
 
 OrtStatus* pack(const Tensor& w, Packed* out) {
   if (w.type != MOF_ORT_INT8 || w.dims.size() != 2) return error("RowwiseQMatMul: W must be int8 [K, N]");
   mof_native::pack_weights(static_cast<const int8_t*>(w.data), w.dims[0], w.dims[1], out);
   if (out->peak > kWeightMax) return error("RowwiseQMatMul: W must be in [-64, 64] (7-bit weights)");
-  return nullptr;
-}
-
-OrtStatus* create_kernel(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo* info, void** out) {
-  std::unique_ptr<Kernel> k(new (std::nothrow) Kernel);
-  if (!k) return g_api.CreateStatus(MOF_ORT_FAIL, "RowwiseQMatMul: out of memory");
-  int is_constant = 0;
-  const OrtValue* w = nullptr;
-  OrtStatus* status = g_api.KernelInfoGetConstantInput_tensor(info, 1, &is_constant, &w);
-  if (status == nullptr && is_constant && w != nullptr) {
-    Tensor t;
-    try {
-      MOF_TRY(read_tensor(w, &t));
-      MOF_TRY(pack(t, &k->packed));
-    } catch (const std::exception&) {
-      return g_api.CreateStatus(MOF_ORT_FAIL, "RowwiseQMatMul: out of memory packing W");
-    }
-    k->constant = true;
-  }
-  // a status here means "not constant" (W computed at run time): packed on every run instead
-  if (status != nullptr) g_api.ReleaseStatus(status);
-  *out = k.release();
   return nullptr;
 }
 
@@ -214,7 +199,7 @@ OrtStatus* compute(Kernel* k, OrtKernelContext* ctx) {
   MOF_TRY(inputs(ctx, t, present));
   Packed local;
   if (!k->constant) MOF_TRY(pack(t[1], &local));
-  const Packed& w = k->constant ? k->packed : local;
+  const Packed& w = k->constant ? k->w : local;
   std::vector<int64_t> dims, out_dims;
   MOF_TRY(check(t, present, w, &dims));
   // a residual of y's shape is added in the product's epilogue; another one (broadcast) after it
@@ -237,58 +222,25 @@ OrtStatus* compute(Kernel* k, OrtKernelContext* ctx) {
   return nullptr;
 }
 
-OrtStatus* compute_v2(void* kernel, OrtKernelContext* ctx) {
-  try {
-    return compute(static_cast<Kernel*>(kernel), ctx);
-  } catch (const std::exception&) {
-    return g_api.CreateStatus(MOF_ORT_FAIL, "RowwiseQMatMul: out of memory");
-  }
-}
-
 // ---------------------------------------------------------------- the op's description
 
-void* create_kernel_v1(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info) {
-  void* k = nullptr;
-  return create_kernel(op, api, info, &k) == nullptr ? k : nullptr;
-}
-void compute_v1(void* kernel, OrtKernelContext* ctx) { (void)compute_v2(kernel, ctx); }
-void destroy(void* kernel) { delete static_cast<Kernel*>(kernel); }
-const char* name(const OrtCustomOp*) { return "RowwiseQMatMul"; }
-const char* provider(const OrtCustomOp*) { return "CPUExecutionProvider"; }
-int input_type(const OrtCustomOp*, size_t i) { return i == 1 ? MOF_ORT_INT8 : MOF_ORT_FLOAT; }
-size_t input_count(const OrtCustomOp*) { return kInputs; }
-int output_type(const OrtCustomOp*, size_t) { return MOF_ORT_FLOAT; }
-size_t output_count(const OrtCustomOp*) { return 1; }
-int input_characteristic(const OrtCustomOp*, size_t i) { return i >= kBias ? MOF_ORT_OPTIONAL : MOF_ORT_REQUIRED; }
-int output_characteristic(const OrtCustomOp*, size_t) { return MOF_ORT_REQUIRED; }
-int memory_type(const OrtCustomOp*, size_t) { return 0; }
-int one(const OrtCustomOp*) { return 1; }
+struct RowwiseOp {
+  static constexpr const char* kName = "RowwiseQMatMul";
+  static constexpr size_t kOutputs = 1;
+  static constexpr size_t kInputs = ::kInputs;
+  static int input_type(size_t i) { return i == 1 ? MOF_ORT_INT8 : MOF_ORT_FLOAT; }
+  static int input_characteristic(size_t i) { return i >= kBias ? MOF_ORT_OPTIONAL : MOF_ORT_REQUIRED; }
+  static int output_characteristic(size_t) { return MOF_ORT_REQUIRED; }
+  static OrtStatus* create(const OrtKernelInfo* info, void** out) {
+    return create_packed<Kernel>(info, 1, pack, kName, "W", out);
+  }
+  static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
+    return ::compute(static_cast<Kernel*>(kernel), ctx);
+  }
+  static void destroy(void* kernel) { delete static_cast<Kernel*>(kernel); }
+};
 
-OrtCustomOp make_op() {
-  OrtCustomOp op{};
-  op.version = mof_ort::kCustomOpVersion;
-  op.CreateKernel = create_kernel_v1;
-  op.GetName = name;
-  op.GetExecutionProviderType = provider;
-  op.GetInputType = input_type;
-  op.GetInputTypeCount = input_count;
-  op.GetOutputType = output_type;
-  op.GetOutputTypeCount = output_count;
-  op.KernelCompute = compute_v1;
-  op.KernelDestroy = destroy;
-  op.GetInputCharacteristic = input_characteristic;
-  op.GetOutputCharacteristic = output_characteristic;
-  op.GetInputMemoryType = memory_type;
-  op.GetVariadicInputMinArity = one;
-  op.GetVariadicInputHomogeneity = one;
-  op.GetVariadicOutputMinArity = one;
-  op.GetVariadicOutputHomogeneity = one;
-  op.CreateKernelV2 = create_kernel;
-  op.KernelComputeV2 = compute_v2;
-  return op;
-}
-
-OrtCustomOp g_op = make_op();
+OrtCustomOp g_op = describe<RowwiseOp>();
 OrtCustomOp g_gru_op = mof_ops::make_gru_op();
 
 }  // namespace
