@@ -28,7 +28,7 @@ def profile(path: Path, library, config, tokens: int, threads: int, runs: int) -
     """{run_ms, ops: {op type: (ms per run, runs per run)}} of one graph file."""
     import onnxruntime as ort
 
-    from mof.quant.native import _probe_feeds
+    from mof.quant.native import probe_feeds
     from mof.runtime.model import session_options
     so = session_options(threads)
     if library:
@@ -36,7 +36,7 @@ def profile(path: Path, library, config, tokens: int, threads: int, runs: int) -
     so.enable_profiling = True
     so.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "profile")
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    feed = _probe_feeds(sess, config, {"batch": 1, "chunk": tokens, "seq": tokens}, np.random.default_rng(0), False)
+    feed = probe_feeds(sess, config, {"batch": 1, "chunk": tokens, "seq": tokens}, np.random.default_rng(0), False)
     for _ in range(2):
         sess.run(None, feed)
     for _ in range(runs):

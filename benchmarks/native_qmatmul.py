@@ -35,7 +35,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "native"))
 from qmatmul_graphs import IR_VERSION, OPSET, graphs  # noqa: E402
-from mof.quant.native import fuse_rowwise  # noqa: E402
+from mof.quant.native import fuse_rowwise, probe_feeds  # noqa: E402
+from mof.runtime.bundle import verify_bundle  # noqa: E402
 from run_cases import session  # noqa: E402
 
 SHAPES = ((1, 1024, 1024), (113, 1024, 1024), (113, 1024, 4200))
@@ -104,34 +105,20 @@ def measure(shape, library: str, threads: int, rounds: int, rng, spin: bool) -> 
             "stock_over_product": round(ratio("stock", "product"), 3)}
 
 
-def bundle_feed(sess, sizes: dict, rng) -> dict:
-    """Inputs for a bundle graph: random ids, position 5, states in [-0.9, 0.9], refill off."""
-    feed = {}
-    for i in sess.get_inputs():
-        shape = [sizes[d] if isinstance(d, str) else d for d in i.shape]
-        if i.name == "input_ids":
-            feed[i.name] = rng.integers(0, 1000, size=shape).astype(np.int32)
-        elif i.name == "position":
-            feed[i.name] = np.full(shape, 5, np.int64)
-        elif i.type == "tensor(bool)":
-            feed[i.name] = np.array(False)
-        else:
-            feed[i.name] = rng.uniform(-0.9, 0.9, size=shape).astype(np.float32)
-    return feed
-
-
 def measure_bundle(bundle: Path, library: str, threads: int, rounds: int, rng, spin: bool) -> list[dict]:
     """The bundle's int8 chunk pass and step, stock and fused: bit equality, interleaved times."""
     import onnx
-    window = json.loads((bundle / "manifest.json").read_text())["model"]["window"]
+    config = verify_bundle(bundle).config
+    window = config.window
     rows = []
-    for graph, sizes in (("chunk", {"batch": 1, "seq": window}), ("step", {"batch": 1, "chunk": 1})):
+    for graph, sizes in (("chunk", {"batch": 1, "seq": window, "chunk": window}),
+                         ("step", {"batch": 1, "seq": 1, "chunk": 1})):
         model = onnx.load(str(bundle / f"{graph}.int8.onnx"))
         stock_bytes = model.SerializeToString()
         fused = fuse_rowwise(model)
         stock = session(stock_bytes, None, threads, spin)
         native = session(model.SerializeToString(), library, threads, spin)
-        feed = bundle_feed(stock, sizes, rng)
+        feed = probe_feeds(stock, config, sizes, rng, False)
         a, b = stock.run(None, feed), native.run(None, feed)
         equal = all(np.array_equal(x.view(np.uint8), y.view(np.uint8)) for x, y in zip(a, b))
         diff = max(float(np.max(np.abs(x.astype(np.float64) - y), initial=0.0)) for x, y in zip(a, b))

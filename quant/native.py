@@ -208,7 +208,7 @@ def fuse(model) -> tuple[int, int]:
     return fuse_rowwise(model), grus          # fuse_rowwise also drops what the GRUs left unread
 
 
-def _probe_feeds(sess, config, sizes: dict, rng, refill) -> dict:
+def probe_feeds(sess, config, sizes: dict, rng, refill) -> dict:
     """Inputs for a session: ids, positions that fit the position table, states in [-0.95, 0.95]."""
     out = {}
     for i in sess.get_inputs():
@@ -238,7 +238,7 @@ def check_bit_equal(stock: Path, fused: Path, config, library: str, log) -> int:
               ({"batch": 2, "chunk": 3, "seq": min(17, config.window)}, True)]
     worst = 0.0
     for seed, (sizes, refill) in enumerate(probes):
-        feed = _probe_feeds(a, config, sizes, np.random.default_rng(seed), refill)
+        feed = probe_feeds(a, config, sizes, np.random.default_rng(seed), refill)
         for out, x, y in zip([o.name for o in a.get_outputs()], a.run(None, feed), b.run(None, feed)):
             diff = float(np.max(np.abs(x.astype(np.float64) - y), initial=0.0))
             worst = max(worst, diff)

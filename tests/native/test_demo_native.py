@@ -17,7 +17,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from mof.runtime.native import build  # noqa: E402
-from mof.quant.native import fuse  # noqa: E402
+from mof.quant.native import fuse, probe_feeds  # noqa: E402
+from mof.runtime.bundle import verify_bundle  # noqa: E402
 from run_cases import ISAS, session  # noqa: E402
 
 NATIVE = build()
@@ -29,18 +30,8 @@ SIZES = {"batch": 2, "chunk": 3, "seq": 37}
 
 
 def feeds(sess, rng, refill=None) -> dict:
-    out = {}
-    for i in sess.get_inputs():
-        shape = [SIZES[d] if isinstance(d, str) else d for d in i.shape]
-        if i.name == "input_ids":
-            out[i.name] = rng.integers(0, 3501, size=shape).astype(np.int32)
-        elif i.name == "position":
-            out[i.name] = rng.integers(0, 400, size=shape).astype(np.int64)
-        elif i.type == "tensor(bool)":
-            out[i.name] = np.array(refill)
-        else:                                     # recurrent states: GRU ones stay in [-1, 1]
-            out[i.name] = rng.uniform(-0.95, 0.95, size=shape).astype(np.float32)
-    return out
+    """mof-quantize --native's probe inputs (GRU states stay in [-1, 1]) at SIZES."""
+    return probe_feeds(sess, verify_bundle(DEMO).config, SIZES, rng, refill)
 
 
 @pytest.fixture(scope="module")
